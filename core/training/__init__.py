@@ -1,0 +1,1 @@
+"""Training: dataset loading and validation, the LoRA hook, dry-run and real trainers."""
