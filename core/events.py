@@ -8,8 +8,9 @@ Events round-trip through plain dicts so a child process can send them as JSON l
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "ArtifactWritten",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,6 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 def utc_now_iso() -> str:
     """The current time as ISO 8601 UTC with offset, e.g. ``2025-01-15T12:00:00+00:00``."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,296 @@
+"""The exporter builder: turns a trained model into a service folder.
+
+From a dry-run ``model_stub.json`` it writes the seed's documented placeholders (they say
+so in their content); from a real trained model it exports real ONNX graphs via
+:mod:`core.exporter.onnx_export`. The folder is always assembled beside its target and
+renamed into place, so a crash or cancel never leaves half a service behind.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Literal  # noqa: E402
+
+from core.events import (  # noqa: E402
+    ArtifactWritten,
+    Cancelled,
+    CancelToken,
+    EventCallback,
+    Finished,
+    Log,
+    Progress,
+    StageStarted,
+    noop,
+)
+from core.exporter.errors import ExportError, OutputExistsError  # noqa: E402
+from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+STUB_FILENAME = "model_stub.json"
+MANIFEST_FILENAME = "model_manifest.json"
+SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
+
+__all__ = ["ModelSource", "build", "main", "resolve_model_source", "staged_output_dir"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model path points at: a dry-run stub file or a real trained model folder."""
+
+    kind: Literal["stub", "hf"]
+    path: Path  # the stub file, or the folder holding model_manifest.json / config.json
+
+
+def resolve_model_source(model_path: str | os.PathLike[str]) -> ModelSource:
+    """Accept a stub file, a training output folder, its ``model/`` folder or a run folder."""
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise ExportError(f"Model path not found: {path}")
+    if path.is_file():
+        if path.name == MANIFEST_FILENAME:
+            return ModelSource("hf", path.parent)
+        try:
+            data = read_json(path)
+        except (OSError, ValueError) as exc:
+            raise ExportError(f"{path} is not a model artifact (not readable JSON: {exc})") from exc
+        if not isinstance(data, dict) or "model_type" not in data:
+            raise ExportError(f"{path} is not a model artifact: it has no 'model_type'")
+        return ModelSource("stub", path)
+    for folder in (path, path / "model", path.parent):
+        if (folder / MANIFEST_FILENAME).is_file():
+            return ModelSource("hf", folder)
+        if folder is not path.parent and (folder / STUB_FILENAME).is_file():
+            return ModelSource("stub", folder / STUB_FILENAME)
+    if (path / "config.json").is_file():
+        return ModelSource("hf", path)
+    raise ExportError(
+        f"{path} is not a model: expected {STUB_FILENAME} (dry run), {MANIFEST_FILENAME} "
+        "(a TinyForge training output) or a Hugging Face model folder with config.json"
+    )
+
+
+@contextmanager
+def staged_output_dir(output_dir: str | os.PathLike[str], overwrite: bool) -> Iterator[Path]:
+    """Yield a temp folder beside ``output_dir``; on success it replaces ``output_dir``.
+
+    An existing ``output_dir`` without ``overwrite`` is refused before anything is written;
+    on any error the temp folder is removed and the existing folder is left untouched.
+    """
+    target = Path(output_dir).expanduser().absolute()
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"Output path exists and is not a folder: {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+    staging.chmod(0o755)
+    try:
+        yield staging
+        if target.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, trash / "old")
+            os.replace(staging, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def build(
+    model_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    overwrite: bool = False,
+    export_onnx: bool = False,
+    quantize: Literal["int8", "none"] = "int8",
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Build the service folder ``output_dir`` from ``model_path``.
+
+    Returns ``export_report.json``'s content when ONNX is exported, else
+    ``model_metadata.json``'s. Raises :class:`ExportError` for user mistakes.
+    """
+    emit = on_event or noop
+    if quantize not in ("int8", "none"):
+        raise ExportError(f"Unknown quantization {quantize!r}: use 'int8' or 'none'")
+    source = resolve_model_source(model_path)
+    if source.kind == "hf":
+        from core.exporter.onnx_export import export_real
+
+        return export_real(
+            source.path, output_dir, quantize=quantize, overwrite=overwrite, on_event=emit, cancel=cancel
+        )
+    return _build_stub(source.path, Path(output_dir).expanduser().absolute(), overwrite, export_onnx, quantize, emit, cancel)
+
+
+def _build_stub(
+    stub_path: Path,
+    target: Path,
+    overwrite: bool,
+    export_onnx: bool,
+    quantize: str,
+    emit: EventCallback,
+    cancel: CancelToken | None,
+) -> dict[str, Any]:
+    stub = read_json(stub_path)
+    model_ref = str(stub_path.absolute())
+    steps = 4 if export_onnx else 2
+    emit(StageStarted("export", f"building the service for {model_ref}"))
+    with staged_output_dir(target, overwrite) as staging:
+        _copy_service_template(staging)
+        _step(emit, cancel, 1, steps, "service files")
+        metadata = {
+            "model_path": model_ref,
+            "created_time": utc_now_iso(),
+            "source": "tinyforge-exporter",
+            "model_stub": True,
+        }
+        write_json_atomic(staging / "model_metadata.json", metadata)
+        _step(emit, cancel, 2, steps, "model_metadata.json")
+        result: dict[str, Any] = metadata
+        if export_onnx:
+            result = _write_onnx_placeholders(staging, target, stub, model_ref, quantize, emit, cancel, steps)
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        emit(ArtifactWritten(str(path)))
+    emit(Log(f"Service folder ready: {target} (dry-run placeholders)"))
+    emit(Finished("completed", result))
+    return result
+
+
+def _write_onnx_placeholders(
+    staging: Path,
+    target: Path,
+    stub: dict[str, Any],
+    model_ref: str,
+    quantize: str,
+    emit: EventCallback,
+    cancel: CancelToken | None,
+    steps: int,
+) -> dict[str, Any]:
+    """The seed's ONNX, metadata, quantized and report placeholders (text, not graphs)."""
+    export_time = utc_now_iso()
+    write_text_atomic(
+        staging / "onnx" / "model.onnx",
+        "# TinyForgeAI ONNX placeholder\n"
+        f"# Exported: {export_time}\n"
+        f"# Source: {model_ref}\n"
+        "# This is a stub file for testing purposes.\n",
+    )
+    meta = {
+        "exported_from": model_ref,
+        "export_time": export_time,
+        "version": "0.1-stub",
+        "source_model": {"model_type": stub.get("model_type"), "n_records": stub.get("n_records")},
+    }
+    write_json_atomic(staging / "onnx" / "model.onnx.meta.json", meta)
+    _step(emit, cancel, 3, steps, "onnx placeholder")
+    quantized_path = None
+    if quantize == "int8":
+        quantized = {
+            "exported_from": model_ref,
+            "export_time": export_time,
+            "version": "0.1-stub",
+            "quantized": True,
+            "mode": "int8",
+            "quantize_time": utc_now_iso(),
+        }
+        write_json_atomic(staging / "onnx" / "quant" / "quantized.onnx", quantized)
+        quantized_path = str(target / "onnx" / "quant" / "quantized.onnx")
+    report = {
+        "onnx_path": str(target / "onnx" / "model.onnx"),
+        "quantized_path": quantized_path,
+        "export_time": export_time,
+        "model_path": model_ref,
+    }
+    write_json_atomic(staging / "export_report.json", report)
+    _step(emit, cancel, 4, steps, "export_report.json")
+    return report
+
+
+def _copy_service_template(destination: Path) -> None:
+    for item in SERVICE_TEMPLATE.iterdir():
+        if item.name == "__pycache__":
+            continue
+        if item.is_dir():
+            shutil.copytree(item, destination / item.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(item, destination / item.name)
+    run_script = destination / "run.sh"
+    if run_script.exists():
+        run_script.chmod(0o755)
+
+
+def _step(emit: EventCallback, cancel: CancelToken | None, step: int, total: int, message: str) -> None:
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    emit(Progress("export", step, total, message))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-path", required=True, help="model_stub.json, a training output folder or a run folder")
+    parser.add_argument("--output-dir", required=True, help="service folder to create")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--export-onnx", action="store_true", help="export ONNX graphs (placeholders for a dry run)")
+    parser.add_argument("--quantize", choices=["int8", "none"], default="int8", help="int8 dynamic quantization (default int8)")
+    parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
+
+
+def run_export_command(args: argparse.Namespace) -> int:
+    from core.console import ConsoleReporter
+    from core.sigint import cancel_on_sigint
+
+    reporter = ConsoleReporter(quiet=args.quiet)
+    try:
+        with cancel_on_sigint() as token:
+            build(
+                args.model_path,
+                args.output_dir,
+                overwrite=args.overwrite,
+                export_onnx=args.export_onnx,
+                quantize=args.quantize,
+                on_event=reporter,
+                cancel=token,
+            )
+    except Cancelled:
+        reporter.close()
+        print("Cancelled: the output folder was not changed.", file=sys.stderr)
+        return 130
+    except (ExportError, OSError, ValueError) as exc:
+        reporter.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        reporter.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    parser = argparse.ArgumentParser(prog="builder.py", description="Build a service folder from a trained model.")
+    add_export_arguments(parser)
+    return run_export_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

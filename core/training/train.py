@@ -1,0 +1,263 @@
+"""The trainer entry point: the seed's dry run, and real fine-tuning with transformers + PEFT.
+
+Run as ``python core/training/train.py``, ``python -m core.training.train`` or
+``foremforge train`` with the seed's flags (``--data``, ``--out``, ``--dry-run``,
+``--use-lora``) plus the options of a real run.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from pydantic import ValidationError  # noqa: E402
+
+from core.events import (  # noqa: E402
+    ArtifactWritten,
+    Cancelled,
+    CancelToken,
+    EventCallback,
+    Finished,
+    Log,
+    StageStarted,
+    noop,
+)
+from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
+from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
+from core.training.dataset import DatasetError, validate_file  # noqa: E402
+from core.training.peft_adapter import apply_lora, validate_lora_config  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+STUB_FILENAME = "model_stub.json"
+
+__all__ = ["STUB_FILENAME", "add_train_arguments", "config_from_args", "main", "run_training"]
+
+
+def run_training(
+    data_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    dry_run: bool = False,
+    use_lora: bool = False,
+    lora_config: dict[str, Any] | None = None,
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+    config: TrainConfig | None = None,
+) -> dict[str, Any]:
+    """Train on ``data_path`` and write the result under ``output_dir``.
+
+    A dry run validates the whole dataset and writes the seed's ``model_stub.json``
+    (returned). A real run fine-tunes with transformers + PEFT and returns its training
+    report. Bad data raises ``DatasetError`` before anything is written.
+    """
+    emit = on_event or noop
+    if config is None:
+        lora = LoraSettings(enabled=use_lora)
+        if lora_config:
+            clean = validate_lora_config(lora_config)
+            lora = LoraSettings(enabled=use_lora, r=clean["r"], alpha=clean["alpha"], target_modules=clean["target_modules"])
+        config = TrainConfig(data_path=str(data_path), output_dir=str(output_dir), dry_run=dry_run, lora=lora)
+    if not config.dry_run:
+        return _run_real(config, emit, cancel)
+    return _run_dry(config, emit, cancel)
+
+
+def _check_dataset(config: TrainConfig, emit: EventCallback, cancel: CancelToken | None) -> dict[str, Any]:
+    """Scan the whole dataset; raise the first problem as a ``DatasetError``."""
+    emit(StageStarted("validate", f"checking {config.data_path}"))
+    report = validate_file(config.data_path, on_event=emit, cancel=cancel)
+    if not report.valid:
+        raise DatasetError.from_report(config.data_path, report)
+    summary = {
+        "n_records": report.n_records,
+        "avg_input_len": report.avg_input_len,
+        "avg_output_len": report.avg_output_len,
+    }
+    message = (
+        f"Dataset summary: {summary['n_records']} records, average input {summary['avg_input_len']:.2f} "
+        f"tokens, average output {summary['avg_output_len']:.2f} tokens"
+    )
+    log.info(message)
+    emit(Log(message))
+    for warning in report.warnings[:20]:
+        emit(Log(f"line {warning.line}: {warning.message}", level="warning"))
+    return summary
+
+
+def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | None) -> dict[str, Any]:
+    summary = _check_dataset(config, emit, cancel)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    emit(StageStarted("train", "dry run: writing the stub artifact"))
+    stub: dict[str, Any] = {
+        "model_type": "tinyforge_stub",
+        "n_records": summary["n_records"],
+        "created_time": utc_now_iso(),
+        "notes": "dry-run artifact",
+    }
+    if config.lora.enabled:
+        stub = apply_lora(stub, _seed_lora_config(config.lora))
+        emit(Log(f"LoRA applied (dry run): {stub['lora_config']}"))
+    path = write_json_atomic(Path(config.output_dir) / STUB_FILENAME, stub)
+    log.info("Wrote %s", path)
+    emit(ArtifactWritten(str(path)))
+    emit(Finished("completed", {"model_path": str(path), **stub}))
+    return stub
+
+
+def _seed_lora_config(lora: LoraSettings) -> dict[str, Any]:
+    """The seed's ``lora_config`` shape; alpha stays an int when it is whole."""
+    alpha: float | int = int(lora.alpha) if float(lora.alpha).is_integer() else lora.alpha
+    return {"r": lora.r, "alpha": alpha, "target_modules": list(lora.target_modules or ["q", "v"])}
+
+
+def _run_real(config: TrainConfig, emit: EventCallback, cancel: CancelToken | None) -> dict[str, Any]:
+    try:
+        from core.training.hf_train import run_real_training
+    except ImportError as exc:  # pragma: no cover - only before the real trainer exists
+        raise RuntimeError(
+            "Real training is not available in this build; use --dry-run to validate and write the stub."
+        ) from exc
+    return run_real_training(config, on_event=emit, cancel=cancel)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The seed's flags plus the options of a real run (shared by ``foremforge train``)."""
+    parser.add_argument("--data", required=True, help="JSONL training data (one {input, output} object per line)")
+    parser.add_argument("--out", required=True, help="output folder for the model artifacts")
+    parser.add_argument("--dry-run", action="store_true", help="validate the data and write model_stub.json only")
+    parser.add_argument("--use-lora", action="store_true", help="train a LoRA adapter (default: full fine-tune)")
+    lora = parser.add_argument_group("LoRA")
+    lora.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    lora.add_argument("--lora-alpha", type=float, default=16, help="LoRA scaling alpha (default 16)")
+    lora.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default 0.05)")
+    lora.add_argument(
+        "--lora-targets",
+        default=None,
+        help="comma-separated module names (default: q,v in a dry run; per architecture in a real run)",
+    )
+    real = parser.add_argument_group("real training")
+    real.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help=f"model name, hub id or folder (default {DEFAULT_BASE_MODEL}; also tiny-causal, tiny-seq2seq)")
+    real.add_argument("--epochs", type=float, default=3.0)
+    real.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimiser steps (-1: use --epochs)")
+    real.add_argument("--lr", type=float, default=2e-4, help="learning rate")
+    real.add_argument("--batch-size", type=int, default=8)
+    real.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    real.add_argument("--max-length", type=int, default=256, help="maximum tokens per record")
+    real.add_argument("--eval-split", type=float, default=None, help="held-out fraction (default 0.1 with >= 10 records)")
+    real.add_argument("--seed", type=int, default=42)
+    real.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    real.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    real.add_argument("--resume", action="store_true", help="continue from the checkpoint of a cancelled run in --out")
+    parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    targets = None
+    if args.lora_targets is not None:
+        targets = [name.strip() for name in args.lora_targets.split(",") if name.strip()]
+        if not targets:
+            raise ValueError("--lora-targets must name at least one module, e.g. q,v")
+    elif args.dry_run:
+        targets = ["q", "v"]
+    lora = LoraSettings(
+        enabled=args.use_lora, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, target_modules=targets
+    )
+    return TrainConfig(
+        data_path=args.data,
+        output_dir=args.out,
+        dry_run=args.dry_run,
+        base_model=args.base_model,
+        lora=lora,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        max_length=args.max_length,
+        eval_split=args.eval_split,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        resume=args.resume,
+    )
+
+
+def run_train_command(args: argparse.Namespace) -> int:
+    """Run ``train`` from parsed arguments; user errors become one clear line and exit 1."""
+    from core.console import ConsoleReporter
+    from core.sigint import cancel_on_sigint
+
+    reporter = ConsoleReporter(quiet=args.quiet)
+    try:
+        config = config_from_args(args)
+    except (ValidationError, ValueError) as exc:
+        reporter(Log(f"invalid option: {_first_error(exc)}", level="error"))
+        return 2
+    try:
+        with cancel_on_sigint() as token:
+            result = run_training(config.data_path, config.output_dir, config=config, on_event=reporter, cancel=token)
+    except Cancelled:
+        reporter.close()
+        print("Cancelled: nothing was written.", file=sys.stderr)
+        return 130
+    except FileNotFoundError as exc:
+        reporter.close()
+        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 1
+    except (DatasetError, ValueError, RuntimeError) as exc:
+        reporter.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        reporter.close()
+    status = result.get("status", "completed")
+    if status == "cancelled":
+        print(f"Cancelled: a checkpoint was saved in {config.output_dir}; continue with --resume.", file=sys.stderr)
+        return 130
+    if status == "failed":
+        return 1
+    return 0
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err.get("loc", ()))
+        return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+    return str(exc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Fine-tune a small language model on a JSONL dataset (or dry-run it)."
+    )
+    add_train_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return run_train_command(build_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
