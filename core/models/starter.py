@@ -145,9 +145,17 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         fresh.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         write_json_atomic(tmp / _DONE_MARKER, {"source": str(gguf), "created_time": utc_now_iso()})
+        if (target / _DONE_MARKER).is_file():  # another process (a torchrun rank) finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         if target.exists():  # a half-finished or stale copy of our own cache entry
             shutil.rmtree(target)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / _DONE_MARKER).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,598 @@
+"""Real fine-tuning with transformers + PEFT on the HF Trainer (LoRA or full), in-process.
+
+:func:`run_real_training` validates everything cheap first (dataset, base-model name, LoRA
+targets from the config, device, split) and raises :class:`TrainingError` within seconds,
+leaving nothing under ``output_dir``. It then loads the model, trains, and writes into a temp
+folder beside ``output_dir`` that is moved into place at the end, so a crash never leaves half
+an output. Under ``torchrun`` every rank trains; only rank 0 writes artifacts and emits events.
+
+Output folder ``OUT/`` (see docs/contracts.md, Training): ``model/`` (merged model, tokenizer,
+``tinyforge_prompt.json``), ``adapter/`` (LoRA), ``training_report.json``,
+``model_manifest.json``; after a cancel, ``checkpoints/`` and a report with status cancelled.
+
+Cancel (the token, or Ctrl-C through the CLI's SIGINT handler) is polled after every optimizer
+step: the trainer saves a checkpoint under ``OUT/checkpoints/`` that ``resume=True`` continues,
+and the function *returns* the report with status ``"cancelled"`` (it does not raise). A cancel
+before the first step returns status ``"cancelled"`` and writes nothing. Any other failure
+emits ``Failed`` and raises (``TrainingError`` for bad input).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.events import (
+    ArtifactWritten,
+    Cancelled,
+    CancelToken,
+    EventCallback,
+    Failed,
+    Finished,
+    Log,
+    Metric,
+    Progress,
+    StageStarted,
+    noop,
+)
+from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.training.config import TrainConfig
+from core.training.errors import TrainingError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainingError", "run_real_training"]
+
+REPORT_NAME = "training_report.json"
+MANIFEST_NAME = "model_manifest.json"
+MODEL_DIR = "model"
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+_OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_NAME)
+
+
+@dataclass
+class _Plan:
+    """What the cheap validation decided, before anything heavy loads."""
+
+    config: TrainConfig
+    records: list[tuple[str, str]]
+    n_records: int
+    sha256: str
+    spec: Any
+    lora_targets: list[str] | None
+    train_idx: list[int]
+    eval_idx: list[int]
+    output: Path
+    resume_from: Path | None
+    rank: int = 0
+    world_size: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_real_training(
+    config: TrainConfig, on_event: EventCallback | None = None, cancel: CancelToken | None = None
+) -> dict[str, Any]:
+    """Fine-tune ``config.base_model`` on ``config.data_path`` and return the training report."""
+    rank, world_size = _dist_rank(), _dist_world_size()
+    emit = (on_event or noop) if rank == 0 else noop
+    token = cancel or CancelToken()
+    started = time.time()
+    try:
+        plan = _validate(config, emit, rank, world_size)
+    except TrainingError as error:
+        emit(Failed(str(error), "bad input"))
+        raise
+    staging = _staging_dir(plan.output, world_size)
+    try:
+        report = _train(plan, staging, emit, token, started)
+    except Cancelled:
+        _remove(staging)
+        report = _base_report(plan, "cancelled", started)
+        emit(Log("cancelled before training started; nothing was written", "warning"))
+        emit(Finished("cancelled", report))
+        return report
+    except TrainingError as error:
+        _remove(staging)
+        emit(Failed(str(error), "bad input"))
+        raise
+    except BaseException as error:
+        _remove(staging)
+        message = f"training failed: {type(error).__name__}: {error}"
+        if rank == 0 and not isinstance(error, KeyboardInterrupt):
+            failed = {**_base_report(plan, "failed", started), "error": message}
+            try:
+                write_json_atomic(plan.output / REPORT_NAME, failed)
+            except OSError:
+                logger.exception("could not write the failed report")
+        emit(Failed(message, traceback.format_exc()))
+        raise
+    emit(Finished(report["status"], report))
+    return report
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _dist_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _dist_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: int) -> _Plan:
+    """Everything that can fail without loading weights, in the order a user would fix it."""
+    from core.models.registry import BaseModelError, check_lora_targets, load_model_config, resolve_base_model
+
+    emit(StageStarted("validate", f"checking {config.data_path}"))
+    records, n_records, sha256 = _load_records(config.data_path, emit)
+    try:
+        spec = resolve_base_model(config.base_model)
+        targets = None
+        if config.lora.enabled:
+            targets = check_lora_targets(load_model_config(spec), spec.architecture, config.lora.target_modules)
+    except BaseModelError as error:
+        raise TrainingError(str(error)) from error
+    output = Path(config.output_dir).expanduser().resolve()
+    if output.exists() and not output.is_dir():
+        raise TrainingError(f"output folder {output} exists and is not a folder")
+    resume_from = _find_checkpoint(output / CHECKPOINTS_DIR) if config.resume else None
+    if config.resume and resume_from is None:
+        raise TrainingError(f"nothing to resume: no checkpoint under {output / CHECKPOINTS_DIR}")
+    if resume_from is not None:
+        _check_resume_matches(config, output)
+    fraction = config.eval_split
+    if fraction is None:
+        fraction = 0.1 if len(records) >= 10 else 0.0
+    order = list(range(len(records)))
+    random.Random(config.seed).shuffle(order)
+    n_eval = max(1, round(len(records) * fraction)) if fraction > 0 else 0
+    eval_idx, train_idx = sorted(order[:n_eval]), sorted(order[n_eval:])
+    if not train_idx:
+        raise TrainingError(
+            f"no training records left: {len(records)} record(s), {n_eval} held out for evaluation "
+            f"(eval_split {fraction}); lower eval_split or add records"
+        )
+    _check_device(config)
+    emit(Log(f"{n_records} records: {len(train_idx)} for training, {len(eval_idx)} held out"))
+    return _Plan(config, records, n_records, sha256, spec, targets, train_idx, eval_idx, output,
+                 resume_from, rank, world_size)
+
+
+def _load_records(path: str, emit: EventCallback) -> tuple[list[tuple[str, str]], int, str]:
+    """Validate the whole file, then read its (input, output) pairs."""
+    from core.training.dataset import DatasetError, stream_jsonl, validate_file
+
+    if not Path(path).is_file():
+        raise TrainingError(f"dataset not found: {path}")
+    try:
+        report = validate_file(path)
+        if not report.valid:
+            shown = "; ".join(f"line {p.line}: {p.message}" if p.line else p.message for p in report.problems[:5])
+            more = report.n_problems - min(5, len(report.problems)) if hasattr(report, "n_problems") else 0
+            suffix = f" (and {more} more)" if more > 0 else ""
+            raise TrainingError(f"invalid dataset {path}: {shown}{suffix}")
+        records = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(path)]
+    except DatasetError as error:
+        raise TrainingError(f"invalid dataset: {error}") from error
+    if not records:
+        raise TrainingError(f"no training records in {path}")
+    return records, int(report.n_records), str(report.sha256)
+
+
+def _find_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` under ``folder`` (by step), or None."""
+    if not folder.is_dir():
+        return None
+    found = [(int(p.name.split("-")[-1]), p) for p in folder.glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(found)[1] if found else None
+
+
+def _check_resume_matches(config: TrainConfig, output: Path) -> None:
+    """A checkpoint only continues the same model and LoRA setting."""
+    try:
+        previous = read_json(output / REPORT_NAME).get("config", {})
+    except (OSError, ValueError):
+        return
+    for key in ("base_model",):
+        if previous.get(key) not in (None, getattr(config, key)):
+            raise TrainingError(f"cannot resume: the checkpoint used {key} {previous.get(key)!r}, "
+                                f"not {getattr(config, key)!r}")
+    old_lora = (previous.get("lora") or {}).get("enabled")
+    if old_lora is not None and bool(old_lora) != config.lora.enabled:
+        raise TrainingError("cannot resume: the checkpoint was trained with LoRA "
+                            f"{'on' if old_lora else 'off'}; use the same setting")
+
+
+def _check_device(config: TrainConfig) -> None:
+    import torch
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' asked for, but no CUDA GPU is available (use auto or cpu)")
+    if config.device == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError("device 'mps' asked for, but Apple MPS is not available (use auto or cpu)")
+    device = _resolve_device(config.device)
+    if config.precision == "fp16" and device == "cpu":
+        raise TrainingError("precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _resolve_precision(precision: str, device: str) -> str:
+    import torch
+
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _staging_dir(output: Path, world_size: int) -> Path:
+    """A temp folder beside ``output`` (the same on every rank under torchrun)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if world_size > 1:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("MASTER_PORT", "dist")
+        path = output.parent / f".{output.name}.tinyforge-{run_id}.partial"
+        path.mkdir(exist_ok=True)
+        return path
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.tinyforge-", suffix=".partial", dir=output.parent))
+
+
+def _remove(path: Path) -> None:
+    if _dist_rank() == 0:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _train(plan: _Plan, staging: Path, emit: EventCallback, token: CancelToken, started: float) -> dict[str, Any]:
+    config = plan.config
+    token.raise_if_cancelled()
+    emit(StageStarted("load", f"loading base model {config.base_model}"))
+    import transformers
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    from core.models.batching import DynamicPadCollator, ExampleDataset
+    from core.models.prompting import build_prompt_format, encode_example
+    from core.models.registry import BaseModelError, load_base_model
+
+    hf_logging.disable_progress_bar()
+    transformers.set_seed(config.seed)
+    try:
+        model, tokenizer = load_base_model(plan.spec, seed=config.seed)
+    except BaseModelError as error:
+        raise TrainingError(str(error)) from error
+    token.raise_if_cancelled()
+    arch = plan.spec.architecture
+    fmt = build_prompt_format(tokenizer, arch, config.max_length,
+                              getattr(model.config, "decoder_start_token_id", None))
+    examples = [encode_example(tokenizer, fmt, i, o, config.max_length) for i, o in plan.records]
+    n_cut = sum(ex.truncated for ex in examples)
+    if n_cut:
+        emit(Log(f"{n_cut} record(s) are longer than max_length {config.max_length} tokens and were "
+                 "truncated (raise max_length to keep them whole)", "warning"))
+    train_set = ExampleDataset([examples[i] for i in plan.train_idx], arch, train=True)
+    eval_set = ExampleDataset([examples[i] for i in plan.eval_idx], arch, train=False) if plan.eval_idx else None
+
+    lora_info: dict[str, Any] = {}
+    if config.lora.enabled:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        peft_config = LoraConfig(
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=plan.lora_targets,
+            task_type=TaskType.SEQ_2_SEQ_LM if arch == "seq2seq" else TaskType.CAUSAL_LM,
+        )
+        model = get_peft_model(model, peft_config)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        emit(Log(f"LoRA on {', '.join(plan.lora_targets or [])}: {trainable:,} of {total:,} parameters train"))
+        lora_info = _seed_lora_keys(config, plan.lora_targets or [])
+
+    device = _resolve_device(config.device)
+    precision = _resolve_precision(config.precision, device)
+    per_step = config.batch_size * config.grad_accum * plan.world_size
+    steps_per_epoch = max(1, math.ceil(len(train_set) / (config.batch_size * plan.world_size)) // config.grad_accum)
+    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * steps_per_epoch))
+    eval_steps = max(config.logging_steps, total_steps // 5)
+    collator = DynamicPadCollator(fmt.pad_token_id, arch)
+    args = TrainingArguments(
+        output_dir=str(staging / CHECKPOINTS_DIR),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        weight_decay=0.0,
+        warmup_steps=0,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        eval_strategy="steps" if eval_set is not None else "no",
+        eval_steps=eval_steps if eval_set is not None else None,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        ddp_backend="gloo" if device == "cpu" and plan.world_size > 1 else None,
+    )
+    world_size = int(args.world_size)
+    callback = _make_callback(emit, token, collator, world_size)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.remove_callback(PrinterCallback)  # our callback reports; keep stdout clean
+    emit(StageStarted("train", f"training {config.base_model} ({'LoRA' if config.lora.enabled else 'full'}), "
+                      f"{total_steps} steps of {per_step} examples on {device} ({precision})"))
+    if plan.resume_from is not None:
+        emit(Log(f"resuming from {plan.resume_from.name}"))
+    train_started = time.time()
+    output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+    cancelled = callback.cancelled
+    if eval_set is not None and not cancelled and trainer.state.global_step % eval_steps != 0:
+        trainer.evaluate()
+    train_seconds = time.time() - train_started
+    tokens = _all_reduce_sum(collator.train_tokens, world_size)
+    tokens_per_second = tokens / train_seconds if train_seconds > 0 else 0.0
+
+    report = _base_report(plan, "cancelled" if cancelled else "completed", started)
+    report.update(
+        architecture=arch,
+        n_train=len(plan.train_idx),
+        n_eval=len(plan.eval_idx),
+        n_truncated=n_cut,
+        world_size=world_size,
+        device=device,
+        precision=precision,
+        global_step=int(trainer.state.global_step),
+        total_steps=total_steps,
+        train_loss=float(output.training_loss) if output.training_loss is not None else None,
+        log_history=_clean_history(trainer.state.log_history),
+        train_seconds=round(train_seconds, 3),
+        train_tokens=int(tokens),
+        tokens_per_second=round(tokens_per_second, 2),
+        resumed_from=plan.resume_from.name if plan.resume_from else None,
+        **lora_info,
+    )
+    if trainer.is_world_process_zero():
+        emit(StageStarted("save", "writing the model" if not cancelled else "writing the checkpoint"))
+        if cancelled:
+            _write_cancelled(trainer, staging, report)
+        else:
+            _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
+        report["duration_seconds"] = round(time.time() - started, 3)
+        write_json_atomic(staging / REPORT_NAME, report)
+        written = _publish(staging, plan.output, completed=not cancelled)
+        for path in written:
+            emit(ArtifactWritten(str(path)))
+    trainer.accelerator.wait_for_everyone()
+    return report
+
+
+def _seed_lora_keys(config: TrainConfig, targets: list[str]) -> dict[str, Any]:
+    """The seed's ``lora_applied``/``lora_config``/``lora_timestamp`` keys."""
+    alpha: float | int = int(config.lora.alpha) if float(config.lora.alpha).is_integer() else config.lora.alpha
+    return {
+        "lora_applied": True,
+        "lora_config": {"r": config.lora.r, "alpha": alpha, "target_modules": list(targets)},
+        "lora_timestamp": utc_now_iso(),
+    }
+
+
+def _base_report(plan: _Plan, status: str, started: float) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for name in ("torch", "transformers", "peft"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "status": status,
+        "base_model": plan.config.base_model,
+        "config": plan.config.model_dump(mode="json"),
+        "n_records": plan.n_records,
+        "n_train": len(plan.train_idx),
+        "n_eval": len(plan.eval_idx),
+        "dataset_sha256": plan.sha256,
+        "world_size": plan.world_size,
+        "created_time": utc_now_iso(),
+        "duration_seconds": round(time.time() - started, 3),
+        "versions": versions,
+    }
+
+
+def _clean_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trainer log entries as JSON-safe numbers."""
+    clean = []
+    for entry in history:
+        clean.append({k: (float(v) if isinstance(v, float) else v) for k, v in entry.items()
+                      if isinstance(v, int | float | str) and not (isinstance(v, float) and math.isnan(v))})
+    return clean
+
+
+def _all_reduce_sum(value: int, world_size: int) -> int:
+    if world_size <= 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return value * world_size
+    tensor = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(tensor)
+    return int(tensor.item())
+
+
+def _write_cancelled(trainer: Any, staging: Path, report: dict[str, Any]) -> None:
+    ckpt = _find_checkpoint(staging / CHECKPOINTS_DIR)
+    report["checkpoint"] = f"{CHECKPOINTS_DIR}/{ckpt.name}" if ckpt else None
+
+
+def _write_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report: dict[str, Any],
+                     plan: _Plan, lora_info: dict[str, Any]) -> None:
+    """``adapter/`` (LoRA), merged ``model/`` + tokenizer + prompt format, and the manifest."""
+    model = _unwrap(model)
+    if plan.config.lora.enabled:
+        model.save_pretrained(str(staging / ADAPTER_DIR))
+        model = model.merge_and_unload()
+    model = model.to("cpu").float()
+    model.config.use_cache = True
+    gen = model.generation_config
+    gen.eos_token_id = fmt.eos_token_id
+    gen.pad_token_id = fmt.pad_token_id
+    if fmt.decoder_start_token_id is not None:
+        gen.decoder_start_token_id = fmt.decoder_start_token_id
+    model_dir = staging / MODEL_DIR
+    model.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    fmt.save(model_dir)
+    manifest = {
+        "model_type": "tinyforge_hf",
+        "n_records": plan.n_records,
+        "created_time": utc_now_iso(),
+        "base_model": plan.config.base_model,
+        "architecture": plan.spec.architecture,
+        "model_dir": MODEL_DIR,
+        **lora_info,
+    }
+    write_json_atomic(staging / MANIFEST_NAME, manifest)
+    report["artifacts"] = {"model": MODEL_DIR, "adapter": ADAPTER_DIR if lora_info else None,
+                           "manifest": MANIFEST_NAME}
+
+
+def _unwrap(model: Any) -> Any:
+    return getattr(model, "module", model)
+
+
+def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:
+    """Move our entries from ``staging`` into ``output``, replacing only our own earlier ones.
+
+    A completed run drops an old ``checkpoints/`` (nothing left to resume); a cancelled one keeps
+    an earlier completed ``model/`` in place beside its new checkpoint.
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in _OUR_ENTRIES:
+        source, target = staging / name, output / name
+        if completed and name == CHECKPOINTS_DIR:
+            if target.is_dir():
+                shutil.rmtree(target)
+            continue
+        if not source.exists():
+            continue
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        os.replace(source, target)
+        written.append(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+def _make_callback(emit: EventCallback, token: CancelToken, collator: Any, world_size: int) -> Any:
+    """A ``TrainerCallback`` that turns trainer hooks into events and polls the cancel token after
+    each optimizer step (``control.should_training_stop`` + a checkpoint); defined lazily so
+    importing this module loads no transformers."""
+    from transformers import TrainerCallback
+
+    class EventCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.cancelled = False
+            self.t0 = time.time()
+            self.first_step = 0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.t0 = time.time()
+            self.first_step = state.global_step
+            collator.train_tokens = 0
+            emit(Progress("train", state.global_step, state.max_steps, "starting"))
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            step, total = state.global_step, state.max_steps
+            done = step - self.first_step
+            eta = (time.time() - self.t0) / done * (total - step) if done > 0 else 0.0
+            emit(Progress("train", step, total, f"ETA {_format_seconds(eta)}"))
+            if _should_cancel(token, world_size):
+                self.cancelled = True
+                control.should_training_stop = True
+                control.should_save = True
+                emit(Log(f"cancel requested: saving a checkpoint at step {step}", "warning"))
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+            values = {k: float(v) for k, v in (logs or {}).items()
+                      if k in _METRIC_KEYS and isinstance(v, int | float)}
+            if "loss" in values:
+                elapsed = time.time() - self.t0
+                if elapsed > 0:
+                    values["tokens_per_second"] = collator.train_tokens * world_size / elapsed
+            if values:
+                emit(Metric(int(state.global_step), values))
+
+    return EventCallback()
+
+
+_METRIC_KEYS = ("loss", "eval_loss", "learning_rate", "epoch", "grad_norm")
+
+
+def _should_cancel(token: CancelToken, world_size: int) -> bool:
+    """The token's flag; under torchrun the max over ranks, so every rank stops at the same step."""
+    flag = token.cancelled
+    if world_size > 1:
+        import torch
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            tensor = torch.tensor([1 if flag else 0], dtype=torch.long)
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+            flag = bool(tensor.item())
+    return flag
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,79 @@
+"""Answer a question with a trained model, greedily, in the prompt format it was trained with.
+
+``model_dir`` is a training output folder (``OUT/``) or its ``model/`` subfolder; the prompt
+format comes from ``model/tinyforge_prompt.json`` (see :mod:`core.models.prompting`). Loaded
+models are cached per folder (and modification time), so repeated questions are fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from core.models.prompting import PROMPT_FILENAME, PromptFormat, encode_prompt, load_prompt_format
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["load_for_predict", "predict", "resolve_model_dir"]
+
+_CACHE: dict[tuple[str, float], tuple[Any, Any, PromptFormat]] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 2
+
+
+def resolve_model_dir(model_dir: str | Path) -> Path:
+    """The folder holding the model and ``tinyforge_prompt.json`` (``OUT/model`` or the folder)."""
+    folder = Path(model_dir).expanduser()
+    for candidate in (folder, folder / "model"):
+        if (candidate / PROMPT_FILENAME).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{folder} holds no trained TinyForge model ({PROMPT_FILENAME} not found there or in model/)"
+    )
+
+
+def load_for_predict(model_dir: str | Path) -> tuple[Any, Any, PromptFormat]:
+    """``(model, tokenizer, prompt_format)`` for ``model_dir``, cached; the model is in eval mode."""
+    folder = resolve_model_dir(model_dir)
+    key = (str(folder.resolve()), (folder / PROMPT_FILENAME).stat().st_mtime)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    fmt = load_prompt_format(folder)
+    auto = AutoModelForSeq2SeqLM if fmt.architecture == "seq2seq" else AutoModelForCausalLM
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    model = auto.from_pretrained(str(folder), trust_remote_code=False, use_safetensors=True)
+    model.eval()
+    with _CACHE_LOCK:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (model, tokenizer, fmt)
+    return model, tokenizer, fmt
+
+
+def predict(model_dir: str | Path, text: str, max_new_tokens: int = 64) -> str:
+    """Greedy answer to ``text``: only the generated answer, special tokens removed, stripped."""
+    import torch
+
+    model, tokenizer, fmt = load_for_predict(model_dir)
+    prompt = encode_prompt(tokenizer, fmt, text)
+    ids = torch.tensor([prompt], dtype=torch.long)
+    kwargs: dict[str, Any] = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "max_new_tokens": int(max_new_tokens),
+        "do_sample": False,
+        "num_beams": 1,
+        "eos_token_id": list(fmt.stop_token_ids),
+        "pad_token_id": fmt.pad_token_id,
+    }
+    if fmt.architecture == "seq2seq":
+        kwargs["decoder_start_token_id"] = fmt.decoder_start_token_id
+    with torch.inference_mode():
+        out = model.generate(**kwargs)
+    new = out[0] if fmt.architecture == "seq2seq" else out[0, ids.shape[1]:]
+    return tokenizer.decode(new.tolist(), skip_special_tokens=True).strip()
