@@ -1,0 +1,414 @@
+"""Run folders: one folder per train/export run, with ``run.json`` and ``events.jsonl``.
+
+Headless (no Qt): the GUI, the CLI or a script create a run, execute its stages with an event
+callback and a cancel token, and list past runs. Stages write into a hidden staging folder that
+is renamed into place only when the stage succeeds, so a cancelled or failed run never leaves a
+half-written ``model/`` or ``service/`` behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.events import (
+    ArtifactWritten,
+    Cancelled,
+    CancelToken,
+    Event,
+    EventCallback,
+    Failed,
+    Finished,
+    Log,
+    StageStarted,
+)
+from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+MODEL_DIR = "model"
+SERVICE_DIR = "service"
+
+RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
+
+
+class ExportOptions(BaseModel):
+    """Options of the export stage (the seed's builder flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    export_onnx: bool = False
+    quantize: Literal["int8", "none"] = "int8"
+    overwrite: bool = False
+
+
+class RunOptions(BaseModel):
+    """What a run does: ``actions`` in order, the training config and the export options.
+
+    ``train.output_dir`` is filled in by :func:`create_run` (the run's ``model/`` folder).
+    ``source_model`` names a model to export when the run does not train one itself.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    actions: list[Literal["train", "export"]] = Field(default_factory=lambda: ["train"])
+    train: TrainConfig
+    export: ExportOptions = Field(default_factory=ExportOptions)
+    source_model: str | None = None
+
+
+@dataclass
+class RunFolder:
+    """A run on disk; ``record`` mirrors ``run.json``."""
+
+    path: Path
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.record.get("run_id", self.path.name))
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status", "unknown"))
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    @property
+    def service_dir(self) -> Path:
+        return self.path / SERVICE_DIR
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def events_file(self) -> Path:
+        return self.path / EVENTS_FILE
+
+    def options(self) -> RunOptions:
+        """The options this run was created with (to load them back into a form)."""
+        return RunOptions.model_validate(self.record["options"])
+
+    def save(self) -> None:
+        write_json_atomic(self.run_file, self.record)
+
+
+# A stage gets the run, a staging folder to write into, the event callback and the cancel token;
+# it returns a small JSON-able result. ``target`` is the folder the staging folder becomes.
+StageFn = Callable[["RunFolder", Path, EventCallback, CancelToken], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    target: str  # folder name inside the run ("model" or "service")
+    fn: StageFn
+
+
+def _versions() -> dict[str, str]:
+    """Versions worth recording, read from package metadata (imports nothing heavy)."""
+    from importlib import metadata
+
+    from core import __version__
+
+    out = {"tinyforge": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for name in ("torch", "transformers", "peft", "onnx", "onnxruntime", "pydantic"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _file_sha256(path: Path, cancel: CancelToken | None = None) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _new_run_dir(output_root: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        name = f"run-{stamp}" if n == 0 else f"run-{stamp}-{n}"
+        candidate = output_root / name
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"could not create a run folder in {output_root}")
+
+
+def create_run(
+    output_root: str | os.PathLike[str],
+    options: RunOptions,
+    dataset_sha256: str | None = None,
+) -> RunFolder:
+    """Create ``output_root/run-YYYYmmdd-HHMMSS`` with a ``run.json`` in status ``created``.
+
+    The dataset hash is computed here when not given (the GUI passes the one its scan found).
+    """
+    root = Path(output_root).expanduser().resolve()
+    path = _new_run_dir(root)
+    options = options.model_copy(deep=True)
+    if "train" in options.actions:
+        options.train.output_dir = str(path / MODEL_DIR)
+    data = Path(options.train.data_path)
+    dataset: dict[str, Any] = {"path": str(data)}
+    if data.is_file():
+        dataset["size"] = data.stat().st_size
+        dataset["sha256"] = dataset_sha256 or _file_sha256(data)
+    record: dict[str, Any] = {
+        "run_id": path.name,
+        "status": "created",
+        "created_time": utc_now_iso(),
+        "options": options.model_dump(mode="json"),
+        "dataset": dataset,
+        "stages": [],
+        "timings": {},
+        "versions": _versions(),
+    }
+    run = RunFolder(path=path, record=record)
+    run.save()
+    return run
+
+
+def open_run(path: str | os.PathLike[str]) -> RunFolder:
+    """Load a run folder written by :func:`create_run`."""
+    folder = Path(path)
+    return RunFolder(path=folder, record=read_json(folder / RUN_FILE))
+
+
+def list_runs(output_root: str | os.PathLike[str]) -> list[RunFolder]:
+    """Runs under ``output_root``, newest first; folders without a readable run.json are skipped."""
+    root = Path(output_root)
+    if not root.is_dir():
+        return []
+    runs: list[RunFolder] = []
+    for child in root.iterdir():
+        if not (child / RUN_FILE).is_file():
+            continue
+        try:
+            runs.append(open_run(child))
+        except (OSError, ValueError) as exc:
+            logger.warning("skipping unreadable run %s: %s", child, exc)
+    runs.sort(key=lambda r: (str(r.record.get("created_time", "")), r.path.name), reverse=True)
+    return runs
+
+
+class _EventSink:
+    """Appends every event to events.jsonl (one JSON line each) and forwards it."""
+
+    def __init__(self, path: Path, forward: EventCallback | None, remap: dict[str, str]) -> None:
+        self._handle = path.open("a", encoding="utf-8")
+        self._forward = forward
+        self._lock = threading.Lock()
+        self.remap = remap  # staging prefix -> final prefix, for ArtifactWritten paths
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ArtifactWritten):
+            for staging, final in self.remap.items():
+                if event.path.startswith(staging):
+                    event = ArtifactWritten(path=final + event.path[len(staging) :])
+                    break
+        with self._lock:
+            self._handle.write(json.dumps(event.to_dict(), default=str) + "\n")
+            self._handle.flush()
+        if self._forward is not None:
+            try:
+                self._forward(event)
+            except Exception:  # a broken listener must not break the run
+                logger.exception("event listener failed")
+
+    def close(self) -> None:
+        with self._lock:
+            self._handle.close()
+
+
+def _staging_dir(run: RunFolder, target: str) -> Path:
+    staging = run.path / f".{target}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    return staging
+
+
+def _promote(staging: Path, final: Path, overwrite: bool) -> None:
+    """Move a finished staging folder into place (replacing ``final`` only when allowed)."""
+    if final.exists():
+        if not overwrite:
+            raise FileExistsError(f"{final} already exists (enable overwrite to replace it)")
+        backup = final.with_name(f".{final.name}.old")
+        if backup.exists():
+            shutil.rmtree(backup)
+        final.rename(backup)
+        staging.rename(final)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        staging.rename(final)
+
+
+def execute_run(
+    run: RunFolder,
+    stages: Sequence[Stage],
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Run ``stages`` in order; return the final status (completed, failed or cancelled).
+
+    Never raises for a stage failure: the failure is recorded in run.json, written to
+    events.jsonl as a ``Failed`` event and forwarded to ``on_event``.
+    """
+    cancel = cancel or CancelToken()
+    sink = _EventSink(run.events_file, on_event, {})
+    run.record["status"] = "running"
+    run.record["started_time"] = utc_now_iso()
+    run.record.pop("error", None)
+    run.save()
+    started = time.perf_counter()
+    status = "completed"
+    current: Path | None = None
+    try:
+        for stage in stages:
+            cancel.raise_if_cancelled()
+            final = run.path / stage.target
+            if final.exists() and not overwrite:
+                raise FileExistsError(
+                    f"{stage.target}/ already exists in {run.path.name} (enable overwrite to replace it)"
+                )
+            current = _staging_dir(run, stage.target)
+            sink.remap = {str(current): str(final)}
+            sink(StageStarted(stage=stage.name, message=f"{stage.name} started"))
+            t0 = time.perf_counter()
+            result = stage.fn(run, current, sink, cancel)
+            cancel.raise_if_cancelled()
+            if current.exists():
+                _promote(current, final, overwrite)
+            current = None
+            elapsed = round(time.perf_counter() - t0, 3)
+            run.record["timings"][stage.name] = elapsed
+            run.record["stages"].append(
+                {"name": stage.name, "status": "completed", "seconds": elapsed, "result": _jsonable(result)}
+            )
+            run.save()
+            sink(Log(message=f"{stage.name} finished in {elapsed:.2f} s", level="info"))
+    except Cancelled:
+        status = "cancelled"
+        sink(Log(message="run cancelled; partial output removed", level="warning"))
+    except Exception as exc:  # errors are results: record, report, carry on
+        import traceback
+
+        status = "failed"
+        message = _readable(exc)
+        details = traceback.format_exc()
+        run.record["error"] = {"message": message, "details": details}
+        sink(Failed(message=message, details=details))
+    finally:
+        if current is not None and current.exists():
+            shutil.rmtree(current, ignore_errors=True)
+    run.record["status"] = status
+    run.record["finished_time"] = utc_now_iso()
+    run.record["timings"]["total"] = round(time.perf_counter() - started, 3)
+    run.save()
+    if status != "failed":
+        sink(Finished(status=status, result={"run_dir": str(run.path), "status": status}))
+    sink.close()
+    return status
+
+
+def _readable(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return text if len(text) < 400 else text[:400] + "…"
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(value, default=str))
+
+
+# ---- standard stages -------------------------------------------------------------------------
+
+
+def train_stage(run: RunFolder, staging: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
+    """Dry run in process (seed's model_stub.json); real training in a child process."""
+    options = run.options()
+    config = options.train.model_copy(update={"output_dir": str(staging)})
+    staging.mkdir(parents=True, exist_ok=True)
+    if config.dry_run:
+        from core.training.train import run_training
+
+        return run_training(config.data_path, str(staging), dry_run=True, on_event=on_event, cancel=cancel, config=config)
+    from core.training.child import run_training_subprocess
+
+    return run_training_subprocess(config, on_event, cancel)
+
+
+def export_stage(run: RunFolder, staging: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
+    """The seed's builder on this run's model (or ``source_model``) into the staging folder."""
+    from core.exporter.builder import build
+
+    options = run.options()
+    model = Path(options.source_model) if options.source_model else run.model_dir
+    if not model.exists():
+        raise FileNotFoundError(f"no model to export: {model} does not exist (train first)")
+    return build(
+        str(model),
+        str(staging),
+        overwrite=True,  # the staging folder is ours; replacing service/ is checked by execute_run
+        export_onnx=options.export.export_onnx,
+        quantize=options.export.quantize,
+        on_event=on_event,
+        cancel=cancel,
+    )
+
+
+STANDARD_STAGES: dict[str, Stage] = {
+    "train": Stage(name="train", target=MODEL_DIR, fn=train_stage),
+    "export": Stage(name="export", target=SERVICE_DIR, fn=export_stage),
+}
+
+
+def stages_for(actions: Iterable[str]) -> list[Stage]:
+    """The standard stages for ``actions`` (e.g. ``["train", "export"]``)."""
+    return [STANDARD_STAGES[name] for name in actions]
+
+
+def run_actions(
+    output_root: str | os.PathLike[str],
+    options: RunOptions,
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+    dataset_sha256: str | None = None,
+) -> RunFolder:
+    """Create a run for ``options`` and execute its actions: the one-call API for scripts."""
+    run = create_run(output_root, options, dataset_sha256=dataset_sha256)
+    if on_event is not None:
+        on_event(ArtifactWritten(path=str(run.run_file)))
+    execute_run(run, stages_for(options.actions), on_event, cancel, overwrite=options.export.overwrite)
+    return run

@@ -1,0 +1,126 @@
+"""Start TinyForge Studio: ``tinyforge-studio`` or ``python -m tinyforge_gui``.
+
+With ``TINYFORGE_STARTUP_PROBE=1`` the app prints one JSON line when the window is first exposed
+(seconds since process start, and whether torch/transformers are loaded) and quits; the
+start-up benchmark reads it.
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.time()
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from logging.handlers import RotatingFileHandler  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+logger = logging.getLogger("tinyforge_gui")
+
+
+def process_start_time() -> float:
+    """Wall-clock time this process started (psutil when available, else module import time)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - best effort
+        return _T0
+
+
+def setup_logging() -> None:
+    """Log to a file in the user's data folder and to stderr when there is one (windowed builds have none)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if sys.stderr is not None:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(fmt)
+        stream.setLevel(logging.WARNING)
+        root.addHandler(stream)
+    try:
+        folder = Path(os.environ.get("TINYFORGE_LOG_DIR") or Path.home() / ".cache" / "tinyforge")
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(folder / "studio.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8")
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    except OSError:
+        root.addHandler(logging.NullHandler())
+
+
+def create_app(argv: list[str] | None = None):  # noqa: ANN201 - QApplication, imported lazily
+    """The QApplication with TinyForge's name, style and stylesheet (reuses an existing one)."""
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from tinyforge_gui import APPLICATION, ORGANIZATION
+    from tinyforge_gui.resources import app_icon_path
+    from tinyforge_gui.theme import apply_theme
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName(APPLICATION)
+    app.setDesktopFileName("tinyforge-studio")
+    app.setWindowIcon(QIcon(app_icon_path()))
+    apply_theme(app)
+    return app
+
+
+def _install_probe(window) -> None:  # noqa: ANN001 - MainWindow
+    """Print the start-up marker on the first expose, then quit."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    started = process_start_time()
+
+    class _Probe(QObject):
+        fired = False
+
+        def eventFilter(self, obj, event):  # noqa: ANN001, N802 - Qt override
+            if not self.fired and event.type() == QEvent.Type.Expose and obj.isExposed():
+                self.fired = True
+                now = time.time()
+                print(
+                    json.dumps(
+                        {
+                            "marker": "TINYFORGE_EXPOSED",
+                            "exposed_time": now,
+                            "since_process_start_s": round(now - started, 4),
+                            "torch_loaded": "torch" in sys.modules,
+                            "transformers_loaded": "transformers" in sys.modules,
+                        }
+                    ),
+                    flush=True,
+                )
+                QTimer.singleShot(0, QApplication.quit)
+            return False
+
+    probe = _Probe(window)
+    window.windowHandle().installEventFilter(probe)
+    window._startup_probe = probe  # keep it alive
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Open the main window; with a path argument, load that dataset."""
+    argv = list(sys.argv if argv is None else argv)
+    setup_logging()
+    app = create_app(argv)
+    from tinyforge_gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    if os.environ.get("TINYFORGE_STARTUP_PROBE") == "1":
+        _install_probe(window)
+    elif len(argv) > 1 and not argv[1].startswith("-"):
+        window.load_dataset(argv[1])
+    return int(app.exec())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Entry point of the packaged app: the window, the self-test, or a training worker.
+
+The packaged executable is started three ways: plainly (the window), with ``--self-test``
+(an end-to-end check that exits 0 or 1), and by the app itself as
+``--worker train CONFIG`` for real training in a crash-isolated child process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _restore_standard_streams() -> None:
+    """A windowed build starts with no sys.stdout/stderr; reattach them when the fds exist."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            try:
+                os.fstat(fd)
+                setattr(sys, name, open(fd, "w", encoding="utf-8", buffering=1, closefd=False))  # noqa: SIM115
+            except OSError:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _restore_standard_streams()
+    if argv[:1] == ["--worker"]:
+        from core.training.worker import main as worker_main
+
+        return int(worker_main(argv[2:] if argv[1:2] == ["train"] else argv[1:]) or 0)
+    if "--self-test" in argv:
+        from tinyforge_gui.selftest import main as selftest_main
+
+        return int(selftest_main([a for a in argv if a != "--self-test"]) or 0)
+    from tinyforge_gui.__main__ import main as gui_main
+
+    return int(gui_main() or 0)
+
+
+if __name__ == "__main__":
+    if sys.platform.startswith("win") or getattr(sys, "frozen", False):
+        import multiprocessing
+
+        multiprocessing.freeze_support()
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Loss chart for real training; pyqtgraph loads on the first point so start-up stays fast."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
+
+logger = logging.getLogger(__name__)
+
+SERIES = {"loss": "#e8590c", "eval_loss": "#1c7ed6"}
+
+
+class LossChart(QWidget):
+    """Shows ``loss`` / ``eval_loss`` Metric values against the step."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("lossChart")
+        self.setAccessibleName("Loss chart")
+        self.setToolTip("Training and eval loss of a real training run")
+        self.points: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in SERIES}
+        self._stack = QStackedLayout(self)
+        self._placeholder = QLabel("The loss curve appears here during real training.")
+        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._placeholder.setObjectName("hintLabel")
+        self._stack.addWidget(self._placeholder)
+        self._plot: Any = None
+        self._curves: dict[str, Any] = {}
+
+    def _ensure_plot(self) -> None:
+        if self._plot is not None:
+            return
+        import pyqtgraph as pg  # lazy: ~100 ms of imports
+
+        pal = self.palette()
+        plot = pg.PlotWidget(background=pal.color(QPalette.ColorRole.Base))
+        plot.setObjectName("lossPlot")
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setLabel("bottom", "step")
+        plot.setLabel("left", "loss")
+        plot.addLegend(offset=(-10, 10))
+        for name, colour in SERIES.items():
+            self._curves[name] = plot.plot([], [], name=name, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
+                                           symbolBrush=colour, symbolPen=None)
+        self._plot = plot
+        self._stack.addWidget(plot)
+        self._stack.setCurrentWidget(plot)
+
+    @Slot(int, dict)
+    def add_metric(self, step: int, values: dict[str, float]) -> None:
+        wanted = {k: v for k, v in values.items() if k in SERIES}
+        if not wanted:
+            return
+        self._ensure_plot()
+        for name, value in wanted.items():
+            xs, ys = self.points[name]
+            xs.append(float(step))
+            ys.append(float(value))
+            self._curves[name].setData(xs, ys)
+
+    def count(self) -> int:
+        return sum(len(xs) for xs, _ in self.points.values())
+
+    @Slot()
+    def clear(self) -> None:
+        self.points = {name: ([], []) for name in SERIES}
+        for curve in self._curves.values():
+            curve.setData([], [])
+        self._stack.setCurrentIndex(0 if self._plot is None else 1)

@@ -1,0 +1,351 @@
+"""Training, export and output options; converts to and from the plain dict of a run's options.
+
+The dict mirrors ``core.runs.RunOptions`` (``train`` = ``TrainConfig`` fields, ``export``), so
+the same shape is saved in QSettings, written to run.json and loaded back from a past run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QScrollArea,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tinyforge_gui.widgets import make_icon
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_MODELS: dict[str, str] = {
+    "smollm2-135m-instruct": "SmolLM2-135M-Instruct, the offline starter model",
+    "tiny-causal": "tiny random Llama with a byte tokenizer (fast, for trying things out)",
+    "tiny-seq2seq": "tiny random T5 with a byte tokenizer (fast, for trying things out)",
+}
+REAL_UNAVAILABLE = (
+    "Real training is not available in this build yet (core.training.child is missing); "
+    "dry runs validate the data and write the seed's stub model."
+)
+
+
+def builtin_models() -> dict[str, str]:
+    """Base model names with a description, from core.models when present."""
+    try:
+        from core.models.registry import BUILTIN_MODELS
+    except Exception:  # noqa: BLE001 - a half-landed registry must not break the window
+        return dict(FALLBACK_MODELS)
+    return dict(BUILTIN_MODELS)
+
+
+def real_training_available() -> bool:
+    """True when the child-process trainer exists (checked without importing it)."""
+    try:
+        return importlib.util.find_spec("core.training.child") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_output_root() -> str:
+    return str(Path.home() / "TinyForge" / "runs")
+
+
+def _spin(lo: int, hi: int, value: int, name: str, tip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setValue(value)
+    box.setObjectName(name)
+    box.setToolTip(tip)
+    box.setAccessibleName(tip.split(".")[0])
+    return box
+
+
+def _dspin(lo: float, hi: float, value: float, decimals: int, step: float, name: str, tip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setObjectName(name)
+    box.setToolTip(tip)
+    box.setAccessibleName(tip.split(".")[0])
+    return box
+
+
+def _check(text: str, name: str, tip: str, checked: bool = False) -> QCheckBox:
+    box = QCheckBox(text)
+    box.setObjectName(name)
+    box.setChecked(checked)
+    box.setToolTip(tip)
+    box.setAccessibleName(text)
+    return box
+
+
+class OptionsPanel(QScrollArea):
+    """The left column: training mode, LoRA, real-training fields, export and output folder."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("optionsPanel")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.real_available = real_training_available()
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(10)
+        layout.addWidget(self._build_training_group())
+        layout.addWidget(self._build_lora_group())
+        layout.addWidget(self._build_real_group())
+        layout.addWidget(self._build_export_group())
+        layout.addWidget(self._build_output_group())
+        layout.addStretch(1)
+        self.setWidget(body)
+        self.setMinimumWidth(300)
+        for check in self.findChildren(QCheckBox):
+            check.toggled.connect(self._emit_changed)
+        for spin in self.findChildren(QSpinBox) + self.findChildren(QDoubleSpinBox):
+            spin.valueChanged.connect(self._emit_changed)
+        for edit in (self.lora_modules, self.output_dir):
+            edit.textChanged.connect(self._emit_changed)
+        self.base_model.currentTextChanged.connect(self._emit_changed)
+        self._update_enabled()
+
+    # --- construction ---
+    def _build_training_group(self) -> QGroupBox:
+        group = QGroupBox("Training")
+        form = QVBoxLayout(group)
+        self.dry_run = _check(
+            "Dry run (validate and write the stub model)",
+            "dryRunCheck",
+            "Dry run: scan the dataset and write the seed's model_stub.json without training a model.",
+            checked=True,
+        )
+        self.dry_run.toggled.connect(self._update_enabled)
+        form.addWidget(self.dry_run)
+        if not self.real_available:
+            self.dry_run.setEnabled(False)
+            self.dry_run.setToolTip(REAL_UNAVAILABLE)
+            note = QLabel("Real training arrives with the child-process trainer; dry runs work now.")
+            note.setWordWrap(True)
+            note.setObjectName("hintLabel")
+            note.setToolTip(REAL_UNAVAILABLE)
+            form.addWidget(note)
+        return group
+
+    def _build_lora_group(self) -> QGroupBox:
+        group = QGroupBox("LoRA adapter")
+        form = QFormLayout(group)
+        self.lora = _check("Use LoRA", "loraCheck", "Train a low-rank adapter instead of every weight (PEFT LoRA).")
+        self.lora.toggled.connect(self._update_enabled)
+        self.lora_rank = _spin(1, 512, 8, "loraRankSpin", "LoRA rank r. The low-rank dimension; the seed's default is 8.")
+        self.lora_alpha = _spin(1, 4096, 16, "loraAlphaSpin", "LoRA alpha. Scaling factor; the seed's default is 16.")
+        self.lora_modules = QLineEdit("q,v")
+        self.lora_modules.setObjectName("loraModulesEdit")
+        self.lora_modules.setToolTip(
+            "Target modules, comma-separated. The seed's default is q,v (T5 names); Llama-like models use "
+            "q_proj,v_proj. Leave empty for the model's default."
+        )
+        self.lora_modules.setAccessibleName("LoRA target modules")
+        self.lora_modules.setPlaceholderText("model default")
+        form.addRow(self.lora)
+        form.addRow("Rank (r)", self.lora_rank)
+        form.addRow("Alpha", self.lora_alpha)
+        form.addRow("Target modules", self.lora_modules)
+        return group
+
+    def _build_real_group(self) -> QGroupBox:
+        group = QGroupBox("Real training")
+        group.setObjectName("realGroup")
+        self.real_group = group
+        form = QFormLayout(group)
+        self.base_model = QComboBox()
+        self.base_model.setObjectName("baseModelCombo")
+        self.base_model.setEditable(True)
+        for name, description in builtin_models().items():
+            self.base_model.addItem(name)
+            self.base_model.setItemData(self.base_model.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
+        self.base_model.setToolTip("Base model: a built-in name, a Hugging Face hub id already cached, or a local folder.")
+        self.base_model.setAccessibleName("Base model")
+        browse = QToolButton()
+        browse.setObjectName("baseModelBrowse")
+        browse.setIcon(make_icon("folder"))
+        browse.setToolTip("Choose a local model folder (Hugging Face format)")
+        browse.setAccessibleName("Choose a local model folder")
+        browse.clicked.connect(self._browse_model)
+        row = QHBoxLayout()
+        row.addWidget(self.base_model, 1)
+        row.addWidget(browse)
+        form.addRow("Base model", row)
+        self.epochs = _dspin(0.1, 1000, 3.0, 1, 0.5, "epochsSpin", "Epochs. Passes over the training data.")
+        self.learning_rate = _dspin(1e-6, 1.0, 2e-4, 6, 1e-5, "learningRateSpin", "Learning rate. Step size of the optimizer.")
+        self.batch_size = _spin(1, 4096, 8, "batchSizeSpin", "Batch size. Examples per optimizer step.")
+        self.max_length = _spin(8, 32768, 256, "maxLengthSpin", "Max length. Tokens per example after truncation.")
+        self.eval_split = _dspin(-0.05, 0.9, -0.05, 2, 0.05, "evalSplitSpin", "Eval split. Fraction held out for eval loss; auto uses 0.1 with 10+ records.")
+        self.eval_split.setSpecialValueText("auto")
+        self.seed = _spin(0, 2**31 - 1, 42, "seedSpin", "Seed. Makes a run reproducible.")
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Learning rate", self.learning_rate)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Max length", self.max_length)
+        form.addRow("Eval split", self.eval_split)
+        form.addRow("Seed", self.seed)
+        if not self.real_available:
+            group.setToolTip(REAL_UNAVAILABLE)
+        return group
+
+    def _build_export_group(self) -> QGroupBox:
+        group = QGroupBox("Export")
+        form = QVBoxLayout(group)
+        self.export_onnx = _check("Export ONNX", "exportOnnxCheck", "Export the model to ONNX (fp32) next to the service.")
+        self.quantize = _check("Quantize int8", "quantizeCheck", "Also write an int8-quantized ONNX model.", checked=True)
+        self.overwrite = _check(
+            "Overwrite existing service", "overwriteCheck", "Replace an existing service/ folder when re-exporting a run."
+        )
+        self.export_onnx.toggled.connect(self._update_enabled)
+        for box in (self.export_onnx, self.quantize, self.overwrite):
+            form.addWidget(box)
+        return group
+
+    def _build_output_group(self) -> QGroupBox:
+        group = QGroupBox("Output folder")
+        row = QHBoxLayout(group)
+        self.output_dir = QLineEdit(default_output_root())
+        self.output_dir.setObjectName("outputDirEdit")
+        self.output_dir.setToolTip("Every run gets its own folder in here (run.json, events.jsonl, model/, service/).")
+        self.output_dir.setAccessibleName("Output folder")
+        browse = QToolButton()
+        browse.setObjectName("outputDirBrowse")
+        browse.setIcon(make_icon("folder"))
+        browse.setText("Browse…")
+        browse.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        browse.setToolTip("Choose the folder that holds the runs")
+        browse.setAccessibleName("Browse for the output folder")
+        browse.clicked.connect(self._browse_output)
+        row.addWidget(self.output_dir, 1)
+        row.addWidget(browse)
+        return group
+
+    # --- behaviour ---
+    @Slot()
+    def _emit_changed(self, *_: object) -> None:
+        self.changed.emit()
+
+    @Slot()
+    def _update_enabled(self, *_: object) -> None:
+        real = self.real_available and not self.dry_run.isChecked()
+        self.real_group.setEnabled(real)
+        if not self.real_available:
+            self.real_group.setTitle("Real training (not available yet)")
+        else:
+            self.real_group.setTitle("Real training" if real else "Real training (off in dry run)")
+        lora = self.lora.isChecked()
+        for w in (self.lora_rank, self.lora_alpha, self.lora_modules):
+            w.setEnabled(lora)
+        self.quantize.setEnabled(self.export_onnx.isChecked())
+
+    @Slot()
+    def _browse_output(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the output folder", self.output_dir.text())
+        if folder:
+            self.output_dir.setText(folder)
+
+    @Slot()
+    def _browse_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (Hugging Face format)")
+        if folder:
+            self.base_model.setCurrentText(folder)
+
+    # --- data ---
+    def output_root(self) -> str:
+        return self.output_dir.text().strip() or default_output_root()
+
+    def lora_targets(self) -> list[str] | None:
+        names = [n.strip() for n in self.lora_modules.text().split(",") if n.strip()]
+        return names or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Options as plain data: {"train": {...TrainConfig fields}, "export": {...}, "output_root"}."""
+        eval_split = self.eval_split.value()
+        return {
+            "train": {
+                "dry_run": self.dry_run.isChecked() or not self.real_available,
+                "base_model": self.base_model.currentText().strip() or "smollm2-135m-instruct",
+                "lora": {
+                    "enabled": self.lora.isChecked(),
+                    "r": self.lora_rank.value(),
+                    "alpha": self.lora_alpha.value(),
+                    "target_modules": self.lora_targets(),
+                },
+                "epochs": round(self.epochs.value(), 3),
+                "learning_rate": self.learning_rate.value(),
+                "batch_size": self.batch_size.value(),
+                "max_length": self.max_length.value(),
+                "eval_split": None if eval_split < 0 else round(eval_split, 3),
+                "seed": self.seed.value(),
+            },
+            "export": {
+                "export_onnx": self.export_onnx.isChecked(),
+                "quantize": "int8" if self.quantize.isChecked() else "none",
+                "overwrite": self.overwrite.isChecked(),
+            },
+            "output_root": self.output_root(),
+        }
+
+    def load_dict(self, data: dict[str, Any]) -> None:
+        """Fill the widgets from :meth:`to_dict` output or a run.json ``options`` (unknown keys ignored)."""
+        train = data.get("train") or {}
+        export = data.get("export") or {}
+        lora = train.get("lora") or {}
+        try:
+            if "dry_run" in train and self.real_available:
+                self.dry_run.setChecked(bool(train["dry_run"]))
+            if "base_model" in train:
+                self.base_model.setCurrentText(str(train["base_model"]))
+            if "enabled" in lora:
+                self.lora.setChecked(bool(lora["enabled"]))
+            if "r" in lora:
+                self.lora_rank.setValue(int(lora["r"]))
+            if "alpha" in lora:
+                self.lora_alpha.setValue(int(round(float(lora["alpha"]))))
+            if "target_modules" in lora:
+                self.lora_modules.setText(",".join(lora["target_modules"] or []))
+            for key, box in (("epochs", self.epochs), ("learning_rate", self.learning_rate)):
+                if key in train:
+                    box.setValue(float(train[key]))
+            for key, ibox in (("batch_size", self.batch_size), ("max_length", self.max_length), ("seed", self.seed)):
+                if key in train:
+                    ibox.setValue(int(train[key]))
+            if "eval_split" in train:
+                value = train["eval_split"]
+                self.eval_split.setValue(self.eval_split.minimum() if value is None else float(value))
+            if "export_onnx" in export:
+                self.export_onnx.setChecked(bool(export["export_onnx"]))
+            if "quantize" in export:
+                self.quantize.setChecked(export["quantize"] not in (None, "none"))
+            if "overwrite" in export:
+                self.overwrite.setChecked(bool(export["overwrite"]))
+            if data.get("output_root"):
+                self.output_dir.setText(str(data["output_root"]))
+        except (TypeError, ValueError) as exc:
+            logger.warning("could not load options: %s", exc)
+        self._update_enabled()
+

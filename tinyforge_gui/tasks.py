@@ -1,0 +1,84 @@
+"""The concrete workers: dataset index, dataset validation, and a train/export run."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Signal
+
+from tinyforge_gui.workers import Worker
+
+logger = logging.getLogger(__name__)
+
+
+class IndexWorker(Worker):
+    """Builds a ``LineIndex`` (byte offsets of every data line) for random access."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("index")
+        self.path = path
+
+    def work(self) -> Any:
+        from core.training.dataset import LineIndex
+
+        return LineIndex.build(self.path, on_event=self.relay, cancel=self.cancel_token)
+
+
+class ValidateWorker(Worker):
+    """Scans the whole file: summary statistics and every problem with its line."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("validate")
+        self.path = path
+
+    def work(self) -> Any:
+        from core.training.dataset import validate_file
+
+        report = validate_file(self.path, on_event=self.relay, cancel=self.cancel_token)
+        return report.model_dump(mode="json")
+
+
+class RunWorker(Worker):
+    """Creates (or reopens) a run folder and executes its stages via :mod:`core.runs`.
+
+    ``options`` is a ``RunOptions`` dict; with ``existing_run`` set the stages run inside that
+    folder (re-export of a past run), else a new run folder is created under ``output_root``.
+    """
+
+    run_created = Signal(str)  # run folder
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        output_root: str,
+        dataset_sha256: str | None = None,
+        existing_run: str | None = None,
+    ) -> None:
+        super().__init__("run")
+        self.options = options
+        self.output_root = output_root
+        self.dataset_sha256 = dataset_sha256
+        self.existing_run = existing_run
+
+    def work(self) -> Any:
+        from core import runs
+
+        opts = runs.RunOptions.model_validate(self.options)
+        if self.existing_run:
+            run = runs.open_run(self.existing_run)
+            record_options = run.record.setdefault("options", {})
+            record_options["export"] = opts.export.model_dump(mode="json")
+            run.save()
+        else:
+            run = runs.create_run(self.output_root, opts, dataset_sha256=self.dataset_sha256)
+        self.run_created.emit(str(run.path))
+        self.cancel_token.raise_if_cancelled()
+        status = runs.execute_run(
+            run,
+            runs.stages_for(opts.actions),
+            on_event=self.relay,
+            cancel=self.cancel_token,
+            overwrite=opts.export.overwrite,
+        )
+        return {"status": status, "run_dir": str(run.path)}
