@@ -1,8 +1,14 @@
-"""Loads what the service answers with, described by model_metadata.json beside this file."""
+"""Loads what the service answers with, described by model_metadata.json beside this file.
+
+``"model_stub": true`` (a dry run): :class:`StubModel`, a clearly labelled placeholder.
+Otherwise the exported ONNX graphs through ``runtime.py`` (ONNX Runtime + tokenizers, no torch);
+the precision is ``$TINYFORGE_PRECISION`` (int8 | fp32), else int8 when it was exported.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -13,13 +19,34 @@ class StubModel:
 
     name = "tinyforge_stub"
     placeholder = True
+    precision = None
 
     def predict(self, text: str, max_new_tokens: int | None = None) -> str:
         return f"[dry-run placeholder] no model was trained; this service echoes your input: {text}"
 
 
-def load_model():
-    metadata = json.loads((HERE / "model_metadata.json").read_text(encoding="utf-8"))
+class OnnxModel:
+    """The exported model: greedy generation with ONNX Runtime."""
+
+    placeholder = False
+
+    def __init__(self, folder: Path, metadata: dict) -> None:
+        from runtime import OnnxGenerator, default_precision
+
+        self.precision = default_precision(folder)
+        self.generator = OnnxGenerator(folder, precision=self.precision)
+        base = metadata.get("base_model") or "model"
+        self.name = f"{base} (onnx {self.precision})"
+        self.default_max_new_tokens = int(os.environ.get("TINYFORGE_MAX_NEW_TOKENS", "64"))
+
+    def predict(self, text: str, max_new_tokens: int | None = None) -> str:
+        return self.generator.generate(text, max_new_tokens=max_new_tokens or self.default_max_new_tokens)
+
+
+def load_model(folder: Path = HERE):
+    metadata = json.loads((folder / "model_metadata.json").read_text(encoding="utf-8"))
     if metadata.get("model_stub", True):
         return StubModel()
-    raise RuntimeError("this service folder holds no model this loader understands")
+    if not (folder / "onnx" / "model.onnx.meta.json").is_file():
+        raise RuntimeError(f"{folder} says it holds a real model but has no exported ONNX graphs")
+    return OnnxModel(folder, metadata)

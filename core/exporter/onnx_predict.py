@@ -1,0 +1,93 @@
+"""Predict with an exported service folder: ONNX Runtime + ``tokenizers`` only (no torch).
+
+The generation code is the service template's ``runtime.py`` (the same file every exported
+service runs), loaded here by path so there is one implementation. Generators are cached per
+(folder, precision) so repeated calls do not reload the graphs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from core.exporter.errors import ExportError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["clear_cache", "load_generator", "load_runtime_module", "predict_onnx"]
+
+RUNTIME_FILE = Path(__file__).with_name("service_template") / "runtime.py"
+_MODULE_NAME = "tinyforge_service_runtime"
+_lock = threading.Lock()
+_generators: dict[tuple[str, str, float], Any] = {}
+
+
+def load_runtime_module() -> ModuleType:
+    """Import ``service_template/runtime.py`` once, under a private module name."""
+    module = sys.modules.get(_MODULE_NAME)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(_MODULE_NAME, RUNTIME_FILE)
+    if spec is None or spec.loader is None:  # pragma: no cover - the file ships with the package
+        raise ImportError(f"cannot load {RUNTIME_FILE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MODULE_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_generator(service_dir: str | os.PathLike[str], precision: str = "int8") -> Any:
+    """A cached ``OnnxGenerator`` for ``service_dir``; :class:`ExportError` if it is not an export."""
+    root = Path(service_dir).expanduser().resolve()
+    meta = root / "onnx" / "model.onnx.meta.json"
+    if not meta.is_file():
+        raise ExportError(f"{root} is not an exported service folder (no onnx/model.onnx.meta.json)")
+    key = (str(root), precision, meta.stat().st_mtime)
+    with _lock:
+        generator = _generators.get(key)
+        if generator is None:
+            runtime = load_runtime_module()
+            try:
+                generator = runtime.OnnxGenerator(root, precision=precision)
+            except runtime.RuntimeFormatError as exc:
+                raise ExportError(str(exc)) from exc
+            _generators[key] = generator
+    return generator
+
+
+def clear_cache() -> None:
+    """Forget loaded generators (frees their ONNX Runtime sessions)."""
+    with _lock:
+        _generators.clear()
+
+
+def predict_onnx(
+    service_dir: str | os.PathLike[str], text: str, precision: str = "int8", max_new_tokens: int = 64
+) -> str:
+    """The greedy answer of the exported model to ``text``.
+
+    With ``precision="fp32"`` it equals torch ``core.training.predict.predict`` on the source
+    model; ``int8`` is faster and may drift slightly (see the export report's parity section).
+    A dry-run service (placeholders, no graphs) raises :class:`ExportError`.
+    """
+    if precision not in ("int8", "fp32"):
+        raise ExportError(f"Unknown precision {precision!r}: use 'int8' or 'fp32'")
+    if not isinstance(text, str) or not text.strip():
+        raise ExportError("the input text is empty")
+    root = Path(service_dir).expanduser()
+    metadata = root / "model_metadata.json"
+    if metadata.is_file():
+        import json
+
+        try:
+            if json.loads(metadata.read_text(encoding="utf-8")).get("model_stub"):
+                raise ExportError(f"{root} is a dry-run service: it holds placeholders, not a model to run")
+        except ValueError:
+            pass
+    return load_generator(root, precision).generate(text, max_new_tokens=max_new_tokens)

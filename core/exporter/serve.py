@@ -1,0 +1,207 @@
+"""Run an exported service folder: in this process (``serve``), as a child process on a free
+loopback port (``start_service_process``, for the GUI's Start/Stop button and the export
+self-test), and the self-test itself.
+
+The service is the folder's own ``app.py``; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from core.exporter.errors import ExportError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ServiceStartError",
+    "find_free_port",
+    "http_json",
+    "self_test",
+    "serve",
+    "start_service_process",
+    "stop_service_process",
+]
+
+
+class ServiceStartError(ExportError):
+    """The service process exited or did not answer /health in time."""
+
+
+def _check_service_dir(service_dir: str | os.PathLike[str]) -> Path:
+    folder = Path(service_dir).expanduser().resolve()
+    if not (folder / "app.py").is_file() or not (folder / "model_metadata.json").is_file():
+        raise ExportError(f"{folder} is not a service folder (app.py and model_metadata.json expected)")
+    return folder
+
+
+def serve(service_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``service_dir`` with uvicorn in this process until interrupted (Ctrl+C)."""
+    import uvicorn
+
+    folder = _check_service_dir(service_dir)
+    logger.info("serving %s on http://%s:%d", folder, host, port)
+    uvicorn.run("app:app", app_dir=str(folder), host=host, port=int(port), log_level="info")
+
+
+def find_free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_json(
+    url: str, payload: Any = None, raw: bytes | None = None, timeout: float = 60.0
+) -> tuple[int, Any]:
+    """GET (no body) or POST JSON to ``url``; return ``(status, parsed body or text)``."""
+    data = raw if raw is not None else (None if payload is None else json.dumps(payload).encode("utf-8"))
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body.decode("utf-8"))
+    except ValueError:
+        return status, body.decode("utf-8", "replace")
+
+
+def start_service_process(
+    service_dir: str | os.PathLike[str],
+    port: int = 0,
+    host: str = "127.0.0.1",
+    precision: str | None = None,
+    startup_timeout: float = 120.0,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``service_dir``'s app with uvicorn in a child process and wait until /health answers.
+
+    ``port=0`` picks a free port. Returns ``(process, base_url)``; stop it with
+    :func:`stop_service_process`. The child's output goes to a log file whose path is
+    ``process.log_path`` (so a full pipe can never block it).
+    """
+    folder = _check_service_dir(service_dir)
+    port = int(port) or find_free_port(host)
+    env = dict(os.environ)
+    if precision:
+        env["TINYFORGE_PRECISION"] = precision
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    command = [
+        sys.executable, "-m", "uvicorn", "app:app",
+        "--app-dir", str(folder), "--host", host, "--port", str(port), "--log-level", "warning",
+    ]
+    log_file = tempfile.NamedTemporaryFile(prefix="tinyforge-service-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, cwd=str(folder), env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    log_file.close()
+    process.log_path = log_file.name  # type: ignore[attr-defined]
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + startup_timeout
+    while True:
+        if process.poll() is not None:
+            raise ServiceStartError(f"the service exited with code {process.returncode}: {_log_tail(process)}")
+        try:
+            status, _ = http_json(f"{url}/health", timeout=2.0)
+            if status == 200:
+                return process, url
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            stop_service_process(process)
+            raise ServiceStartError(f"the service did not answer {url}/health within {startup_timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def _log_tail(process: subprocess.Popen[bytes], limit: int = 1500) -> str:
+    path = getattr(process, "log_path", None)
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text[-limit:].strip()
+
+
+def stop_service_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Ask the service to stop (SIGTERM), kill it after ``timeout``, remove its log file."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+    path = getattr(process, "log_path", None)
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
+def self_test(
+    service_dir: str | os.PathLike[str],
+    inputs: list[str],
+    expected: list[str],
+    max_new_tokens: int,
+    precision: str | None = None,
+) -> dict[str, Any]:
+    """Start the service on a free loopback port, ask it every input, compare with ``expected``
+    (the answers ``predict_onnx`` gives), check that bad requests get a 4xx and the service
+    stays up, then stop it. Never raises: a failure is reported in the result."""
+    result: dict[str, Any] = {"passed": False, "n_checked": 0, "n_matched": 0, "precision": precision}
+    started = time.perf_counter()
+    process = None
+    try:
+        process, url = start_service_process(service_dir, precision=precision)
+        result["startup_s"] = round(time.perf_counter() - started, 3)
+        latencies: list[float] = []
+        mismatches: list[dict[str, str]] = []
+        for text, want in zip(inputs, expected, strict=True):
+            begun = time.perf_counter()
+            status, body = http_json(f"{url}/predict", {"input": text, "max_new_tokens": max_new_tokens})
+            latencies.append((time.perf_counter() - begun) * 1000)
+            result["n_checked"] += 1
+            if status == 200 and isinstance(body, dict) and body.get("output") == want:
+                result["n_matched"] += 1
+            else:
+                mismatches.append({"input": text, "expected": want, "got": str(body)[:300], "status": str(status)})
+        bad_requests = {
+            "malformed_json": http_json(f"{url}/predict", raw=b"{not json")[0],
+            "empty_input": http_json(f"{url}/predict", {"input": ""})[0],
+        }
+        healthy = http_json(f"{url}/health")[0] == 200
+        result.update(
+            {
+                "latency_ms_median": round(statistics.median(latencies), 3) if latencies else None,
+                "bad_request_status": bad_requests,
+                "healthy_after": healthy,
+                "mismatches": mismatches[:3],
+            }
+        )
+        result["passed"] = (
+            result["n_checked"] > 0
+            and result["n_matched"] == result["n_checked"]
+            and all(400 <= code < 500 for code in bad_requests.values())
+            and healthy
+        )
+    except Exception as exc:  # reported, not raised: the export itself succeeded
+        logger.warning("service self-test failed: %s", exc)
+        result["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+    finally:
+        if process is not None:
+            stop_service_process(process)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    return result

@@ -1,0 +1,100 @@
+"""Fixtures for the export tests: tiny trained models on disk, in the training output format.
+
+Models are built with ``core.models`` (tiny-causal = Llama, tiny-seq2seq = T5, byte tokenizer),
+fitted for a few dozen steps on the sample dataset (so answers are peaked, not random ties),
+then saved exactly as ``core.training.hf_train`` saves a run: ``model_manifest.json`` +
+``model/`` (weights, tokenizer, ``tinyforge_prompt.json``) + ``training_report.json``.
+Exports are cached per test session because they take a few seconds each.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "examples" / "sample_qna.jsonl"
+QUESTIONS = [
+    "How do I reset my password?",
+    "What is your refund policy?",
+    "How can I contact support?",
+]
+
+
+def make_trained_model(name: str, out: Path, steps: int = 40, seed: int = 0) -> Path:
+    """Build ``name`` (tiny-causal | tiny-seq2seq), fit it briefly and save a training output."""
+    import torch
+
+    from core.jsonio import utc_now_iso, write_json_atomic
+    from core.models.prompting import build_prompt_format, encode_example
+    from core.models.tiny import TINY_SEQ2SEQ, build_tiny_model
+
+    model, tokenizer = build_tiny_model(name, seed=seed)
+    architecture = "seq2seq" if name == TINY_SEQ2SEQ else "causal"
+    fmt = build_prompt_format(
+        tokenizer, architecture, max_length=128, decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None)
+    )
+    records = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    examples = [encode_example(tokenizer, fmt, r["input"], r["output"], 128) for r in records]
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        ex = examples[step % len(examples)]
+        if architecture == "seq2seq":
+            loss = model(
+                input_ids=torch.tensor([ex.input_ids]), labels=torch.tensor([ex.labels])
+            ).loss
+        else:
+            loss = model(input_ids=torch.tensor([ex.input_ids]), labels=torch.tensor([ex.labels])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model_dir = out / "model"
+    model.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    fmt.save(model_dir)
+    write_json_atomic(
+        out / "model_manifest.json",
+        {
+            "model_type": "tinyforge_hf",
+            "n_records": len(records),
+            "created_time": utc_now_iso(),
+            "base_model": name,
+            "architecture": architecture,
+            "model_dir": "model",
+        },
+    )
+    write_json_atomic(
+        out / "training_report.json",
+        {"status": "completed", "base_model": name, "config": {"data_path": str(SAMPLE), "seed": 42}},
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Training output folders of a tiny causal and a tiny seq2seq model."""
+    root = tmp_path_factory.mktemp("trained")
+    return {
+        "causal": make_trained_model("tiny-causal", root / "causal"),
+        "seq2seq": make_trained_model("tiny-seq2seq", root / "seq2seq"),
+    }
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Both tiny models exported (fp32 + int8, parity, self-test): name -> (service dir, report)."""
+    from core.exporter.onnx_export import export_real
+
+    root = tmp_path_factory.mktemp("services")
+    result = {}
+    for name, model_root in tiny_models.items():
+        service = root / name
+        report = export_real(model_root, service, max_new_tokens=24)
+        result[name] = (service, report)
+    return result
