@@ -134,6 +134,7 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
         emit(Finished("cancelled", report))
         return report
     stderr_tail = "\n".join(tail)
+    _remove_stale_staging(Path(json.loads(Path(config_path).read_text(encoding="utf-8"))["output_dir"]))
     if failed is not None and code == EXIT_BAD_INPUT:
         raise TrainingError(failed.message)
     message = _describe_exit(code, failed)
@@ -142,6 +143,15 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
     if failed is None:
         emit(Failed(message, stderr_tail))
     raise TrainingProcessError(message, exit_code=code, stderr_tail=stderr_tail)
+
+
+def _remove_stale_staging(output: Path) -> None:
+    """A killed child cannot clean up: remove its temp output folders (named by hf_train)."""
+    import shutil
+
+    output = output.expanduser().resolve()
+    for stale in output.parent.glob(f".{output.name}.tinyforge-*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _ask_to_stop(proc: subprocess.Popen[str], windows: bool) -> None:

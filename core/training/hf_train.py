@@ -570,7 +570,7 @@ def _make_callback(emit: EventCallback, token: CancelToken, collator: Any, world
                 elapsed = time.time() - self.t0
                 if elapsed > 0:
                     values["tokens_per_second"] = collator.train_tokens * world_size / elapsed
-            if values:
+            if set(values) - {"epoch"}:
                 emit(Metric(int(state.global_step), values))
 
     return EventCallback()
