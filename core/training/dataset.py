@@ -1,0 +1,470 @@
+"""JSONL datasets of ``input``/``output`` pairs: the seed API, whole-file validation, previews.
+
+Seed API (unchanged names and results): :func:`load_jsonl`, :func:`stream_jsonl`,
+:func:`summarize_dataset`. On top of it: :func:`validate_file` scans a whole file without
+stopping at the first problem (in parallel processes for large files) and returns a
+:class:`ValidationReport`; :class:`LineIndex` and :func:`read_head` give random access for
+previews. Memory stays constant in the file size except for the line index (8 bytes a row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from core.events import Cancelled, CancelToken, EventCallback
+from core.training.dataset_scan import (
+    BLANK,
+    DUPLICATE_INPUT,
+    DUPLICATE_RECORD,
+    EMPTY_FILE,
+    MAX_KEPT,
+    PROGRESS_INTERVAL_S,
+    DatasetError,
+    LineProblem,
+    ProgressThrottle,
+    check_record,
+    iter_line_blocks,
+    parse_slow,
+    scan_range,
+)
+from core.training.line_index import LineIndex, read_head
+from core.training.tokens import count_tokens
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DatasetError",
+    "DatasetWarning",
+    "LineIndex",
+    "Problem",
+    "Record",
+    "ValidationReport",
+    "load_jsonl",
+    "read_head",
+    "stream_jsonl",
+    "summarize_dataset",
+    "validate_file",
+]
+
+PARALLEL_MIN_BYTES = 24 << 20  # below this, starting worker processes costs more than it saves
+_MIN_CHUNK_BYTES = 8 << 20
+_MAX_WORKERS = 4
+_SUMMARY_BATCH = 4096
+
+
+class Record(BaseModel):
+    """One training pair. Unknown keys are kept (and reported as warnings by validation)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    input: str
+    output: str
+    metadata: dict[str, Any] | None = None
+
+
+class Problem(BaseModel):
+    """A line that is not a usable record (``line`` None for whole-file problems)."""
+
+    line: int | None
+    kind: str
+    message: str
+
+
+class DatasetWarning(BaseModel):
+    """A usable record that looks suspicious (empty string, duplicate, unknown key, very long)."""
+
+    line: int | None
+    kind: str
+    message: str
+
+
+class ValidationReport(BaseModel):
+    """What :func:`validate_file` found; ``model_dump()`` is what ``foremforge validate --json`` prints."""
+
+    path: str
+    n_records: int
+    n_lines: int
+    avg_input_len: float
+    avg_output_len: float
+    file_size: int
+    sha256: str
+    problems: list[Problem]
+    n_problems: int
+    problem_counts: dict[str, int]
+    warnings: list[DatasetWarning]
+    n_warnings: int
+    warning_counts: dict[str, int]
+    valid: bool
+
+
+# --- seed API --------------------------------------------------------------------------------
+
+
+def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the records of a JSONL file one by one; raise ``DatasetError`` at the first problem.
+
+    Blank lines are skipped, a UTF-8 BOM and CRLF line ends are accepted, extra keys are kept.
+    A file without any record raises ``DatasetError`` (kind ``empty_file``, line None).
+    """
+    path_s = os.fspath(path)
+    n = 0
+    lineno = 0
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    with open(path_s, "rb") as f:
+        for lines, _done in iter_line_blocks(f):
+            for raw in lines:
+                lineno += 1
+                try:
+                    rec = loads(raw)
+                except decode_error:
+                    try:
+                        rec = parse_slow(raw)
+                    except LineProblem as p:
+                        raise DatasetError(path_s, lineno, p.kind, p.message) from None
+                    if rec is BLANK:
+                        continue
+                if not (
+                    type(rec) is dict
+                    and len(rec) == 2
+                    and type(rec.get("input")) is str
+                    and type(rec.get("output")) is str
+                ):
+                    try:
+                        check_record(rec)
+                    except LineProblem as p:
+                        raise DatasetError(path_s, lineno, p.kind, p.message) from None
+                n += 1
+                yield rec
+    if n == 0:
+        raise DatasetError(path_s, None, EMPTY_FILE, "the file holds no records (empty or only blank lines)")
+
+
+def load_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Load every record of a JSONL file into a list (see :func:`stream_jsonl` for the rules)."""
+    return list(stream_jsonl(path))
+
+
+def summarize_dataset(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Count records and average whitespace-token lengths (``len(s.split())``) of input and output.
+
+    Accepts any iterable (a list or :func:`stream_jsonl`); a missing or null field counts as "".
+    """
+    n = 0
+    in_tokens = 0
+    out_tokens = 0
+    ins: list[str] = []
+    outs: list[str] = []
+    for rec in records:
+        n += 1
+        inp = rec.get("input")
+        out = rec.get("output")
+        ins.append(inp if type(inp) is str else _as_text(inp))
+        outs.append(out if type(out) is str else _as_text(out))
+        if len(ins) >= _SUMMARY_BATCH:
+            in_tokens += count_tokens(ins)
+            out_tokens += count_tokens(outs)
+            ins.clear()
+            outs.clear()
+    in_tokens += count_tokens(ins)
+    out_tokens += count_tokens(outs)
+    return {
+        "n_records": n,
+        "avg_input_len": in_tokens / n if n else 0.0,
+        "avg_output_len": out_tokens / n if n else 0.0,
+    }
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+# --- whole-file validation -------------------------------------------------------------------
+
+
+def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None = None,
+                  cancel: CancelToken | None = None, *, workers: int | None = None) -> ValidationReport:
+    """Scan the whole file and report every problem and warning (first 1000 of each kept).
+
+    Never raises for file content; raises ``FileNotFoundError`` for a missing file and
+    ``core.events.Cancelled`` when ``cancel`` is set. Large files are split at newlines into
+    byte ranges scanned by child processes (``python -m core.training.scan_worker``; no fork,
+    so it is safe from a QThread); ``workers`` overrides the choice, 1 scans in this thread.
+    Emits ``Progress("scan", bytes_done, file_size)`` at most ~20 times a second.
+    """
+    path_s = os.fspath(path)
+    size = os.stat(path_s).st_size
+    throttle = ProgressThrottle(on_event, "scan", size)
+    throttle(0, force=True)
+    n_workers = _choose_workers(size, workers)
+    results: list[dict[str, Any]] | None = None
+    sha_hex = ""
+    if n_workers > 1:
+        try:
+            results, sha_hex = _scan_parallel(path_s, size, n_workers, throttle, cancel)
+        except Cancelled:
+            raise
+        except Exception as exc:  # a worker could not start or failed: scan here instead
+            log.warning("parallel scan failed (%s: %s); scanning in this process", type(exc).__name__, exc)
+            results = None
+    if results is None:
+        sha = hashlib.sha256()
+        result = scan_range(path_s, 0, None, progress=throttle,
+                            cancelled=(lambda: cancel.cancelled) if cancel is not None else None,
+                            hasher=sha)
+        if result["cancelled"]:
+            raise Cancelled("cancelled by the user")
+        results = [result]
+        sha_hex = sha.hexdigest()
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    throttle(size, force=True)
+    return _merge(path_s, size, sha_hex, results)
+
+
+def _choose_workers(size: int, workers: int | None) -> int:
+    if workers is not None:
+        return max(1, int(workers))
+    # A frozen app has no "python -m" to start workers with.
+    if getattr(sys, "frozen", False) or not sys.executable or size < PARALLEL_MIN_BYTES:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_WORKERS, size // _MIN_CHUNK_BYTES))
+
+
+def split_points(path: str, size: int, n: int) -> list[tuple[int, int]]:
+    """Split ``path`` into at most ``n`` byte ranges that each start just after a newline."""
+    bounds = [0]
+    with open(path, "rb") as f:
+        for k in range(1, n):
+            target = max(size * k // n, bounds[-1])
+            f.seek(target)
+            pos = target
+            while True:
+                block = f.read(1 << 16)
+                if not block:
+                    pos = size
+                    break
+                i = block.find(b"\n")
+                if i >= 0:
+                    pos += i + 1
+                    break
+                pos += len(block)
+            if bounds[-1] < pos < size:
+                bounds.append(pos)
+    bounds.append(size)
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+class _WorkerProcess:
+    """One ``scan_worker`` child: a reader thread collects its progress and pickled result."""
+
+    def __init__(self, path: str, start: int, end: int, env: dict[str, str]) -> None:
+        import subprocess
+        import tempfile
+        import threading
+
+        self.done = 0
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "core.training.scan_worker", path, str(start), str(end)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+        )
+        self.thread = threading.Thread(target=self._read, name="scan-worker-reader", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        import pickle
+
+        stream = self.proc.stdout
+        assert stream is not None
+        try:
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                if line[:1] == b"P":
+                    self.done = int(line[1:])
+                elif line[:1] == b"R":
+                    self.result = pickle.loads(stream.read(int(line[1:])))
+        except Exception as exc:  # reported by the caller as a failed worker
+            self.error = exc
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the child; its result, or ``RuntimeError`` with its stderr."""
+        self.thread.join()
+        code = self.proc.wait()
+        if self.result is None:
+            self._stderr.seek(0)
+            tail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
+            raise RuntimeError(f"scan worker exited with {code}: {self.error or tail or 'no result'}")
+        return self.result
+
+    def stop(self) -> None:
+        """End the child if it still runs (it only reads the file) and release the pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.thread.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+
+def _worker_env() -> dict[str, str]:
+    """The children's environment: a fixed hash seed (comparable digests) and ``core`` importable."""
+    import core
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(core.__file__)))
+    env = dict(os.environ)
+    env["PYTHONHASHSEED"] = "0"
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _scan_parallel(path: str, size: int, n: int, throttle: ProgressThrottle,
+                   cancel: CancelToken | None) -> tuple[list[dict[str, Any]], str]:
+    """Scan the ranges in child processes while this thread computes the sha256."""
+    ranges = split_points(path, size, n)
+    env = _worker_env()
+    workers: list[_WorkerProcess] = []
+    sha = hashlib.sha256()
+    try:
+        for start, end in ranges:
+            workers.append(_WorkerProcess(path, start, end, env))
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(4 << 20)
+                if not data:
+                    break
+                sha.update(data)
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                throttle(sum(w.done for w in workers))
+        for w in workers:
+            while w.thread.is_alive():
+                w.thread.join(PROGRESS_INTERVAL_S)
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                throttle(sum(w.done for w in workers))
+        results = [w.finish() for w in workers]
+    finally:
+        for w in workers:
+            w.stop()
+    return results, sha.hexdigest()
+
+
+def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) -> ValidationReport:
+    """Combine range results: absolute line numbers, totals, cross-range duplicates."""
+    problems: list[tuple[int | None, str, str]] = []
+    warnings: list[tuple[int | None, str, str]] = []
+    problem_counts: dict[str, int] = {}
+    warning_counts: dict[str, int] = {}
+    n_problems = n_warnings = n_records = in_tokens = out_tokens = 0
+    offset = 0
+    in_parts: list[bytes] = []
+    rec_parts: list[bytes] = []
+    line_parts: list[tuple[bytes, int]] = []
+    for r in results:
+        problems.extend((line + offset, kind, msg) for line, kind, msg in r["problems"])
+        warnings.extend((line + offset, kind, msg) for line, kind, msg in r["warnings"])
+        for kind, count in r["problem_counts"].items():
+            problem_counts[kind] = problem_counts.get(kind, 0) + count
+        for kind, count in r["warning_counts"].items():
+            warning_counts[kind] = warning_counts.get(kind, 0) + count
+        n_problems += r["n_problems"]
+        n_warnings += r["n_warnings"]
+        n_records += r["n_records"]
+        in_tokens += r["in_tokens"]
+        out_tokens += r["out_tokens"]
+        in_parts.append(r["in_digests"])
+        rec_parts.append(r["rec_digests"])
+        line_parts.append((r["rec_lines"], offset))
+        offset += r["n_lines"]
+    problems = problems[:MAX_KEPT]
+    if n_records > 1:
+        dup_warnings, dup_counts = _duplicate_warnings(in_parts, rec_parts, line_parts)
+        for kind, count in dup_counts.items():
+            if count:
+                warning_counts[kind] = warning_counts.get(kind, 0) + count
+                n_warnings += count
+        warnings.extend(dup_warnings)
+        warnings.sort(key=lambda w: w[0] or 0)
+    warnings = warnings[:MAX_KEPT]
+    if n_records == 0 and n_problems == 0:
+        problems.append((None, EMPTY_FILE, "the file holds no records (empty or only blank lines)"))
+        problem_counts[EMPTY_FILE] = 1
+        n_problems = 1
+    return ValidationReport(
+        path=path,
+        n_records=n_records,
+        n_lines=offset,
+        avg_input_len=in_tokens / n_records if n_records else 0.0,
+        avg_output_len=out_tokens / n_records if n_records else 0.0,
+        file_size=size,
+        sha256=sha_hex,
+        problems=[Problem(line=line, kind=kind, message=msg) for line, kind, msg in problems],
+        n_problems=n_problems,
+        problem_counts=problem_counts,
+        warnings=[DatasetWarning(line=line, kind=kind, message=msg) for line, kind, msg in warnings],
+        n_warnings=n_warnings,
+        warning_counts=warning_counts,
+        valid=n_problems == 0 and n_records > 0,
+    )
+
+
+def _duplicate_warnings(in_parts: list[bytes], rec_parts: list[bytes],
+                        line_parts: list[tuple[bytes, int]]
+                        ) -> tuple[list[tuple[int | None, str, str]], dict[str, int]]:
+    """Find repeated inputs and repeated (input, output) pairs from 8-byte digests."""
+    import numpy as np
+
+    in_d = np.frombuffer(b"".join(in_parts), dtype=np.int64)
+    rec_d = np.frombuffer(b"".join(rec_parts), dtype=np.int64)
+    lines = np.concatenate([np.frombuffer(b, dtype=np.int64) + off for b, off in line_parts])
+    rec_idx, rec_first = _repeats(np, rec_d, lines)
+    in_idx, in_first = _repeats(np, in_d, lines)
+    is_rec_dup = np.zeros(lines.shape[0], dtype=bool)
+    is_rec_dup[rec_idx] = True
+    keep = ~is_rec_dup[in_idx]
+    in_idx, in_first = in_idx[keep], in_first[keep]
+    out: list[tuple[int | None, str, str]] = []
+    for idx, first, kind, text in (
+        (rec_idx, rec_first, DUPLICATE_RECORD, "duplicate record: same input and output as line {}"),
+        (in_idx, in_first, DUPLICATE_INPUT, "duplicate input: same input as line {} (different output)"),
+    ):
+        dup_lines = lines[idx]
+        order = np.argsort(dup_lines, kind="stable")[:MAX_KEPT]
+        out.extend((int(dup_lines[i]), kind, text.format(int(first[i]))) for i in order)
+    return out, {DUPLICATE_RECORD: int(rec_idx.shape[0]), DUPLICATE_INPUT: int(in_idx.shape[0])}
+
+
+def _repeats(np: Any, digests: Any, lines: Any) -> tuple[Any, Any]:
+    """Indexes of records whose digest was seen before, and the line where it was first seen."""
+    order = np.argsort(digests, kind="stable")
+    d = digests[order]
+    first = np.empty(d.shape[0], dtype=bool)
+    first[:1] = True
+    first[1:] = d[1:] != d[:-1]
+    run_start = np.flatnonzero(first)
+    run_id = np.cumsum(first) - 1
+    first_line = lines[order[run_start]][run_id]
+    dup = ~first
+    return order[dup], first_line[dup]

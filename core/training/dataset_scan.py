@@ -1,0 +1,361 @@
+"""Low-level JSONL scanning shared by the dataset API, the line index and the scan workers.
+
+Only the standard library and orjson are imported here, so a spawned scan worker starts fast.
+Lines are ``\\n``-separated (a trailing ``\\r`` is JSON whitespace); a UTF-8 BOM is accepted at
+the start of the file; a line is blank when its decoded text is empty after ``str.strip()``.
+orjson parses the common case; a line it rejects is re-read with the standard library, so
+everything ``json.loads`` accepts is accepted, and errors carry a 1-based column.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import orjson
+
+from core.events import EventCallback, Progress
+from core.training.tokens import count_tokens
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BLANK",
+    "BOM",
+    "DatasetError",
+    "LineProblem",
+    "ProgressThrottle",
+    "check_record",
+    "iter_line_blocks",
+    "parse_line",
+    "scan_range",
+]
+
+BOM = b"\xef\xbb\xbf"
+PROGRESS_INTERVAL_S = 0.05  # at most ~20 progress events a second
+BLOCK_SIZE = 1 << 20
+MAX_KEPT = 1000  # problems and warnings kept per list (all are counted)
+LONG_RECORD_CHARS = 20_000  # input + output characters above which a record is "very long"
+KNOWN_KEYS = frozenset(("input", "output", "metadata"))
+
+# Problem kinds (a line that is not a usable record) and warning kinds (usable, but suspicious).
+INVALID_JSON = "invalid_json"
+INVALID_UTF8 = "invalid_utf8"
+NOT_OBJECT = "not_object"
+MISSING_FIELD = "missing_field"
+NOT_STRING = "not_string"
+BAD_METADATA = "bad_metadata"
+EMPTY_FILE = "empty_file"
+EMPTY_STRING = "empty_string"
+DUPLICATE_INPUT = "duplicate_input"
+DUPLICATE_RECORD = "duplicate_record"
+UNKNOWN_KEY = "unknown_key"
+LONG_RECORD = "long_record"
+
+BLANK: Any = object()  # returned by parse_line for a blank line
+
+
+class DatasetError(ValueError):
+    """A dataset problem naming the file, the 1-based line (None for the whole file) and why."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, kind: str, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.line = line
+        self.kind = kind
+        self.reason = reason
+        super().__init__(self.path, line, kind, reason)
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.path}: {self.reason}"
+        return f"{self.path}, line {self.line}: {self.reason}"
+
+    @classmethod
+    def from_report(cls, path: str | os.PathLike[str], report: Any) -> DatasetError:
+        """The first problem of a ``ValidationReport`` (or "no records") as an exception."""
+        if report.problems:
+            first = report.problems[0]
+            more = report.n_problems - 1
+            reason = first.message + (f" (and {more} more problems)" if more > 0 else "")
+            return cls(path, first.line, first.kind, reason)
+        return cls(path, None, EMPTY_FILE, "the file holds no records")
+
+
+class ProgressThrottle:
+    """Emits ``Progress(stage, step, total)`` at most every ``PROGRESS_INTERVAL_S`` seconds."""
+
+    def __init__(self, emit: EventCallback | None, stage: str, total: int) -> None:
+        self.emit = emit
+        self.stage = stage
+        self.total = total
+        self.last = 0.0
+        self.last_step = -1
+
+    def __call__(self, step: int, force: bool = False) -> None:
+        if self.emit is None or step == self.last_step:
+            return
+        now = time.monotonic()
+        if force or now - self.last >= PROGRESS_INTERVAL_S:
+            self.last = now
+            self.last_step = step
+            self.emit(Progress(self.stage, step, self.total, f"{step / 1e6:.1f} of {self.total / 1e6:.1f} MB"))
+
+
+class LineProblem(Exception):
+    """Internal: why one line is not a usable record (``kind``, ``message``)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(kind, message)
+        self.kind = kind
+        self.message = message
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def parse_slow(raw: bytes) -> Any:
+    """Parse a line orjson rejected: return the value or ``BLANK``; raise ``LineProblem``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LineProblem(INVALID_UTF8, f"invalid UTF-8 at byte {exc.start + 1} of the line") from None
+    stripped = text.strip()
+    if not stripped:
+        return BLANK
+    lead = len(text) - len(text.lstrip())
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise LineProblem(INVALID_JSON, f"invalid JSON at column {lead + exc.pos + 1}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, huge integers
+        raise LineProblem(INVALID_JSON, f"invalid JSON: {exc}") from None
+
+
+def parse_line(raw: bytes) -> Any:
+    """Parse one line (no newline, BOM removed): the JSON value or ``BLANK``; raise ``LineProblem``."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return parse_slow(raw)
+
+
+def check_record(value: Any) -> list[str]:
+    """Raise ``LineProblem`` unless ``value`` is a usable record; return its unknown keys."""
+    if type(value) is not dict:
+        raise LineProblem(NOT_OBJECT, f"expected a JSON object, got {_json_type(value)}")
+    missing = [k for k in ("input", "output") if k not in value]
+    if missing:
+        names = " and ".join(f"'{k}'" for k in missing)
+        raise LineProblem(MISSING_FIELD, f"missing {names}")
+    for key in ("input", "output"):
+        if type(value[key]) is not str:
+            raise LineProblem(NOT_STRING, f"'{key}' must be a string, got {_json_type(value[key])}")
+    meta = value.get("metadata")
+    if meta is not None and type(meta) is not dict:
+        raise LineProblem(BAD_METADATA, f"'metadata' must be an object, got {_json_type(meta)}")
+    if len(value) <= 2:
+        return []
+    return [k for k in value if k not in KNOWN_KEYS]
+
+
+def iter_line_blocks(f: IO[bytes], start: int = 0, end: int | None = None,
+                     block_size: int = BLOCK_SIZE) -> Iterator[tuple[list[bytes], int]]:
+    """Yield ``(lines, bytes_done)`` for the ``\\n``-separated lines of ``f[start:end]``.
+
+    ``start`` must be 0 or just after a newline. Lines exclude the ``\\n``; a BOM at offset 0
+    is removed; the last line is yielded even without a final newline. Every line of the
+    range is yielded (blank ones too), so a caller counts line numbers exactly.
+    """
+    f.seek(start)
+    pos = start
+    carry: list[bytes] = []
+    first = start == 0
+    while end is None or pos < end:
+        want = block_size if end is None else min(block_size, end - pos)
+        data = f.read(want)
+        if not data:
+            break
+        pos += len(data)
+        if first:
+            first = False
+            if data.startswith(BOM):
+                data = data[3:]
+            elif len(data) < 3 and BOM.startswith(data):  # tiny reads: gather the BOM first
+                more = f.read(3 - len(data))
+                pos += len(more)
+                data += more
+                if data.startswith(BOM):
+                    data = data[3:]
+        if b"\n" not in data:
+            carry.append(data)
+            continue
+        if carry:
+            carry.append(data)
+            data = b"".join(carry)
+            carry = []
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            carry.append(tail)
+        yield lines, pos - start
+    if carry:
+        yield [b"".join(carry)], pos - start
+
+
+def _empty_message(inp: str, out: str) -> str:
+    empty = [k for k, v in (("input", inp), ("output", out)) if not v.strip()]
+    return " and ".join(f"'{k}'" for k in empty) + (" are" if len(empty) > 1 else " is") + " empty"
+
+
+class _Issues:
+    """Keeps the first ``MAX_KEPT`` (line, kind, message) tuples and counts all of them by kind."""
+
+    __slots__ = ("kept", "counts", "total")
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[int, str, str]] = []
+        self.counts: dict[str, int] = {}
+        self.total = 0
+
+    def add(self, line: int, kind: str, message: str) -> None:
+        self.total += 1
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if len(self.kept) < MAX_KEPT:
+            self.kept.append((line, kind, message))
+
+
+def scan_range(path: str, start: int = 0, end: int | None = None, *,
+               progress: Callable[[int], None] | None = None,
+               cancelled: Callable[[], bool] | None = None,
+               hasher: Any = None) -> dict[str, Any]:
+    """Scan the lines of ``path[start:end]`` without stopping at problems.
+
+    Line numbers in the result are relative to ``start`` (1 = first line of the range).
+    ``progress(bytes_done)`` is called after each block; ``cancelled()`` is polled there and
+    stops the scan early (the result then has ``cancelled`` True). ``hasher`` (e.g. sha256)
+    is fed every byte of the range when given. Duplicates are reported by the caller from the
+    returned digests, so they work across ranges.
+    """
+    problems = _Issues()
+    warnings = _Issues()
+    # 64-bit SipHash digests (Python's hash) of each input and (input, output) pair. They only
+    # compare within one process or across workers started with the same PYTHONHASHSEED.
+    in_digests = array("q")
+    rec_digests = array("q")
+    rec_lines = array("q")
+    add_in = in_digests.append
+    add_rec = rec_digests.append
+    n_records = 0
+    in_tokens = 0
+    out_tokens = 0
+    lineno = 0
+    was_cancelled = False
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    add_line = rec_lines.append
+    long_limit = LONG_RECORD_CHARS
+    with open(path, "rb") as f:
+        if hasher is not None:
+            f = _HashingReader(f, hasher)  # type: ignore[assignment]
+        for lines, done in iter_line_blocks(f, start, end):
+            ins: list[str] = []
+            outs: list[str] = []
+            for raw in lines:
+                lineno += 1
+                try:
+                    rec = loads(raw)
+                except decode_error:
+                    try:
+                        rec = parse_slow(raw)
+                    except LineProblem as p:
+                        problems.add(lineno, p.kind, p.message)
+                        continue
+                    if rec is BLANK:
+                        continue
+                if type(rec) is dict:
+                    inp = rec.get("input")
+                    out = rec.get("output")
+                    if type(inp) is str and type(out) is str:
+                        if len(rec) > 2:
+                            try:
+                                extra = check_record(rec)
+                            except LineProblem as p:
+                                problems.add(lineno, p.kind, p.message)
+                                continue
+                            if extra:
+                                names = ", ".join(repr(k) for k in extra[:10])
+                                warnings.add(lineno, UNKNOWN_KEY, f"unknown keys kept: {names}")
+                        n_records += 1
+                        ins.append(inp)
+                        outs.append(out)
+                        if not inp or not out or inp.isspace() or out.isspace():
+                            warnings.add(lineno, EMPTY_STRING, _empty_message(inp, out))
+                        if len(inp) + len(out) > long_limit:
+                            warnings.add(lineno, LONG_RECORD,
+                                         f"very long record: {len(inp) + len(out)} characters")
+                        add_in(hash(inp))
+                        add_rec(hash((inp, out)))
+                        add_line(lineno)
+                        continue
+                try:
+                    check_record(rec)
+                except LineProblem as p:
+                    problems.add(lineno, p.kind, p.message)
+            in_tokens += count_tokens(ins)
+            out_tokens += count_tokens(outs)
+            if progress is not None:
+                progress(done)
+            if cancelled is not None and cancelled():
+                was_cancelled = True
+                break
+    return {
+        "start": start,
+        "n_lines": lineno,
+        "n_records": n_records,
+        "in_tokens": in_tokens,
+        "out_tokens": out_tokens,
+        "problems": problems.kept,
+        "n_problems": problems.total,
+        "problem_counts": problems.counts,
+        "warnings": warnings.kept,
+        "n_warnings": warnings.total,
+        "warning_counts": warnings.counts,
+        "in_digests": in_digests.tobytes(),
+        "rec_digests": rec_digests.tobytes(),
+        "rec_lines": rec_lines.tobytes(),
+        "cancelled": was_cancelled,
+    }
+
+
+class _HashingReader:
+    """A read-only file wrapper that feeds every byte read to ``hasher``."""
+
+    def __init__(self, f: IO[bytes], hasher: Any) -> None:
+        self._f = f
+        self._hasher = hasher
+
+    def seek(self, pos: int) -> int:
+        return self._f.seek(pos)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._hasher.update(data)
+        return data

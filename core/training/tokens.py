@@ -1,0 +1,95 @@
+"""Fast whitespace token counting: ``count_tokens(strings) == sum(len(s.split()) for s in strings)``.
+
+``str.split()`` allocates one object per token, which costs as much as parsing the JSON.
+Here a batch of strings is joined, encoded to UTF-8 once and the word starts are counted with
+numpy. The whitespace set is exactly ``str.isspace()``: the ten ASCII whitespace bytes plus
+the multi-byte Unicode spaces (NBSP, U+2000..U+200A, ideographic space, ...), which are found
+through their UTF-8 lead bytes and marked as whitespace before counting.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["count_tokens", "UNICODE_SPACE_SEQUENCES"]
+
+# Below this many strings the plain loop is faster than the numpy set-up (and numpy stays unloaded).
+_NUMPY_MIN_STRINGS = 48
+
+# UTF-8 encodings of every non-ASCII character for which str.isspace() is true (Python 3.11+).
+UNICODE_SPACE_SEQUENCES: tuple[bytes, ...] = tuple(
+    chr(c).encode("utf-8")
+    for c in (0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000)
+)
+
+
+def _split_count(strings: list[str]) -> int:
+    total = 0
+    for s in strings:
+        total += len(s.split())
+    return total
+
+
+def count_tokens(strings: list[str]) -> int:
+    """Return ``sum(len(s.split()) for s in strings)``, computed without splitting."""
+    if len(strings) < _NUMPY_MIN_STRINGS:
+        return _split_count(strings)
+    # Joining ASCII and non-ASCII strings together widens the result and makes encoding slow,
+    # so the two kinds are counted separately.
+    ascii_strings = [s for s in strings if s.isascii()]
+    total = 0
+    if ascii_strings:
+        total += _count_encoded((" " + " ".join(ascii_strings)).encode("ascii"), True)
+    if len(ascii_strings) < len(strings):
+        other = [s for s in strings if not s.isascii()]
+        total += _count_encoded((" " + " ".join(other)).encode("utf-8", "surrogatepass"), False)
+    return total
+
+
+def _count_encoded(data: bytes, ascii_only: bool) -> int:
+    """Count word starts in UTF-8 ``data`` that begins with a space."""
+    import numpy as np
+
+    a = np.frombuffer(data, dtype=np.uint8)
+    ws = a <= 0x20
+    # Bytes 0x00-0x08 and 0x0E-0x1B are not whitespace but rare: build the exact mask only when
+    # one is present ((a - 14) wraps around in uint8, so "< 14" means 14 <= a <= 27).
+    if a.min() < 0x09 or ((a - 0x0E) < 0x0E).any():
+        ws &= ~((a < 0x09) | ((a - 0x0E) < 0x0E))
+    if not ascii_only:
+        _mark_unicode_spaces(np, a, ws)
+    # A word starts where a whitespace byte is followed by a non-whitespace one.
+    return int(np.count_nonzero(ws[:-1] > ws[1:]))
+
+
+def _mark_unicode_spaces(np: Any, a: Any, ws: Any) -> None:
+    """Set ``ws`` True on every byte of a multi-byte Unicode space (in place)."""
+    n = a.shape[0]
+    # 2-byte: C2 85, C2 A0
+    idx = np.flatnonzero(a[: n - 1] == 0xC2)
+    if idx.size:
+        second = a[idx + 1]
+        hit = idx[(second == 0x85) | (second == 0xA0)]
+        ws[hit] = True
+        ws[hit + 1] = True
+    # 3-byte, lead E1..E3: E1 9A 80; E2 80 80..8A, E2 80 A8/A9/AF, E2 81 9F; E3 80 80
+    idx = np.flatnonzero((a[: n - 2] & 0xFC) == 0xE0)
+    if not idx.size:
+        return
+    b0 = a[idx]
+    b1 = a[idx + 1]
+    b2 = a[idx + 2]
+    m = (
+        ((b0 == 0xE1) & (b1 == 0x9A) & (b2 == 0x80))
+        | ((b0 == 0xE2) & (b1 == 0x80) & ((b2 <= 0x8A) | (b2 == 0xA8) | (b2 == 0xA9) | (b2 == 0xAF)))
+        | ((b0 == 0xE2) & (b1 == 0x81) & (b2 == 0x9F))
+        | ((b0 == 0xE3) & (b1 == 0x80) & (b2 == 0x80))
+    )
+    hit = idx[m]
+    if hit.size:
+        ws[hit] = True
+        ws[hit + 1] = True
+        ws[hit + 2] = True
