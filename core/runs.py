@@ -1,9 +1,10 @@
 """Run folders: one folder per train/export run, with ``run.json`` and ``events.jsonl``.
 
 Headless (no Qt): the GUI, the CLI or a script create a run, execute its stages with an event
-callback and a cancel token, and list past runs. Stages write into a hidden staging folder that
-is renamed into place only when the stage succeeds, so a cancelled or failed run never leaves a
-half-written ``model/`` or ``service/`` behind.
+callback and a cancel token, and list past runs. A cancelled or failed stage never leaves a
+half-written ``model/`` or ``service/`` behind: a stage either writes into a staging folder that
+is renamed into place on success, or writes atomically itself and its new folder is removed
+when it fails.
 """
 
 from __future__ import annotations
@@ -110,16 +111,22 @@ class RunFolder:
         write_json_atomic(self.run_file, self.record)
 
 
-# A stage gets the run, a staging folder to write into, the event callback and the cancel token;
-# it returns a small JSON-able result. ``target`` is the folder the staging folder becomes.
+# A stage gets the run, the folder to write into, the event callback and the cancel token;
+# it returns a small JSON-able result.
 StageFn = Callable[["RunFolder", Path, EventCallback, CancelToken], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Stage:
+    """``fn`` writes into ``target`` (a folder name in the run). With ``staged`` it writes into a
+    hidden staging folder that is renamed into place on success; without, the stage writes its
+    final folder itself (atomically, as core's trainer and builder do) and a target that did not
+    exist before is removed when the stage fails or is cancelled."""
+
     name: str
     target: str  # folder name inside the run ("model" or "service")
     fn: StageFn
+    staged: bool = True
 
 
 def _versions() -> dict[str, str]:
@@ -299,14 +306,20 @@ def execute_run(
                 raise FileExistsError(
                     f"{stage.target}/ already exists in {run.path.name} (enable overwrite to replace it)"
                 )
-            current = _staging_dir(run, stage.target)
-            sink.remap = {str(current): str(final)}
+            if stage.staged:
+                current = _staging_dir(run, stage.target)
+                sink.remap = {str(current): str(final)}
+                out = current
+            else:
+                current = None if final.exists() else final
+                sink.remap = {}
+                out = final
             sink(StageStarted(stage=stage.name, message=f"{stage.name} started"))
             t0 = time.perf_counter()
-            result = stage.fn(run, current, sink, cancel)
+            result = stage.fn(run, out, sink, cancel)
             cancel.raise_if_cancelled()
-            if current.exists():
-                _promote(current, final, overwrite)
+            if stage.staged and out.exists():
+                _promote(out, final, overwrite)
             current = None
             elapsed = round(time.perf_counter() - t0, 3)
             run.record["timings"][stage.name] = elapsed
@@ -355,22 +368,21 @@ def _jsonable(value: Any) -> Any:
 # ---- standard stages -------------------------------------------------------------------------
 
 
-def train_stage(run: RunFolder, staging: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
+def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
     """Dry run in process (seed's model_stub.json); real training in a child process."""
     options = run.options()
-    config = options.train.model_copy(update={"output_dir": str(staging)})
-    staging.mkdir(parents=True, exist_ok=True)
+    config = options.train.model_copy(update={"output_dir": str(out)})
     if config.dry_run:
         from core.training.train import run_training
 
-        return run_training(config.data_path, str(staging), dry_run=True, on_event=on_event, cancel=cancel, config=config)
+        return run_training(config.data_path, str(out), dry_run=True, on_event=on_event, cancel=cancel, config=config)
     from core.training.child import run_training_subprocess
 
     return run_training_subprocess(config, on_event, cancel)
 
 
-def export_stage(run: RunFolder, staging: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
-    """The seed's builder on this run's model (or ``source_model``) into the staging folder."""
+def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
+    """The seed's builder on this run's model (or ``source_model``) into ``service/``."""
     from core.exporter.builder import build
 
     options = run.options()
@@ -379,8 +391,8 @@ def export_stage(run: RunFolder, staging: Path, on_event: EventCallback, cancel:
         raise FileNotFoundError(f"no model to export: {model} does not exist (train first)")
     return build(
         str(model),
-        str(staging),
-        overwrite=True,  # the staging folder is ours; replacing service/ is checked by execute_run
+        str(out),
+        overwrite=options.export.overwrite,
         export_onnx=options.export.export_onnx,
         quantize=options.export.quantize,
         on_event=on_event,
@@ -389,8 +401,9 @@ def export_stage(run: RunFolder, staging: Path, on_event: EventCallback, cancel:
 
 
 STANDARD_STAGES: dict[str, Stage] = {
-    "train": Stage(name="train", target=MODEL_DIR, fn=train_stage),
-    "export": Stage(name="export", target=SERVICE_DIR, fn=export_stage),
+    # core's trainer and builder write atomically themselves, so their paths stay final.
+    "train": Stage(name="train", target=MODEL_DIR, fn=train_stage, staged=False),
+    "export": Stage(name="export", target=SERVICE_DIR, fn=export_stage, staged=False),
 }
 
 

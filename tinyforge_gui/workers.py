@@ -14,7 +14,7 @@ import traceback
 import weakref
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from core.events import (
     ArtifactWritten,
@@ -22,7 +22,6 @@ from core.events import (
     CancelToken,
     Event,
     Failed,
-    Finished,
     Log,
     Metric,
     Progress,
@@ -96,8 +95,8 @@ class Worker(QObject):
         elif isinstance(event, Failed):
             self._failed_emitted = True
             self.failed.emit(event.message, event.details)
-        elif isinstance(event, Finished):
-            self.log.emit("info", f"finished: {event.status}")
+        # Finished events of inner steps carry nothing the window shows; the worker's own
+        # outcome signals (succeeded / cancelled) report the end of the work.
 
     def _relay_progress(self, event: Progress) -> None:
         """Emit only visible changes: a new stage, a new per-mille, the end, or 50 ms passed."""
@@ -128,7 +127,9 @@ class TaskRunner(QObject):
         thread.setObjectName(f"tinyforge-{worker.name}")
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
-        worker.done.connect(thread.quit)
+        # QThread.quit is thread-safe; a direct call from the worker thread lets the thread end
+        # even while the GUI thread is blocked in wait_all() during shutdown.
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.finished.connect(self._on_thread_finished)
         key = id(thread)
         self._active[key] = (thread, worker)

@@ -1,0 +1,74 @@
+"""GUI test set-up: offscreen Qt, settings isolated per test, no thread left running."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "examples" / "sample_qna.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own INI settings file and log folder (never the user's)."""
+    settings = tmp_path / "settings" / "tinyforge.ini"
+    settings.parent.mkdir()
+    monkeypatch.setenv("TINYFORGE_SETTINGS_FILE", str(settings))
+    monkeypatch.setenv("TINYFORGE_LOG_DIR", str(tmp_path / "logs"))
+    return settings
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_threads() -> Iterator[None]:
+    """Fail a test that leaves one of our worker QThreads running."""
+    import shiboken6
+
+    from tinyforge_gui.workers import LIVE_THREADS
+
+    yield
+    running = []
+    for thread in list(LIVE_THREADS):
+        if shiboken6.isValid(thread) and thread.isRunning():
+            running.append(thread.objectName())
+            thread.wait(10000)  # do not let it leak into the next test either
+    assert not running, f"test left worker threads running: {running}"
+
+
+@pytest.fixture
+def output_root(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def window(qtbot, output_root: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
+    """A shown MainWindow writing runs under ``output_root``; closing never asks."""
+    from tinyforge_gui.__main__ import create_app
+    from tinyforge_gui.main_window import MainWindow
+
+    create_app([])
+    win = MainWindow()
+    monkeypatch.setattr(win, "confirm_close", lambda: True)
+    win.options.output_dir.setText(str(output_root))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.close()
+
+
+def wait_report(qtbot, win, timeout: int = 30000) -> dict:  # noqa: ANN001
+    qtbot.waitUntil(lambda: win.dataset_report is not None, timeout=timeout)
+    return win.dataset_report
+
+
+def wait_run(qtbot, win, timeout: int = 60000) -> str:  # noqa: ANN001
+    """Wait until the run ended and its thread is gone; return its status."""
+    qtbot.waitUntil(lambda: win.run_status not in ("", "running") and not win.tasks.is_busy("run"), timeout=timeout)
+    qtbot.wait(50)  # let _after_run update buttons and the artifact view
+    return win.run_status
