@@ -77,8 +77,6 @@ def _install_probe(window) -> None:  # noqa: ANN001 - MainWindow
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
-    started = process_start_time()
-
     class _Probe(QObject):
         fired = False
 
@@ -86,6 +84,7 @@ def _install_probe(window) -> None:  # noqa: ANN001 - MainWindow
             if not self.fired and event.type() == QEvent.Type.Expose and obj.isExposed():
                 self.fired = True
                 now = time.time()
+                started = process_start_time()
                 print(
                     json.dumps(
                         {

@@ -9,6 +9,8 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
+from tinyforge_gui.theme import style_label
+
 logger = logging.getLogger(__name__)
 
 SERIES = {"loss": "#e8590c", "eval_loss": "#1c7ed6"}
@@ -27,6 +29,7 @@ class LossChart(QWidget):
         self._placeholder = QLabel("The loss curve appears here during real training.")
         self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._placeholder.setObjectName("hintLabel")
+        style_label(self._placeholder, "dim")
         self._stack.addWidget(self._placeholder)
         self._plot: Any = None
         self._curves: dict[str, Any] = {}

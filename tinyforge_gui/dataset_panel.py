@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from tinyforge_gui.dataset_model import DatasetTableModel
+from tinyforge_gui.theme import set_state_colour, style_label
 from tinyforge_gui.widgets import StatCard, make_icon
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,14 @@ class WelcomePage(QWidget):
         icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
         title = QLabel("Drop a .jsonl dataset here")
         title.setObjectName("welcomeTitle")
+        style_label(title, "title")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         text = QLabel(
             'One JSON object per line with <b>input</b> and <b>output</b> (optional <b>metadata</b>).<br>'
             "TinyForge previews it, checks every line, trains a small model and exports an ONNX service."
         )
         text.setObjectName("welcomeText")
+        style_label(text, "dim")
         text.setAlignment(Qt.AlignmentFlag.AlignCenter)
         text.setWordWrap(True)
         buttons = QHBoxLayout()
@@ -116,8 +119,10 @@ class DatasetPanel(QStackedWidget):
         names.setSpacing(0)
         self.file_label = QLabel()
         self.file_label.setObjectName("datasetName")
+        style_label(self.file_label, "name")
         self.path_label = QLabel()
         self.path_label.setObjectName("datasetPath")
+        style_label(self.path_label, "dim")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         names.addWidget(self.file_label)
         names.addWidget(self.path_label)
@@ -191,6 +196,7 @@ class DatasetPanel(QStackedWidget):
         pl.setContentsMargins(0, 0, 0, 0)
         self.problems_title = QLabel("Problems")
         self.problems_title.setObjectName("sectionTitle")
+        style_label(self.problems_title, "section")
         pl.addWidget(self.problems_title)
         pl.addWidget(self.problems)
         detail_box = QWidget()
@@ -198,6 +204,7 @@ class DatasetPanel(QStackedWidget):
         dl.setContentsMargins(0, 0, 0, 0)
         title = QLabel("Record")
         title.setObjectName("sectionTitle")
+        style_label(title, "section")
         dl.addWidget(title)
         dl.addWidget(self.detail)
         self.bottom_split = QSplitter(Qt.Orientation.Horizontal)
@@ -274,12 +281,10 @@ class DatasetPanel(QStackedWidget):
         self.problems_title.setText(f"Problems: {n_problems:,}, warnings: {n_warnings:,}{more}")
         if report.get("valid"):
             self.status_label.setText("✓ ready to train")
-            self.status_label.setProperty("state", "ok")
+            set_state_colour(self.status_label, "ok")
         else:
             self.status_label.setText("✗ fix the problems to train")
-            self.status_label.setProperty("state", "error")
-        self.status_label.style().unpolish(self.status_label)
-        self.status_label.style().polish(self.status_label)
+            set_state_colour(self.status_label, "error")
         if n_problems == 0 and n_warnings == 0:
             item = QListWidgetItem(make_icon("ok"), "No problems found")
             item.setFlags(Qt.ItemFlag.ItemIsEnabled)

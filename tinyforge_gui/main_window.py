@@ -593,11 +593,12 @@ class MainWindow(QMainWindow):
     def showEvent(self, event) -> None:  # noqa: ANN001 - Qt override
         super().showEvent(event)
         if not self.artifacts.root:
-            QTimer.singleShot(0, self._deferred_start)
+            QTimer.singleShot(150, self._deferred_start)  # after the first paint
 
     @Slot()
     def _deferred_start(self) -> None:
         """Work that may touch the disk but is not needed for the first paint."""
+        self.options.refresh_models()
         root = self.options.output_root()
         if Path(root).is_dir():
             try:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tinyforge_gui.theme import style_label
 from tinyforge_gui.widgets import make_icon
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class OptionsPanel(QScrollArea):
             note = QLabel("Real training arrives with the child-process trainer; dry runs work now.")
             note.setWordWrap(True)
             note.setObjectName("hintLabel")
+            style_label(note, "dim")
             note.setToolTip(REAL_UNAVAILABLE)
             form.addWidget(note)
         return group
@@ -180,7 +182,8 @@ class OptionsPanel(QScrollArea):
         self.base_model = QComboBox()
         self.base_model.setObjectName("baseModelCombo")
         self.base_model.setEditable(True)
-        for name, description in builtin_models().items():
+        # The registry (and its imports) load after the first paint: see refresh_models().
+        for name, description in FALLBACK_MODELS.items():
             self.base_model.addItem(name)
             self.base_model.setItemData(self.base_model.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
         self.base_model.setToolTip("Base model: a built-in name, a Hugging Face hub id already cached, or a local folder.")
@@ -273,6 +276,17 @@ class OptionsPanel(QScrollArea):
         folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (Hugging Face format)")
         if folder:
             self.base_model.setCurrentText(folder)
+
+    def refresh_models(self) -> None:
+        """Add the registry's base models and descriptions (called once the window is shown)."""
+        current = self.base_model.currentText()
+        for name, description in builtin_models().items():
+            row = self.base_model.findText(name)
+            if row < 0:
+                self.base_model.addItem(name)
+                row = self.base_model.count() - 1
+            self.base_model.setItemData(row, description, Qt.ItemDataRole.ToolTipRole)
+        self.base_model.setCurrentText(current)
 
     # --- data ---
     def output_root(self) -> str:

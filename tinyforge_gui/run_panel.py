@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from tinyforge_gui.chart import LossChart
 from tinyforge_gui.log_view import LogView
+from tinyforge_gui.theme import accent_button, set_state_colour
 from tinyforge_gui.widgets import make_icon
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class RunPanel(QWidget):
         self.train_export = _button(
             "train-export", "Train → Export", "trainExportButton", "Train, then export, in one run", "Ctrl+Return"
         )
-        self.train_export.setProperty("primary", True)
+        accent_button(self.train_export)
         self.cancel = _button("cancel", "Cancel", "cancelButton", "Stop the run at the next step", "Esc")
         self.cancel.setEnabled(False)
         self.train.clicked.connect(self.train_clicked)
@@ -137,6 +138,7 @@ class RunPanel(QWidget):
         self.progress.setRange(0, SCALE * max(1, len(self._stages)))
         self.progress.setValue(0)
         self.progress.setFormat(f"{title}: starting…")
+        set_state_colour(self.progress, "running")
         self.eta.setText("")
         self.chart.clear()
         self.set_busy(True)
@@ -172,8 +174,6 @@ class RunPanel(QWidget):
         self.progress.setValue(self.progress.maximum())
         took = format_eta(time.monotonic() - self._run_started)
         self.progress.setFormat(message or f"{status.capitalize()} in {took}")
-        self.progress.setProperty("state", status)
-        self.progress.style().unpolish(self.progress)
-        self.progress.style().polish(self.progress)
+        set_state_colour(self.progress, status)
         self.eta.setText("")
         self.set_busy(False)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from tinyforge_gui.resources import icon_path
+from tinyforge_gui.theme import style_label
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +123,11 @@ class StatCard(QFrame):
         layout.setSpacing(0)
         self.value = QLabel("–")
         self.value.setObjectName("statValue")
+        style_label(self.value, "value")
         self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.caption = QLabel(caption)
         self.caption.setObjectName("statCaption")
+        style_label(self.caption, "dim")
         layout.addWidget(self.value)
         layout.addWidget(self.caption)
         self.setAccessibleName(caption)

@@ -1,0 +1,98 @@
+"""Start-up time: process start → main window exposed, against a bare PySide6 window.
+
+Both are launched the same way (a fresh ``python`` process, offscreen unless a display is set);
+each prints a JSON marker on its first expose event and quits. Prints JSON with the median
+times over ``--repeat`` launches, the ratio, the 0.6 s goal, and whether torch/transformers
+were loaded when the window appeared.
+
+    python benchmarks/startup.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_S = 0.6
+
+BARE = r"""
+import json, sys, time
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QMainWindow
+
+class Probe(QObject):
+    fired = False
+    def eventFilter(self, obj, event):
+        if not self.fired and event.type() == QEvent.Type.Expose and obj.isExposed():
+            self.fired = True
+            print(json.dumps({"marker": "TINYFORGE_EXPOSED", "exposed_time": time.time(),
+                              "torch_loaded": "torch" in sys.modules}), flush=True)
+            QTimer.singleShot(0, QApplication.quit)
+        return False
+
+app = QApplication(sys.argv)
+w = QMainWindow(); w.setWindowTitle("bare"); w.resize(1280, 820); w.show()
+probe = Probe(); w.windowHandle().installEventFilter(probe)
+app.exec()
+"""
+
+
+def launch(args: list[str], env: dict[str, str]) -> dict:
+    """Run one process; return its marker plus the time from launch to expose."""
+    started = time.time()
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if "TINYFORGE_EXPOSED" in line:
+            marker = json.loads(line)
+            marker["seconds"] = marker["exposed_time"] - started
+            return marker
+    raise RuntimeError(f"no start-up marker (rc={proc.returncode}): {proc.stderr[-2000:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    env = dict(os.environ)
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    env["TINYFORGE_STARTUP_PROBE"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        env["TINYFORGE_SETTINGS_FILE"] = str(Path(tmp) / "settings.ini")
+        env["TINYFORGE_LOG_DIR"] = tmp
+        launch([sys.executable, "-m", "tinyforge_gui"], env)  # warm the file cache once
+        bare, ours, heavy = [], [], []
+        for _ in range(args.repeat):
+            bare.append(launch([sys.executable, "-c", BARE], env)["seconds"])
+            marker = launch([sys.executable, "-m", "tinyforge_gui"], env)
+            ours.append(marker["seconds"])
+            heavy.append(bool(marker.get("torch_loaded") or marker.get("transformers_loaded")))
+    bare_s, ours_s = statistics.median(bare), statistics.median(ours)
+    result = {
+        "benchmark": "startup_to_first_expose",
+        "platform": env.get("QT_QPA_PLATFORM", "native"),
+        "repeat": args.repeat,
+        "bare_pyside6_window_s": round(bare_s, 4),
+        "tinyforge_main_window_s": round(ours_s, 4),
+        "ratio": round(ours_s / bare_s, 2),
+        "overhead_s": round(ours_s - bare_s, 4),
+        "all_runs_s": {"bare": [round(x, 4) for x in bare], "tinyforge": [round(x, 4) for x in ours]},
+        "goal_s": GOAL_S,
+        "within_goal": ours_s < GOAL_S,
+        "torch_or_transformers_loaded": any(heavy),
+    }
+    print(json.dumps(result, indent=2))
+    assert not any(heavy), "torch/transformers were imported before the window appeared"
+    return 0 if result["within_goal"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
