@@ -39,6 +39,26 @@ _TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".py", ".cfg", ".toml", ".ya
 _STATUS_ICONS = {"completed": "ok", "failed": "error", "cancelled": "cancelled", "running": "running", "created": "running"}
 
 
+def read_runs(root: str) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, run.json) of the runs under ``root``, newest first (like core.runs.list_runs,
+    without importing pydantic on the GUI thread)."""
+    found: list[tuple[Path, dict[str, Any]]] = []
+    try:
+        children = list(Path(root).iterdir())
+    except OSError:
+        return []
+    for child in children:
+        try:
+            with open(child / "run.json", encoding="utf-8") as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            found.append((child, record))
+    found.sort(key=lambda item: (str(item[1].get("created_time", "")), item[0].name), reverse=True)
+    return found
+
+
 def _tool(icon: str, text: str, tip: str) -> QToolButton:
     button = QToolButton()
     button.setIcon(make_icon(icon))
@@ -239,12 +259,10 @@ class ArtifactsPanel(QWidget):
     def refresh_runs(self) -> None:
         if not self.root:
             return
-        from core.runs import list_runs
-
         current = self.selected_run()
         self.runs.clear()
-        for run in list_runs(self.root):
-            self._add_run_item(run.path, run.record)
+        for path, record in read_runs(self.root):
+            self._add_run_item(path, record)
         if current:
             self.select_run(current)
 

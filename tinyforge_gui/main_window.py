@@ -263,10 +263,14 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Not a dataset: " + p.name, 8000)
             return False
         try:
-            from core.training.dataset import read_head
-        except ImportError as exc:
-            self.show_message("error", "Dataset support is not available in this build yet.", repr(exc))
-            return False
+            # line_index is light; core.training.dataset (pydantic models) loads in the workers.
+            from core.training.line_index import read_head
+        except ImportError:
+            try:
+                from core.training.dataset import read_head
+            except ImportError as exc:
+                self.show_message("error", "Dataset support is not available in this build yet.", repr(exc))
+                return False
         try:
             head = read_head(str(p), HEAD_ROWS)
         except (OSError, ValueError) as exc:
@@ -287,13 +291,26 @@ class MainWindow(QMainWindow):
         return True
 
     def _start_scan(self, path: str) -> None:
-        from tinyforge_gui.tasks import IndexWorker, ValidateWorker
+        """Index first (the table scrolls anywhere within a second), then validate the whole file.
+
+        One after the other rather than side by side: two busy threads plus the GUI thread
+        compete for the GIL and the window would stutter.
+        """
+        from tinyforge_gui.tasks import IndexWorker
 
         index_worker = IndexWorker(path)
         index_worker.succeeded.connect(self._on_index_ready)
         index_worker.failed.connect(self._on_index_failed)
+        index_worker.done.connect(self._start_validation)
         self.tasks.start(index_worker)
-        validate = ValidateWorker(path)
+
+    @Slot()
+    def _start_validation(self) -> None:
+        if not self._is_current_scan() or self.sender().cancel_token.cancelled:  # type: ignore[union-attr]
+            return
+        from tinyforge_gui.tasks import ValidateWorker
+
+        validate = ValidateWorker(self.dataset_path)
         validate.progress.connect(self.dataset.on_scan_progress)
         validate.succeeded.connect(self._on_report)
         validate.failed.connect(self._on_scan_failed)
@@ -598,6 +615,9 @@ class MainWindow(QMainWindow):
     @Slot()
     def _deferred_start(self) -> None:
         """Work that may touch the disk but is not needed for the first paint."""
+        from tinyforge_gui.tasks import WarmupWorker
+
+        self.tasks.start(WarmupWorker())
         self.options.refresh_models()
         root = self.options.output_root()
         if Path(root).is_dir():

@@ -12,6 +12,29 @@ from tinyforge_gui.workers import Worker
 logger = logging.getLogger(__name__)
 
 
+class WarmupWorker(Worker):
+    """Imports the core modules a run needs, off the GUI thread, while the user looks around."""
+
+    MODULES = ("core.training.line_index", "core.training.dataset", "core.runs", "core.training.train",
+               "core.exporter.builder")
+
+    def __init__(self) -> None:
+        super().__init__("warmup")
+
+    def work(self) -> Any:
+        import importlib
+
+        loaded = []
+        for name in self.MODULES:
+            self.cancel_token.raise_if_cancelled()
+            try:
+                importlib.import_module(name)
+                loaded.append(name)
+            except Exception as exc:  # noqa: BLE001 - a missing piece shows up when it is used
+                logger.info("warm-up could not import %s: %s", name, exc)
+        return loaded
+
+
 class IndexWorker(Worker):
     """Builds a ``LineIndex`` (byte offsets of every data line) for random access."""
 
