@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--starter-steps", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both tiny runs")
     parser.add_argument("--no-starter", action="store_true")
     parser.add_argument("--starter-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -146,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.starter_only:
             print(json.dumps(run_starter(tmp / "starter", args.starter_steps)))
             return 0
-        hp = {"epochs": args.epochs, "lr": 1e-3, "batch_size": args.batch_size,
+        import torch
+
+        torch.set_num_threads(args.threads)
+        hp = {"threads": args.threads, "epochs": args.epochs, "lr": 1e-3, "batch_size": args.batch_size,
               "max_length": args.max_length, "seed": 0, "logging_steps": 10}
         data = tmp / "bench.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in make_records(args.records)), encoding="utf-8")

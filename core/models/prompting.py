@@ -188,15 +188,22 @@ def encode_example(
 ) -> EncodedExample:
     """Encode one record per the contract; sequences longer than ``max_length`` are cut.
 
-    Causal: one sequence ``prompt + answer`` cut at ``max_length``, labels masked on the prompt.
-    Seq2seq: the encoder input and the labels are each cut at ``max_length``.
+    Causal: one sequence ``prompt + answer`` of at most ``max_length`` tokens, labels masked on
+    the prompt. When too long, the answer keeps at least half of ``max_length`` (so every record
+    still teaches something) and the prompt loses tokens from its start (the end, where the
+    answer begins, matters most). Seq2seq: the encoder input and the labels are each cut at
+    ``max_length``.
     """
     p_ids = encode_prompt(tokenizer, fmt, prompt)
     r_ids = encode_response(tokenizer, fmt, response)
     if fmt.architecture == "seq2seq":
         truncated = len(p_ids) > max_length or len(r_ids) > max_length
         return EncodedExample(p_ids[:max_length], r_ids[:max_length], truncated, len(p_ids) + len(r_ids))
-    ids = p_ids + r_ids
-    labels = [-100] * len(p_ids) + r_ids
-    truncated = len(ids) > max_length
-    return EncodedExample(ids[:max_length], labels[:max_length], truncated, len(ids))
+    n_tokens = len(p_ids) + len(r_ids)
+    truncated = n_tokens > max_length
+    if truncated:
+        keep_answer = min(len(r_ids), max(max_length // 2, max_length - len(p_ids)))
+        keep_prompt = max_length - keep_answer
+        p_ids = p_ids[len(p_ids) - keep_prompt:] if keep_prompt > 0 else []
+        r_ids = r_ids[:keep_answer]
+    return EncodedExample(p_ids + r_ids, [-100] * len(p_ids) + r_ids, truncated, n_tokens)

@@ -273,16 +273,30 @@ def _train(plan: _Plan, staging: Path, emit: EventCallback, token: CancelToken, 
     config = plan.config
     token.raise_if_cancelled()
     emit(StageStarted("load", f"loading base model {config.base_model}"))
+    import torch
     import transformers
-    from transformers import PrinterCallback, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    transformers.set_seed(config.seed)
+    threads = torch.get_num_threads()
+    if plan.spec.kind == "tiny":  # intra-op threads only cost time on a tiny model (and thrash a busy CPU)
+        torch.set_num_threads(1)
+    try:
+        return _train_loaded(plan, staging, emit, token, started)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: CancelToken,
+                  started: float) -> dict[str, Any]:
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     from core.models.batching import DynamicPadCollator, ExampleDataset
     from core.models.prompting import build_prompt_format, encode_example
     from core.models.registry import BaseModelError, load_base_model
 
-    hf_logging.disable_progress_bar()
-    transformers.set_seed(config.seed)
+    config = plan.config
     try:
         model, tokenizer = load_base_model(plan.spec, seed=config.seed)
     except BaseModelError as error:

@@ -1,0 +1,157 @@
+"""Real fine-tuning on tiny models: memorising the sample, LoRA outputs, cancel/resume, starter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from core.events import CancelToken, Progress
+from core.jsonio import read_json
+from core.training.hf_train import run_real_training
+from core.training.predict import predict
+from tests.core.training_fixtures import ROOT, EventRecorder, sample_records, tiny_config, write_jsonl
+
+
+def test_importing_training_modules_loads_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "import core.models, core.models.registry, core.models.prompting, core.models.tiny\n"
+        "import core.models.starter, core.models.batching\n"
+        "import core.training.hf_train, core.training.child, core.training.worker, core.training.predict\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("base", ["tiny-causal", "tiny-seq2seq"])
+def test_full_finetune_memorises_the_sample(tmp_path, base) -> None:
+    out = tmp_path / "out"
+    recorder = EventRecorder()
+    report = run_real_training(tiny_config(out, base, epochs=300), on_event=recorder)
+
+    assert report["status"] == "completed"
+    for record in sample_records():
+        assert predict(out, record["input"], max_new_tokens=128) == record["output"]
+    # the model/ subfolder works too
+    assert predict(out / "model", sample_records()[0]["input"], max_new_tokens=128) == sample_records()[0]["output"]
+
+    saved = read_json(out / "training_report.json")
+    assert saved["status"] == "completed" and saved["n_records"] == 3 and saved["n_train"] == 3
+    assert saved["n_eval"] == 0 and saved["world_size"] == 1 and saved["base_model"] == base
+    assert len([h for h in saved["log_history"] if "loss" in h]) == 300
+    assert saved["tokens_per_second"] > 0 and len(saved["dataset_sha256"]) == 64
+    assert set(saved["versions"]) == {"torch", "transformers", "peft"}
+    manifest = read_json(out / "model_manifest.json")
+    assert manifest["model_type"] == "tinyforge_hf" and manifest["model_dir"] == "model"
+    assert manifest["architecture"] == ("seq2seq" if base == "tiny-seq2seq" else "causal")
+    assert "lora_applied" not in manifest
+    assert (out / "model" / "model.safetensors").is_file()
+    assert (out / "model" / "tinyforge_prompt.json").is_file()
+    assert not (out / "adapter").exists() and not (out / "checkpoints").exists()
+    assert not list(tmp_path.glob(".out.*")), "temp folder left beside the output"
+
+    stages = [e.stage for e in recorder.of("stage")]
+    assert stages[:3] == ["validate", "load", "train"]
+    assert any(e.total == 300 for e in recorder.of("progress"))
+    assert any("loss" in e.values for e in recorder.of("metric"))
+    assert recorder.of("artifact") and recorder.of("finished")[-1].status == "completed"
+
+
+def test_same_seed_same_losses(tmp_path) -> None:
+    a = run_real_training(tiny_config(tmp_path / "a", max_steps=5))
+    b = run_real_training(tiny_config(tmp_path / "b", max_steps=5))
+    losses = [[h["loss"] for h in r["log_history"] if "loss" in h] for r in (a, b)]
+    assert losses[0] == losses[1] and len(losses[0]) == 5
+
+
+@pytest.mark.parametrize(("base", "targets", "auto"), [
+    ("tiny-causal", ["q_proj", "v_proj"], "AutoModelForCausalLM"),
+    ("tiny-seq2seq", ["q", "v"], "AutoModelForSeq2SeqLM"),
+])
+def test_lora_writes_adapter_and_merged_model(tmp_path, base, targets, auto) -> None:
+    import transformers
+
+    out = tmp_path / "out"
+    report = run_real_training(tiny_config(out, base, lora=True, max_steps=3))
+    assert report["lora_applied"] is True
+    assert report["lora_config"] == {"r": 8, "alpha": 16, "target_modules": targets}
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    manifest = read_json(out / "model_manifest.json")
+    assert manifest["lora_config"] == report["lora_config"] and manifest["lora_timestamp"]
+    model = getattr(transformers, auto).from_pretrained(out / "model", use_safetensors=True)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    transformers.AutoTokenizer.from_pretrained(out / "model")
+    assert isinstance(predict(out, "How can I contact support?", max_new_tokens=8), str)
+
+
+def test_eval_split_and_truncation_report(tmp_path) -> None:
+    records = sample_records() * 4  # 12 records: 10 % held out by default
+    data = write_jsonl(tmp_path / "twelve.jsonl", records)
+    recorder = EventRecorder()
+    report = run_real_training(tiny_config(tmp_path / "out", data=data, max_steps=4, max_length=40),
+                               on_event=recorder)
+    assert report["n_records"] == 12 and report["n_eval"] == 1 and report["n_train"] == 11
+    assert any("eval_loss" in h for h in report["log_history"])
+    assert report["n_truncated"] == 12
+    assert all(h["loss"] > 0 for h in report["log_history"] if "loss" in h)  # answers kept despite the cut
+    assert any("longer than max_length" in e.message for e in recorder.of("log"))
+
+
+def test_cancel_saves_checkpoint_and_resume_continues(tmp_path) -> None:
+    out = tmp_path / "out"
+    token = CancelToken()
+
+    def cancel_at_three(event) -> None:
+        if isinstance(event, Progress) and event.step == 3:
+            token.cancel()
+
+    recorder = EventRecorder(cancel_at_three)
+    report = run_real_training(tiny_config(out, epochs=20), on_event=recorder, cancel=token)
+    assert report["status"] == "cancelled" and report["global_step"] == 3
+    assert report["checkpoint"] == "checkpoints/checkpoint-3"
+    assert (out / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file()
+    assert read_json(out / "training_report.json")["status"] == "cancelled"
+    assert not (out / "model").exists()
+    assert recorder.of("finished")[-1].status == "cancelled"
+
+    resumed = run_real_training(tiny_config(out, epochs=20, resume=True))
+    assert resumed["status"] == "completed" and resumed["resumed_from"] == "checkpoint-3"
+    assert resumed["global_step"] == 20
+    assert (out / "model" / "model.safetensors").is_file() and not (out / "checkpoints").exists()
+
+
+def test_cancel_before_training_writes_nothing(tmp_path) -> None:
+    token = CancelToken()
+    token.cancel()
+    report = run_real_training(tiny_config(tmp_path / "out"), cancel=token)
+    assert report["status"] == "cancelled"
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_prompt_format_file_is_plain_json(tmp_path) -> None:
+    from core.models.prompting import PromptFormat, load_prompt_format
+
+    out = tmp_path / "out"
+    run_real_training(tiny_config(out, max_steps=1))
+    raw = json.loads((out / "model" / "tinyforge_prompt.json").read_text(encoding="utf-8"))
+    assert raw["architecture"] == "causal" and raw["eos_token_id"] in raw["stop_token_ids"]
+    assert load_prompt_format(out / "model") == PromptFormat.from_dict(raw)
+
+
+@pytest.mark.slow
+def test_starter_model_lora_still_answers(tmp_path) -> None:
+    """A few LoRA steps on the offline starter model (SmolLM2-135M-Instruct)."""
+    out = tmp_path / "out"
+    config = tiny_config(out, base="smollm2-135m-instruct", lora=True, max_steps=2, learning_rate=2e-4)
+    report = run_real_training(config)
+    assert report["status"] == "completed" and report["lora_config"]["target_modules"] == ["q_proj", "v_proj"]
+    prompt = read_json(out / "model" / "tinyforge_prompt.json")
+    assert prompt["template"] == "chat"
+    answer = predict(out, "How do I reset my password?", max_new_tokens=16)
+    assert answer.strip()
