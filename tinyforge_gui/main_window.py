@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.run_status: str = ""
         self._run_actions: list[str] = []
         self._last_artifact: str = ""
+        self._closing = False
         self._build_ui()
         self._build_menus()
         self._restore_settings()
@@ -615,6 +616,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def _deferred_start(self) -> None:
         """Work that may touch the disk but is not needed for the first paint."""
+        if self._closing:
+            return
         from tinyforge_gui.tasks import WarmupWorker
 
         self.tasks.start(WarmupWorker())
@@ -666,6 +669,7 @@ class MainWindow(QMainWindow):
         if self.tasks.is_busy("run") and not self.confirm_close():
             event.ignore()
             return
+        self._closing = True
         self.statusBar().showMessage("Stopping…")
         self.tasks.cancel()
         if not self.tasks.wait_all(60000):

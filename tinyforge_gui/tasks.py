@@ -96,7 +96,7 @@ class RunWorker(Worker):
         else:
             run = runs.create_run(self.output_root, opts, dataset_sha256=self.dataset_sha256)
         self.run_created.emit(str(run.path))
-        self.cancel_token.raise_if_cancelled()
+        # A cancel that came already is recorded by execute_run (status "cancelled").
         status = runs.execute_run(
             run,
             runs.stages_for(opts.actions),
