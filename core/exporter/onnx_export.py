@@ -513,6 +513,7 @@ def _export_into(
         **exported["layout"],
         "stop_token_ids": stop_ids,
         "max_positions": getattr(model.config, "max_position_embeddings", None) if architecture == "causal" else None,
+        "max_prompt_tokens": 2048,
         "vocab_size": int(model.config.vocab_size),
     }
     sizes = {

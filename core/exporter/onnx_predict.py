@@ -82,12 +82,16 @@ def predict_onnx(
         raise ExportError("the input text is empty")
     root = Path(service_dir).expanduser()
     metadata = root / "model_metadata.json"
-    if metadata.is_file():
-        import json
-
-        try:
-            if json.loads(metadata.read_text(encoding="utf-8")).get("model_stub"):
-                raise ExportError(f"{root} is a dry-run service: it holds placeholders, not a model to run")
-        except ValueError:
-            pass
+    if metadata.is_file() and _is_stub(metadata):
+        raise ExportError(f"{root} is a dry-run service: it holds placeholders, not a model to run")
     return load_generator(root, precision).generate(text, max_new_tokens=max_new_tokens)
+
+
+def _is_stub(metadata_path: Path) -> bool:
+    import json
+
+    try:
+        data = json.loads(metadata_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data.get("model_stub"))

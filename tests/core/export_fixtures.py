@@ -9,7 +9,12 @@ Exports are cached per test session because they take a few seconds each.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,25 +81,63 @@ def make_trained_model(name: str, out: Path, steps: int = 40, seed: int = 0) -> 
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+# Fixtures imported into several test modules are separate fixtures to pytest, so the session
+# scope alone would build them once per module: cache the folders here instead.
+_CACHE: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session", name="tiny_models")
+def tiny_models_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Training output folders of a tiny causal and a tiny seq2seq model."""
-    root = tmp_path_factory.mktemp("trained")
-    return {
-        "causal": make_trained_model("tiny-causal", root / "causal"),
-        "seq2seq": make_trained_model("tiny-seq2seq", root / "seq2seq"),
-    }
+    if "tiny_models" not in _CACHE:
+        root = tmp_path_factory.mktemp("trained")
+        _CACHE["tiny_models"] = {
+            "causal": make_trained_model("tiny-causal", root / "causal"),
+            "seq2seq": make_trained_model("tiny-seq2seq", root / "seq2seq"),
+        }
+    return _CACHE["tiny_models"]
 
 
-@pytest.fixture(scope="session")
-def exported(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+@pytest.fixture(scope="session", name="exported")
+def exported_fixture(
+    tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Path, dict[str, Any]]]:
     """Both tiny models exported (fp32 + int8, parity, self-test): name -> (service dir, report)."""
     from core.exporter.onnx_export import export_real
 
-    root = tmp_path_factory.mktemp("services")
-    result = {}
-    for name, model_root in tiny_models.items():
-        service = root / name
-        report = export_real(model_root, service, max_new_tokens=24)
-        result[name] = (service, report)
-    return result
+    if "exported" not in _CACHE:
+        root = tmp_path_factory.mktemp("services")
+        _CACHE["exported"] = {
+            name: (root / name, export_real(model_root, root / name, max_new_tokens=24))
+            for name, model_root in tiny_models.items()
+        }
+    return _CACHE["exported"]
+
+
+SERVICE_MODULES = ("app", "model_loader", "schemas", "runtime")
+
+
+@contextlib.contextmanager
+def service_app(service_dir: Path, **env: str) -> Iterator[Any]:
+    """Import ``service_dir/app.py`` in this process (for fastapi's TestClient), then forget it.
+
+    The service's modules have plain top-level names (app, model_loader, ...), so they are
+    dropped from ``sys.modules`` before and after, letting tests load several services.
+    """
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    for name in SERVICE_MODULES:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(service_dir))
+    try:
+        module = importlib.import_module("app")
+        yield module.app
+    finally:
+        sys.path.remove(str(service_dir))
+        for name in SERVICE_MODULES:
+            sys.modules.pop(name, None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

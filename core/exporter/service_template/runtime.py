@@ -30,6 +30,7 @@ META_FILE = "onnx/model.onnx.meta.json"
 PROMPT_FILE = "tinyforge_prompt.json"
 TOKENIZER_FILE = "tokenizer.json"
 PRECISIONS = ("int8", "fp32")
+DEFAULT_MAX_PROMPT_TOKENS = 2048
 
 __all__ = ["OnnxGenerator", "RuntimeFormatError", "available_precisions", "default_precision"]
 
@@ -132,6 +133,13 @@ class OnnxGenerator:
         self.kv_heads = int(runtime["num_kv_heads"])
         self.head_dim = int(runtime["head_dim"])
         self.max_positions = runtime.get("max_positions")
+        # Long prompts are cut (keeping their start and the prompt's closing template tokens) so a
+        # 10,000-character input cannot exhaust memory in attention; torch ``predict`` does not cut,
+        # so answers to prompts longer than this may differ.
+        cap = int(runtime.get("max_prompt_tokens") or DEFAULT_MAX_PROMPT_TOKENS)
+        if self.max_positions:
+            cap = min(cap, int(self.max_positions) - 1)
+        self.max_prompt_tokens = max(1, cap)
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.sessions: dict[str, Any] = {}
@@ -155,6 +163,14 @@ class OnnxGenerator:
         rendered = f"{self.prompt.get('prompt_prefix', '')}{text}{self.prompt.get('prompt_suffix', '')}"
         add_special = bool(self.prompt.get("add_special_tokens", True))
         return list(self.tokenizer.encode(rendered, add_special_tokens=add_special).ids)
+
+    def fit_prompt(self, ids: list[int]) -> list[int]:
+        """``ids`` cut to ``max_prompt_tokens``: the start, then the template's closing tokens."""
+        if len(ids) <= self.max_prompt_tokens:
+            return ids
+        tail = min(len(self.encode("")), self.max_prompt_tokens // 2)
+        head = self.max_prompt_tokens - tail
+        return ids[:head] + (ids[-tail:] if tail else [])
 
     def decode(self, ids: list[int]) -> str:
         """Generated ids to the answer: special tokens skipped, whitespace stripped."""
@@ -246,4 +262,4 @@ class OnnxGenerator:
 
     def generate(self, text: str, max_new_tokens: int = 64) -> str:
         """The greedy answer to ``text`` (the same string torch ``predict`` gives in fp32)."""
-        return self.decode(self.generate_ids(self.encode(text), max_new_tokens))
+        return self.decode(self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens))

@@ -1,0 +1,102 @@
+"""The generated service: validation (in-process TestClient) and one real loopback run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.core.export_fixtures import (  # noqa: F401 - fixtures
+    QUESTIONS,
+    exported_fixture,
+    service_app,
+    tiny_models_fixture,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def client(exported: dict[str, Any]) -> Any:
+    from fastapi.testclient import TestClient
+
+    service, _ = exported["causal"]
+    with service_app(service) as app, TestClient(app) as test_client:
+        yield test_client
+
+
+def test_health_and_predict_match_onnx_predict(client: Any, exported: dict[str, Any]) -> None:
+    from core.exporter.onnx_predict import predict_onnx
+
+    service, _ = exported["causal"]
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["placeholder"] is False and health["precision"] == "int8"
+    response = client.post("/predict", json={"input": QUESTIONS[1], "max_new_tokens": 12})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) >= {"output", "model", "latency_ms"}
+    assert body["output"] == predict_onnx(service, QUESTIONS[1], precision="int8", max_new_tokens=12)
+    assert body["latency_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "statuses"),
+    [
+        (b"{not json", {400, 422}),
+        (b"[1, 2]", {422}),
+        (json.dumps({}).encode(), {422}),
+        (json.dumps({"input": ""}).encode(), {422}),
+        (json.dumps({"input": "   \n"}).encode(), {422}),
+        (json.dumps({"input": 42}).encode(), {422}),
+        (json.dumps({"input": "x" * 10_001}).encode(), {413, 422}),
+        (json.dumps({"input": "hi", "max_new_tokens": 0}).encode(), {422}),
+        (json.dumps({"input": "hi", "max_new_tokens": "many"}).encode(), {422}),
+        (b'{"input": "' + b"y" * 200_000 + b'"}', {413}),
+    ],
+    ids=["malformed", "array", "missing", "empty", "blank", "number", "oversized", "zero-tokens", "bad-tokens", "huge-body"],
+)
+def test_bad_requests_get_4xx_and_the_service_stays_up(client: Any, payload: bytes, statuses: set[int]) -> None:
+    response = client.post("/predict", content=payload, headers={"content-type": "application/json"})
+    assert response.status_code in statuses, response.text
+    assert client.get("/health").status_code == 200
+
+
+def test_input_at_the_limit_is_accepted(client: Any) -> None:
+    response = client.post("/predict", json={"input": "z" * 10_000, "max_new_tokens": 1})
+    assert response.status_code == 200
+
+
+def test_stub_service_still_answers_with_a_placeholder(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from core.exporter.builder import build
+
+    stub = tmp_path / "model_stub.json"
+    stub.write_text(json.dumps({"model_type": "tinyforge_stub", "n_records": 3}))
+    service = tmp_path / "svc"
+    build(stub, service, export_onnx=True)
+    with service_app(service) as app, TestClient(app) as test_client:
+        body = test_client.post("/predict", json={"input": "hello"}).json()
+        assert body["placeholder"] is True and "dry-run placeholder" in body["output"]
+        assert test_client.post("/predict", content=b"{", headers={"content-type": "application/json"}).status_code == 422
+
+
+def test_service_on_loopback_answers_rejects_and_stops(exported: dict[str, Any]) -> None:
+    from core.exporter.onnx_predict import predict_onnx
+    from core.exporter.serve import http_json, start_service_process, stop_service_process
+
+    service, _ = exported["seq2seq"]
+    process, url = start_service_process(service, port=0, precision="fp32")
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        status, body = http_json(f"{url}/predict", {"input": QUESTIONS[2], "max_new_tokens": 10})
+        assert status == 200
+        assert body["output"] == predict_onnx(service, QUESTIONS[2], precision="fp32", max_new_tokens=10)
+        assert http_json(f"{url}/predict", raw=b"{oops")[0] == 422
+        assert http_json(f"{url}/predict", {"input": "q" * 20_000})[0] in (413, 422)
+        assert http_json(f"{url}/health")[0] == 200
+    finally:
+        stop_service_process(process)
+    assert process.poll() is not None
