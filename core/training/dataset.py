@@ -406,7 +406,7 @@ def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) ->
                 warning_counts[kind] = warning_counts.get(kind, 0) + count
                 n_warnings += count
         warnings.extend(dup_warnings)
-        warnings.sort(key=lambda w: w[0] or 0)
+    warnings.sort(key=lambda w: w[0] or 0)
     warnings = warnings[:MAX_KEPT]
     if n_records == 0 and n_problems == 0:
         problems.append((None, EMPTY_FILE, "the file holds no records (empty or only blank lines)"))

@@ -207,11 +207,11 @@ def iter_line_blocks(f: IO[bytes], start: int = 0, end: int | None = None,
         if b"\n" not in data:
             carry.append(data)
             continue
-        if carry:
-            carry.append(data)
-            data = b"".join(carry)
-            carry = []
         lines = data.split(b"\n")
+        if carry:  # only the line cut by the previous block is joined, not the whole block
+            carry.append(lines[0])
+            lines[0] = b"".join(carry)
+            carry = []
         tail = lines.pop()
         if tail:
             carry.append(tail)
@@ -242,6 +242,20 @@ class _Issues:
             self.kept.append((line, kind, message))
 
 
+def _check_block(ins: list[str], outs: list[str], lines: list[int],
+                 found: list[tuple[int, str, str]]) -> None:
+    """Append empty-string and very-long warnings for one block of records to ``found``."""
+    if not (all(ins) and all(outs)) or any(map(str.isspace, ins)) or any(map(str.isspace, outs)):
+        for inp, out, line in zip(ins, outs, lines, strict=True):
+            if not inp or not out or inp.isspace() or out.isspace():
+                found.append((line, EMPTY_STRING, _empty_message(inp, out)))
+    if max(map(len, ins)) + max(map(len, outs)) > LONG_RECORD_CHARS:
+        for inp, out, line in zip(ins, outs, lines, strict=True):
+            n = len(inp) + len(out)
+            if n > LONG_RECORD_CHARS:
+                found.append((line, LONG_RECORD, f"very long record: {n} characters"))
+
+
 def scan_range(path: str, start: int = 0, end: int | None = None, *,
                progress: Callable[[int], None] | None = None,
                cancelled: Callable[[], bool] | None = None,
@@ -261,8 +275,6 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
     in_digests = array("q")
     rec_digests = array("q")
     rec_lines = array("q")
-    add_in = in_digests.append
-    add_rec = rec_digests.append
     n_records = 0
     in_tokens = 0
     out_tokens = 0
@@ -270,14 +282,19 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
     was_cancelled = False
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    add_line = rec_lines.append
-    long_limit = LONG_RECORD_CHARS
     with open(path, "rb") as f:
         if hasher is not None:
             f = _HashingReader(f, hasher)  # type: ignore[assignment]
         for lines, done in iter_line_blocks(f, start, end):
+            # The per-line loop only sorts lines into records and problems; the per-record
+            # checks, digests and token counts run once per block over whole lists (C loops).
             ins: list[str] = []
             outs: list[str] = []
+            rlines: list[int] = []
+            block_warnings: list[tuple[int, str, str]] = []
+            ins_append = ins.append
+            outs_append = outs.append
+            rlines_append = rlines.append
             for raw in lines:
                 lineno += 1
                 try:
@@ -294,7 +311,7 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
                     inp = rec.get("input")
                     out = rec.get("output")
                     if type(inp) is str and type(out) is str:
-                        if len(rec) > 2:
+                        if len(rec) > 2 and not (len(rec) == 3 and type(rec.get("metadata")) is dict):
                             try:
                                 extra = check_record(rec)
                             except LineProblem as p:
@@ -302,25 +319,27 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
                                 continue
                             if extra:
                                 names = ", ".join(repr(k) for k in extra[:10])
-                                warnings.add(lineno, UNKNOWN_KEY, f"unknown keys kept: {names}")
-                        n_records += 1
-                        ins.append(inp)
-                        outs.append(out)
-                        if not inp or not out or inp.isspace() or out.isspace():
-                            warnings.add(lineno, EMPTY_STRING, _empty_message(inp, out))
-                        if len(inp) + len(out) > long_limit:
-                            warnings.add(lineno, LONG_RECORD,
-                                         f"very long record: {len(inp) + len(out)} characters")
-                        add_in(hash(inp))
-                        add_rec(hash((inp, out)))
-                        add_line(lineno)
+                                block_warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
+                        ins_append(inp)
+                        outs_append(out)
+                        rlines_append(lineno)
                         continue
                 try:
                     check_record(rec)
                 except LineProblem as p:
                     problems.add(lineno, p.kind, p.message)
-            in_tokens += count_tokens(ins)
-            out_tokens += count_tokens(outs)
+            if ins:
+                _check_block(ins, outs, rlines, block_warnings)
+                in_digests.extend(map(hash, ins))
+                rec_digests.extend(map(hash, zip(ins, outs, strict=True)))
+                rec_lines.extend(rlines)
+                n_records += len(ins)
+                in_tokens += count_tokens(ins)
+                out_tokens += count_tokens(outs)
+            if block_warnings:
+                block_warnings.sort()
+                for line, kind, message in block_warnings:
+                    warnings.add(line, kind, message)
             if progress is not None:
                 progress(done)
             if cancelled is not None and cancelled():

@@ -10,6 +10,9 @@ through their UTF-8 lead bytes and marked as whitespace before counting.
 from __future__ import annotations
 
 import logging
+import threading
+from itertools import compress
+from operator import not_
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -18,6 +21,12 @@ __all__ = ["count_tokens", "UNICODE_SPACE_SEQUENCES"]
 
 # Below this many strings the plain loop is faster than the numpy set-up (and numpy stays unloaded).
 _NUMPY_MIN_STRINGS = 48
+# Strings joined per numpy pass (bounds the memory of one pass).
+_SUB_BATCH = 4096
+# numpy works in per-thread scratch buffers: fresh large temporaries are new mmap pages on
+# every call, and their page faults would cost more than the counting itself.
+_SCRATCH_MAX = 16 << 20
+_local = threading.local()
 
 # UTF-8 encodings of every non-ASCII character for which str.isspace() is true (Python 3.11+).
 UNICODE_SPACE_SEQUENCES: tuple[bytes, ...] = tuple(
@@ -39,14 +48,31 @@ def count_tokens(strings: list[str]) -> int:
         return _split_count(strings)
     # Joining ASCII and non-ASCII strings together widens the result and makes encoding slow,
     # so the two kinds are counted separately.
-    ascii_strings = [s for s in strings if s.isascii()]
+    flags = list(map(str.isascii, strings))
+    ascii_strings = list(compress(strings, flags))
     total = 0
-    if ascii_strings:
-        total += _count_encoded((" " + " ".join(ascii_strings)).encode("ascii"), True)
+    step = _SUB_BATCH
+    for i in range(0, len(ascii_strings), step):
+        data = (" " + " ".join(ascii_strings[i : i + step])).encode("ascii")
+        total += _count_encoded(data, True)
     if len(ascii_strings) < len(strings):
-        other = [s for s in strings if not s.isascii()]
-        total += _count_encoded((" " + " ".join(other)).encode("utf-8", "surrogatepass"), False)
+        other = list(compress(strings, map(not_, flags)))
+        for i in range(0, len(other), step):
+            data = (" " + " ".join(other[i : i + step])).encode("utf-8", "surrogatepass")
+            total += _count_encoded(data, False)
     return total
+
+
+def _scratch(np: Any, n: int) -> tuple[Any, Any, Any]:
+    """Three reusable length-``n`` buffers (bool, bool, uint8) for this thread."""
+    if n > _SCRATCH_MAX:
+        return np.empty(n, dtype=bool), np.empty(n, dtype=bool), np.empty(n, dtype=np.uint8)
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None or bufs[0].shape[0] < n:
+        size = max(n, 1 << 16)
+        bufs = (np.empty(size, dtype=bool), np.empty(size, dtype=bool), np.empty(size, dtype=np.uint8))
+        _local.bufs = bufs
+    return bufs[0][:n], bufs[1][:n], bufs[2][:n]
 
 
 def _count_encoded(data: bytes, ascii_only: bool) -> int:
@@ -54,29 +80,32 @@ def _count_encoded(data: bytes, ascii_only: bool) -> int:
     import numpy as np
 
     a = np.frombuffer(data, dtype=np.uint8)
-    ws = a <= 0x20
+    n = a.shape[0]
+    ws, tmp, u8 = _scratch(np, n)
+    np.less_equal(a, 0x20, out=ws)
     # Bytes 0x00-0x08 and 0x0E-0x1B are not whitespace but rare: build the exact mask only when
     # one is present ((a - 14) wraps around in uint8, so "< 14" means 14 <= a <= 27).
-    if a.min() < 0x09 or ((a - 0x0E) < 0x0E).any():
+    if a.min() < 0x09 or np.less(np.subtract(a, 0x0E, out=u8), 0x0E, out=tmp).any():
         ws &= ~((a < 0x09) | ((a - 0x0E) < 0x0E))
     if not ascii_only:
-        _mark_unicode_spaces(np, a, ws)
+        _mark_unicode_spaces(np, a, ws, tmp, u8)
     # A word starts where a whitespace byte is followed by a non-whitespace one.
-    return int(np.count_nonzero(ws[:-1] > ws[1:]))
+    return int(np.count_nonzero(np.greater(ws[:-1], ws[1:], out=tmp[: n - 1])))
 
 
-def _mark_unicode_spaces(np: Any, a: Any, ws: Any) -> None:
+def _mark_unicode_spaces(np: Any, a: Any, ws: Any, tmp: Any, u8: Any) -> None:
     """Set ``ws`` True on every byte of a multi-byte Unicode space (in place)."""
     n = a.shape[0]
     # 2-byte: C2 85, C2 A0
-    idx = np.flatnonzero(a[: n - 1] == 0xC2)
+    idx = np.flatnonzero(np.equal(a[: n - 1], 0xC2, out=tmp[: n - 1]))
     if idx.size:
         second = a[idx + 1]
         hit = idx[(second == 0x85) | (second == 0xA0)]
         ws[hit] = True
         ws[hit + 1] = True
     # 3-byte, lead E1..E3: E1 9A 80; E2 80 80..8A, E2 80 A8/A9/AF, E2 81 9F; E3 80 80
-    idx = np.flatnonzero((a[: n - 2] & 0xFC) == 0xE0)
+    lead = np.bitwise_and(a[: n - 2], 0xFC, out=u8[: n - 2])
+    idx = np.flatnonzero(np.equal(lead, 0xE0, out=tmp[: n - 2]))
     if not idx.size:
         return
     b0 = a[idx]
