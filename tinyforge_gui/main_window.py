@@ -341,6 +341,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{name}: {report.get('n_records', 0):,} records, ready to train.", 10000)
         else:
             n = report.get("n_problems", 0)
+            self.statusBar().showMessage(f"{name}: {n:,} problem(s) found.", 10000)
             self.show_message("warning", f"“{name}” has {n:,} problem(s); fix them to train. Choose one to see its line.")
         self._update_actions()
 

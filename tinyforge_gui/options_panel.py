@@ -141,6 +141,7 @@ class OptionsPanel(QScrollArea):
             checked=True,
         )
         self.dry_run.toggled.connect(self._update_enabled)
+        self.dry_run.toggled.connect(self._on_dry_run_toggled)
         form.addWidget(self.dry_run)
         if not self.real_available:
             self.dry_run.setEnabled(False)
@@ -264,6 +265,12 @@ class OptionsPanel(QScrollArea):
         for w in (self.lora_rank, self.lora_alpha, self.lora_modules):
             w.setEnabled(lora)
         self.quantize.setEnabled(self.export_onnx.isChecked())
+
+    @Slot(bool)
+    def _on_dry_run_toggled(self, dry: bool) -> None:
+        """The seed's q,v are T5 names; for a real run start from the model's own default."""
+        if not dry and self.lora_modules.text().replace(" ", "") == "q,v":
+            self.lora_modules.setText("")
 
     @Slot()
     def _browse_output(self) -> None:

@@ -1,0 +1,60 @@
+"""Real training from the window: a child process on tiny-causal, loss points, a killed child."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.gui.conftest import wait_report, wait_run
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+
+def _real_options(window, epochs: float) -> None:  # noqa: ANN001
+    opts = window.options
+    if not opts.real_available:
+        pytest.skip("core.training.child is not available")
+    opts.dry_run.setChecked(False)
+    assert opts.real_group.isEnabled()
+    opts.base_model.setCurrentText("tiny-causal")
+    opts.epochs.setValue(epochs)
+    opts.batch_size.setValue(1)
+    opts.learning_rate.setValue(0.003)
+    opts.seed.setValue(0)
+
+
+def test_real_run_shows_loss_points_and_finishes(window, qtbot) -> None:  # noqa: ANN001
+    window.open_example()
+    wait_report(qtbot, window)
+    _real_options(window, epochs=4)
+    window.start_train()
+    assert wait_run(qtbot, window, timeout=300000) == "completed", window.message.text.text()
+    assert window.run_panel.chart.count() >= 3
+    run_dir = Path(window.last_run)
+    manifest = json.loads((run_dir / "model" / "model_manifest.json").read_text())
+    assert manifest["base_model"] == "tiny-causal"
+    events = (run_dir / "events.jsonl").read_text()
+    assert '"kind": "metric"' in events
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+
+
+def test_killed_child_leaves_window_usable(window, qtbot) -> None:  # noqa: ANN001
+    import psutil
+
+    window.open_example()
+    wait_report(qtbot, window)
+    _real_options(window, epochs=5000)
+    window.start_train()
+    qtbot.waitUntil(lambda: window.run_panel.chart.count() >= 2, timeout=300000)
+    for child in psutil.Process().children(recursive=True):
+        os.kill(child.pid, signal.SIGKILL)
+    assert wait_run(qtbot, window, timeout=60000) == "failed"
+    assert window.message.isVisible() and window.message.level == "error"
+    assert not (Path(window.last_run) / "model").exists()
+    window.options.dry_run.setChecked(True)
+    window.start_train()
+    assert wait_run(qtbot, window) == "completed"

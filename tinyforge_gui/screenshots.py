@@ -1,0 +1,135 @@
+"""Save PNGs of the main window's main states: ``python -m tinyforge_gui.screenshots OUT_DIR``.
+
+States: welcome, a dataset with problems, a finished dry run (train → export) with an artifact
+open, and (when real training is available) a short real run with its loss curve. Runs
+offscreen unless a display is set; settings and runs live in a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SIZE = (1280, 820)
+
+
+def _problem_dataset(folder: Path) -> Path:
+    """examples/with_problems.jsonl when present, else a small file with typical mistakes."""
+    from tinyforge_gui.resources import example_path
+
+    bundled = example_path("with_problems.jsonl")
+    if bundled is not None:
+        return bundled
+    path = folder / "with_problems.jsonl"
+    lines = [
+        json.dumps({"input": f"How do I change setting {i}?", "output": f"Open Preferences and edit setting {i}.",
+                    "metadata": {"source": "faq", "id": i}})
+        for i in range(40)
+    ]
+    lines[3] = '{"input": "What is the refund window?", "output": "30 days"'  # truncated JSON
+    lines[9] = json.dumps({"input": "Where is my invoice?"})  # no output
+    lines[17] = json.dumps({"input": "", "output": "An answer without a question."})
+    lines[26] = json.dumps(["not", "an", "object"])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        loop = QEventLoop()
+        QTimer.singleShot(20, loop.quit)
+        loop.exec()
+    return condition()
+
+
+def _settle(seconds: float = 0.3) -> None:
+    _wait(lambda: False, seconds)
+
+
+def _save(window, path: Path) -> Path:  # noqa: ANN001
+    _settle()
+    window.run_panel.log.flush()
+    pixmap = window.grab()
+    if not pixmap.save(str(path)):
+        raise OSError(f"could not save {path}")
+    print(f"saved {path} ({pixmap.width()}x{pixmap.height()})")
+    return path
+
+
+def _run_done(window) -> bool:  # noqa: ANN001
+    return window.run_status not in ("", "running") and not window.tasks.is_busy("run")
+
+
+def take(out_dir: Path, real: bool = True) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="tinyforge-shots-"))
+    os.environ["TINYFORGE_SETTINGS_FILE"] = str(work / "settings.ini")
+    os.environ.setdefault("TINYFORGE_LOG_DIR", str(work))
+    from tinyforge_gui.__main__ import create_app
+    from tinyforge_gui.main_window import MainWindow
+
+    create_app([sys.argv[0]])
+    window = MainWindow()
+    window.options.output_dir.setText(str(work / "runs"))
+    window.resize(*SIZE)
+    window.show()
+    saved = [_save(window, out_dir / "01-welcome.png")]
+
+    window.load_dataset(str(_problem_dataset(work)))
+    _wait(lambda: window.dataset_report is not None, 60)
+    window.dataset.problems.setCurrentRow(1)
+    saved.append(_save(window, out_dir / "02-dataset-problems.png"))
+
+    window.open_example()
+    _wait(lambda: window.dataset_report is not None and window.dataset_report.get("valid", False), 60)
+    window.options.lora.setChecked(True)
+    window.options.export_onnx.setChecked(True)
+    window.start_train_export()
+    _wait(lambda: _run_done(window), 120)
+    _settle(0.5)
+    stub = Path(window.last_run) / "model" / "model_stub.json"
+    window.artifacts.show_path(str(stub))
+    saved.append(_save(window, out_dir / "03-run-finished-artifact.png"))
+
+    if real and window.options.real_available:
+        window.options.dry_run.setChecked(False)
+        window.options.base_model.setCurrentText("tiny-causal")
+        window.options.epochs.setValue(20)
+        window.options.batch_size.setValue(1)
+        window.options.learning_rate.setValue(0.003)
+        window.options.export_onnx.setChecked(False)
+        window.start_train()
+        _wait(lambda: _run_done(window), 300)
+        window.tabs.setCurrentWidget(window.dataset)
+        window.run_panel.tabs.setCurrentWidget(window.run_panel.chart)
+        saved.append(_save(window, out_dir / "04-real-training-loss.png"))
+
+    window.close()
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Save screenshots of TinyForge Studio's main states.")
+    parser.add_argument("out_dir", nargs="?", default="docs/screenshots")
+    parser.add_argument("--no-real", action="store_true", help="skip the real-training screenshot")
+    args = parser.parse_args(argv)
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    take(Path(args.out_dir), real=not args.no_real)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
