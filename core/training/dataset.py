@@ -458,13 +458,14 @@ def _duplicate_warnings(in_parts: list[bytes], rec_parts: list[bytes],
 
 def _repeats(np: Any, digests: Any, lines: Any) -> tuple[Any, Any]:
     """Indexes of records whose digest was seen before, and the line where it was first seen."""
-    order = np.argsort(digests, kind="stable")
+    order = np.argsort(digests)  # not stable: the first line of each run is found below
     d = digests[order]
     first = np.empty(d.shape[0], dtype=bool)
     first[:1] = True
     first[1:] = d[1:] != d[:-1]
     run_start = np.flatnonzero(first)
-    run_id = np.cumsum(first) - 1
-    first_line = lines[order[run_start]][run_id]
-    dup = ~first
+    sorted_lines = lines[order]
+    run_first_line = np.minimum.reduceat(sorted_lines, run_start)
+    first_line = run_first_line[np.cumsum(first) - 1]
+    dup = sorted_lines != first_line  # lines are unique, so one record per run is the original
     return order[dup], first_line[dup]
