@@ -1,0 +1,77 @@
+"""Answer with a *base* model (before fine-tuning), in the prompt format training would use.
+
+For comparing a fine-tuned model with where it started (the GUI's playground). The base model
+is loaded through :mod:`core.models.registry` (``tiny-*`` with the run's seed gives exactly
+the weights the run started from) and cached per (name, seed); generation is greedy, like
+:func:`core.training.predict.predict`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["base_predict", "clear_cache"]
+
+_CACHE: dict[tuple[str, int, int], tuple[Any, Any, Any]] = {}
+_LOCK = threading.Lock()
+_CACHE_SIZE = 2
+
+
+def _load(base_model: str, seed: int, max_length: int) -> tuple[Any, Any, Any]:
+    key = (base_model, int(seed), int(max_length))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    from core.models.prompting import build_prompt_format
+    from core.models.registry import load_base_model, resolve_base_model
+
+    spec = resolve_base_model(base_model)
+    if spec.kind == "tiny":
+        import transformers
+
+        transformers.set_seed(seed)  # as the trainer does before building the model
+    model, tokenizer = load_base_model(spec, seed=seed)
+    model.eval()
+    fmt = build_prompt_format(tokenizer, spec.architecture, max_length,
+                              getattr(model.config, "decoder_start_token_id", None))
+    with _LOCK:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (model, tokenizer, fmt)
+    return model, tokenizer, fmt
+
+
+def clear_cache() -> None:
+    """Forget loaded base models."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def base_predict(base_model: str, text: str, max_new_tokens: int = 64, seed: int = 0,
+                 max_length: int = 256) -> str:
+    """Greedy answer of the base model ``base_model`` to ``text`` (answer only, stripped)."""
+    import torch
+
+    from core.models.prompting import encode_prompt
+
+    model, tokenizer, fmt = _load(base_model, seed, max_length)
+    ids = torch.tensor([encode_prompt(tokenizer, fmt, text)], dtype=torch.long)
+    kwargs: dict[str, Any] = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "max_new_tokens": int(max_new_tokens),
+        "do_sample": False,
+        "num_beams": 1,
+        "eos_token_id": list(fmt.stop_token_ids),
+        "pad_token_id": fmt.pad_token_id,
+    }
+    if fmt.architecture == "seq2seq":
+        kwargs["decoder_start_token_id"] = fmt.decoder_start_token_id
+    with torch.inference_mode():
+        out = model.generate(**kwargs)
+    new = out[0] if fmt.architecture == "seq2seq" else out[0, ids.shape[1]:]
+    return tokenizer.decode(new.tolist(), skip_special_tokens=True).strip()

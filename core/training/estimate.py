@@ -1,0 +1,188 @@
+"""Estimate a real training run before committing to it: train a few real steps, then project.
+
+:func:`estimate_run` runs ``probe_steps`` optimizer steps of ``config`` in a child process (the
+same :func:`core.training.child.run_training_subprocess` a real run uses, output in a temp
+folder that is removed afterwards), times the steps, samples the child's memory, and projects
+the whole run: steps per epoch × epochs (or ``max_steps``) × seconds per step, plus the fixed
+cost of loading and saving. Headless; no torch in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from core.events import Cancelled, CancelToken, Event, EventCallback, Progress, noop
+from core.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["estimate_run", "project_steps"]
+
+_MEMORY_POLL_S = 0.05
+_WORKER_MARKERS = ("core.training.worker", "--worker")
+# Evaluation runs about five times in a run (every total_steps // 5 steps); a forward-only
+# eval batch costs roughly a third of a training step.
+_EVALS_PER_RUN = 5
+_EVAL_STEP_FRACTION = 1 / 3
+
+
+def project_steps(config: TrainConfig, n_records: int) -> dict[str, int]:
+    """Optimizer steps of the full run for ``n_records`` valid records, with the trainer's rules
+    (eval split: ``eval_split``, or 0.1 with 10+ records; steps per epoch from the batch size)."""
+    fraction = config.eval_split
+    if fraction is None:
+        fraction = 0.1 if n_records >= 10 else 0.0
+    n_eval = max(1, round(n_records * fraction)) if fraction > 0 else 0
+    n_train = max(0, n_records - n_eval)
+    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size) // config.grad_accum)
+    if config.max_steps > 0:
+        total = config.max_steps
+    else:
+        total = max(1, math.ceil(config.epochs * steps_per_epoch))
+    return {"n_train": n_train, "n_eval": n_eval, "steps_per_epoch": steps_per_epoch, "total_steps": total}
+
+
+class _PeakMemory:
+    """Samples the resident memory of new training children (psutil) on a daemon thread."""
+
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._known: set[int] = set()
+        self._thread: threading.Thread | None = None
+        try:
+            import psutil
+
+            self._psutil: Any = psutil
+            self._known = {p.pid for p in psutil.Process().children(recursive=True)}
+        except ImportError:  # pragma: no cover - psutil is a dependency
+            self._psutil = None
+
+    def __enter__(self) -> _PeakMemory:
+        if self._psutil is not None:
+            self._thread = threading.Thread(target=self._poll, name="tinyforge-estimate-memory", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _poll(self) -> None:
+        psutil = self._psutil
+        me = psutil.Process()
+        while not self._stop.wait(_MEMORY_POLL_S):
+            total = 0
+            try:
+                children = me.children(recursive=True)
+            except psutil.Error:
+                continue
+            for child in children:
+                if child.pid in self._known:
+                    continue
+                try:
+                    if not any(m in " ".join(child.cmdline()) for m in _WORKER_MARKERS):
+                        self._known.add(child.pid)
+                        continue
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak_bytes = max(self.peak_bytes, total)
+
+
+def _children_maxrss_bytes() -> int:
+    """Largest resident set of any waited-for child so far (0 where unsupported)."""
+    try:
+        import resource
+        import sys
+
+        value = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return int(value if sys.platform == "darwin" else value * 1024)
+    except (ImportError, OSError):
+        return 0
+
+
+def estimate_run(
+    config: TrainConfig,
+    probe_steps: int = 3,
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Train ``probe_steps`` real steps of ``config`` and project the full run.
+
+    Returns ``{"seconds_per_step", "total_steps", "steps_per_epoch", "projected_train_seconds",
+    "projected_total_seconds", "overhead_seconds", "peak_rss_bytes", "probe_steps",
+    "probe_seconds", "n_train", "n_eval", "device", "precision", "tokens_per_second"}``.
+    Raises :class:`core.events.Cancelled` when ``cancel`` is set, and what the trainer raises for
+    bad input (``TrainingError``) or a crashed child (``TrainingProcessError``).
+    """
+    from core.training.child import run_training_subprocess
+
+    emit = on_event or noop
+    probe_steps = max(2, int(probe_steps))
+    step_times: dict[int, float] = {}
+
+    def relay(event: Event) -> None:
+        if isinstance(event, Progress) and event.stage == "train" and event.step > 0:
+            step_times.setdefault(int(event.step), time.perf_counter())
+        emit(event)
+
+    work = Path(tempfile.mkdtemp(prefix="tinyforge-estimate-"))
+    # No eval set in the probe: evaluation after each of 3 steps would distort the step time.
+    probe = config.model_copy(update={
+        "output_dir": str(work / "model"), "max_steps": probe_steps, "eval_split": 0.0,
+        "resume": False, "dry_run": False, "logging_steps": 1,
+    })
+    rss_before = _children_maxrss_bytes()
+    started = time.perf_counter()
+    try:
+        with _PeakMemory() as memory:
+            report = run_training_subprocess(probe, relay, cancel)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    wall = time.perf_counter() - started
+    if (cancel is not None and cancel.cancelled) or report.get("status") == "cancelled":
+        raise Cancelled("estimate cancelled")
+    steps = sorted(step_times)
+    if len(steps) >= 2 and steps[-1] > steps[0]:
+        # From the end of the first step: the first one pays for warm-up (allocations, caches).
+        per_step = (step_times[steps[-1]] - step_times[steps[0]]) / (steps[-1] - steps[0])
+    else:
+        done = int(report.get("global_step") or probe_steps)
+        per_step = float(report.get("train_seconds") or wall) / max(1, done)
+    train_seconds = float(report.get("train_seconds") or per_step * probe_steps)
+    overhead = max(0.0, wall - train_seconds)
+    n_records = int(report.get("n_records") or report.get("n_train") or 0)
+    plan = project_steps(config, n_records)
+    eval_batches = math.ceil(plan["n_eval"] / config.batch_size) if plan["n_eval"] else 0
+    eval_seconds = _EVALS_PER_RUN * eval_batches * per_step * _EVAL_STEP_FRACTION
+    projected_train = plan["total_steps"] * per_step + eval_seconds
+    # The psutil samples; else the children's max RSS when this probe raised it.
+    peak = memory.peak_bytes or (_children_maxrss_bytes() if _children_maxrss_bytes() > rss_before else 0)
+    result = {
+        "probe_steps": probe_steps,
+        "probe_seconds": round(wall, 3),
+        "seconds_per_step": round(per_step, 4),
+        **plan,
+        "epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "projected_train_seconds": round(projected_train, 2),
+        "overhead_seconds": round(overhead, 2),
+        "projected_total_seconds": round(projected_train + overhead, 2),
+        "peak_rss_bytes": int(peak),
+        "memory_source": "psutil (sampled)" if memory.peak_bytes else "getrusage (max of children)",
+        "device": report.get("device"),
+        "precision": report.get("precision"),
+        "tokens_per_second": report.get("tokens_per_second"),
+        "base_model": config.base_model,
+    }
+    logger.info("estimate: %s", result)
+    return result
