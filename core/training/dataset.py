@@ -134,9 +134,9 @@ def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                         continue
                 if not (
                     type(rec) is dict
-                    and len(rec) == 2
                     and type(rec.get("input")) is str
                     and type(rec.get("output")) is str
+                    and (len(rec) == 2 or (len(rec) == 3 and type(rec.get("metadata")) is dict))
                 ):
                     try:
                         check_record(rec)
@@ -213,6 +213,8 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
         except Cancelled:
             raise
         except Exception as exc:  # a worker could not start or failed: scan here instead
+            if cancel is not None:
+                cancel.raise_if_cancelled()
             log.warning("parallel scan failed (%s: %s); scanning in this process", type(exc).__name__, exc)
             results = None
     if results is None:
@@ -285,7 +287,11 @@ class _WorkerProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=env,
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            # Own session / process group: a Ctrl-C in the terminal reaches only the parent,
+            # which cancels and ends its workers itself.
+            start_new_session=os.name == "posix",
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0)
+            | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
         )
         self.thread = threading.Thread(target=self._read, name="scan-worker-reader", daemon=True)
         self.thread.start()
