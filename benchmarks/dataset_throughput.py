@@ -111,10 +111,24 @@ def reference_summary(path: str) -> dict[str, Any]:
     }
 
 
-def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
+def _cpu_now() -> float:
+    """CPU seconds of this process and of its waited-for children (the scan workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU_TIMES: dict[str, list[float]] = {}
+
+
+def _timed(fn: Any, *args: Any, name: str = "") -> tuple[float, Any]:
+    c0 = _cpu_now()
     t0 = time.perf_counter()
     result = fn(*args)
-    return time.perf_counter() - t0, result
+    wall = time.perf_counter() - t0
+    if name:
+        CPU_TIMES.setdefault(name, []).append(_cpu_now() - c0)
+    return wall, result
 
 
 def run_subprocess_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -196,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         generated_s, _ = _timed(generate, path, args.records)
     data = str(path)
     size = path.stat().st_size
+    load_start = round(os.getloadavg()[0], 2)
     try:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(repo) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -209,14 +224,16 @@ def main(argv: list[str] | None = None) -> int:
             while f.read(16 << 20):
                 pass
         for _ in range(max(1, args.repeat)):  # interleaved, so background load hits all alike
-            t, ref = _timed(reference_summary, data)
+            t, ref = _timed(reference_summary, data, name="reference")
             times["reference"].append(t)
-            t, ours_stream = _timed(lambda: summarize_dataset(stream_jsonl(data)))
+            t, ours_stream = _timed(lambda: summarize_dataset(stream_jsonl(data)), name="stream_summarize")
             times["stream_summarize"].append(t)
-            t, ours_validate = _timed(validate_file, data)
+            t, ours_validate = _timed(validate_file, data, name="validate_file")
             times["validate_file"].append(t)
             if has_cli:
+                c0 = _cpu_now()
                 run = run_subprocess_measured(cli_cmd, env)
+                CPU_TIMES.setdefault("cli_validate", []).append(_cpu_now() - c0)
                 times["cli_validate"].append(run["wall_s"])
                 cli_runs.append(run)
         assert ref is not None and ours_stream is not None and ours_validate is not None
@@ -268,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             "best_s": {k: round(v, 3) for k, v in best.items()},
             "throughput_mb_s": {k: round(size / 1e6 / v, 1) for k, v in best.items()},
             "ratios": {k: round(v, 2) for k, v in ratios.items()},
+            # CPU seconds (all processes): how much work each variant does, whatever the load.
+            "cpu_s": {k: [round(x, 3) for x in v] for k, v in CPU_TIMES.items()},
+            "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
             "cli": {"command": " ".join(cli_cmd), **cli_rss} if has_cli else "core/cli.py not found",
             "figures": {"reference": ref, "stream_summarize": ours_stream, "validate_file": validate_summary,
                         "cli": cli_summary,
