@@ -233,10 +233,12 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
 
 
 def _choose_workers(size: int, workers: int | None) -> int:
+    # A frozen app (PyInstaller) has no "python -m" to start workers with.
+    if getattr(sys, "frozen", False) or not sys.executable:
+        return 1
     if workers is not None:
         return max(1, int(workers))
-    # A frozen app has no "python -m" to start workers with.
-    if getattr(sys, "frozen", False) or not sys.executable or size < PARALLEL_MIN_BYTES:
+    if size < PARALLEL_MIN_BYTES:
         return 1
     try:
         cpus = len(os.sched_getaffinity(0))
