@@ -155,3 +155,17 @@ def test_starter_model_lora_still_answers(tmp_path) -> None:
     assert prompt["template"] == "chat"
     answer = predict(out, "How do I reset my password?", max_new_tokens=16)
     assert answer.strip()
+
+
+def test_local_folder_base_model(tmp_path) -> None:
+    """Any HF-format folder works; its architecture comes from its config."""
+    from core.models.registry import resolve_base_model
+    from core.models.tiny import build_tiny_model
+
+    folder = tmp_path / "my-t5"
+    model, tokenizer = build_tiny_model("tiny-seq2seq")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    assert resolve_base_model(str(folder)).architecture == "seq2seq"
+    report = run_real_training(tiny_config(tmp_path / "out", base=str(folder), lora=True, max_steps=1))
+    assert report["status"] == "completed" and report["lora_config"]["target_modules"] == ["q", "v"]
