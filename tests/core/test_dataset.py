@@ -422,3 +422,14 @@ def test_examples() -> None:
     assert not problems.valid
     assert {"invalid_json", "missing_field", "not_string"} <= set(problems.problem_counts)
     assert {"duplicate_input", "empty_string"} <= set(problems.warning_counts)
+
+
+def test_frozen_app_scans_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, rec("a", "b") + "\n")
+
+    def must_not_run(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no worker processes from a frozen app")
+
+    monkeypatch.setattr(ds, "_scan_parallel", must_not_run)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert validate_file(path, workers=4).n_records == 1
