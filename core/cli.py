@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="answer one input with a trained model or an exported service")
     predict.add_argument("--model", required=True, help="training output folder, or an exported service folder")
     predict.add_argument("--input", required=True, help="the question to answer")
-    predict.add_argument("--max-new-tokens", type=int, default=64)
+    predict.add_argument("--max-new-tokens", type=int, default=128, help="longest answer in tokens (default 128)")
     predict.add_argument("--precision", choices=["int8", "fp32"], default=None, help="ONNX precision for a service folder (default int8)")
     predict.set_defaults(handler=_predict)
 

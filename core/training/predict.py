@@ -55,7 +55,7 @@ def load_for_predict(model_dir: str | Path) -> tuple[Any, Any, PromptFormat]:
     return model, tokenizer, fmt
 
 
-def predict(model_dir: str | Path, text: str, max_new_tokens: int = 64) -> str:
+def predict(model_dir: str | Path, text: str, max_new_tokens: int = 128) -> str:
     """Greedy answer to ``text``: only the generated answer, special tokens removed, stripped."""
     import torch
 

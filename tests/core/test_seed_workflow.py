@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from core.training.dataset import DatasetError
 
 from core.exporter.builder import build
 from core.exporter.errors import ExportError, OutputExistsError
+from core.training.dataset import DatasetError
 from core.training.peft_adapter import apply_lora, get_default_lora_config
 from core.training.train import run_training
 
