@@ -92,8 +92,11 @@ def _predict(args: argparse.Namespace) -> int:
             if (model_dir / "model_stub.json").is_file():
                 print(f"error: {model_dir} holds a dry-run stub, not a model; train without --dry-run", file=sys.stderr)
                 return 1
+            from transformers.utils import logging as hf_logging
+
             from core.training.predict import predict
 
+            hf_logging.disable_progress_bar()  # keep stdout/stderr to the answer and real errors
             answer = predict(model_dir, args.input, max_new_tokens=args.max_new_tokens)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
