@@ -51,12 +51,6 @@ EXPORT_FORMAT_VERSION = "1.0"
 MANIFEST_FILENAME = "model_manifest.json"
 PROMPT_FILENAME = "tinyforge_prompt.json"
 SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
-FIXED_PROMPTS = (
-    "How do I reset my password?",
-    "What is your refund policy?",
-    "How can I contact support?",
-    "Where can I find my order history?",
-)
 _STAGES = (
     "loading the trained model",
     "exporting the fp32 ONNX graph",
@@ -445,7 +439,10 @@ def export_real(
     try:
         with staged_output_dir(target, overwrite) as staging:
             report = _export_into(staging, target, resolved, quantize, stages, emit, parity_inputs, max_new_tokens, self_test, exporter)
-    except (Cancelled, ExportError):
+    except Cancelled:
+        raise
+    except ExportError as exc:
+        emit(Failed(str(exc), "export error"))
         raise
     except Exception as exc:
         message = f"ONNX export failed while {stages.current}: {type(exc).__name__}: {exc}"
@@ -560,63 +557,34 @@ def _export_into(
     )
 
     stages.next(_STAGES[5])
-    texts, inputs_source = _parity_texts(resolved, parity_inputs)
+    texts, inputs_source = parity.parity_texts(resolved.root, resolved.manifest, parity_inputs)
     from core.exporter.onnx_predict import load_runtime_module
 
-    rt = load_runtime_module()
-    generators = {p: rt.OnnxGenerator(staging, precision=p) for p in graphs}
-    prompts = [generators["fp32"].encode(t) for t in texts]
+    generators = {p: load_runtime_module().OnnxGenerator(staging, precision=p) for p in graphs}
     hf_prompts = [_hf_encode(tokenizer, prompt, t) for t in texts]
-    decoder_start = prompt.get("decoder_start_token_id")
-    torch_runs = [
-        parity.torch_greedy(model, architecture, ids, max_new_tokens, set(stop_ids), decoder_start)
-        for ids in hf_prompts
-    ]
-    torch_answers = [generators["fp32"].decode(run.ids) for run in torch_runs]
     warnings_out: list[str] = []
     if exported["fallback_errors"]:
         fallback = "; ".join(exported["fallback_errors"])
         warnings_out.append(f"fell back to the {exported['exporter']} exporter ({fallback})")
-    parity_report: dict[str, Any] = {
-        "n_inputs": len(texts),
-        "inputs_source": inputs_source,
-        "max_new_tokens": max_new_tokens,
-        "tokenizer_match": prompts == hf_prompts,
-    }
-    if not parity_report["tokenizer_match"]:
-        warnings_out.append("tokenizer.json encodes prompts differently from the transformers tokenizer")
-    onnx_answers: dict[str, list[str]] = {}
-    for precision, generator in generators.items():
-        result = parity.compare_generator(generator, prompts, torch_runs, max_new_tokens)
-        answers = result.pop("answers")
-        onnx_answers[precision] = [generator.decode(ids) for ids in answers]
-        result["max_abs_logit_diff"] = float(f"{result['max_abs_logit_diff']:.6g}")
-        if precision == "fp32":
-            result["passed"] = (
-                result["max_abs_logit_diff"] < parity.FP32_LOGIT_TOLERANCE and result["generation_match_rate"] == 1.0
-            )
-            if not result["passed"]:
-                warnings_out.append(
-                    f"fp32 ONNX differs from torch: max |logit diff| {result['max_abs_logit_diff']:.3g}, "
-                    f"match rate {result['generation_match_rate']:.2f}"
-                )
-        else:
-            result["passed"] = result["generation_match_rate"] >= parity.INT8_MIN_MATCH_RATE
-            if not result["passed"]:
-                warnings_out.append(
-                    f"int8 answers drift from torch: match rate {result['generation_match_rate']:.2f}, "
-                    f"mean token agreement {result['mean_token_agreement']:.2f}"
-                )
-        parity_report[precision] = result
-        emit(_parity_metric(precision, result))
+    check = parity.check_parity(
+        model, architecture, generators, texts, hf_prompts, stop_ids, prompt.get("decoder_start_token_id"),
+        max_new_tokens,
+    )
+    parity_report = {"n_inputs": len(texts), "inputs_source": inputs_source, **check.report}
+    warnings_out += check.warnings
+    for precision in generators:
+        emit(_parity_metric(precision, parity_report[precision]))
 
     stages.next(_STAGES[6])
-    latency = _latency(model, architecture, generators, prompts, hf_prompts, stop_ids, decoder_start, max_new_tokens)
+    latency = parity.measure_all_latency(
+        model, architecture, generators, check.onnx_prompts, hf_prompts, stop_ids,
+        prompt.get("decoder_start_token_id"), max_new_tokens,
+    )
 
     stages.next(_STAGES[7])
     service_precision = "int8" if "int8" in graphs else "fp32"
     if self_test:
-        test = serve.self_test(staging, texts, onnx_answers[service_precision], max_new_tokens, precision=service_precision)
+        test = serve.self_test(staging, texts, check.onnx_answers[service_precision], max_new_tokens, precision=service_precision)
         if not test.get("passed"):
             warnings_out.append(f"service self-test failed: {test.get('error') or 'answers differ from predict'}")
     else:
@@ -640,8 +608,8 @@ def _export_into(
         "self_test": test,
         "service_precision": service_precision,
         "samples": [
-            {"input": t, "torch": a, **{f"onnx_{p}": onnx_answers[p][i] for p in onnx_answers}}
-            for i, (t, a) in enumerate(zip(texts, torch_answers, strict=True))
+            {"input": t, "torch": a, **{f"onnx_{p}": check.onnx_answers[p][i] for p in check.onnx_answers}}
+            for i, (t, a) in enumerate(zip(texts, check.torch_answers, strict=True))
         ][:4],
         "warnings": warnings_out,
         "durations_s": stages.timings,
@@ -659,53 +627,6 @@ def _parity_metric(precision: str, result: dict[str, Any]) -> Metric:
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }
     return Metric(0, values)
-
-
-def _latency(
-    model: Any,
-    architecture: str,
-    generators: dict[str, Any],
-    prompts: list[list[int]],
-    hf_prompts: list[list[int]],
-    stop_ids: list[int],
-    decoder_start: int | None,
-    max_new_tokens: int,
-) -> dict[str, Any]:
-    """Median ms per generated token for torch eager, ONNX fp32 and ONNX int8 (same run)."""
-    from core.exporter import parity
-
-    def torch_once(ids: list[int]) -> tuple[float, list[float]]:
-        run = parity.torch_greedy(
-            model, architecture, ids, max_new_tokens, set(stop_ids), decoder_start, stop_at_eos=False, keep_logits=False
-        )
-        return run.prefill_ms, run.step_ms
-
-    def onnx_once(generator: Any) -> Any:
-        def once(ids: list[int]) -> tuple[float, list[float]]:
-            from core.exporter.onnx_predict import load_runtime_module
-
-            stats = load_runtime_module().GenerationStats()
-            generator.generate_ids(ids, max_new_tokens, stop_at_eos=False, stats=stats)
-            return stats.prefill_ms, stats.step_ms
-
-        return once
-
-    import torch
-
-    result: dict[str, Any] = {
-        "unit": "milliseconds per generated token (median over decode steps)",
-        "max_new_tokens": max_new_tokens,
-        "torch_threads": torch.get_num_threads(),
-        "torch": parity.measure_latency(torch_once, hf_prompts),
-    }
-    for precision, generator in generators.items():
-        result[f"onnx_{precision}"] = parity.measure_latency(onnx_once(generator), prompts)
-    base = result["torch"]["median_ms_per_token"]
-    for precision in generators:
-        value = result[f"onnx_{precision}"]["median_ms_per_token"]
-        if base and value:
-            result[f"speedup_{precision}_vs_torch"] = round(base / value, 3)
-    return result
 
 
 def _load_torch_model(resolved: ResolvedModel) -> tuple[Any, Any, str]:
@@ -772,84 +693,3 @@ def _copy_service_files(staging: Path, model_dir: Path, tokenizer: Any, prompt: 
             (staging / "model_config").mkdir(exist_ok=True)
             shutil.copy2(model_dir / extra, staging / "model_config" / extra)
     write_json_atomic(staging / PROMPT_FILENAME, prompt)
-
-
-def _parity_texts(resolved: ResolvedModel, given: list[str] | None, limit: int = 6) -> tuple[list[str], str]:
-    """Inputs for parity: given ones, else the held-out eval records of the training run, else
-    the first records of its dataset, else a few fixed prompts."""
-    if given:
-        return [str(t) for t in given][:limit], "given"
-    report_path = resolved.root / "training_report.json"
-    report: dict[str, Any] = {}
-    if report_path.is_file():
-        try:
-            report = read_json(report_path) or {}
-        except (OSError, ValueError):
-            report = {}
-    for key in ("eval_inputs", "heldout_inputs"):
-        values = report.get(key)
-        if isinstance(values, list) and values:
-            return [str(v) for v in values][:limit], f"training_report.{key}"
-    data_path = _find_data_path(report, resolved.manifest)
-    if data_path is not None:
-        texts = _read_inputs(data_path)
-        held_out = _held_out(texts, report.get("config") or {})
-        if held_out:
-            return held_out[:limit], f"held-out records of {data_path}"
-        if texts:
-            return texts[:limit], f"first records of {data_path}"
-    return list(FIXED_PROMPTS), "fixed prompts"
-
-
-def _held_out(texts: list[str], config: dict[str, Any]) -> list[str]:
-    """The eval split of the training run, recomputed as ``core.training.hf_train`` draws it
-    (records shuffled with ``random.Random(seed)``, the first ``eval_split`` share held out)."""
-    import random
-
-    if not texts or not isinstance(config, dict):
-        return []
-    fraction = config.get("eval_split")
-    if fraction is None:
-        fraction = 0.1 if len(texts) >= 10 else 0.0
-    if not fraction or fraction <= 0:
-        return []
-    order = list(range(len(texts)))
-    random.Random(config.get("seed", 42)).shuffle(order)
-    n_eval = max(1, round(len(texts) * float(fraction)))
-    return [texts[i] for i in sorted(order[:n_eval])]
-
-
-def _find_data_path(report: dict[str, Any], manifest: dict[str, Any]) -> Path | None:
-    candidates = [
-        report.get("data_path"),
-        (report.get("config") or {}).get("data_path") if isinstance(report.get("config"), dict) else None,
-        manifest.get("data_path"),
-        (manifest.get("config") or {}).get("data_path") if isinstance(manifest.get("config"), dict) else None,
-    ]
-    for value in candidates:
-        if value and Path(str(value)).is_file():
-            return Path(str(value))
-    return None
-
-
-def _read_inputs(path: Path, limit: int = 100_000) -> list[str]:
-    """The ``input`` of the first ``limit`` records (in file order), read line by line."""
-    import json
-
-    texts: list[str] = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if len(texts) >= limit:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and "input" in record:
-                    texts.append(str(record["input"]))
-    except OSError:
-        return []
-    return texts

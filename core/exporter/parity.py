@@ -12,14 +12,20 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "FIXED_PROMPTS",
+    "ParityCheck",
     "TorchRun",
+    "check_parity",
     "compare_generator",
+    "measure_all_latency",
     "measure_latency",
+    "parity_texts",
     "token_agreement",
     "torch_greedy",
 ]
@@ -180,3 +186,211 @@ def measure_latency(run_once: Any, prompts: list[list[int]], repeats: int = 1) -
         "median_prefill_ms": round(statistics.median(prefills), 3) if prefills else None,
         "n_tokens_timed": len(steps),
     }
+
+
+# --------------------------------------------------------------------------- the whole check
+
+
+@dataclass
+class ParityCheck:
+    """What :func:`check_parity` found: the report section, answers and warnings."""
+
+    report: dict[str, Any]
+    onnx_prompts: list[list[int]]
+    torch_answers: list[str]
+    onnx_answers: dict[str, list[str]]
+    warnings: list[str]
+
+
+def check_parity(
+    model: Any,
+    architecture: str,
+    generators: dict[str, Any],
+    texts: list[str],
+    hf_prompts: list[list[int]],
+    stop_ids: list[int],
+    decoder_start_id: int | None,
+    max_new_tokens: int,
+) -> ParityCheck:
+    """Torch greedy once per input, then every ONNX precision against it.
+
+    fp32 passes with max |logit diff| < 1e-3 and every answer identical; int8 passes with a
+    match rate >= 0.9 (else a warning: dynamic int8 drifts on some models).
+    """
+    reference = generators["fp32"]
+    onnx_prompts = [reference.encode(t) for t in texts]
+    torch_runs = [
+        torch_greedy(model, architecture, ids, max_new_tokens, set(stop_ids), decoder_start_id) for ids in hf_prompts
+    ]
+    report: dict[str, Any] = {"max_new_tokens": max_new_tokens, "tokenizer_match": onnx_prompts == hf_prompts}
+    warnings: list[str] = []
+    if not report["tokenizer_match"]:
+        warnings.append("tokenizer.json encodes prompts differently from the transformers tokenizer")
+    onnx_answers: dict[str, list[str]] = {}
+    for precision, generator in generators.items():
+        result = compare_generator(generator, onnx_prompts, torch_runs, max_new_tokens)
+        onnx_answers[precision] = [generator.decode(ids) for ids in result.pop("answers")]
+        result["max_abs_logit_diff"] = float(f"{result['max_abs_logit_diff']:.6g}")
+        if precision == "fp32":
+            result["passed"] = (
+                result["max_abs_logit_diff"] < FP32_LOGIT_TOLERANCE and result["generation_match_rate"] == 1.0
+            )
+            if not result["passed"]:
+                warnings.append(
+                    f"fp32 ONNX differs from torch: max |logit diff| {result['max_abs_logit_diff']:.3g}, "
+                    f"match rate {result['generation_match_rate']:.2f}"
+                )
+        else:
+            result["passed"] = result["generation_match_rate"] >= INT8_MIN_MATCH_RATE
+            if not result["passed"]:
+                warnings.append(
+                    f"int8 answers drift from torch: match rate {result['generation_match_rate']:.2f}, "
+                    f"mean token agreement {result['mean_token_agreement']:.2f} "
+                    "(dynamic int8 quantization; use precision fp32 where exact answers matter)"
+                )
+        report[precision] = result
+    torch_answers = [reference.decode(run.ids) for run in torch_runs]
+    return ParityCheck(report, onnx_prompts, torch_answers, onnx_answers, warnings)
+
+
+def measure_all_latency(
+    model: Any,
+    architecture: str,
+    generators: dict[str, Any],
+    onnx_prompts: list[list[int]],
+    hf_prompts: list[list[int]],
+    stop_ids: list[int],
+    decoder_start_id: int | None,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """Median ms per generated token for torch eager and each ONNX precision, in this run.
+
+    Every backend generates exactly ``max_new_tokens`` per prompt (stop ids ignored) so they
+    time the same number of steps.
+    """
+    import torch
+
+    def torch_once(ids: list[int]) -> tuple[float, list[float]]:
+        run = torch_greedy(
+            model, architecture, ids, max_new_tokens, set(stop_ids), decoder_start_id,
+            stop_at_eos=False, keep_logits=False,
+        )
+        return run.prefill_ms, run.step_ms
+
+    def onnx_once(generator: Any) -> Any:
+        from core.exporter.onnx_predict import load_runtime_module
+
+        stats_type = load_runtime_module().GenerationStats
+
+        def once(ids: list[int]) -> tuple[float, list[float]]:
+            stats = stats_type()
+            generator.generate_ids(ids, max_new_tokens, stop_at_eos=False, stats=stats)
+            return stats.prefill_ms, stats.step_ms
+
+        return once
+
+    result: dict[str, Any] = {
+        "unit": "milliseconds per generated token (median over decode steps)",
+        "max_new_tokens": max_new_tokens,
+        "torch_threads": torch.get_num_threads(),
+        "torch": measure_latency(torch_once, hf_prompts),
+    }
+    for precision, generator in generators.items():
+        result[f"onnx_{precision}"] = measure_latency(onnx_once(generator), onnx_prompts)
+    base = result["torch"]["median_ms_per_token"]
+    for precision in generators:
+        value = result[f"onnx_{precision}"]["median_ms_per_token"]
+        if base and value:
+            result[f"speedup_{precision}_vs_torch"] = round(base / value, 3)
+    return result
+
+
+# --------------------------------------------------------------------------- which inputs
+
+FIXED_PROMPTS = (
+    "How do I reset my password?",
+    "What is your refund policy?",
+    "How can I contact support?",
+    "Where can I find my order history?",
+)
+
+
+def parity_texts(
+    train_root: Path, manifest: dict[str, Any], given: list[str] | None, limit: int = 6
+) -> tuple[list[str], str]:
+    """Inputs for parity: given ones, else the held-out eval records of the training run, else
+    the first records of its dataset, else a few fixed prompts. Returns (texts, where from)."""
+    from core.jsonio import read_json
+
+    if given:
+        return [str(t) for t in given][:limit], "given"
+    report: dict[str, Any] = {}
+    report_path = train_root / "training_report.json"
+    if report_path.is_file():
+        try:
+            loaded = read_json(report_path)
+            report = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            report = {}
+    for key in ("eval_inputs", "heldout_inputs"):
+        values = report.get(key)
+        if isinstance(values, list) and values:
+            return [str(v) for v in values][:limit], f"training_report.{key}"
+    data_path = _find_data_path(report, manifest)
+    if data_path is not None:
+        texts = _read_inputs(data_path)
+        held_out = _held_out(texts, report.get("config") or {})
+        if held_out:
+            return held_out[:limit], f"held-out records of {data_path}"
+        if texts:
+            return texts[:limit], f"first records of {data_path}"
+    return list(FIXED_PROMPTS), "fixed prompts"
+
+
+def _held_out(texts: list[str], config: dict[str, Any]) -> list[str]:
+    """The eval split of the training run, recomputed as ``core.training.hf_train`` draws it
+    (records shuffled with ``random.Random(seed)``, the first ``eval_split`` share held out)."""
+    import random
+
+    if not texts or not isinstance(config, dict):
+        return []
+    fraction = config.get("eval_split")
+    if fraction is None:
+        fraction = 0.1 if len(texts) >= 10 else 0.0
+    if not fraction or fraction <= 0:
+        return []
+    order = list(range(len(texts)))
+    random.Random(config.get("seed", 42)).shuffle(order)
+    n_eval = max(1, round(len(texts) * float(fraction)))
+    return [texts[i] for i in sorted(order[:n_eval])]
+
+
+def _find_data_path(report: dict[str, Any], manifest: dict[str, Any]) -> Path | None:
+    config = report.get("config") if isinstance(report.get("config"), dict) else {}
+    for value in (report.get("data_path"), config.get("data_path"), manifest.get("data_path")):
+        if value and Path(str(value)).is_file():
+            return Path(str(value))
+    return None
+
+
+def _read_inputs(path: Path, limit: int = 100_000) -> list[str]:
+    """The ``input`` of the first ``limit`` records (in file order), read line by line."""
+    import json
+
+    texts: list[str] = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if len(texts) >= limit:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and "input" in record:
+                    texts.append(str(record["input"]))
+    except OSError:
+        return []
+    return texts

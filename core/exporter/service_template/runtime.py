@@ -153,7 +153,10 @@ class OnnxGenerator:
         if self.architecture == "seq2seq" and self.encoder is None:
             raise RuntimeFormatError("a seq2seq export needs an encoder graph")
         self._past_names = [f"past_key_values.{i}.{kind}" for i in range(self.n_layers) for kind in ("key", "value")]
-        self._output_names = [o.name for o in self.decoder.get_outputs()]
+        # Ask for outputs by name, in the order the past inputs are fed back.
+        self._output_names = ["logits"] + [
+            f"present.{i}.{kind}" for i in range(self.n_layers) for kind in ("key", "value")
+        ]
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ text <-> ids
