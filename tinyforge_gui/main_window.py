@@ -28,10 +28,13 @@ from PySide6.QtWidgets import (
 from tinyforge_gui import APPLICATION
 from tinyforge_gui.artifacts_panel import ArtifactsPanel
 from tinyforge_gui.dataset_panel import DatasetPanel
+from tinyforge_gui.export_panel import ExportPanel
 from tinyforge_gui.options_panel import OptionsPanel
+from tinyforge_gui.playground_panel import PlaygroundPanel
 from tinyforge_gui.resources import app_icon_path, example_path
 from tinyforge_gui.run_panel import RunPanel
 from tinyforge_gui.settings import AppSettings
+from tinyforge_gui.studio_tasks import ServiceHandle
 from tinyforge_gui.widgets import MessageBar, make_icon
 from tinyforge_gui.workers import TaskRunner, Worker
 
@@ -76,6 +79,11 @@ class MainWindow(QMainWindow):
         self._run_actions: list[str] = []
         self._last_artifact: str = ""
         self._closing = False
+        self.service = ServiceHandle()
+        self.service_state = "stopped"
+        self.estimate: dict[str, Any] | None = None
+        self._playground_request = 0
+        self._help_dialog: QWidget | None = None
         self._build_ui()
         self._build_menus()
         self._restore_settings()
@@ -86,6 +94,7 @@ class MainWindow(QMainWindow):
     def _build_ui(self) -> None:
         self.options = OptionsPanel()
         self.options.changed.connect(self._on_options_changed)
+        self.options.lora_targets_wanted.connect(self._start_lora_targets)
         self.dataset = DatasetPanel()
         self.dataset.open_requested.connect(self.open_dialog)
         self.dataset.example_requested.connect(self.open_example)
@@ -97,6 +106,13 @@ class MainWindow(QMainWindow):
         self.run_panel.export_clicked.connect(self.start_export)
         self.run_panel.train_export_clicked.connect(self.start_train_export)
         self.run_panel.cancel_clicked.connect(self.cancel_run)
+        self.run_panel.resume_clicked.connect(self.start_resume)
+        self.run_panel.estimate_clicked.connect(self.start_estimate)
+        self.export_panel = ExportPanel()
+        self.export_panel.open_json_requested.connect(self._open_report_json)
+        self.export_panel.service_toggled.connect(self.toggle_service)
+        self.playground = PlaygroundPanel()
+        self.playground.ask_requested.connect(self._ask_playground)
         QShortcut(QKeySequence("Ctrl+Enter"), self, self.start_train_export)
 
         self.tabs = QTabWidget()
@@ -104,6 +120,8 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.dataset, make_icon("dataset"), "Dataset")
         self.tabs.addTab(self.artifacts, make_icon("folder"), "Artifacts")
+        self.tabs.addTab(self.export_panel, make_icon("export"), "Export")
+        self.tabs.addTab(self.playground, make_icon("train"), "Playground")
 
         self.right_split = QSplitter(Qt.Orientation.Vertical)
         self.right_split.setObjectName("rightSplitter")
@@ -167,9 +185,17 @@ class MainWindow(QMainWindow):
             run_menu.addAction(action)
 
         help_menu = self.menuBar().addMenu("&Help")
-        about = QAction("&About TinyForge Studio", self)
-        about.triggered.connect(self._about)
-        help_menu.addAction(about)
+        self.guide_action = QAction("&User guide", self)
+        self.guide_action.setObjectName("userGuideAction")
+        self.guide_action.setShortcut(QKeySequence.StandardKey.HelpContents)
+        if self.guide_action.shortcut().isEmpty():
+            self.guide_action.setShortcut(QKeySequence("F1"))
+        self.guide_action.triggered.connect(self.show_user_guide)
+        help_menu.addAction(self.guide_action)
+        self.about_action = QAction("&About TinyForge Studio", self)
+        self.about_action.setObjectName("aboutAction")
+        self.about_action.triggered.connect(self._about)
+        help_menu.addAction(self.about_action)
         self._rebuild_recent_menu()
 
     def _rebuild_recent_menu(self) -> None:
@@ -395,8 +421,24 @@ class MainWindow(QMainWindow):
         rp.export.setEnabled(not export_reason)
         source = self.export_source()
         rp.export.setToolTip(export_reason or f"Export the model of {Path(source).name} to a service")
-        rp.set_busy(busy)
-        self.options.setEnabled(not busy)
+        estimating = self.tasks.is_busy("estimate")
+        real = not self.options.to_dict()["train"]["dry_run"]
+        estimate_reason = train_reason or ("" if real else "Estimate is for real training: untick Dry run.")
+        if estimating:
+            estimate_reason = "Estimating…"
+        rp.estimate.setEnabled(not estimate_reason)
+        rp.estimate.setToolTip(estimate_reason or "Train a few real steps and project the whole run's duration "
+                               "and peak memory")
+        from tinyforge_gui.tasks import resumable
+
+        selected = self.artifacts.selected_run()
+        can_resume = not busy and resumable(selected)
+        rp.resume.setEnabled(can_resume)
+        rp.resume.setToolTip(f"Continue {Path(selected).name} from its checkpoint" if can_resume else
+                             "Select a cancelled real run (it keeps a checkpoint) to continue it")
+        rp.set_busy(busy or estimating)
+        self.options.setEnabled(not busy and not estimating)
+        self._update_service_button()
         self.status_right.setText(self.options.output_root())
 
     # ------------------------------------------------------------------ runs
@@ -407,6 +449,25 @@ class MainWindow(QMainWindow):
     @Slot()
     def start_train_export(self) -> None:
         self._start_run(["train", "export"])
+
+    @Slot()
+    def start_resume(self) -> None:
+        """Continue the selected cancelled real run from its checkpoint (same options, same folder)."""
+        from tinyforge_gui.tasks import resumable
+
+        run_dir = self.artifacts.selected_run()
+        if not resumable(run_dir) or self.tasks.is_busy("run"):
+            self.show_message("info", "Select a cancelled real run that kept a checkpoint to resume it.")
+            return
+        try:
+            import json
+
+            with open(Path(run_dir) / "run.json", encoding="utf-8") as handle:
+                actions = list((json.load(handle).get("options") or {}).get("actions") or ["train"])
+        except (OSError, ValueError) as exc:
+            self.show_message("error", f"Cannot read the run's options: {exc}")
+            return
+        self._start_run(actions, existing_run=run_dir, resume=True)
 
     @Slot()
     def start_export(self) -> None:
@@ -423,8 +484,8 @@ class MainWindow(QMainWindow):
         train.update({"data_path": self.dataset_path, "output_dir": ""})
         return {"actions": actions, "train": train, "export": form["export"]}
 
-    def _start_run(self, actions: list[str], existing_run: str | None = None) -> bool:
-        if "train" in actions:
+    def _start_run(self, actions: list[str], existing_run: str | None = None, resume: bool = False) -> bool:
+        if "train" in actions and not resume:
             reason = self._train_block_reason()
             if reason:
                 self.show_message("info", reason)
@@ -450,13 +511,16 @@ class MainWindow(QMainWindow):
             self.show_message("error", f"Cannot use the output folder {root}: {exc}")
             return False
         sha = (self.dataset_report or {}).get("sha256")
-        worker = RunWorker(options, root, dataset_sha256=sha, existing_run=existing_run)
+        worker = RunWorker(options, root, dataset_sha256=sha, existing_run=existing_run, resume=resume)
         worker.run_created.connect(self._on_run_created)
         worker.stage.connect(self.run_panel.on_stage)
         worker.stage.connect(self._on_stage_log)
         worker.progress.connect(self.run_panel.on_progress)
         worker.log.connect(self.run_panel.log.append)
         worker.metric.connect(self.run_panel.chart.add_metric)
+        worker.metric.connect(self.run_panel.on_metric)
+        worker.stage.connect(self.export_panel.on_stage)
+        worker.progress.connect(self.export_panel.on_progress)
         worker.metric.connect(self._on_metric)
         worker.artifact.connect(self._on_artifact)
         worker.failed.connect(self._on_run_failed)
@@ -467,7 +531,7 @@ class MainWindow(QMainWindow):
         self.run_status = "running"
         self._last_artifact = ""
         self.message.hide()
-        title = " → ".join(a.capitalize() for a in actions)
+        title = ("Resume " if resume else "") + " → ".join(a.capitalize() for a in actions)
         mode = "dry run" if options["train"].get("dry_run") else str(options["train"].get("base_model"))
         self.run_panel.start(actions, title)
         self.run_panel.log.append("info", f"{title} started ({mode}) on {Path(self.dataset_path).name or '-'}")
@@ -482,6 +546,8 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_run_created(self, run_dir: str) -> None:
         self.current_run = run_dir
+        if "export" in self._run_actions:
+            self.export_panel.begin(run_dir)
         self.run_panel.log.append("info", f"run folder: {run_dir}")
         self.artifacts.refresh_runs()
         self.artifacts.select_run(run_dir)
@@ -525,7 +591,14 @@ class MainWindow(QMainWindow):
         level = {"completed": "success", "cancelled": "warning"}.get(status, "error")
         self.run_panel.log.append(level, f"run {status}")
         self.run_panel.log.flush()
-        if status == "cancelled":
+        if "export" in self._run_actions:
+            self.export_panel.finish(status)
+        from tinyforge_gui.tasks import resumable
+
+        if status == "cancelled" and resumable(self.current_run):
+            self.show_message("warning", "The run was cancelled; its checkpoint was kept. Select the run and "
+                              "press Resume to continue it.")
+        elif status == "cancelled":
             self.show_message("warning", "The run was cancelled; its partial output was removed.")
         elif status == "completed":
             self.statusBar().showMessage(f"Run completed: {self.last_run}", 15000)
@@ -542,10 +615,12 @@ class MainWindow(QMainWindow):
             return
         self._update_actions()
         if self.run_status == "completed":
-            self.tabs.setCurrentWidget(self.artifacts)
             target = self._best_artifact()
             if target:
                 self.artifacts.show_path(target)
+            self._on_run_selected(self.last_run)
+            real_export = "export" in self._run_actions and (self.export_panel.report or {}).get("model_stub") is False
+            self.tabs.setCurrentWidget(self.export_panel if real_export else self.artifacts)
 
     def _best_artifact(self) -> str:
         run = Path(self.last_run) if self.last_run else None
@@ -563,6 +638,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def cancel_run(self) -> None:
+        if self.tasks.is_busy("estimate"):
+            self.tasks.cancel("estimate")
+            self.run_panel.show_estimate("Stopping the estimate…")
         if self.tasks.is_busy("run"):
             self.tasks.cancel("run")
             self.run_panel.log.append("warning", "cancelling at the next step…")
@@ -571,7 +649,176 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_run_selected(self, run_dir: str) -> None:
+        if not self.tasks.is_busy("run"):
+            self.export_panel.show_run(run_dir)
+        self.playground.set_run(run_dir)
         self._update_actions()
+
+    # ------------------------------------------------------------------ LoRA targets, estimate
+    @Slot(str)
+    def _start_lora_targets(self, base_model: str) -> None:
+        from tinyforge_gui.studio_tasks import LoraTargetsWorker
+
+        self.tasks.cancel("lora-targets")
+        worker = LoraTargetsWorker(base_model)
+        worker.succeeded.connect(self._on_lora_targets)
+        worker.failed.connect(self._on_lora_targets_failed)
+        self.tasks.start(worker)
+
+    @Slot(object)
+    def _on_lora_targets(self, result: dict[str, Any]) -> None:
+        self.options.set_lora_suggestions(result)
+
+    @Slot(str, str)
+    def _on_lora_targets_failed(self, message: str, details: str) -> None:
+        worker = self.sender()
+        self.options.lora_targets_failed(str(getattr(worker, "base_model", "")), message)
+
+    @Slot()
+    def start_estimate(self) -> None:
+        """Train a few real steps in a temp folder and show the projected run (never blocks)."""
+        reason = self._train_block_reason()
+        if reason or self.tasks.is_busy("estimate"):
+            if reason:
+                self.show_message("info", reason)
+            return
+        from tinyforge_gui.studio_tasks import EstimateWorker
+
+        train = self.build_run_options(["train"])["train"]
+        train["dry_run"] = False
+        worker = EstimateWorker(train)
+        worker.progress.connect(self._on_estimate_progress)
+        worker.succeeded.connect(self._on_estimate)
+        worker.failed.connect(self._on_estimate_failed)
+        worker.cancelled.connect(self._on_estimate_cancelled)
+        worker.done.connect(self._after_estimate)
+        self.estimate = None
+        self.run_panel.show_estimate(f"Estimating: training a few steps of {train['base_model']}…")
+        self.tasks.start(worker)
+        self._update_actions()
+
+    @Slot(str, int, int, str)
+    def _on_estimate_progress(self, stage: str, step: int, total: int, message: str) -> None:
+        if stage == "train" and step > 0:
+            self.run_panel.show_estimate(f"Estimating: probe step {step} of {total}…")
+
+    @Slot(object)
+    def _on_estimate(self, result: dict[str, Any]) -> None:
+        from tinyforge_gui.dataset_panel import human_size
+        from tinyforge_gui.run_panel import format_eta
+
+        self.estimate = result
+        memory = human_size(int(result.get("peak_rss_bytes") or 0)) if result.get("peak_rss_bytes") else "?"
+        text = (
+            f"Estimate: ≈ {format_eta(result['projected_total_seconds'])} for {result['total_steps']:,} steps "
+            f"({result['steps_per_epoch']:,}/epoch × {result['epochs']:g} epochs"
+            f"{'' if result.get('max_steps', -1) <= 0 else ', max_steps'}) at "
+            f"{result['seconds_per_step']:.3g} s/step on {result.get('device')} ({result.get('precision')}); "
+            f"peak memory ≈ {memory}"
+        )
+        tip = (f"Measured on {result['probe_steps']} real steps ({result['probe_seconds']:.1f} s including "
+               f"loading). Training ≈ {format_eta(result['projected_train_seconds'])} + load/save ≈ "
+               f"{format_eta(result['overhead_seconds'])}. Memory: {result.get('memory_source')} of the "
+               "training process (CPU RAM; GPU memory is not included).")
+        self.run_panel.show_estimate(text, tip)
+        self.statusBar().showMessage("Estimate ready.", 8000)
+
+    @Slot(str, str)
+    def _on_estimate_failed(self, message: str, details: str) -> None:
+        self.run_panel.show_estimate("Estimate failed.")
+        self.show_message("error", f"The estimate failed: {message}", details)
+
+    @Slot()
+    def _on_estimate_cancelled(self) -> None:
+        self.run_panel.show_estimate("Estimate cancelled.")
+
+    @Slot()
+    def _after_estimate(self) -> None:
+        QTimer.singleShot(0, self._refresh_after_worker)
+
+    @Slot()
+    def _refresh_after_worker(self) -> None:
+        if self.tasks.is_busy("estimate"):
+            QTimer.singleShot(20, self._refresh_after_worker)
+            return
+        self._update_actions()
+
+    # ------------------------------------------------------------------ playground
+    @Slot(str, int)
+    def _ask_playground(self, text: str, max_new_tokens: int) -> None:
+        from tinyforge_gui.studio_tasks import PlaygroundWorker
+
+        self.tasks.cancel("playground")  # a newer question wins; late answers are ignored
+        worker = PlaygroundWorker(self.playground.request, text, dict(self.playground.sources), max_new_tokens)
+        worker.answer.connect(self.playground.on_answer)
+        worker.failed.connect(self._on_playground_failed)
+        self.tasks.start(worker)
+
+    @Slot(str, str)
+    def _on_playground_failed(self, message: str, details: str) -> None:
+        self.playground.status.setText(f"Failed: {message}")
+
+    # ------------------------------------------------------------------ export report, service
+    @Slot(str)
+    def _open_report_json(self, path: str) -> None:
+        self.tabs.setCurrentWidget(self.artifacts)
+        if not self.artifacts.show_path(path):
+            self.artifacts.viewer.show_file(path)
+
+    def service_dir(self) -> str:
+        """The selected run's service folder when it holds a real ONNX export, else ""."""
+        run = self.artifacts.selected_run() or self.last_run
+        folder = Path(run) / "service" if run else None
+        if folder is not None and (folder / "app.py").is_file() and (folder / "onnx" / "model.onnx.meta.json").is_file():
+            return str(folder)
+        return ""
+
+    def _update_service_button(self) -> None:
+        if self.service_state == "running" and not self.service.running():
+            self.service_state = "stopped"  # it exited on its own
+        self.export_panel.set_service_state(self.service_state, self.service.url, bool(self.service_dir()))
+
+    @Slot()
+    def toggle_service(self) -> None:
+        from tinyforge_gui.studio_tasks import ServiceStartWorker, ServiceStopWorker
+
+        if self.tasks.is_busy("service"):
+            return
+        if self.service_state == "running":
+            self.service_state = "stopping"
+            worker: Worker = ServiceStopWorker(self.service)
+            worker.succeeded.connect(self._on_service_stopped)
+        else:
+            folder = self.service_dir()
+            if not folder:
+                self.show_message("info", "Select a run exported with ONNX to serve it.")
+                return
+            self.service_state = "starting"
+            worker = ServiceStartWorker(self.service, folder)
+            worker.succeeded.connect(self._on_service_started)
+        worker.failed.connect(self._on_service_failed)
+        self.tasks.start(worker)
+        self._update_service_button()
+
+    @Slot(object)
+    def _on_service_started(self, result: dict[str, Any]) -> None:
+        self.service_state = "running" if result.get("url") else "stopped"
+        self._update_service_button()
+        if result.get("url"):
+            self.statusBar().showMessage(f"Service running at {result['url']}", 10000)
+            self.run_panel.log.append("success", f"service started at {result['url']} ({result.get('service_dir')})")
+
+    @Slot(object)
+    def _on_service_stopped(self, _result: object) -> None:
+        self.service_state = "stopped"
+        self._update_service_button()
+        self.run_panel.log.append("info", "service stopped")
+
+    @Slot(str, str)
+    def _on_service_failed(self, message: str, details: str) -> None:
+        self.service_state = "stopped"
+        self._update_service_button()
+        self.show_message("error", f"The service could not start: {message}", details)
 
     @Slot(dict)
     def load_run_options(self, options: dict[str, Any]) -> None:
@@ -600,14 +847,19 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _about(self) -> None:
-        from core import __version__
+        from tinyforge_gui.help import show_about
 
-        QMessageBox.about(
-            self,
-            "About TinyForge Studio",
-            f"<b>TinyForge Studio</b> {__version__}<br>Fine-tune small language models on JSONL "
-            "question/answer pairs, export them to ONNX and run them as a service.",
-        )
+        show_about(self)
+
+    @Slot()
+    def show_user_guide(self) -> None:
+        from tinyforge_gui.help import show_user_guide
+
+        if self._help_dialog is not None and self._help_dialog.isVisible():
+            self._help_dialog.raise_()
+            self._help_dialog.activateWindow()
+            return
+        self._help_dialog = show_user_guide(self)
 
     def showEvent(self, event) -> None:  # noqa: ANN001 - Qt override
         super().showEvent(event)
@@ -623,6 +875,7 @@ class MainWindow(QMainWindow):
 
         self.tasks.start(WarmupWorker())
         self.options.refresh_models()
+        self.options.request_targets()
         root = self.options.output_root()
         if Path(root).is_dir():
             try:
@@ -667,7 +920,8 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.tasks.is_busy("run") and not self.confirm_close():
+        busy = self.tasks.is_busy("run") or self.tasks.is_busy("estimate")
+        if busy and not self.confirm_close():
             event.ignore()
             return
         self._closing = True
@@ -675,6 +929,7 @@ class MainWindow(QMainWindow):
         self.tasks.cancel()
         if not self.tasks.wait_all(60000):
             logger.error("a worker did not stop within 60 s")
+        self.service.stop()
         self.run_panel.log.flush()
         self.save_settings()
         super().closeEvent(event)

@@ -11,10 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -22,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMenu,
     QScrollArea,
     QSpinBox,
     QToolButton,
@@ -60,6 +63,44 @@ def real_training_available() -> bool:
         return importlib.util.find_spec("core.training.child") is not None
     except (ImportError, ValueError):
         return False
+
+
+DEVICES: dict[str, str] = {
+    "auto": "auto: CUDA when present, else Apple MPS, else CPU",
+    "cpu": "CPU",
+    "cuda": "NVIDIA GPU (CUDA)",
+    "mps": "Apple GPU (Metal)",
+}
+PRECISIONS: dict[str, str] = {
+    "auto": "auto: bf16 where the GPU supports it, else fp32",
+    "fp32": "fp32: full precision",
+    "bf16": "bf16 mixed precision (recent GPUs)",
+    "fp16": "fp16 mixed precision (GPUs)",
+}
+
+
+class ModuleListCompleter(QCompleter):
+    """Completes the last name of a comma-separated list of module names."""
+
+    def splitPath(self, path: str) -> list[str]:  # noqa: N802 - Qt override
+        return [path.split(",")[-1].strip()]
+
+    def pathFromIndex(self, index) -> str:  # noqa: ANN001, N802 - Qt override
+        widget = self.widget()
+        text = widget.text() if isinstance(widget, QLineEdit) else ""
+        head = [n.strip() for n in text.split(",")[:-1] if n.strip()]
+        return ",".join([*head, str(index.data())])
+
+
+def _combo(items: dict[str, str], name: str, tip: str) -> QComboBox:
+    box = QComboBox()
+    box.setObjectName(name)
+    for key, description in items.items():
+        box.addItem(key)
+        box.setItemData(box.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
+    box.setToolTip(tip)
+    box.setAccessibleName(tip.split(".")[0])
+    return box
 
 
 def default_output_root() -> str:
@@ -101,6 +142,7 @@ class OptionsPanel(QScrollArea):
     """The left column: training mode, LoRA, real-training fields, export and output folder."""
 
     changed = Signal()
+    lora_targets_wanted = Signal(str)  # base model whose LoRA module names to list
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -128,6 +170,15 @@ class OptionsPanel(QScrollArea):
         for edit in (self.lora_modules, self.output_dir):
             edit.textChanged.connect(self._emit_changed)
         self.base_model.currentTextChanged.connect(self._emit_changed)
+        for combo in (self.device, self.precision):
+            combo.currentTextChanged.connect(self._emit_changed)
+        self.lora_suggestions: dict[str, object] = {}
+        self._targets_pending = ""
+        self._targets_timer = QTimer(self)
+        self._targets_timer.setSingleShot(True)
+        self._targets_timer.setInterval(400)
+        self._targets_timer.timeout.connect(self._want_targets)
+        self.base_model.currentTextChanged.connect(self._on_base_model_changed)
         self._update_enabled()
 
     # --- construction ---
@@ -159,6 +210,7 @@ class OptionsPanel(QScrollArea):
         form = QFormLayout(group)
         self.lora = _check("Use LoRA", "loraCheck", "Train a low-rank adapter instead of every weight (PEFT LoRA).")
         self.lora.toggled.connect(self._update_enabled)
+        self.lora.toggled.connect(self._on_base_model_changed)
         self.lora_rank = _spin(1, 512, 8, "loraRankSpin", "LoRA rank r. The low-rank dimension; the seed's default is 8.")
         self.lora_alpha = _spin(1, 4096, 16, "loraAlphaSpin", "LoRA alpha. Scaling factor; the seed's default is 16.")
         self.lora_modules = QLineEdit("q,v")
@@ -169,10 +221,33 @@ class OptionsPanel(QScrollArea):
         )
         self.lora_modules.setAccessibleName("LoRA target modules")
         self.lora_modules.setPlaceholderText("model default")
+        self.lora_menu = QMenu(self)
+        self.lora_menu.setObjectName("loraTargetsMenu")
+        self.lora_menu.aboutToShow.connect(self._fill_lora_menu)
+        self.lora_suggest = QToolButton()
+        self.lora_suggest.setObjectName("loraSuggestButton")
+        self.lora_suggest.setText("▾")
+        self.lora_suggest.setToolTip("Pick target modules from the base model's linear layers")
+        self.lora_suggest.setAccessibleName("Suggest LoRA target modules")
+        self.lora_suggest.setMenu(self.lora_menu)
+        self.lora_suggest.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.lora_model = QStringListModel(self)
+        completer = ModuleListCompleter(self.lora_model, self)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        self.lora_modules.setCompleter(completer)
+        modules_row = QHBoxLayout()
+        modules_row.addWidget(self.lora_modules, 1)
+        modules_row.addWidget(self.lora_suggest)
+        self.lora_hint = QLabel("")
+        self.lora_hint.setObjectName("loraHint")
+        self.lora_hint.setWordWrap(True)
+        style_label(self.lora_hint, "dim")
         form.addRow(self.lora)
         form.addRow("Rank (r)", self.lora_rank)
         form.addRow("Alpha", self.lora_alpha)
-        form.addRow("Target modules", self.lora_modules)
+        form.addRow("Target modules", modules_row)
+        form.addRow(self.lora_hint)
         return group
 
     def _build_real_group(self) -> QGroupBox:
@@ -188,6 +263,7 @@ class OptionsPanel(QScrollArea):
             self.base_model.addItem(name)
             self.base_model.setItemData(self.base_model.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
         self.base_model.setToolTip("Base model: a built-in name, a Hugging Face hub id already cached, or a local folder.")
+        self.base_model.lineEdit().setPlaceholderText("name, owner/model hub id, or a folder")
         self.base_model.setAccessibleName("Base model")
         browse = QToolButton()
         browse.setObjectName("baseModelBrowse")
@@ -210,8 +286,12 @@ class OptionsPanel(QScrollArea):
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Max length", self.max_length)
+        self.device = _combo(DEVICES, "deviceCombo", "Device. Where the training runs.")
+        self.precision = _combo(PRECISIONS, "precisionCombo", "Precision. Number format of the training.")
         form.addRow("Eval split", self.eval_split)
         form.addRow("Seed", self.seed)
+        form.addRow("Device", self.device)
+        form.addRow("Precision", self.precision)
         if not self.real_available:
             group.setToolTip(REAL_UNAVAILABLE)
         return group
@@ -262,7 +342,7 @@ class OptionsPanel(QScrollArea):
         else:
             self.real_group.setTitle("Real training" if real else "Real training (off in dry run)")
         lora = self.lora.isChecked()
-        for w in (self.lora_rank, self.lora_alpha, self.lora_modules):
+        for w in (self.lora_rank, self.lora_alpha, self.lora_modules, self.lora_suggest):
             w.setEnabled(lora)
         self.quantize.setEnabled(self.export_onnx.isChecked())
 
@@ -271,6 +351,86 @@ class OptionsPanel(QScrollArea):
         """The seed's q,v are T5 names; for a real run start from the model's own default."""
         if not dry and self.lora_modules.text().replace(" ", "") == "q,v":
             self.lora_modules.setText("")
+
+    # --- LoRA target suggestions (listed by a worker; see MainWindow) ---
+    @Slot()
+    def _on_base_model_changed(self, *_: object) -> None:
+        self._targets_timer.start()
+
+    @Slot()
+    def _want_targets(self, force: bool = False) -> None:
+        """Listing needs torch (in a worker): only when LoRA is on or the menu opens."""
+        name = self.base_model.currentText().strip()
+        if not (force or self.lora.isChecked()):
+            return
+        if name and name not in (self.lora_suggestions.get("base_model"), self._targets_pending):
+            self._targets_pending = name
+            self.lora_hint.setText(f"Reading the module names of {name}…")
+            self.lora_targets_wanted.emit(name)
+
+    def request_targets(self) -> None:
+        """Ask for the current base model's module names (once the window is shown)."""
+        self._want_targets()
+
+    def set_lora_suggestions(self, result: dict[str, object]) -> None:
+        """``result`` from ``LoraTargetsWorker``: modules, default, base_model."""
+        self._targets_pending = ""
+        if result.get("base_model") != self.base_model.currentText().strip():
+            self._want_targets()  # the user picked another model meanwhile
+            return
+        self.lora_suggestions = dict(result)
+        modules = [str(m) for m in result.get("modules") or []]  # type: ignore[union-attr]
+        default = [str(m) for m in result.get("default") or []]  # type: ignore[union-attr]
+        self.lora_model.setStringList(modules)
+        self.lora_modules.setPlaceholderText(f"model default: {','.join(default)}" if default else "model default")
+        self.lora_hint.setText(f"{len(modules)} module names in {result.get('base_model')}; "
+                               f"default {','.join(default) or '-'} (pick more with ▾)")
+
+    def lora_targets_failed(self, base_model: str, message: str) -> None:
+        self._targets_pending = ""
+        if base_model == self.base_model.currentText().strip():
+            self.lora_suggestions = {"base_model": base_model, "modules": [], "default": []}
+            self.lora_model.setStringList([])
+            self.lora_hint.setText(f"Cannot list the modules: {message}")
+
+    def suggested_modules(self) -> list[str]:
+        return list(self.lora_model.stringList())
+
+    @Slot()
+    def _fill_lora_menu(self) -> None:
+        self._want_targets(force=True)
+        self.lora_menu.clear()
+        modules = self.suggested_modules()
+        if not modules:
+            waiting = QAction("Reading the model's modules…" if not self.lora_suggestions else "No modules found",
+                              self.lora_menu)
+            waiting.setEnabled(False)
+            self.lora_menu.addAction(waiting)
+            return
+        chosen = set(self.lora_targets() or [])
+        for name in modules:
+            action = QAction(name, self.lora_menu)
+            action.setCheckable(True)
+            action.setChecked(name in chosen)
+            action.toggled.connect(self._on_lora_module_toggled)
+            self.lora_menu.addAction(action)
+        self.lora_menu.addSeparator()
+        reset = QAction("Use the model default", self.lora_menu)
+        reset.triggered.connect(self.lora_modules.clear)
+        self.lora_menu.addAction(reset)
+
+    @Slot(bool)
+    def _on_lora_module_toggled(self, checked: bool) -> None:
+        action = self.sender()
+        if not isinstance(action, QAction):
+            return
+        names = self.lora_targets() or []
+        name = action.text()
+        if checked and name not in names:
+            names.append(name)
+        elif not checked and name in names:
+            names.remove(name)
+        self.lora_modules.setText(",".join(names))
 
     @Slot()
     def _browse_output(self) -> None:
@@ -322,6 +482,8 @@ class OptionsPanel(QScrollArea):
                 "max_length": self.max_length.value(),
                 "eval_split": None if eval_split < 0 else round(eval_split, 3),
                 "seed": self.seed.value(),
+                "device": self.device.currentText(),
+                "precision": self.precision.currentText(),
             },
             "export": {
                 "export_onnx": self.export_onnx.isChecked(),
@@ -355,6 +517,9 @@ class OptionsPanel(QScrollArea):
             for key, ibox in (("batch_size", self.batch_size), ("max_length", self.max_length), ("seed", self.seed)):
                 if key in train:
                     ibox.setValue(int(train[key]))
+            for key, combo in (("device", self.device), ("precision", self.precision)):
+                if key in train and combo.findText(str(train[key])) >= 0:
+                    combo.setCurrentText(str(train[key]))
             if "eval_split" in train:
                 value = train["eval_split"]
                 self.eval_split.setValue(self.eval_split.minimum() if value is None else float(value))

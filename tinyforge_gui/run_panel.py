@@ -58,6 +58,8 @@ class RunPanel(QWidget):
     export_clicked = Signal()
     train_export_clicked = Signal()
     cancel_clicked = Signal()
+    resume_clicked = Signal()
+    estimate_clicked = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,11 +75,18 @@ class RunPanel(QWidget):
         accent_button(self.train_export)
         self.cancel = _button("cancel", "Cancel", "cancelButton", "Stop the run at the next step", "Esc")
         self.cancel.setEnabled(False)
+        self.resume = _button("train", "Resume", "resumeButton",
+                              "Continue the selected cancelled real run from its checkpoint")
+        self.resume.setEnabled(False)
+        self.estimate = _button("running", "Estimate", "estimateButton",
+                                "Train a few real steps and project the whole run's duration and memory")
+        self.resume.clicked.connect(self.resume_clicked)
+        self.estimate.clicked.connect(self.estimate_clicked)
         self.train.clicked.connect(self.train_clicked)
         self.export.clicked.connect(self.export_clicked)
         self.train_export.clicked.connect(self.train_export_clicked)
         self.cancel.clicked.connect(self.cancel_clicked)
-        for b in (self.train, self.export, self.train_export, self.cancel):
+        for b in (self.train, self.export, self.train_export, self.cancel, self.resume, self.estimate):
             buttons.addWidget(b)
         buttons.addSpacing(12)
         self.progress = QProgressBar()
@@ -95,6 +104,19 @@ class RunPanel(QWidget):
         self.eta.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         buttons.addWidget(self.eta)
         layout.addLayout(buttons)
+        info = QHBoxLayout()
+        self.estimate_label = QLabel()
+        self.estimate_label.setObjectName("estimateLabel")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.estimate_label.setToolTip("Projection from a few real training steps (Estimate)")
+        self.speed = QLabel()
+        self.speed.setObjectName("speedLabel")
+        self.speed.setToolTip("Training throughput (real, non-padding tokens per second)")
+        self.speed.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        info.addWidget(self.estimate_label, 1)
+        info.addWidget(self.speed)
+        layout.addLayout(info)
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("runTabs")
@@ -140,6 +162,7 @@ class RunPanel(QWidget):
         self.progress.setFormat(f"{title}: starting…")
         set_state_colour(self.progress, "running")
         self.eta.setText("")
+        self.speed.setText("")
         self.chart.clear()
         self.set_busy(True)
 
@@ -162,12 +185,27 @@ class RunPanel(QWidget):
             return
         frac = min(1.0, step / total)
         self.progress.setValue(self._stage_index * SCALE + int(frac * SCALE))
-        self.progress.setFormat(f"{stage}: {message or f'{step}/{total}'}  %p%")
+        trainer_eta = message.startswith("ETA ")
+        label = f"step {step}/{total}" if trainer_eta else (message or f"{step}/{total}")
+        self.progress.setFormat(f"{stage}: {label}  %p%")
         elapsed = time.monotonic() - self._stage_started
-        if 0.02 < frac < 1.0 and elapsed > 1.0:
+        if trainer_eta and frac < 1.0:  # the trainer's own ETA (h:mm:ss)
+            self.eta.setText(message)
+        elif 0.02 < frac < 1.0 and elapsed > 1.0:
             self.eta.setText(f"ETA {format_eta(elapsed * (1 - frac) / frac)}")
         elif frac >= 1.0:
             self.eta.setText("")
+
+    @Slot(int, dict)
+    def on_metric(self, step: int, values: dict[str, float]) -> None:
+        """Show the training throughput (tokens/s) next to the ETA."""
+        tps = values.get("tokens_per_second")
+        if tps is not None:
+            self.speed.setText(f"{tps:,.0f} tokens/s · step {step}")
+
+    def show_estimate(self, text: str, tooltip: str = "") -> None:
+        self.estimate_label.setText(text)
+        self.estimate_label.setToolTip(tooltip or text)
 
     def finish(self, status: str, message: str = "") -> None:
         """A run ended: the bar reaches its maximum and says how it ended."""

@@ -105,9 +105,11 @@ class Worker(QObject):
         permille_old = step * 1000 // total if total > 0 else step
         permille_new = event.step * 1000 // event.total if event.total > 0 else event.step
         finished = event.total > 0 and event.step >= event.total
+        few_steps = 0 < event.total <= 100 and event.step != step  # stage lists: every step is news
         if (
             event.stage != stage
             or finished
+            or few_steps
             or (permille_new != permille_old and now - self._last_progress_time >= _PROGRESS_INTERVAL_S)
         ):
             self._last_progress = (event.stage, event.step, event.total)

@@ -1,0 +1,317 @@
+"""The Export tab: live export stages, the export report as a table, drift warnings, and the
+Start/Stop Service button with the service's URL."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tinyforge_gui.dataset_panel import human_size
+from tinyforge_gui.theme import style_label
+from tinyforge_gui.widgets import make_icon
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "export_report.json"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{float(value) * 100:.1f} %"
+
+
+def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(section, name, value) rows of an export report, in reading order."""
+    rows: list[tuple[str, str, str]] = []
+    sizes = report.get("sizes") or {}
+    if sizes:
+        if "torch_parameters" in sizes:
+            rows.append(("Sizes", "parameters", f"{int(sizes['torch_parameters']):,}"))
+        if "fp32_bytes" in sizes:
+            rows.append(("Sizes", "ONNX fp32", human_size(int(sizes["fp32_bytes"]))))
+        if "int8_bytes" in sizes:
+            ratio = sizes.get("int8_to_fp32_ratio")
+            extra = f" ({ratio * 100:.0f} % of fp32)" if isinstance(ratio, int | float) else ""
+            rows.append(("Sizes", "ONNX int8", human_size(int(sizes["int8_bytes"])) + extra))
+    parity = report.get("parity") or {}
+    for precision in ("fp32", "int8"):
+        part = parity.get(precision)
+        if not isinstance(part, dict):
+            continue
+        section = f"Parity {precision} vs torch"
+        verdict = "passed" if part.get("passed") else "FAILED"
+        rows.append((section, "result", f"{verdict} on {part.get('n_compared', '?')} input(s)"))
+        rows.append((section, "max_abs_logit_diff", _num(part.get("max_abs_logit_diff"))))
+        rows.append((section, "generation match rate", _pct(part.get("generation_match_rate"))))
+        rows.append((section, "token agreement", _pct(part.get("mean_token_agreement"))))
+    latency = report.get("latency") or {}
+    for key, name in (("torch", "torch"), ("onnx_fp32", "ONNX fp32"), ("onnx_int8", "ONNX int8")):
+        part = latency.get(key)
+        if isinstance(part, dict) and part.get("median_ms_per_token") is not None:
+            rows.append(("Latency per token", name, f"{float(part['median_ms_per_token']):.3f} ms"
+                         f" (prefill {float(part.get('median_prefill_ms') or 0):.2f} ms)"))
+    test = report.get("self_test") or {}
+    if test:
+        if test.get("skipped"):
+            rows.append(("Service self-test", "result", "skipped"))
+        else:
+            verdict = "passed" if test.get("passed") else "FAILED"
+            rows.append(("Service self-test", "result",
+                         f"{verdict}: {test.get('n_matched', 0)}/{test.get('n_checked', 0)} answers match"))
+            if test.get("latency_ms_median") is not None:
+                rows.append(("Service self-test", "request latency", f"{float(test['latency_ms_median']):.1f} ms"))
+            if test.get("error"):
+                rows.append(("Service self-test", "error", str(test["error"])))
+    if report.get("model_stub"):
+        rows.append(("Export", "note", "dry-run service: placeholders, no model to run"))
+    for key in ("exporter", "opset", "architecture", "base_model", "service_precision"):
+        if report.get(key) is not None:
+            rows.append(("Export", key.replace("_", " "), str(report[key])))
+    return rows
+
+
+class ExportPanel(QWidget):
+    """Stage list while exporting; the report table and the service controls afterwards."""
+
+    open_json_requested = Signal(str)  # path of export_report.json
+    service_toggled = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("exportTab")
+        self.run_dir = ""
+        self.report: dict[str, Any] | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+
+        top = QHBoxLayout()
+        self.title = QLabel("Export a trained run to see its report here.")
+        self.title.setObjectName("exportTitle")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top.addWidget(self.title, 1)
+        self.json_button = QPushButton(make_icon("file"), "Open JSON")
+        self.json_button.setObjectName("openReportJsonButton")
+        self.json_button.setToolTip("Open export_report.json in the artifact viewer")
+        self.json_button.setEnabled(False)
+        self.json_button.clicked.connect(self._open_json)
+        top.addWidget(self.json_button)
+        layout.addLayout(top)
+
+        self.warnings = QLabel()
+        self.warnings.setObjectName("exportWarnings")
+        self.warnings.setWordWrap(True)
+        self.warnings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warnings.setStyleSheet(
+            "#exportWarnings { background: rgba(232,89,12,0.14); border: 1px solid #e8590c;"
+            " border-radius: 6px; padding: 6px; font-weight: bold; }"
+        )
+        self.warnings.hide()
+        layout.addWidget(self.warnings)
+
+        self.stages = QListWidget()
+        self.stages.setObjectName("exportStages")
+        self.stages.setAccessibleName("Export stages")
+        self.stages.setToolTip("Stages of the running or last export")
+        self.stages.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table = QTableWidget(0, 3)
+        self.table.setObjectName("exportReportView")
+        self.table.setAccessibleName("Export report")
+        self.table.setHorizontalHeaderLabels(["Section", "Measure", "Value"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.stages)
+        split.addWidget(self.table)
+        split.setStretchFactor(1, 3)
+        split.setSizes([260, 640])
+        layout.addWidget(split, 1)
+
+        service = QHBoxLayout()
+        self.service_button = QPushButton(make_icon("train"), "Start Service")
+        self.service_button.setObjectName("serviceButton")
+        self.service_button.setToolTip("Run the selected run's service/ on a free local port")
+        self.service_button.setEnabled(False)
+        self.service_button.clicked.connect(self.service_toggled)
+        self.service_url = QLabel("Service stopped")
+        self.service_url.setObjectName("serviceUrlLabel")
+        self.service_url.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.service_url.setOpenExternalLinks(True)
+        style_label(self.service_url, "dim")
+        self.copy_url = QToolButton()
+        self.copy_url.setObjectName("copyServiceUrlButton")
+        self.copy_url.setIcon(make_icon("copy"))
+        self.copy_url.setToolTip("Copy the service URL")
+        self.copy_url.setAutoRaise(True)
+        self.copy_url.setEnabled(False)
+        self.copy_url.clicked.connect(self._copy_url)
+        service.addWidget(self.service_button)
+        service.addWidget(self.service_url, 1)
+        service.addWidget(self.copy_url)
+        layout.addLayout(service)
+        self.url = ""
+
+    # --- export progress ---
+    def begin(self, run_dir: str) -> None:
+        """An export is starting for ``run_dir``."""
+        self.run_dir = run_dir
+        self.report = None
+        self.stages.clear()
+        self.table.setRowCount(0)
+        self.warnings.hide()
+        self.json_button.setEnabled(False)
+        self.title.setText(f"Exporting <b>{Path(run_dir).name}</b>…" if run_dir else "Exporting…")
+
+    def _mark(self, upto: int, state: str) -> None:
+        icons = {"done": "ok", "running": "running", "failed": "error"}
+        for i in range(self.stages.count()):
+            item = self.stages.item(i)
+            if i < upto:
+                item.setIcon(make_icon("ok"))
+            elif i == upto:
+                item.setIcon(make_icon(icons.get(state, "running")))
+
+    @Slot(str, str)
+    def on_stage(self, stage: str, message: str) -> None:
+        if stage != "export" or not message or message == "export started":
+            return
+        name = Path(self.run_dir).name
+        self.title.setText(f"Exporting <b>{name}</b>: {message.replace(self.run_dir + '/', '')}")
+
+    @Slot(str, int, int, str)
+    def on_progress(self, stage: str, step: int, total: int, message: str) -> None:
+        if stage != "export" or step <= 0 or not message:
+            return
+        texts = [self.stages.item(i).text() for i in range(self.stages.count())]
+        if message not in texts:
+            self.stages.addItem(QListWidgetItem(make_icon("running"), message))
+            texts.append(message)
+        self._mark(texts.index(message), "running")
+
+    def finish(self, status: str) -> None:
+        count = self.stages.count()
+        if status == "completed":
+            self._mark(count, "done")
+        elif count:
+            self._mark(count - 1, "failed")
+
+    # --- report ---
+    def show_run(self, run_dir: str) -> bool:
+        """Show ``run_dir``'s export report (when it has one); True when shown."""
+        self.run_dir = run_dir
+        path = Path(run_dir) / "service" / REPORT_NAME if run_dir else None
+        if path is None or not path.is_file():
+            self.report = None
+            self.table.setRowCount(0)
+            self.warnings.hide()
+            self.json_button.setEnabled(False)
+            self.title.setText(f"<b>{Path(run_dir).name}</b> has no export yet." if run_dir
+                               else "Export a trained run to see its report here.")
+            return False
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self.title.setText(f"Cannot read {path.name}: {exc}")
+            return False
+        self.set_report(report if isinstance(report, dict) else {}, run_dir)
+        return True
+
+    def set_report(self, report: dict[str, Any], run_dir: str = "") -> None:
+        self.report = report
+        if run_dir:
+            self.run_dir = run_dir
+        rows = report_rows(report)
+        self.table.setRowCount(len(rows))
+        previous = ""
+        for row, (section, name, value) in enumerate(rows):
+            cells = (section if section != previous else "", name, value)
+            previous = section
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if col == 0:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                if "FAILED" in text:
+                    item.setForeground(Qt.GlobalColor.red)
+                self.table.setItem(row, col, item)
+        warnings = [str(w) for w in report.get("warnings") or []]
+        if warnings:
+            self.warnings.setText("⚠ " + "<br>⚠ ".join(warnings))
+            self.warnings.show()
+        else:
+            self.warnings.hide()
+        self.json_button.setEnabled(True)
+        kind = "dry-run placeholders" if report.get("model_stub") else "ONNX service"
+        self.title.setText(f"<b>{Path(self.run_dir).name}</b> — {kind}, exported {report.get('export_time', '')}")
+
+    def value(self, section: str, name: str) -> str:
+        """The table's value for (section, name), or "" (tests and screenshots use it)."""
+        current = ""
+        for row in range(self.table.rowCount()):
+            current = self.table.item(row, 0).text() or current
+            if current == section and self.table.item(row, 1).text() == name:
+                return self.table.item(row, 2).text()
+        return ""
+
+    @Slot()
+    def _open_json(self) -> None:
+        if self.run_dir:
+            self.open_json_requested.emit(str(Path(self.run_dir) / "service" / REPORT_NAME))
+
+    # --- service ---
+    def set_service_state(self, state: str, url: str = "", can_start: bool = False) -> None:
+        """``state``: stopped | starting | running | stopping."""
+        self.url = url if state == "running" else ""
+        texts = {"stopped": "Start Service", "starting": "Starting…", "running": "Stop Service",
+                 "stopping": "Stopping…"}
+        self.service_button.setText(texts.get(state, "Start Service"))
+        self.service_button.setIcon(make_icon("cancel" if state == "running" else "train"))
+        self.service_button.setEnabled(state == "running" or (state == "stopped" and can_start))
+        if state == "running":
+            self.service_url.setText(f'Service running at <a href="{url}/docs">{url}</a> '
+                                     f'(POST {url}/predict, GET {url}/health)')
+        elif state == "starting":
+            self.service_url.setText("Starting the service…")
+        else:
+            self.service_url.setText("Service stopped" if can_start or state != "stopped"
+                                     else "Service stopped (export a real model with ONNX to serve it)")
+        self.copy_url.setEnabled(bool(self.url))
+
+    @Slot()
+    def _copy_url(self) -> None:
+        if self.url:
+            QGuiApplication.clipboard().setText(self.url)
