@@ -17,6 +17,8 @@ recomputed from the encoder states each step, cheap for small models).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import shutil
@@ -282,7 +284,9 @@ def _export_one(module: Any, args: tuple[Any, ...], spec: dict[str, Any], path: 
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    # The exporters print progress to stdout; a child process may use stdout for JSON-line events.
+    chatter = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             from torch.export import Dim
@@ -330,6 +334,8 @@ def _export_one(module: Any, args: tuple[Any, ...], spec: dict[str, Any], path: 
                     opset_version=opset,
                     dynamo=False,
                 )
+    if chatter.getvalue().strip():
+        logger.debug("%s exporter output:\n%s", exporter, chatter.getvalue().strip())
     return opset
 
 
