@@ -59,6 +59,16 @@ def read_runs(root: str) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
+def _local_time(iso: str) -> str:
+    """``2026-11-25T00:44:48+00:00`` as local ``2026-11-25 01:44`` (the input when unparsable)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso[:16].replace("T", " ")
+
+
 def _tool(icon: str, text: str, tip: str) -> QToolButton:
     button = QToolButton()
     button.setIcon(make_icon(icon))
@@ -213,7 +223,14 @@ class ArtifactsPanel(QWidget):
         self.runs.setHeaderLabels(["run", "status", "time", "dataset", "options"])
         self.runs.setRootIsDecorated(False)
         self.runs.setAlternatingRowColors(True)
-        self.runs.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.runs.header()
+        header.setStretchLastSection(True)
+        header.setMinimumSectionSize(40)
+        for column in (0, 1, 2):  # run, status, time: always readable in full
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(3, 130)
+        self.runs.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.runs.currentItemChanged.connect(self._on_run_changed)
         self.runs.itemDoubleClicked.connect(self._on_run_double_clicked)
 
@@ -240,8 +257,9 @@ class ArtifactsPanel(QWidget):
         self.split.setObjectName("artifactsSplitter")
         self.split.addWidget(left)
         self.split.addWidget(self.viewer)
-        self.split.setStretchFactor(0, 2)
-        self.split.setStretchFactor(1, 3)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 1)
+        self.split.setSizes([470, 450])
         layout.addWidget(self.split, 1)
 
     # --- root and runs ---
@@ -278,10 +296,13 @@ class ArtifactsPanel(QWidget):
         actions = options.get("actions") or []
         if "export" in actions:
             bits.append("ONNX" if export.get("export_onnx") else "service")
-        when = str(record.get("created_time", ""))[:19].replace("T", " ")
+        when = _local_time(str(record.get("created_time", "")))
         dataset = Path(str((record.get("dataset") or {}).get("path", ""))).name
         item = QTreeWidgetItem(self.runs, [path.name, status, when, dataset, ", ".join(b for b in bits if b)])
         item.setIcon(1, make_icon(_STATUS_ICONS.get(status, "file")))
+        item.setToolTip(0, str(path))
+        item.setToolTip(2, str(record.get("created_time", "")))
+        item.setToolTip(4, ", ".join(b for b in bits if b))
         item.setData(0, Qt.ItemDataRole.UserRole, str(path))
         error = (record.get("error") or {}).get("message")
         item.setToolTip(1, error or status)

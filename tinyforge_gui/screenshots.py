@@ -1,7 +1,8 @@
 """Save PNGs of the main window's main states: ``python -m tinyforge_gui.screenshots OUT_DIR``.
 
 States: welcome, a dataset with problems, a finished dry run (train → export) with an artifact
-open, and (when real training is available) a short real run with its loss curve. Runs
+open, and (when real training is available) an estimate plus a short real train → export with
+its loss curves, the export report, and the playground with the service running. Runs
 offscreen unless a display is set; settings and runs live in a temp folder.
 """
 
@@ -104,19 +105,49 @@ def take(out_dir: Path, real: bool = True) -> list[Path]:
     saved.append(_save(window, out_dir / "03-run-finished-artifact.png"))
 
     if real and window.options.real_available:
-        window.options.dry_run.setChecked(False)
-        window.options.base_model.setCurrentText("tiny-causal")
-        window.options.epochs.setValue(20)
-        window.options.batch_size.setValue(1)
-        window.options.learning_rate.setValue(0.003)
-        window.options.export_onnx.setChecked(False)
-        window.start_train()
-        _wait(lambda: _run_done(window), 300)
-        window.tabs.setCurrentWidget(window.dataset)
-        window.run_panel.tabs.setCurrentWidget(window.run_panel.chart)
-        saved.append(_save(window, out_dir / "04-real-training-loss.png"))
+        saved += _real_states(window, work, out_dir)
 
     window.close()
+    return saved
+
+
+def _real_states(window, work: Path, out_dir: Path) -> list[Path]:  # noqa: ANN001
+    """Estimate, a real tiny-causal train → export (loss, export report), the playground."""
+    from tinyforge_gui.resources import example_path
+
+    support = example_path("customer_support.jsonl")
+    if support is not None:  # enough records for an eval split: both loss curves show
+        window.load_dataset(str(support))
+        _wait(lambda: window.dataset_report is not None and window.dataset_report.get("valid", False), 60)
+    opts = window.options
+    opts.dry_run.setChecked(False)
+    opts.base_model.setCurrentText("tiny-causal")
+    opts.epochs.setValue(6)
+    opts.batch_size.setValue(4)
+    opts.learning_rate.setValue(0.003)
+    opts.device.setCurrentText("cpu")
+    opts.lora.setChecked(False)
+    opts.export_onnx.setChecked(True)
+    window.start_estimate()
+    _wait(lambda: window.estimate is not None and not window.tasks.is_busy("estimate"), 180)
+    window.start_train_export()
+    _wait(lambda: _run_done(window), 600)
+    _settle(0.5)
+    saved = []
+    window.tabs.setCurrentWidget(window.dataset)
+    window.run_panel.tabs.setCurrentWidget(window.run_panel.chart)
+    saved.append(_save(window, out_dir / "04-real-training-loss.png"))
+    window.tabs.setCurrentWidget(window.export_panel)
+    window.run_panel.tabs.setCurrentIndex(0)
+    saved.append(_save(window, out_dir / "05-export-report.png"))
+    window.tabs.setCurrentWidget(window.playground)
+    window.playground.max_tokens.setValue(48)
+    window.playground.input.setText("How do I reset my password?")
+    window.playground.run_button.click()
+    _wait(lambda: len(window.playground.answers()) == 3 and not window.tasks.is_busy("playground"), 180)
+    window.export_panel.service_button.click()
+    _wait(lambda: window.service_state == "running", 60)
+    saved.append(_save(window, out_dir / "06-playground-service.png"))
     return saved
 
 

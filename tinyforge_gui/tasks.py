@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -133,12 +134,11 @@ def _keep_checkpoint(run_path: Path, out: Path, report: dict[str, Any] | None, o
         on_event(Log(f"checkpoint kept in {RESUME_DIR}/: Resume continues from it", "warning"))
 
 
-def _train_stage(run: Any, out: Path, on_event: Any, cancel: Any) -> dict[str, Any]:
-    from core import runs
-
+def _train_stage(inner: Any, run: Any, out: Path, on_event: Any, cancel: Any) -> dict[str, Any]:
+    """``inner`` (core's train stage) that keeps a cancelled real run's checkpoint."""
     report: dict[str, Any] | None = None
     try:
-        report = runs.train_stage(run, out, on_event, cancel)
+        report = inner(run, out, on_event, cancel)
         return report
     finally:
         if not run.options().train.dry_run:
@@ -169,7 +169,7 @@ def gui_stages(actions: list[str], resume: bool = False) -> list[Any]:
     stages = []
     for stage in runs.stages_for(actions):
         if stage.name == "train":
-            stage = runs.Stage(name="train", target=stage.target, staged=False,
-                               fn=_resume_stage if resume else _train_stage)
+            fn = _resume_stage if resume else functools.partial(_train_stage, stage.fn)
+            stage = runs.Stage(name="train", target=stage.target, staged=stage.staged, fn=fn)
         stages.append(stage)
     return stages
