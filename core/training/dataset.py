@@ -284,7 +284,8 @@ class _WorkerProcess:
         self.error: BaseException | None = None
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "core.training.scan_worker", path, str(start), str(end)],
+            # -S: skip site (its .pth processing is ~40 ms); the parent's sys.path comes in PYTHONPATH.
+            [sys.executable, "-S", "-m", "core.training.scan_worker", path, str(start), str(end)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -337,13 +338,15 @@ class _WorkerProcess:
 
 
 def _worker_env() -> dict[str, str]:
-    """The children's environment: a fixed hash seed (comparable digests) and ``core`` importable."""
+    """The children's environment: a fixed hash seed (comparable digests) and this process's
+    import path (``core`` first), since the children start without ``site``."""
     import core
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(core.__file__)))
+    paths = [root] + [p for p in sys.path if p and p != root and os.path.exists(p)]
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
 
 
