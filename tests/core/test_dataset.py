@@ -24,7 +24,7 @@ from core.training.dataset import (
     summarize_dataset,
     validate_file,
 )
-from core.training.dataset_scan import LONG_RECORD_CHARS, MAX_KEPT, scan_range
+from core.training.dataset_scan import LONG_RECORD_CHARS, MAX_KEPT, ProgressThrottle, scan_range
 from core.training.tokens import UNICODE_SPACE_SEQUENCES, count_tokens
 
 REPO = Path(__file__).resolve().parents[2]
@@ -358,6 +358,11 @@ def test_parallel_workers_match_sequential(tmp_path: Path) -> None:
     assert parallel.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert parallel.warning_counts.get("duplicate_record") == 1
     assert events and isinstance(events[-1], Progress) and events[-1].step == events[-1].total
+    # the workers really ran (validate_file would silently fall back to one process)
+    size = path.stat().st_size
+    results, sha = ds._scan_parallel(str(path), size, 2, ProgressThrottle(None, "scan", size), None)
+    assert len(results) == 2 and sha == parallel.sha256
+    assert sum(r["n_records"] for r in results) == sequential.n_records
 
 
 def test_parallel_failure_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
