@@ -193,6 +193,7 @@ class OptionsPanel(QScrollArea):
         )
         self.dry_run.toggled.connect(self._update_enabled)
         self.dry_run.toggled.connect(self._on_dry_run_toggled)
+        self.dry_run.toggled.connect(self._on_base_model_changed)
         form.addWidget(self.dry_run)
         if not self.real_available:
             self.dry_run.setEnabled(False)
@@ -359,9 +360,11 @@ class OptionsPanel(QScrollArea):
 
     @Slot()
     def _want_targets(self, force: bool = False) -> None:
-        """Listing needs torch (in a worker): only when LoRA is on or the menu opens."""
+        """Listing needs torch (in a worker): only for real LoRA training, or when the menu opens."""
         name = self.base_model.currentText().strip()
-        if not (force or self.lora.isChecked()):
+        if not (force or (self.lora.isChecked() and not self.dry_run.isChecked())):
+            if not self._targets_pending and not self.lora_suggestions.get("base_model") == name:
+                self.lora_hint.setText("")
             return
         if name and name not in (self.lora_suggestions.get("base_model"), self._targets_pending):
             self._targets_pending = name
@@ -376,6 +379,7 @@ class OptionsPanel(QScrollArea):
         """``result`` from ``LoraTargetsWorker``: modules, default, base_model."""
         self._targets_pending = ""
         if result.get("base_model") != self.base_model.currentText().strip():
+            self.lora_hint.setText("")
             self._want_targets()  # the user picked another model meanwhile
             return
         self.lora_suggestions = dict(result)
