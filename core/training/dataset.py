@@ -36,7 +36,7 @@ from core.training.dataset_scan import (
     scan_range,
 )
 from core.training.line_index import LineIndex, read_head
-from core.training.tokens import count_tokens
+from core.training.tokens import count_tokens_pair
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +170,14 @@ def summarize_dataset(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         ins.append(inp if type(inp) is str else _as_text(inp))
         outs.append(out if type(out) is str else _as_text(out))
         if len(ins) >= _SUMMARY_BATCH:
-            in_tokens += count_tokens(ins)
-            out_tokens += count_tokens(outs)
+            counted = count_tokens_pair(ins, outs)
+            in_tokens += counted[0]
+            out_tokens += counted[1]
             ins.clear()
             outs.clear()
-    in_tokens += count_tokens(ins)
-    out_tokens += count_tokens(outs)
+    counted = count_tokens_pair(ins, outs)
+    in_tokens += counted[0]
+    out_tokens += counted[1]
     return {
         "n_records": n,
         "avg_input_len": in_tokens / n if n else 0.0,

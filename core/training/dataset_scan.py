@@ -20,7 +20,7 @@ from typing import IO, Any
 import orjson
 
 from core.events import EventCallback, Progress
-from core.training.tokens import count_tokens
+from core.training.tokens import count_tokens_pair
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +335,9 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
                 out_digests.extend(map(hash, outs))
                 rec_lines.extend(rlines)
                 n_records += len(ins)
-                in_tokens += count_tokens(ins)
-                out_tokens += count_tokens(outs)
+                counted = count_tokens_pair(ins, outs)
+                in_tokens += counted[0]
+                out_tokens += counted[1]
             if block_warnings:
                 block_warnings.sort()
                 for line, kind, message in block_warnings:

@@ -17,7 +17,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["count_tokens", "UNICODE_SPACE_SEQUENCES"]
+__all__ = ["UNICODE_SPACE_SEQUENCES", "count_tokens", "count_tokens_pair"]
 
 # Below this many strings the plain loop is faster than the numpy set-up (and numpy stays unloaded).
 _NUMPY_MIN_STRINGS = 48
@@ -75,8 +75,11 @@ def _scratch(np: Any, n: int) -> tuple[Any, Any, Any]:
     return bufs[0][:n], bufs[1][:n], bufs[2][:n]
 
 
-def _count_encoded(data: bytes, ascii_only: bool) -> int:
-    """Count word starts in UTF-8 ``data`` that begins with a space."""
+def _count_encoded(data: bytes, ascii_only: bool, split_at: int | None = None) -> Any:
+    """Count word starts in UTF-8 ``data`` that begins with a space.
+
+    With ``split_at`` (the offset of a space), returns the counts before and after it.
+    """
     import numpy as np
 
     a = np.frombuffer(data, dtype=np.uint8)
@@ -90,7 +93,34 @@ def _count_encoded(data: bytes, ascii_only: bool) -> int:
     if not ascii_only:
         _mark_unicode_spaces(np, a, ws, tmp, u8)
     # A word starts where a whitespace byte is followed by a non-whitespace one.
-    return int(np.count_nonzero(np.greater(ws[:-1], ws[1:], out=tmp[: n - 1])))
+    starts = np.greater(ws[:-1], ws[1:], out=tmp[: n - 1])
+    if split_at is None:
+        return int(np.count_nonzero(starts))
+    first = int(np.count_nonzero(starts[:split_at]))
+    return first, int(np.count_nonzero(starts[split_at:]))
+
+
+def count_tokens_pair(first: list[str], second: list[str]) -> tuple[int, int]:
+    """``(count_tokens(first), count_tokens(second))`` in one pass (e.g. inputs and outputs)."""
+    if len(first) < _NUMPY_MIN_STRINGS or len(first) > _SUB_BATCH or len(second) > _SUB_BATCH:
+        return count_tokens(first), count_tokens(second)
+    flags1 = list(map(str.isascii, first))
+    flags2 = list(map(str.isascii, second))
+    totals = [0, 0]
+    for ascii_only, pick in ((True, compress), (False, _compress_not)):
+        part1 = " ".join(pick(first, flags1)).encode("utf-8", "surrogatepass")
+        part2 = " ".join(pick(second, flags2)).encode("utf-8", "surrogatepass")
+        if not part1 and not part2:
+            continue
+        data = b" ".join((b"", part1, part2))  # " " + part1 + " " + part2
+        c1, c2 = _count_encoded(data, ascii_only, 1 + len(part1))
+        totals[0] += c1
+        totals[1] += c2
+    return totals[0], totals[1]
+
+
+def _compress_not(strings: list[str], flags: list[bool]) -> Any:
+    return compress(strings, map(not_, flags))
 
 
 def _mark_unicode_spaces(np: Any, a: Any, ws: Any, tmp: Any, u8: Any) -> None:

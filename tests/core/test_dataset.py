@@ -25,7 +25,7 @@ from core.training.dataset import (
     validate_file,
 )
 from core.training.dataset_scan import LONG_RECORD_CHARS, MAX_KEPT, ProgressThrottle, scan_range
-from core.training.tokens import UNICODE_SPACE_SEQUENCES, count_tokens
+from core.training.tokens import UNICODE_SPACE_SEQUENCES, count_tokens, count_tokens_pair
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "sample_qna.jsonl"
@@ -118,6 +118,11 @@ def test_count_tokens_equals_str_split_for_every_space() -> None:
     for _ in range(200):
         strings = ["".join(rng.choices(alphabet, k=rng.randint(0, 25))) for _ in range(rng.randint(0, 150))]
         assert count_tokens(strings) == sum(len(s.split()) for s in strings)
+        other = ["".join(rng.choices(alphabet, k=rng.randint(0, 25))) for _ in strings]
+        assert count_tokens_pair(strings, other) == (
+            sum(len(s.split()) for s in strings),
+            sum(len(s.split()) for s in other),
+        )
 
 
 def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
