@@ -73,15 +73,16 @@ def starter_as_training_output(out: Path) -> Path:
 
 
 def starter_after_lora(out: Path, steps: int) -> Path:
-    """A short LoRA run of the starter model on the sample dataset (real training)."""
+    """A short LoRA run of the starter model on the sample dataset (real training), in a child
+    process as the app runs it, so training's threads and memory do not skew the timings."""
+    from core.training.child import run_training_subprocess
     from core.training.config import LoraSettings, TrainConfig
-    from core.training.hf_train import run_real_training
 
     config = TrainConfig(
         data_path=str(SAMPLE), output_dir=str(out), base_model="smollm2-135m-instruct",
         lora=LoraSettings(enabled=True), max_steps=steps, batch_size=3, device="cpu", precision="fp32",
     )
-    run_real_training(config)
+    run_training_subprocess(config)
     return out
 
 
