@@ -116,10 +116,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from core.exporter.builder import add_export_arguments
-    from core.training.train import add_train_arguments
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``command`` given, only that command's options are built.
 
+    Building ``train``/``export`` options imports their modules, which ``validate`` on a
+    large file should not pay for at start-up.
+    """
     parser = argparse.ArgumentParser(
         prog="foremforge", description="TinyForge: fine-tune small language models on JSONL question/answer pairs."
     )
@@ -133,11 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     train = commands.add_parser("train", help="fine-tune a model (or --dry-run to validate and write a stub)")
-    add_train_arguments(train)
+    if command in (None, "train"):
+        from core.training.train import add_train_arguments
+
+        add_train_arguments(train)
     train.set_defaults(handler=_train)
 
     export = commands.add_parser("export", help="build a service folder (and ONNX graphs) from a trained model")
-    add_export_arguments(export)
+    if command in (None, "export"):
+        from core.exporter.builder import add_export_arguments
+
+        add_export_arguments(export)
     export.set_defaults(handler=_export)
 
     predict = commands.add_parser("predict", help="answer one input with a trained model or an exported service")
@@ -157,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -1,8 +1,9 @@
 """Entry point of the packaged app: the window, the self-test, or a training worker.
 
-The packaged executable is started three ways: plainly (the window), with ``--self-test``
+The packaged executable is started four ways: plainly (the window), with ``--self-test``
 (an end-to-end check that exits 0 or 1), and by the app itself as
-``--worker train CONFIG`` for real training in a crash-isolated child process.
+``--worker train CONFIG`` for real training in a crash-isolated child process and as
+``--serve DIR --host H --port N`` to run an exported service.
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ def _restore_standard_streams() -> None:
                 pass
 
 
+def _serve(argv: list[str]) -> int:
+    """``--serve DIR [--host H] [--port N]``: run an exported service (the packaged ``foremforge serve``)."""
+    import argparse
+
+    from core.exporter.serve import serve
+
+    parser = argparse.ArgumentParser(prog="TinyForgeStudio --serve")
+    parser.add_argument("service")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    serve(args.service, host=args.host, port=args.port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _restore_standard_streams()
@@ -29,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         from core.training.worker import main as worker_main
 
         return int(worker_main(argv[2:] if argv[1:2] == ["train"] else argv[1:]) or 0)
+    if argv[:1] == ["--serve"] and len(argv) >= 2:
+        return _serve(argv[1:])
     if "--self-test" in argv:
         from tinyforge_gui.selftest import main as selftest_main
 

@@ -101,10 +101,13 @@ def start_service_process(
     if precision:
         env["TINYFORGE_PRECISION"] = precision
     env.setdefault("PYTHONUNBUFFERED", "1")
-    command = [
-        sys.executable, "-m", "uvicorn", "app:app",
-        "--app-dir", str(folder), "--host", host, "--port", str(port), "--log-level", "warning",
-    ]
+    if getattr(sys, "frozen", False):  # the packaged app has no "python -m": it serves itself
+        command = [sys.executable, "--serve", str(folder), "--host", host, "--port", str(port)]
+    else:
+        command = [
+            sys.executable, "-m", "uvicorn", "app:app",
+            "--app-dir", str(folder), "--host", host, "--port", str(port), "--log-level", "warning",
+        ]
     log_file = tempfile.NamedTemporaryFile(prefix="tinyforge-service-", suffix=".log", delete=False)
     process = subprocess.Popen(command, cwd=str(folder), env=env, stdout=log_file, stderr=subprocess.STDOUT)
     log_file.close()
