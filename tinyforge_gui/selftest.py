@@ -53,7 +53,13 @@ def _run_once(app: Any, window: Any, options: dict[str, Any], what: str) -> Path
     _wait(app, lambda: window.run_status in ("completed", "failed", "cancelled") and not window.tasks.is_busy("run"),
           STEP_TIMEOUT_S, what)
     if window.run_status != "completed":
-        raise SelfTestFailure(f"{what} ended {window.run_status}")
+        error = ""
+        try:
+            record = json.loads((Path(window.last_run) / "run.json").read_text(encoding="utf-8"))
+            error = (record.get("error") or {}).get("message", "")
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise SelfTestFailure(f"{what} ended {window.run_status}" + (f": {error}" if error else ""))
     return Path(window.last_run)
 
 
