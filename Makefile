@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: run test lint bench screenshots package clean
+.PHONY: run test lint bench screenshots package package-selftest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ screenshots: $(STAMP)
 package: $(STAMP)
 	$(PY) -m PyInstaller --noconfirm --clean build.spec
 	tar -C dist -czf dist/TinyForgeStudio-linux-x86_64.tar.gz TinyForgeStudio
+	@du -sh dist/TinyForgeStudio dist/TinyForgeStudio-linux-x86_64.tar.gz
+
+# The packaged app checks itself with an almost empty environment (no venv, no source tree).
+package-selftest:
+	cd /tmp && env -i PATH=/usr/bin:/bin HOME="$$(mktemp -d)" QT_QPA_PLATFORM=offscreen \
+		$(CURDIR)/dist/TinyForgeStudio/TinyForgeStudio --self-test
 
 clean:
 	rm -rf build dist $(VENV) .pytest_cache
