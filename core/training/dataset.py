@@ -373,6 +373,9 @@ def _scan_parallel(path: str, size: int, n: int, throttle: ProgressThrottle,
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 throttle(sum(w.done for w in workers))
+        # The hash is done long before the workers: load what the merge needs meanwhile.
+        import numpy  # noqa: F401
+
         for w in workers:
             while w.thread.is_alive():
                 w.thread.join(PROGRESS_INTERVAL_S)
