@@ -57,8 +57,8 @@ class Worker(QObject):
         self._last_progress_time = 0.0
         self._failed_emitted = False
 
-    def work(self) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def work(self) -> Any:  # pragma: no cover - every worker defines its own
+        raise TypeError(f"{type(self).__name__} must define work()")
 
     @Slot()
     def run(self) -> None:

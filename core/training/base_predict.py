@@ -54,24 +54,7 @@ def clear_cache() -> None:
 def base_predict(base_model: str, text: str, max_new_tokens: int = 64, seed: int = 0,
                  max_length: int = 256) -> str:
     """Greedy answer of the base model ``base_model`` to ``text`` (answer only, stripped)."""
-    import torch
-
-    from core.models.prompting import encode_prompt
+    from core.training.predict import generate_answer
 
     model, tokenizer, fmt = _load(base_model, seed, max_length)
-    ids = torch.tensor([encode_prompt(tokenizer, fmt, text)], dtype=torch.long)
-    kwargs: dict[str, Any] = {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "max_new_tokens": int(max_new_tokens),
-        "do_sample": False,
-        "num_beams": 1,
-        "eos_token_id": list(fmt.stop_token_ids),
-        "pad_token_id": fmt.pad_token_id,
-    }
-    if fmt.architecture == "seq2seq":
-        kwargs["decoder_start_token_id"] = fmt.decoder_start_token_id
-    with torch.inference_mode():
-        out = model.generate(**kwargs)
-    new = out[0] if fmt.architecture == "seq2seq" else out[0, ids.shape[1]:]
-    return tokenizer.decode(new.tolist(), skip_special_tokens=True).strip()
+    return generate_answer(model, tokenizer, fmt, text, max_new_tokens)

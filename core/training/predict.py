@@ -57,9 +57,14 @@ def load_for_predict(model_dir: str | Path) -> tuple[Any, Any, PromptFormat]:
 
 def predict(model_dir: str | Path, text: str, max_new_tokens: int = 128) -> str:
     """Greedy answer to ``text``: only the generated answer, special tokens removed, stripped."""
+    model, tokenizer, fmt = load_for_predict(model_dir)
+    return generate_answer(model, tokenizer, fmt, text, max_new_tokens)
+
+
+def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tokens: int = 128) -> str:
+    """Greedy answer of a loaded ``model`` in prompt format ``fmt`` (answer only, stripped)."""
     import torch
 
-    model, tokenizer, fmt = load_for_predict(model_dir)
     prompt = encode_prompt(tokenizer, fmt, text)
     ids = torch.tensor([prompt], dtype=torch.long)
     kwargs: dict[str, Any] = {
