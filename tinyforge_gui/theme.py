@@ -57,8 +57,10 @@ def set_state_colour(widget: QWidget, state: str) -> None:
 def accent_button(widget: QWidget) -> None:
     """The primary action: accent background, white bold text."""
     pal = widget.palette()
-    pal.setColor(QPalette.ColorRole.Button, QColor(ACCENT))
-    pal.setColor(QPalette.ColorRole.ButtonText, QColor("white"))
+    # Active and inactive only: a disabled primary button keeps the greyed system look.
+    for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
+        pal.setColor(group, QPalette.ColorRole.Button, QColor(ACCENT))
+        pal.setColor(group, QPalette.ColorRole.ButtonText, QColor("white"))
     widget.setPalette(pal)
     font = QFont(widget.font())
     font.setBold(True)
