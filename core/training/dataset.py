@@ -14,10 +14,9 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict
 
 from core.events import Cancelled, CancelToken, EventCallback
 from core.training.dataset_scan import (
@@ -60,49 +59,19 @@ _MAX_WORKERS = 4
 _SUMMARY_BATCH = 4096
 
 
-class Record(BaseModel):
-    """One training pair. Unknown keys are kept (and reported as warnings by validation)."""
+if TYPE_CHECKING:
+    from core.training.dataset_models import DatasetWarning, Problem, Record, ValidationReport
 
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    input: str
-    output: str
-    metadata: dict[str, Any] | None = None
+_MODELS = ("Record", "Problem", "DatasetWarning", "ValidationReport")
 
 
-class Problem(BaseModel):
-    """A line that is not a usable record (``line`` None for whole-file problems)."""
+def __getattr__(name: str) -> Any:
+    """The pydantic models load on first use, so a scan's worker processes start before them."""
+    if name in _MODELS:
+        from core.training import dataset_models
 
-    line: int | None
-    kind: str
-    message: str
-
-
-class DatasetWarning(BaseModel):
-    """A usable record that looks suspicious (empty string, duplicate, unknown key, very long)."""
-
-    line: int | None
-    kind: str
-    message: str
-
-
-class ValidationReport(BaseModel):
-    """What :func:`validate_file` found; ``model_dump()`` is what ``foremforge validate --json`` prints."""
-
-    path: str
-    n_records: int
-    n_lines: int
-    avg_input_len: float
-    avg_output_len: float
-    file_size: int
-    sha256: str
-    problems: list[Problem]
-    n_problems: int
-    problem_counts: dict[str, int]
-    warnings: list[DatasetWarning]
-    n_warnings: int
-    warning_counts: dict[str, int]
-    valid: bool
+        return getattr(dataset_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- seed API --------------------------------------------------------------------------------
@@ -376,6 +345,8 @@ def _scan_parallel(path: str, size: int, n: int, throttle: ProgressThrottle,
         # The hash is done long before the workers: load what the merge needs meanwhile.
         import numpy  # noqa: F401
 
+        import core.training.dataset_models  # noqa: F401
+
         for w in workers:
             while w.thread.is_alive():
                 w.thread.join(PROGRESS_INTERVAL_S)
@@ -391,6 +362,8 @@ def _scan_parallel(path: str, size: int, n: int, throttle: ProgressThrottle,
 
 def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) -> ValidationReport:
     """Combine range results: absolute line numbers, totals, cross-range duplicates."""
+    from core.training.dataset_models import DatasetWarning, Problem, ValidationReport
+
     problems: list[tuple[int | None, str, str]] = []
     warnings: list[tuple[int | None, str, str]] = []
     problem_counts: dict[str, int] = {}
