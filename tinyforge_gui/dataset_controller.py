@@ -1,0 +1,175 @@
+"""Opening a dataset: check the file, preview its head at once, then index and validate it.
+
+:class:`DatasetController` owns the current dataset (its path and scan report) for the main
+window. Indexing and validation run on :mod:`tinyforge_gui.tasks` workers, one after the other;
+their plain-data signals arrive at this object's slots in the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Slot
+from PySide6.QtWidgets import QFileDialog
+
+from tinyforge_gui.resources import example_path
+from tinyforge_gui.workers import Worker
+
+if TYPE_CHECKING:
+    from tinyforge_gui.main_window import MainWindow
+
+logger = logging.getLogger(__name__)
+
+JSONL_SUFFIXES = {".jsonl", ".ndjson", ".jsonlines"}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".svg", ".tif", ".tiff", ".ico"}
+HEAD_ROWS = 200
+
+
+def dataset_problem(path: Path) -> str:
+    """Why ``path`` cannot be opened as a dataset, or "" when it looks like a JSONL file."""
+    if not path.exists():
+        return f"{path} does not exist."
+    if path.is_dir():
+        return f"“{path.name}” is a folder. Drop a .jsonl file (one JSON object per line) instead."
+    suffix = path.suffix.lower()
+    if suffix in _IMAGE_SUFFIXES:
+        return f"“{path.name}” is an image. TinyForge trains on .jsonl text files with input/output pairs."
+    if suffix not in JSONL_SUFFIXES:
+        kind = f"a {suffix} file" if suffix else "a file without an extension"
+        return f"“{path.name}” is {kind}. TinyForge reads .jsonl files: one JSON object per line with input and output."
+    return ""
+
+
+class DatasetController(QObject):
+    """Loads datasets into the window's Dataset tab and keeps their scan report."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.setObjectName("datasetController")
+        self._window = window
+        self.path: str = ""
+        self.report: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ entry points
+    @Slot()
+    def open_dialog(self) -> None:
+        w = self._window
+        start = str(Path(self.path).parent) if self.path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            w, "Open a dataset", start, "JSON Lines (*.jsonl *.ndjson *.jsonlines);;All files (*)"
+        )
+        if path:
+            self.load(path)
+
+    @Slot()
+    def open_example(self) -> None:
+        path = example_path("sample_qna.jsonl")
+        if path is None:
+            self._window.show_message("error", "The bundled example dataset is missing from this installation.")
+            return
+        self.load(str(path))
+
+    def load(self, path: str) -> bool:
+        """Preview ``path`` at once, then index and validate it in the background."""
+        w = self._window
+        p = Path(path).expanduser()
+        problem = dataset_problem(p)
+        if problem:
+            w.show_message("warning", problem)
+            w.statusBar().showMessage("Not a dataset: " + p.name, 8000)
+            return False
+        try:
+            # line_index is light; core.training.dataset (pydantic models) loads in the workers.
+            from core.training.line_index import read_head
+        except ImportError:
+            try:
+                from core.training.dataset import read_head
+            except ImportError as exc:
+                w.show_message("error", "Dataset support is not available in this build yet.", repr(exc))
+                return False
+        try:
+            head = read_head(str(p), HEAD_ROWS)
+        except (OSError, ValueError) as exc:
+            w.show_message("error", f"Cannot read “{p.name}”: {exc}")
+            return False
+        w.tasks.cancel("index")
+        w.tasks.cancel("validate")
+        w.message.hide()
+        self.path = str(p.resolve())
+        self.report = None
+        w.dataset.begin(self.path, head)
+        w.tabs.setCurrentWidget(w.dataset)
+        w.settings.add_recent_dataset(self.path)
+        w.rebuild_recent_menu()
+        self._start_scan(self.path)
+        w.statusBar().showMessage(f"Scanning {p.name}…")
+        w.update_actions()
+        return True
+
+    # ------------------------------------------------------------------ scan
+    def _start_scan(self, path: str) -> None:
+        """Index first (the table scrolls anywhere within a second), then validate the whole file.
+
+        One after the other rather than side by side: two busy threads plus the GUI thread
+        compete for the GIL and the window would stutter.
+        """
+        from tinyforge_gui.tasks import IndexWorker
+
+        index_worker = IndexWorker(path)
+        index_worker.succeeded.connect(self._on_index_ready)
+        index_worker.failed.connect(self._on_index_failed)
+        index_worker.done.connect(self._start_validation)
+        self._window.tasks.start(index_worker)
+
+    @Slot()
+    def _start_validation(self) -> None:
+        if not self._is_current_scan() or self.sender().cancel_token.cancelled:  # type: ignore[union-attr]
+            return
+        from tinyforge_gui.tasks import ValidateWorker
+
+        validate = ValidateWorker(self.path)
+        validate.progress.connect(self._window.dataset.on_scan_progress)
+        validate.succeeded.connect(self._on_report)
+        validate.failed.connect(self._on_scan_failed)
+        self._window.tasks.start(validate)
+
+    def _is_current_scan(self) -> bool:
+        worker = self.sender()
+        return isinstance(worker, Worker) and getattr(worker, "path", None) == self.path
+
+    @Slot(object)
+    def _on_index_ready(self, index: Any) -> None:
+        if self._is_current_scan():
+            self._window.dataset.set_index(index)
+
+    @Slot(str, str)
+    def _on_index_failed(self, message: str, details: str) -> None:
+        logger.warning("index failed: %s", message)
+
+    @Slot(object)
+    def _on_report(self, report: dict[str, Any]) -> None:
+        if not self._is_current_scan():
+            return
+        w = self._window
+        self.report = report
+        w.dataset.set_report(report)
+        name = Path(self.path).name
+        if report.get("valid"):
+            w.statusBar().showMessage(f"{name}: {report.get('n_records', 0):,} records, ready to train.", 10000)
+        else:
+            n = report.get("n_problems", 0)
+            w.statusBar().showMessage(f"{name}: {n:,} problem(s) found.", 10000)
+            w.show_message("warning", f"“{name}” has {n:,} problem(s); fix them to train. Choose one to see its line.")
+        w.update_actions()
+
+    @Slot(str, str)
+    def _on_scan_failed(self, message: str, details: str) -> None:
+        if not self._is_current_scan():
+            return
+        w = self._window
+        w.dataset.scan_failed(message)
+        self.report = {"valid": False, "error": message}
+        w.show_message("error", f"Could not scan the dataset: {message}", details)
+        w.update_actions()
