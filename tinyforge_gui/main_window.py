@@ -54,6 +54,11 @@ class MainWindow(QMainWindow):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from PySide6.QtWidgets import QApplication
+
+        from tinyforge_gui.gc_guard import install as install_gc_guard
+
+        install_gc_guard(QApplication.instance())  # worker threads must not run Qt's garbage
         self.setObjectName("mainWindow")
         self.setWindowTitle(APPLICATION)
         self.setWindowIcon(QIcon(app_icon_path()))

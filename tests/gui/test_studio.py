@@ -51,7 +51,7 @@ def test_estimate_shows_a_projection(window, qtbot) -> None:  # noqa: ANN001
     assert button is not None and button.isEnabled()
     button.click()
     qtbot.waitUntil(lambda: window.estimate is not None, timeout=120000)
-    qtbot.waitUntil(lambda: not window.tasks.is_busy("estimate"), timeout=10000)
+    qtbot.waitUntil(lambda: not window.tasks.is_busy("estimate"), timeout=30000)
     est = window.estimate
     assert est["total_steps"] == 30 and est["seconds_per_step"] > 0 and est["peak_rss_bytes"] > 0
     text = window.run_panel.estimate_label.text()
@@ -67,7 +67,7 @@ def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) 
     window.start_train_export()
     assert wait_run(qtbot, window, timeout=240000) == "completed", window.message.text.text()
     assert window.run_panel.chart.count() >= 3
-    qtbot.waitUntil(lambda: window.tabs.currentWidget() is window.export_panel, timeout=5000)
+    qtbot.waitUntil(lambda: window.tabs.currentWidget() is window.export_panel, timeout=30000)
 
     # The export report as a table, with parity numbers and the stages that ran.
     table = window.findChild(QTableWidget, "exportReportView")
@@ -101,7 +101,7 @@ def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) 
     pg.run_button.click()
     qtbot.waitUntil(lambda: len(pg.answers()) == 3, timeout=60000)
     assert all(card.latency.text().endswith("ms") for card in pg.cards.values())
-    qtbot.waitUntil(lambda: not window.tasks.is_busy("playground"), timeout=10000)
+    qtbot.waitUntil(lambda: not window.tasks.is_busy("playground"), timeout=30000)
 
     # Start/Stop Service: /health answers over loopback; Stop ends the process.
     button = window.findChild(QPushButton, "serviceButton")
