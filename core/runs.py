@@ -368,6 +368,27 @@ def _jsonable(value: Any) -> Any:
 # ---- standard stages -------------------------------------------------------------------------
 
 
+RESUME_DIR = "model.cancelled"
+
+
+def resumable(run_dir: str | os.PathLike[str]) -> bool:
+    """True when ``run_dir`` holds the checkpoint of a cancelled real training."""
+    return bool(run_dir) and (Path(run_dir) / RESUME_DIR / "checkpoints").is_dir()
+
+
+def _keep_checkpoint(run: RunFolder, out: Path, report: dict[str, Any] | None, on_event: EventCallback) -> None:
+    """A real training that did not complete keeps its checkpoint in ``model.cancelled/``.
+
+    execute_run removes a cancelled stage's output so no half-written model/ remains; the
+    checkpoint is not half-written, and Resume continues from it.
+    """
+    if (report is None or report.get("status") != "completed") and (out / "checkpoints").is_dir():
+        keep = run.path / RESUME_DIR
+        shutil.rmtree(keep, ignore_errors=True)
+        out.rename(keep)
+        on_event(Log(message=f"checkpoint kept in {RESUME_DIR}/: resume continues from it", level="warning"))
+
+
 def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
     """Dry run in process (seed's model_stub.json); real training in a child process."""
     options = run.options()
@@ -378,7 +399,29 @@ def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Canc
         return run_training(config.data_path, str(out), dry_run=True, on_event=on_event, cancel=cancel, config=config)
     from core.training.child import run_training_subprocess
 
-    return run_training_subprocess(config, on_event, cancel)
+    report: dict[str, Any] | None = None
+    try:
+        report = run_training_subprocess(config, on_event, cancel)
+        return report
+    finally:
+        _keep_checkpoint(run, out, report, on_event)
+
+
+def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
+    """Continue a cancelled real training from the checkpoint in ``model.cancelled/``."""
+    from core.training.child import run_training_subprocess
+
+    keep = run.path / RESUME_DIR
+    if not keep.is_dir():
+        raise FileNotFoundError(f"nothing to resume: {keep} does not exist")
+    keep.rename(out)
+    config = run.options().train.model_copy(update={"output_dir": str(out), "resume": True})
+    report: dict[str, Any] | None = None
+    try:
+        report = run_training_subprocess(config, on_event, cancel)
+        return report
+    finally:
+        _keep_checkpoint(run, out, report, on_event)
 
 
 def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
@@ -407,9 +450,16 @@ STANDARD_STAGES: dict[str, Stage] = {
 }
 
 
-def stages_for(actions: Iterable[str]) -> list[Stage]:
-    """The standard stages for ``actions`` (e.g. ``["train", "export"]``)."""
-    return [STANDARD_STAGES[name] for name in actions]
+def stages_for(actions: Iterable[str], resume: bool = False) -> list[Stage]:
+    """The standard stages for ``actions`` (e.g. ``["train", "export"]``); with ``resume``,
+    training continues a cancelled run's checkpoint instead of starting over."""
+    stages = [STANDARD_STAGES[name] for name in actions]
+    if resume:
+        stages = [
+            Stage(name=st.name, target=st.target, fn=resume_stage, staged=st.staged) if st.name == "train" else st
+            for st in stages
+        ]
+    return stages
 
 
 def run_actions(

@@ -92,7 +92,7 @@ class RunController(QObject):
         rp.estimate.setEnabled(not estimate_reason)
         rp.estimate.setToolTip(estimate_reason or "Train a few real steps and project the whole run's duration "
                                "and peak memory")
-        from tinyforge_gui.tasks import resumable
+        from core.runs import resumable
 
         selected = w.artifacts.selected_run()
         can_resume = not busy and resumable(selected)
@@ -114,7 +114,7 @@ class RunController(QObject):
     @Slot()
     def start_resume(self) -> None:
         """Continue the selected cancelled real run from its checkpoint (same options, same folder)."""
-        from tinyforge_gui.tasks import resumable
+        from core.runs import resumable
 
         w = self._window
         run_dir = w.artifacts.selected_run()
@@ -254,7 +254,7 @@ class RunController(QObject):
         w.run_panel.log.flush()
         if "export" in self._run_actions:
             w.export_panel.finish(status)
-        from tinyforge_gui.tasks import resumable
+        from core.runs import resumable
 
         if status == "cancelled" and resumable(self.current_run):
             w.show_message("warning", "The run was cancelled; its checkpoint was kept. Select the run and "

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import shutil
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
@@ -104,7 +101,7 @@ class RunWorker(Worker):
         # A cancel that came already is recorded by execute_run (status "cancelled").
         status = runs.execute_run(
             run,
-            gui_stages(opts.actions, resume=self.resume),
+            runs.stages_for(opts.actions, resume=self.resume),
             on_event=self.relay,
             cancel=self.cancel_token,
             overwrite=opts.export.overwrite,
@@ -112,64 +109,3 @@ class RunWorker(Worker):
         return {"status": status, "run_dir": str(run.path)}
 
 
-# ---- stages that keep a cancelled real run's checkpoint for Resume ---------------------------
-
-RESUME_DIR = "model.cancelled"
-
-
-def resumable(run_dir: str) -> bool:
-    """True when ``run_dir`` holds the checkpoint of a cancelled real training."""
-    return bool(run_dir) and (Path(run_dir) / RESUME_DIR / "checkpoints").is_dir()
-
-
-def _keep_checkpoint(run_path: Path, out: Path, report: dict[str, Any] | None, on_event: Any) -> None:
-    """After a cancel, move ``model/`` (checkpoints + report) aside, where the run's clean-up of
-    a cancelled stage does not remove it."""
-    if (report is None or report.get("status") != "completed") and (out / "checkpoints").is_dir():
-        from core.events import Log
-
-        keep = run_path / RESUME_DIR
-        shutil.rmtree(keep, ignore_errors=True)
-        out.rename(keep)
-        on_event(Log(f"checkpoint kept in {RESUME_DIR}/: Resume continues from it", "warning"))
-
-
-def _train_stage(inner: Any, run: Any, out: Path, on_event: Any, cancel: Any) -> dict[str, Any]:
-    """``inner`` (core's train stage) that keeps a cancelled real run's checkpoint."""
-    report: dict[str, Any] | None = None
-    try:
-        report = inner(run, out, on_event, cancel)
-        return report
-    finally:
-        if not run.options().train.dry_run:
-            _keep_checkpoint(run.path, out, report, on_event)
-
-
-def _resume_stage(run: Any, out: Path, on_event: Any, cancel: Any) -> dict[str, Any]:
-    """Continue the cancelled training from its checkpoint (``TrainConfig.resume``)."""
-    from core.training.child import run_training_subprocess
-
-    keep = run.path / RESUME_DIR
-    if not keep.is_dir():
-        raise FileNotFoundError(f"nothing to resume: {keep} does not exist")
-    keep.rename(out)
-    config = run.options().train.model_copy(update={"output_dir": str(out), "resume": True})
-    report: dict[str, Any] | None = None
-    try:
-        report = run_training_subprocess(config, on_event, cancel)
-        return report
-    finally:
-        _keep_checkpoint(run.path, out, report, on_event)
-
-
-def gui_stages(actions: list[str], resume: bool = False) -> list[Any]:
-    """core.runs' standard stages, with a train stage that keeps (or resumes) a checkpoint."""
-    from core import runs
-
-    stages = []
-    for stage in runs.stages_for(actions):
-        if stage.name == "train":
-            fn = _resume_stage if resume else functools.partial(_train_stage, stage.fn)
-            stage = runs.Stage(name="train", target=stage.target, staged=stage.staged, fn=fn)
-        stages.append(stage)
-    return stages
