@@ -168,11 +168,20 @@ def _build_stub(
         result: dict[str, Any] = metadata
         if export_onnx:
             result = _write_onnx_placeholders(staging, target, stub, model_ref, quantize, emit, cancel, steps)
+    return announce_service_folder(target, result, emit, "dry-run placeholders")
+
+
+def announce_service_folder(
+    target: Path, report: dict[str, Any], emit: EventCallback, note: str = ""
+) -> dict[str, Any]:
+    """Report every file of a finished service folder, its warnings, and the end of the export."""
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         emit(ArtifactWritten(str(path)))
-    emit(Log(f"Service folder ready: {target} (dry-run placeholders)"))
-    emit(Finished("completed", result))
-    return result
+    for warning in report.get("warnings", []):
+        emit(Log(warning, "warning"))
+    emit(Log(f"Service folder ready: {target}" + (f" ({note})" if note else "")))
+    emit(Finished("completed", report))
+    return report
 
 
 def _write_onnx_placeholders(

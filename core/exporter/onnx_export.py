@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from core.events import (
-    ArtifactWritten,
     Cancelled,
     CancelToken,
     EventCallback,
     Failed,
-    Finished,
     Log,
     Metric,
     Progress,
@@ -153,7 +151,7 @@ def export_real(
     mistakes and failures, :class:`core.events.Cancelled` when ``cancel`` is set; in every
     failure case nothing is left at ``output_dir`` that was not there before.
     """
-    from core.exporter.builder import staged_output_dir
+    from core.exporter.builder import announce_service_folder, staged_output_dir
 
     emit = on_event or noop
     if quantize not in ("int8", "none"):
@@ -174,13 +172,7 @@ def export_real(
         message = f"ONNX export failed while {stages.current}: {type(exc).__name__}: {exc}"
         emit(Failed(message, traceback.format_exc()))
         raise ExportError(message) from exc
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
-        emit(ArtifactWritten(str(path)))
-    for warning in report.get("warnings", []):
-        emit(Log(warning, "warning"))
-    emit(Log(f"Service folder ready: {target}"))
-    emit(Finished("completed", report))
-    return report
+    return announce_service_folder(target, report, emit)
 
 
 def _export_into(
