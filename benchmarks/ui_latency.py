@@ -65,6 +65,7 @@ def main() -> int:
     app = create_app([])
     win = MainWindow()
     win.options.output_dir.setText(str(tmp / "runs"))
+    win.options.dry_run.setChecked(True)  # this benchmark measures the dry-run path
     win.options.export_onnx.setChecked(True)
     win.show()
 

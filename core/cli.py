@@ -1,4 +1,4 @@
-"""``foremforge``: the command line of TinyForge (validate, train, export, predict, serve)."""
+"""``foremforge``: the command line of TinyForge (validate, train, export, predict, evaluate, serve)."""
 
 from __future__ import annotations
 
@@ -79,30 +79,42 @@ def _predict(args: argparse.Namespace) -> int:
     if not model_dir.exists():
         print(f"error: model folder not found: {model_dir}", file=sys.stderr)
         return 1
+    if (args.input is None) == (args.data is None):
+        print("error: give --input TEXT or --data FILE.jsonl (one of them)", file=sys.stderr)
+        return 2
     try:
-        if _is_service_dir(model_dir):
+        is_service = _is_service_dir(model_dir)
+        if is_service:
             metadata = json.loads((model_dir / "model_metadata.json").read_text(encoding="utf-8"))
             if metadata.get("model_stub", False):
                 print(f"error: {model_dir} holds dry-run placeholders, not a model; train for real first", file=sys.stderr)
                 return 1
-            from core.exporter.onnx_predict import predict_onnx
+        elif (model_dir / "model_stub.json").is_file():
+            print(f"error: {model_dir} holds a dry-run stub, not a model; train without --dry-run", file=sys.stderr)
+            return 1
+        from core.answer_commands import answerer, run_predict_file
 
-            answer = predict_onnx(model_dir, args.input, precision=args.precision or "int8", max_new_tokens=args.max_new_tokens)
-        else:
-            if (model_dir / "model_stub.json").is_file():
-                print(f"error: {model_dir} holds a dry-run stub, not a model; train without --dry-run", file=sys.stderr)
-                return 1
-            from transformers.utils import logging as hf_logging
-
-            from core.training.predict import predict
-
-            hf_logging.disable_progress_bar()  # keep stdout/stderr to the answer and real errors
-            answer = predict(model_dir, args.input, max_new_tokens=args.max_new_tokens)
+        answer = answerer(model_dir, is_service, args.precision, args.max_new_tokens)
+        if args.data is not None:
+            return run_predict_file(answer, Path(args.data))
+        if not args.input.strip():
+            print("error: the input text is empty", file=sys.stderr)
+            return 1
+        print(answer(args.input))
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(answer)
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from core.answer_commands import run_evaluate
+
+    try:
+        return run_evaluate(args)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -150,10 +162,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="answer one input with a trained model or an exported service")
     predict.add_argument("--model", required=True, help="training output folder, or an exported service folder")
-    predict.add_argument("--input", required=True, help="the question to answer")
-    predict.add_argument("--max-new-tokens", type=int, default=128, help="longest answer in tokens (default 128)")
-    predict.add_argument("--precision", choices=["int8", "fp32"], default=None, help="ONNX precision for a service folder (default int8)")
+    predict.add_argument("--input", default=None, help="the question to answer")
+    predict.add_argument("--data", default=None, help="answer every record of this JSONL file (one JSON line each)")
+    predict.add_argument("--max-new-tokens", type=int, default=None,
+                         help="longest answer in tokens (default: the model's, 128 unless set at training)")
+    predict.add_argument("--precision", default=None,
+                         help="ONNX precision for a service folder: fp32, int8, int8_block, int4_block "
+                              "(default: the export's served precision)")
     predict.set_defaults(handler=_predict)
+
+    evaluate = commands.add_parser("evaluate", help="score a trained model against references, beside its base model")
+    from core.answer_commands import add_evaluate_arguments
+
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
 
     serve = commands.add_parser("serve", help="run an exported service folder")
     serve.add_argument("--service", required=True, help="the exported service folder")

@@ -155,6 +155,7 @@ class DatasetController(QObject):
         w = self._window
         self.report = report
         w.dataset.set_report(report)
+        w.options.set_dataset_size(int(report.get("n_records") or 0) if report.get("valid") else None)
         name = Path(self.path).name
         if report.get("valid"):
             w.statusBar().showMessage(f"{name}: {report.get('n_records', 0):,} records, ready to train.", 10000)

@@ -52,6 +52,21 @@ def _pct(value: Any) -> str:
 def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(section, name, value) rows of an export report, in reading order."""
     rows: list[tuple[str, str, str]] = []
+    served = report.get("served_precision")
+    if served:
+        rows.append(("Served", "precision", str(served)))
+        if report.get("served_reason"):
+            rows.append(("Served", "why", str(report["served_reason"])))
+    for precision, part in (report.get("candidates") or {}).items():
+        if not isinstance(part, dict):
+            continue
+        verdict = "served" if part.get("served") else ("passed" if part.get("passed") else "failed the gate")
+        size = human_size(int(part["size_bytes"])) if part.get("size_bytes") else "–"
+        ms = f"{float(part['ms_per_token']):.1f} ms/token" if part.get("ms_per_token") else "– ms/token"
+        agreement = ("" if precision == "fp32" else
+                     f", agreement {_pct(part.get('teacher_forced_agreement'))}, greedy match "
+                     f"{_pct(part.get('generation_match_rate'))}")
+        rows.append(("Candidates", precision, f"{verdict}: {size}, {ms}{agreement}"))
     sizes = report.get("sizes") or {}
     if sizes:
         if "torch_parameters" in sizes:
@@ -73,6 +88,8 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append((section, "max_abs_logit_diff", _num(part.get("max_abs_logit_diff"))))
         rows.append((section, "generation match rate", _pct(part.get("generation_match_rate"))))
         rows.append((section, "token agreement", _pct(part.get("mean_token_agreement"))))
+        if "teacher_forced_agreement" in part:
+            rows.append((section, "teacher-forced agreement", _pct(part.get("teacher_forced_agreement"))))
     latency = report.get("latency") or {}
     for key, name in (("torch", "torch"), ("onnx_fp32", "ONNX fp32"), ("onnx_int8", "ONNX int8")):
         part = latency.get(key)

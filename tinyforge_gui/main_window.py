@@ -33,6 +33,7 @@ from tinyforge_gui.artifacts_panel import ArtifactsPanel
 from tinyforge_gui.dataset_controller import HEAD_ROWS, JSONL_SUFFIXES, DatasetController, dataset_problem
 from tinyforge_gui.dataset_panel import DatasetPanel
 from tinyforge_gui.export_panel import ExportPanel
+from tinyforge_gui.evaluation_panel import EvaluationPanel
 from tinyforge_gui.options_panel import OptionsPanel
 from tinyforge_gui.playground_panel import PlaygroundPanel
 from tinyforge_gui.resources import app_icon_path
@@ -100,6 +101,7 @@ class MainWindow(QMainWindow):
         self.export_panel.service_toggled.connect(studio.toggle_service)
         self.playground = PlaygroundPanel()
         self.playground.ask_requested.connect(studio.ask_playground)
+        self.evaluation = EvaluationPanel()
         QShortcut(QKeySequence("Ctrl+Enter"), self, runs.start_train_export)
 
         self.tabs = QTabWidget()
@@ -107,6 +109,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.dataset, make_icon("dataset"), "Dataset")
         self.tabs.addTab(self.artifacts, make_icon("folder"), "Artifacts")
+        self.tabs.addTab(self.evaluation, make_icon("ok"), "Evaluation")
         self.tabs.addTab(self.export_panel, make_icon("export"), "Export")
         self.tabs.addTab(self.playground, make_icon("train"), "Playground")
 
@@ -229,6 +232,8 @@ class MainWindow(QMainWindow):
         options = s.options()
         if options:
             self.options.load_dict(options)
+        else:
+            self.options.apply_first_run_defaults()
 
     def _splitters(self) -> dict[str, QSplitter]:
         return {

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, QStringListModel, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -129,6 +129,17 @@ def _dspin(lo: float, hi: float, value: float, decimals: int, step: float, name:
     return box
 
 
+def _auto_spin(hi: int, name: str, tip: str) -> QSpinBox:
+    """An integer spin box whose 0 reads "auto" (the recipe decides)."""
+    box = _spin(0, hi, 0, name, tip)
+    box.setSpecialValueText("auto")
+    return box
+
+
+def _auto(value: float) -> float | None:
+    return value if value > 0 else None
+
+
 def _check(text: str, name: str, tip: str, checked: bool = False) -> QCheckBox:
     box = QCheckBox(text)
     box.setObjectName(name)
@@ -179,6 +190,7 @@ class OptionsPanel(QScrollArea):
         self._targets_timer.setInterval(400)
         self._targets_timer.timeout.connect(self._want_targets)
         self.base_model.currentTextChanged.connect(self._on_base_model_changed)
+        self.changed.connect(self.update_recipe)
         self._update_enabled()
 
     # --- construction ---
@@ -186,9 +198,10 @@ class OptionsPanel(QScrollArea):
         group = QGroupBox("Training")
         form = QVBoxLayout(group)
         self.dry_run = _check(
-            "Dry run (validate and write the stub model)",
+            "Dry run: check the pipeline in a second",
             "dryRunCheck",
-            "Dry run: scan the dataset and write the seed's model_stub.json without training a model.",
+            "Dry run: scan the dataset and write the seed's placeholder model and service, without training. "
+            "Checks the whole pipeline in about a second.",
             checked=True,
         )
         self.dry_run.toggled.connect(self._update_enabled)
@@ -212,16 +225,18 @@ class OptionsPanel(QScrollArea):
         self.lora = _check("Use LoRA", "loraCheck", "Train a low-rank adapter instead of every weight (PEFT LoRA).")
         self.lora.toggled.connect(self._update_enabled)
         self.lora.toggled.connect(self._on_base_model_changed)
-        self.lora_rank = _spin(1, 512, 8, "loraRankSpin", "LoRA rank r. The low-rank dimension; the seed's default is 8.")
-        self.lora_alpha = _spin(1, 4096, 16, "loraAlphaSpin", "LoRA alpha. Scaling factor; the seed's default is 16.")
-        self.lora_modules = QLineEdit("q,v")
+        self.lora_rank = _auto_spin(512, "loraRankSpin", "LoRA rank r. The low-rank dimension; auto: 16 for a real "
+                                    "run (the recipe), the seed's 8 for a dry run.")
+        self.lora_alpha = _auto_spin(4096, "loraAlphaSpin", "LoRA alpha. Scaling factor; auto: 2 x rank for a real "
+                                     "run, the seed's 16 for a dry run.")
+        self.lora_modules = QLineEdit("")
         self.lora_modules.setObjectName("loraModulesEdit")
         self.lora_modules.setToolTip(
-            "Target modules, comma-separated. The seed's default is q,v (T5 names); Llama-like models use "
-            "q_proj,v_proj. Leave empty for the model's default."
+            "Target modules, comma-separated. Empty: every linear projection for a real run (the recipe), the "
+            "seed's q,v for a dry run."
         )
         self.lora_modules.setAccessibleName("LoRA target modules")
-        self.lora_modules.setPlaceholderText("model default")
+        self.lora_modules.setPlaceholderText("auto: every linear projection")
         self.lora_menu = QMenu(self)
         self.lora_menu.setObjectName("loraTargetsMenu")
         self.lora_menu.aboutToShow.connect(self._fill_lora_menu)
@@ -276,8 +291,13 @@ class OptionsPanel(QScrollArea):
         row.addWidget(self.base_model, 1)
         row.addWidget(browse)
         form.addRow("Base model", row)
-        self.epochs = _dspin(0.1, 1000, 3.0, 1, 0.5, "epochsSpin", "Epochs. Passes over the training data.")
-        self.learning_rate = _dspin(1e-6, 1.0, 2e-4, 6, 1e-5, "learningRateSpin", "Learning rate. Step size of the optimizer.")
+        self.epochs = _dspin(0.0, 1000, 0.0, 1, 0.5, "epochsSpin",
+                             "Epochs. Passes over the training data; auto: at least 40 optimizer steps in all.")
+        self.epochs.setSpecialValueText("auto")
+        self.learning_rate = _dspin(0.0, 1.0, 0.0, 6, 1e-5, "learningRateSpin",
+                                    "Learning rate. Step size of the optimizer; auto: 1e-3 with LoRA, 5e-5 for "
+                                    "full fine-tuning.")
+        self.learning_rate.setSpecialValueText("auto")
         self.batch_size = _spin(1, 4096, 8, "batchSizeSpin", "Batch size. Examples per optimizer step.")
         self.max_length = _spin(8, 32768, 256, "maxLengthSpin", "Max length. Tokens per example after truncation.")
         self.eval_split = _dspin(-0.05, 0.9, -0.05, 2, 0.05, "evalSplitSpin", "Eval split. Fraction held out for eval loss; auto uses 0.1 with 10+ records.")
@@ -289,10 +309,16 @@ class OptionsPanel(QScrollArea):
         form.addRow("Max length", self.max_length)
         self.device = _combo(DEVICES, "deviceCombo", "Device. Where the training runs.")
         self.precision = _combo(PRECISIONS, "precisionCombo", "Precision. Number format of the training.")
+        self.recipe_label = QLabel("")
+        self.recipe_label.setObjectName("recipeLabel")
+        self.recipe_label.setWordWrap(True)
+        self.recipe_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        style_label(self.recipe_label, "dim")
         form.addRow("Eval split", self.eval_split)
         form.addRow("Seed", self.seed)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.precision)
+        form.addRow(self.recipe_label)
         if not self.real_available:
             group.setToolTip(REAL_UNAVAILABLE)
         return group
@@ -362,6 +388,8 @@ class OptionsPanel(QScrollArea):
     def _want_targets(self, force: bool = False) -> None:
         """Listing needs torch (in a worker): only for real LoRA training, or when the menu opens."""
         name = self.base_model.currentText().strip()
+        if not force and not self.isVisible():  # a hidden or closed window lists nothing
+            return
         if not (force or (self.lora.isChecked() and not self.dry_run.isChecked())):
             if not self._targets_pending and not self.lora_suggestions.get("base_model") == name:
                 self.lora_hint.setText("")
@@ -386,9 +414,11 @@ class OptionsPanel(QScrollArea):
         modules = [str(m) for m in result.get("modules") or []]  # type: ignore[union-attr]
         default = [str(m) for m in result.get("default") or []]  # type: ignore[union-attr]
         self.lora_model.setStringList(modules)
-        self.lora_modules.setPlaceholderText(f"model default: {','.join(default)}" if default else "model default")
-        self.lora_hint.setText(f"{len(modules)} module names in {result.get('base_model')}; "
-                               f"default {','.join(default) or '-'} (pick more with ▾)")
+        self.lora_modules.setPlaceholderText(f"auto: all {len(default)} linear projections" if default
+                                             else "auto: every linear projection")
+        self.lora_hint.setText(f"{len(modules)} module names in {result.get('base_model')}; auto trains "
+                               f"{','.join(default) or '-'} (pick others with ▾)")
+        self.update_recipe()
 
     def lora_targets_failed(self, base_model: str, message: str) -> None:
         self._targets_pending = ""
@@ -419,7 +449,7 @@ class OptionsPanel(QScrollArea):
             action.toggled.connect(self._on_lora_module_toggled)
             self.lora_menu.addAction(action)
         self.lora_menu.addSeparator()
-        reset = QAction("Use the model default", self.lora_menu)
+        reset = QAction("Auto: every linear projection", self.lora_menu)
         reset.triggered.connect(self.lora_modules.clear)
         self.lora_menu.addAction(reset)
 
@@ -459,6 +489,49 @@ class OptionsPanel(QScrollArea):
             self.base_model.setItemData(row, description, Qt.ItemDataRole.ToolTipRole)
         self.base_model.setCurrentText(current)
 
+    def apply_first_run_defaults(self) -> None:
+        """What a newcomer came for: with the offline starter model at hand, a real LoRA run with
+        the recipe and an ONNX export. The dry run stays one click away."""
+        from core.models.starter import starter_available
+
+        if self.real_available and starter_available():
+            # Quietly: the module listing for LoRA starts once the window is shown, not from here.
+            for box, checked in ((self.dry_run, False), (self.lora, True), (self.export_onnx, True)):
+                with QSignalBlocker(box):
+                    box.setChecked(checked)
+            self._update_enabled()
+
+    # --- the recipe (what "auto" resolves to) ---
+    def set_dataset_size(self, n_records: int | None) -> None:
+        """The valid records of the loaded dataset: the recipe depends on them."""
+        self._n_records = n_records
+        self.update_recipe()
+
+    @Slot()
+    def update_recipe(self, *_: object) -> None:
+        """Show what a real run will use for every "auto" value, and why (pure Python, no torch)."""
+        n_records = getattr(self, "_n_records", None)
+        if self.dry_run.isChecked() or not n_records:
+            self.recipe_label.setText("" if self.dry_run.isChecked() else
+                                      "Auto values are chosen from the dataset once it is loaded.")
+            return
+        from core.training.config import TrainConfig
+        from core.training.estimate import project_steps
+        from core.training.recipe import choose_recipe
+
+        try:
+            config = TrainConfig(data_path="-", output_dir="-", **self.to_dict()["train"])
+        except ValueError as exc:
+            self.recipe_label.setText(f"Options not valid: {exc}")
+            return
+        n_train = project_steps(config, n_records)["n_train"]
+        targets = [str(m) for m in self.lora_suggestions.get("default") or []]  # type: ignore[union-attr]
+        recipe = choose_recipe(config, n_train, targets or None)
+        summary = recipe.summary().removeprefix("recipe: ")
+        if config.lora.enabled and config.lora.target_modules is None and not targets:
+            summary += "; LoRA targets every linear projection"
+        self.recipe_label.setText(f"Recipe for {n_train} training records, {recipe.total_steps} steps: {summary}")
+
     # --- data ---
     def output_root(self) -> str:
         return self.output_dir.text().strip() or default_output_root()
@@ -476,12 +549,12 @@ class OptionsPanel(QScrollArea):
                 "base_model": self.base_model.currentText().strip() or "smollm2-135m-instruct",
                 "lora": {
                     "enabled": self.lora.isChecked(),
-                    "r": self.lora_rank.value(),
-                    "alpha": self.lora_alpha.value(),
+                    "r": self.lora_rank.value() or None,
+                    "alpha": self.lora_alpha.value() or None,
                     "target_modules": self.lora_targets(),
                 },
-                "epochs": round(self.epochs.value(), 3),
-                "learning_rate": self.learning_rate.value(),
+                "epochs": _auto(round(self.epochs.value(), 3)),
+                "learning_rate": _auto(self.learning_rate.value()),
                 "batch_size": self.batch_size.value(),
                 "max_length": self.max_length.value(),
                 "eval_split": None if eval_split < 0 else round(eval_split, 3),
@@ -510,14 +583,14 @@ class OptionsPanel(QScrollArea):
             if "enabled" in lora:
                 self.lora.setChecked(bool(lora["enabled"]))
             if "r" in lora:
-                self.lora_rank.setValue(int(lora["r"]))
+                self.lora_rank.setValue(int(lora["r"] or 0))
             if "alpha" in lora:
-                self.lora_alpha.setValue(int(round(float(lora["alpha"]))))
+                self.lora_alpha.setValue(int(round(float(lora["alpha"] or 0))))
             if "target_modules" in lora:
                 self.lora_modules.setText(",".join(lora["target_modules"] or []))
             for key, box in (("epochs", self.epochs), ("learning_rate", self.learning_rate)):
                 if key in train:
-                    box.setValue(float(train[key]))
+                    box.setValue(float(train[key] or 0))
             for key, ibox in (("batch_size", self.batch_size), ("max_length", self.max_length), ("seed", self.seed)):
                 if key in train:
                     ibox.setValue(int(train[key]))

@@ -283,7 +283,9 @@ class RunController(QObject):
                 w.artifacts.show_path(target)
             self.on_run_selected(self.last_run)
             real_export = "export" in self._run_actions and (w.export_panel.report or {}).get("model_stub") is False
-            w.tabs.setCurrentWidget(w.export_panel if real_export else w.artifacts)
+            learned = "train" in self._run_actions and w.evaluation.evaluation is not None
+            # The last stage's result: the export report, else whether the training learned.
+            w.tabs.setCurrentWidget(w.export_panel if real_export else w.evaluation if learned else w.artifacts)
 
     def _best_artifact(self) -> str:
         run = Path(self.last_run) if self.last_run else None
@@ -304,6 +306,7 @@ class RunController(QObject):
         w = self._window
         if not w.tasks.is_busy("run"):
             w.export_panel.show_run(run_dir)
+            w.evaluation.show_run(run_dir)
         w.playground.set_run(run_dir)
         w.update_actions()
 
@@ -367,6 +370,8 @@ class RunController(QObject):
                f"loading). Training ≈ {format_eta(result['projected_train_seconds'])} + load/save ≈ "
                f"{format_eta(result['overhead_seconds'])}. Memory: {result.get('memory_source')} of the "
                "training process (CPU RAM; GPU memory is not included).")
+        if result.get("recipe_summary"):
+            tip += "\n" + str(result["recipe_summary"])
         self._window.run_panel.show_estimate(text, tip)
         self._window.statusBar().showMessage("Estimate ready.", 8000)
 

@@ -30,8 +30,7 @@ class LoraTargetsWorker(Worker):
 
     def work(self) -> Any:
         from core.models.registry import (
-            BaseModelError,
-            default_lora_targets,
+            linear_projection_modules,
             load_model_config,
             lora_candidate_modules,
             resolve_base_model,
@@ -42,10 +41,7 @@ class LoraTargetsWorker(Worker):
             spec = resolve_base_model(self.base_model)
             config = load_model_config(spec)
             modules = lora_candidate_modules(config, spec.architecture)
-            try:
-                default = default_lora_targets(config)
-            except BaseModelError:
-                default = []
+            default = linear_projection_modules(config, spec.architecture)  # the recipe's real-run default
         return {"base_model": self.base_model, "modules": modules, "default": default,
                 "architecture": spec.architecture, "model_type": spec.model_type}
 

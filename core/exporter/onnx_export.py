@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from core.events import (
     StageStarted,
     noop,
 )
+from core.exporter.candidates import CANDIDATES, Gate, choose_served
 from core.exporter.errors import ExportError
 from core.exporter.onnx_graphs import cache_layout as cache_layout
 from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
@@ -120,9 +121,12 @@ class _Stages:
         self.timings: dict[str, float] = {}
         self._started = time.perf_counter()
 
-    def next(self, name: str) -> None:
+    def check_cancel(self) -> None:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
+
+    def next(self, name: str) -> None:
+        self.check_cancel()
         now = time.perf_counter()
         if self.index:
             self.timings[self.current] = round(now - self._started, 3)
@@ -144,8 +148,12 @@ def export_real(
     max_new_tokens: int = 32,
     self_test: bool = True,
     exporter: str = "auto",
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
     """Export a trained model to a runnable ONNX service folder and return its report.
+
+    With ``quantize="int8"`` every quantized candidate is built and checked against the trained
+    model; the service serves the fastest one that passes ``gate``, else fp32.
 
     Raises :class:`ExportError` (or ``OutputExistsError``) with a readable message for user
     mistakes and failures, :class:`core.events.Cancelled` when ``cancel`` is set; in every
@@ -162,7 +170,8 @@ def export_real(
     emit(StageStarted("export", f"exporting {resolved.model_dir} to ONNX"))
     try:
         with staged_output_dir(target, overwrite) as staging:
-            report = _export_into(staging, target, resolved, quantize, stages, emit, parity_inputs, max_new_tokens, self_test, exporter)
+            report = _export_into(staging, target, resolved, quantize, stages, emit, parity_inputs, max_new_tokens,
+                                  self_test, exporter, gate or Gate())
     except Cancelled:
         raise
     except ExportError as exc:
@@ -186,6 +195,7 @@ def _export_into(
     max_new_tokens: int,
     self_test: bool,
     exporter: str,
+    gate: Gate,
 ) -> dict[str, Any]:
     import torch
 
@@ -206,15 +216,18 @@ def _export_into(
 
     stages.next(_STAGES[3])
     graphs: dict[str, dict[str, str]] = {"fp32": dict(exported["files"])}
-    quant_info: dict[str, Any] | None = None
+    quant_info: dict[str, Any] = {}
+    descriptions = {"fp32": "fp32 (the exact export)"}
     if quantize == "int8":
-        from core.exporter.quantize import quantize_int8
-
-        graphs["int8"] = {}
-        for role, rel in exported["files"].items():
-            name = "quantized.onnx" if role == "decoder" else f"{role}_quantized.onnx"
-            quant_info = quantize_int8(staging / rel, onnx_dir / "quant" / name)
-            graphs["int8"][role] = f"onnx/quant/{name}"
+        for candidate in CANDIDATES:
+            stages.check_cancel()
+            emit(Log(f"quantizing: {candidate.description}"))
+            graphs[candidate.precision] = {}
+            descriptions[candidate.precision] = candidate.description
+            for role, rel in exported["files"].items():
+                name = candidate.file if role == "decoder" else f"{role}_{candidate.file}"
+                quant_info[candidate.precision] = candidate.build(staging / rel, onnx_dir / "quant" / name)
+                graphs[candidate.precision][role] = f"onnx/quant/{name}"
 
     stages.next(_STAGES[4])
     stop_ids = sorted({int(i) for i in (prompt.get("stop_token_ids") or [prompt["eos_token_id"]])})
@@ -232,9 +245,10 @@ def _export_into(
         "fp32_bytes": sum(graph_bytes(staging / rel) for rel in graphs["fp32"].values()),
         "torch_parameters": int(sum(p.numel() for p in model.parameters())),
     }
-    if "int8" in graphs:
-        sizes["int8_bytes"] = sum(graph_bytes(staging / rel) for rel in graphs["int8"].values())
-        sizes["int8_to_fp32_ratio"] = round(sizes["int8_bytes"] / sizes["fp32_bytes"], 4)
+    for precision in graphs:
+        if precision != "fp32":
+            sizes[f"{precision}_bytes"] = sum(graph_bytes(staging / rel) for rel in graphs[precision].values())
+            sizes[f"{precision}_to_fp32_ratio"] = round(sizes[f"{precision}_bytes"] / sizes["fp32_bytes"], 4)
     export_time = utc_now_iso()
     meta = {
         "exported_from": str(resolved.model_dir),
@@ -253,7 +267,8 @@ def _export_into(
             "n_records": resolved.manifest.get("n_records"),
         },
         "sizes": sizes,
-        "quantization": quant_info,
+        "quantization": quant_info.get("int8"),
+        "quantization_candidates": quant_info,
         "runtime": runtime,
     }
     write_json_atomic(onnx_dir / "model.onnx.meta.json", meta)
@@ -283,7 +298,7 @@ def _export_into(
         warnings_out.append(f"fell back to the {exported['exporter']} exporter ({fallback})")
     check = parity.check_parity(
         model, architecture, generators, texts, hf_prompts, stop_ids, prompt.get("decoder_start_token_id"),
-        max_new_tokens,
+        max_new_tokens, gate,
     )
     parity_report = {"n_inputs": len(texts), "inputs_source": inputs_source, **check.report}
     warnings_out += check.warnings
@@ -296,8 +311,21 @@ def _export_into(
         prompt.get("decoder_start_token_id"), max_new_tokens,
     )
 
+    quantized = {p: parity_report[p] for p in graphs if p != "fp32"}
+    service_precision, served_reason = choose_served(quantized, latency, gate)
+    emit(Log(f"serving {service_precision}: {served_reason}"))
+    candidates = _candidate_table(graphs, descriptions, sizes, latency, parity_report, service_precision)
+    for precision in list(graphs):  # a failed candidate is not shipped (the seed's quantized.onnx stays)
+        if precision not in ("fp32", "int8", service_precision):
+            for rel in graphs.pop(precision).values():
+                _remove_graph(staging / rel)
+            del generators[precision]
+            candidates[precision]["kept"] = False
+    runtime["graphs"] = graphs
+    runtime["served_precision"] = service_precision
+    write_json_atomic(onnx_dir / "model.onnx.meta.json", meta)
+
     stages.next(_STAGES[7])
-    service_precision = "int8" if "int8" in graphs else "fp32"
     if self_test:
         test = serve.self_test(staging, texts, check.onnx_answers[service_precision], max_new_tokens, precision=service_precision)
         if not test.get("passed"):
@@ -321,7 +349,11 @@ def _export_into(
         "parity": parity_report,
         "latency": latency,
         "self_test": test,
+        "served_precision": service_precision,
+        "served_reason": served_reason,
         "service_precision": service_precision,
+        "gate": asdict(gate),
+        "candidates": candidates,
         "samples": [
             {"input": t, "torch": a, **{f"onnx_{p}": check.onnx_answers[p][i] for p in check.onnx_answers}}
             for i, (t, a) in enumerate(zip(texts, check.torch_answers, strict=True))
@@ -332,6 +364,32 @@ def _export_into(
     del generators
     write_json_atomic(staging / "export_report.json", report)
     return report
+
+
+def _candidate_table(graphs: dict[str, dict[str, str]], descriptions: dict[str, str], sizes: dict[str, Any],
+                     latency: dict[str, Any], parity_report: dict[str, Any], served: str) -> dict[str, Any]:
+    """Per precision: what it is, its size, speed, agreement with the trained model, verdict."""
+    table: dict[str, Any] = {}
+    for precision in graphs:
+        result = parity_report.get(precision) or {}
+        table[precision] = {
+            "description": descriptions.get(precision, precision),
+            "size_bytes": sizes.get(f"{precision}_bytes"),
+            "ms_per_token": (latency.get(f"onnx_{precision}") or {}).get("median_ms_per_token"),
+            "speedup_vs_torch": latency.get(f"speedup_{precision}_vs_torch"),
+            "teacher_forced_agreement": result.get("teacher_forced_agreement"),
+            "generation_match_rate": result.get("generation_match_rate"),
+            "passed": result.get("passed"),
+            "served": precision == served,
+            "kept": True,
+        }
+    return table
+
+
+def _remove_graph(path: Path) -> None:
+    """A graph file and its external-data file, if any."""
+    for candidate in (path, path.with_name(path.name + ".data")):
+        candidate.unlink(missing_ok=True)
 
 
 def _parity_metric(precision: str, result: dict[str, Any]) -> Metric:

@@ -42,12 +42,15 @@ def load_runtime_module() -> ModuleType:
     return module
 
 
-def load_generator(service_dir: str | os.PathLike[str], precision: str = "int8") -> Any:
-    """A cached ``OnnxGenerator`` for ``service_dir``; :class:`ExportError` if it is not an export."""
+def load_generator(service_dir: str | os.PathLike[str], precision: str | None = None) -> Any:
+    """A cached ``OnnxGenerator`` for ``service_dir`` (``precision`` None: the export's served
+    precision); :class:`ExportError` if it is not an export."""
     root = Path(service_dir).expanduser().resolve()
     meta = root / "onnx" / "model.onnx.meta.json"
     if not meta.is_file():
         raise ExportError(f"{root} is not an exported service folder (no onnx/model.onnx.meta.json)")
+    if precision is None:
+        precision = load_runtime_module().default_precision(root)
     key = (str(root), precision, meta.stat().st_mtime)
     with _lock:
         generator = _generators.get(key)
@@ -68,16 +71,15 @@ def clear_cache() -> None:
 
 
 def predict_onnx(
-    service_dir: str | os.PathLike[str], text: str, precision: str = "int8", max_new_tokens: int = 64
+    service_dir: str | os.PathLike[str], text: str, precision: str | None = None,
+    max_new_tokens: int | None = None,
 ) -> str:
     """The greedy answer of the exported model to ``text``.
 
-    With ``precision="fp32"`` it equals torch ``core.training.predict.predict`` on the source
-    model; ``int8`` is faster and may drift slightly (see the export report's parity section).
+    ``precision`` None serves what the service serves (``served_precision``: the fastest graph
+    that passed the parity gate, else fp32); ``fp32`` equals torch ``core.training.predict``.
     A dry-run service (placeholders, no graphs) raises :class:`ExportError`.
     """
-    if precision not in ("int8", "fp32"):
-        raise ExportError(f"Unknown precision {precision!r}: use 'int8' or 'fp32'")
     if not isinstance(text, str) or not text.strip():
         raise ExportError("the input text is empty")
     root = Path(service_dir).expanduser()

@@ -18,8 +18,9 @@ all a service needs to encode a question and stop decoding.
       "stop_token_ids": [int, ...],      # every id that ends generation (includes eos_token_id)
       "pad_token_id": int,
       "decoder_start_token_id": int | null,  # seq2seq: first decoder id; causal: null
-      "max_length": int                  # the training max_length (prompt + answer tokens)
-    }
+      "max_length": int,                 # the training max_length (prompt + answer tokens)
+      "max_new_tokens": int              # the default answer length everywhere (predict, service,
+    }                                    # playground, evaluation); 128 when absent
 
 Encoding rules (the contract):
 
@@ -44,6 +45,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
     "PROMPT_FILENAME",
     "EncodedExample",
     "PromptFormat",
@@ -56,6 +58,8 @@ __all__ = [
 
 PROMPT_FILENAME = "tinyforge_prompt.json"
 FORMAT_VERSION = 1
+# One answer length for every path that answers (byte-level tiny models spend a token per character).
+DEFAULT_MAX_NEW_TOKENS = 128
 _PLACEHOLDER = "\u2063TINYFORGE_INPUT\u2063"
 # Plain (non-chat) causal models: a short, unambiguous question/answer frame.
 PLAIN_CAUSAL_PREFIX = "Question: "
@@ -76,6 +80,7 @@ class PromptFormat:
     decoder_start_token_id: int | None = None
     stop_token_ids: list[int] = field(default_factory=list)
     max_length: int = 256
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     format_version: int = FORMAT_VERSION
 
     def render(self, text: str) -> str:

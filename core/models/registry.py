@@ -29,6 +29,7 @@ __all__ = [
     "check_lora_targets",
     "default_lora_targets",
     "lora_candidate_modules",
+    "linear_projection_modules",
     "load_base_model",
     "load_model_config",
     "resolve_base_model",
@@ -177,6 +178,22 @@ def lora_candidate_modules(config: Any, architecture: str) -> list[str]:
     return sorted(names)
 
 
+def linear_projection_modules(config: Any, architecture: str) -> list[str]:
+    """Short names of every linear projection in the transformer blocks (attention and MLP), in
+    model order; the output head is left out (LoRA on it costs much and teaches little)."""
+    import torch
+
+    with torch.device("meta"):
+        model = _auto_class(architecture).from_config(config)
+    head = model.get_output_embeddings()
+    names: list[str] = []
+    for full, module in model.named_modules():
+        short = full.rsplit(".", 1)[-1]
+        if isinstance(module, torch.nn.Linear) and module is not head and short not in names:
+            names.append(short)
+    return names
+
+
 def default_lora_targets(config: Any) -> list[str]:
     """The default LoRA targets for an architecture (q,v for T5; q_proj,v_proj for Llama-like)."""
     model_type = getattr(config, "model_type", "")
@@ -193,10 +210,17 @@ def default_lora_targets(config: Any) -> list[str]:
     )
 
 
-def check_lora_targets(config: Any, architecture: str, targets: list[str] | None) -> list[str]:
-    """Return the LoRA targets to use (defaults when ``targets`` is None); raise
-    :class:`BaseModelError` naming the modules that exist when one does not."""
-    chosen = list(targets) if targets else default_lora_targets(config)
+def check_lora_targets(config: Any, architecture: str, targets: list[str] | None,
+                       all_linear: bool = False) -> list[str]:
+    """Return the LoRA targets to use (when ``targets`` is None: every linear projection with
+    ``all_linear``, else the architecture's q/v defaults); raise :class:`BaseModelError` naming
+    the modules that exist when one does not."""
+    if targets:
+        chosen = list(targets)
+    elif all_linear:
+        chosen = linear_projection_modules(config, architecture)
+    else:
+        chosen = default_lora_targets(config)
     available = lora_candidate_modules(config, architecture)
     missing = [t for t in chosen if t not in available]
     if missing:

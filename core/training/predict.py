@@ -16,7 +16,7 @@ from core.models.prompting import PROMPT_FILENAME, PromptFormat, encode_prompt, 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_for_predict", "predict", "resolve_model_dir"]
+__all__ = ["generate_answer", "generate_answers", "load_for_predict", "predict", "resolve_model_dir"]
 
 _CACHE: dict[tuple[str, float], tuple[Any, Any, PromptFormat]] = {}
 _CACHE_LOCK = threading.Lock()
@@ -55,13 +55,14 @@ def load_for_predict(model_dir: str | Path) -> tuple[Any, Any, PromptFormat]:
     return model, tokenizer, fmt
 
 
-def predict(model_dir: str | Path, text: str, max_new_tokens: int = 128) -> str:
-    """Greedy answer to ``text``: only the generated answer, special tokens removed, stripped."""
+def predict(model_dir: str | Path, text: str, max_new_tokens: int | None = None) -> str:
+    """Greedy answer to ``text``: only the generated answer, special tokens removed, stripped.
+    ``max_new_tokens`` defaults to the model's saved answer length (``fmt.max_new_tokens``)."""
     model, tokenizer, fmt = load_for_predict(model_dir)
     return generate_answer(model, tokenizer, fmt, text, max_new_tokens)
 
 
-def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tokens: int = 128) -> str:
+def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tokens: int | None = None) -> str:
     """Greedy answer of a loaded ``model`` in prompt format ``fmt`` (answer only, stripped)."""
     import torch
 
@@ -70,7 +71,7 @@ def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tok
     kwargs: dict[str, Any] = {
         "input_ids": ids,
         "attention_mask": torch.ones_like(ids),
-        "max_new_tokens": int(max_new_tokens),
+        "max_new_tokens": int(max_new_tokens or fmt.max_new_tokens),
         "do_sample": False,
         "num_beams": 1,
         "eos_token_id": list(fmt.stop_token_ids),
@@ -82,3 +83,41 @@ def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tok
         out = model.generate(**kwargs)
     new = out[0] if fmt.architecture == "seq2seq" else out[0, ids.shape[1]:]
     return tokenizer.decode(new.tolist(), skip_special_tokens=True).strip()
+
+
+def generate_answers(model: Any, tokenizer: Any, fmt: Any, texts: list[str], max_new_tokens: int | None = None,
+                     batch_size: int = 8, on_batch: Any = None) -> list[str]:
+    """Greedy answers to many ``texts``, several at a time (prompts of similar length batched
+    together, causal prompts padded on the left); same answers as :func:`generate_answer` up to
+    float rounding. ``on_batch(done, total)`` is called after each batch (progress, cancel)."""
+    import torch
+
+    limit = int(max_new_tokens or fmt.max_new_tokens)
+    prompts = [encode_prompt(tokenizer, fmt, text) for text in texts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers = [""] * len(prompts)
+    seq2seq = fmt.architecture == "seq2seq"
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in rows)
+        ids = torch.full((len(rows), width), fmt.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(rows):
+            n = len(prompts[i])
+            cols = slice(0, n) if seq2seq else slice(width - n, width)
+            ids[r, cols] = torch.tensor(prompts[i], dtype=torch.long)
+            mask[r, cols] = 1
+        kwargs: dict[str, Any] = {
+            "input_ids": ids, "attention_mask": mask, "max_new_tokens": limit, "do_sample": False,
+            "num_beams": 1, "eos_token_id": list(fmt.stop_token_ids), "pad_token_id": fmt.pad_token_id,
+        }
+        if seq2seq:
+            kwargs["decoder_start_token_id"] = fmt.decoder_start_token_id
+        with torch.inference_mode():
+            out = model.generate(**kwargs)
+        new = out if seq2seq else out[:, width:]
+        for r, i in enumerate(rows):
+            answers[i] = tokenizer.decode(new[r].tolist(), skip_special_tokens=True).strip()
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(order)), len(order))
+    return answers

@@ -36,7 +36,7 @@ from core.events import (  # noqa: E402
 from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
-from core.training.peft_adapter import apply_lora, validate_lora_config  # noqa: E402
+from core.training.peft_adapter import apply_lora, get_default_lora_config, validate_lora_config  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,10 @@ def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | Non
 
 def _seed_lora_config(lora: LoraSettings) -> dict[str, Any]:
     """The seed's ``lora_config`` shape; alpha stays an int when it is whole."""
-    alpha: float | int = int(lora.alpha) if float(lora.alpha).is_integer() else lora.alpha
-    return {"r": lora.r, "alpha": alpha, "target_modules": list(lora.target_modules or ["q", "v"])}
+    seed = get_default_lora_config()
+    alpha_value = lora.alpha if lora.alpha is not None else seed["alpha"]
+    alpha: float | int = int(alpha_value) if float(alpha_value).is_integer() else alpha_value
+    return {"r": lora.r or seed["r"], "alpha": alpha, "target_modules": list(lora.target_modules or seed["target_modules"])}
 
 
 def _run_real(config: TrainConfig, emit: EventCallback, cancel: CancelToken | None) -> dict[str, Any]:
@@ -142,19 +144,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="validate the data and write model_stub.json only")
     parser.add_argument("--use-lora", action="store_true", help="train a LoRA adapter (default: full fine-tune)")
     lora = parser.add_argument_group("LoRA")
-    lora.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
-    lora.add_argument("--lora-alpha", type=float, default=16, help="LoRA scaling alpha (default 16)")
+    lora.add_argument("--lora-r", type=int, default=None,
+                      help="LoRA rank (default: the recipe's 16 for a real run, the seed's 8 for a dry run)")
+    lora.add_argument("--lora-alpha", type=float, default=None,
+                      help="LoRA scaling alpha (default: 2 x rank for a real run, the seed's 16 for a dry run)")
     lora.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default 0.05)")
     lora.add_argument(
         "--lora-targets",
         default=None,
-        help="comma-separated module names (default: q,v in a dry run; per architecture in a real run)",
+        help="comma-separated module names (default: q,v in a dry run; every linear projection in a real run)",
     )
     real = parser.add_argument_group("real training")
     real.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help=f"model name, hub id or folder (default {DEFAULT_BASE_MODEL}; also tiny-causal, tiny-seq2seq)")
-    real.add_argument("--epochs", type=float, default=3.0)
+    real.add_argument("--epochs", type=float, default=None,
+                      help="passes over the data (default: the recipe's, at least 40 optimizer steps in all)")
     real.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimiser steps (-1: use --epochs)")
-    real.add_argument("--lr", type=float, default=2e-4, help="learning rate")
+    real.add_argument("--lr", type=float, default=None,
+                      help="learning rate (default: the recipe's, 1e-3 with LoRA, 5e-5 for full fine-tuning)")
     real.add_argument("--batch-size", type=int, default=8)
     real.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     real.add_argument("--max-length", type=int, default=256, help="maximum tokens per record")

@@ -55,6 +55,11 @@ def window(qtbot, output_root: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: 
     win = MainWindow()
     monkeypatch.setattr(win, "confirm_close", lambda: True)
     win.options.output_dir.setText(str(output_root))
+    # Tests start from the dry run (a first run defaults to a real LoRA run + ONNX export when the
+    # starter model is installed; test_first_run_defaults checks that).
+    win.options.dry_run.setChecked(True)
+    win.options.lora.setChecked(False)
+    win.options.export_onnx.setChecked(False)
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)

@@ -63,8 +63,9 @@ def test_contract_object_names(window) -> None:  # noqa: ANN001
         assert window.findChild(object, name) is not None, name
     assert window.windowTitle() == "TinyForge Studio"
     assert not window.windowIcon().isNull()
-    assert window.options.lora_rank.value() == 8 and window.options.lora_alpha.value() == 16
-    assert window.options.lora_modules.text() == "q,v"
+    # Rank, alpha and targets default to the recipe ("auto"); a dry run records the seed's 8/16/q,v.
+    assert window.options.lora_rank.text() == "auto" and window.options.lora_alpha.text() == "auto"
+    assert window.options.lora_modules.text() == ""
     assert not window.run_panel.train.isEnabled()
     assert "dataset" in window.run_panel.train.toolTip().lower()
 
@@ -307,6 +308,7 @@ def test_close_during_run_cancels_and_waits(qtbot, monkeypatch, output_root: Pat
     win = MainWindow()
     qtbot.addWidget(win)
     win.options.output_dir.setText(str(output_root))
+    win.options.dry_run.setChecked(True)
     asked: list[bool] = []
     monkeypatch.setattr(win, "confirm_close", lambda: asked.append(True) or False)
     win.show()

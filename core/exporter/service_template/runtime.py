@@ -29,8 +29,8 @@ import numpy as np
 META_FILE = "onnx/model.onnx.meta.json"
 PROMPT_FILE = "tinyforge_prompt.json"
 TOKENIZER_FILE = "tokenizer.json"
-PRECISIONS = ("int8", "fp32")
 DEFAULT_MAX_PROMPT_TOKENS = 2048
+DEFAULT_MAX_NEW_TOKENS = 128
 
 __all__ = ["OnnxGenerator", "RuntimeFormatError", "available_precisions", "default_precision"]
 
@@ -54,20 +54,21 @@ def available_precisions(service_dir: str | os.PathLike[str]) -> list[str]:
     root = Path(service_dir)
     meta = _read_json(root / META_FILE).get("runtime") or {}
     found = []
-    for precision in PRECISIONS:
-        graphs = (meta.get("graphs") or {}).get(precision) or {}
+    for precision, graphs in (meta.get("graphs") or {}).items():
         if graphs and all((root / rel).is_file() for rel in graphs.values()):
             found.append(precision)
     return found
 
 
 def default_precision(service_dir: str | os.PathLike[str]) -> str:
-    """``$TINYFORGE_PRECISION`` if set, else int8 when exported, else fp32."""
+    """``$TINYFORGE_PRECISION`` if set, else the export's ``served_precision`` (the fastest graph
+    that passed the parity gate), else fp32."""
     wanted = os.environ.get("TINYFORGE_PRECISION", "").strip().lower()
     if wanted:
         return wanted
+    served = (_read_json(Path(service_dir) / META_FILE).get("runtime") or {}).get("served_precision")
     found = available_precisions(service_dir)
-    return "int8" if "int8" in found else "fp32"
+    return served if served in found else "fp32"
 
 
 def session_options(threads: int | None = None) -> Any:
@@ -129,6 +130,9 @@ class OnnxGenerator:
         stops = self.prompt.get("stop_token_ids") or [self.prompt.get("eos_token_id")]
         stops = list(stops) + list(runtime.get("stop_token_ids") or [])
         self.stop_ids = {int(i) for i in stops if i is not None}
+        # The default answer length, saved with the prompt format at training time: the same
+        # for the service, ``foremforge predict``, the playground and the evaluation.
+        self.max_new_tokens = int(self.prompt.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
         self.n_layers = int(runtime["num_layers"])
         self.kv_heads = int(runtime["num_kv_heads"])
         self.head_dim = int(runtime["head_dim"])
@@ -231,12 +235,15 @@ class OnnxGenerator:
     def generate_ids(
         self,
         prompt_ids: list[int],
-        max_new_tokens: int = 64,
+        max_new_tokens: int | None = None,
         stop_at_eos: bool = True,
         stats: GenerationStats | None = None,
     ) -> list[int]:
-        """Greedy ids after the prompt (stop id excluded), at most ``max_new_tokens``."""
+        """Greedy ids after the prompt (stop id excluded), at most ``max_new_tokens`` (default:
+        the model's saved answer length)."""
         generated: list[int] = []
+        if max_new_tokens is None:
+            max_new_tokens = self.max_new_tokens
         if max_new_tokens <= 0:
             return generated
         with self._lock:
@@ -263,6 +270,6 @@ class OnnxGenerator:
     def _context_full(self, state: dict[str, Any]) -> bool:
         return bool(self.max_positions) and int(state["length"]) + 1 >= int(self.max_positions)
 
-    def generate(self, text: str, max_new_tokens: int = 64) -> str:
+    def generate(self, text: str, max_new_tokens: int | None = None) -> str:
         """The greedy answer to ``text`` (the same string torch ``predict`` gives in fp32)."""
         return self.decode(self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens))

@@ -1,0 +1,96 @@
+"""``foremforge predict --data FILE`` and ``foremforge evaluate``: answer or score a whole file.
+
+Both load the model once. ``predict --data`` prints one JSON line per record as soon as it is
+answered (``line``, ``input``, ``output``, and ``reference`` when the record has one), so a long
+file shows progress and can be piped. ``evaluate`` prints the verdict and the means (or the
+whole evaluation with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_evaluate_arguments", "answerer", "run_evaluate", "run_predict_file"]
+
+
+def answerer(model_dir: Path, is_service: bool, precision: str | None,
+             max_new_tokens: int | None) -> Callable[[str], str]:
+    """A function answering one input with the model in ``model_dir``, loaded once."""
+    if is_service:
+        from core.exporter.onnx_predict import load_generator
+
+        generator = load_generator(model_dir, precision)
+        return lambda text: generator.generate(text, max_new_tokens)
+    from transformers.utils import logging as hf_logging
+
+    from core.training.predict import generate_answer, load_for_predict
+
+    hf_logging.disable_progress_bar()
+    model, tokenizer, fmt = load_for_predict(model_dir)
+    return lambda text: generate_answer(model, tokenizer, fmt, text, max_new_tokens)
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of a valid dataset file; raises DatasetError on the first problem."""
+    from core.training.dataset import DatasetError, validate_file
+
+    report = validate_file(str(path))
+    if not report.valid:
+        raise DatasetError.from_report(str(path), report)
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                yield number, json.loads(line)
+
+
+def run_predict_file(answer: Callable[[str], str], data: Path) -> int:
+    """Answer every record of ``data``; one JSON object per line on stdout."""
+    for number, record in _records(data):
+        row: dict[str, Any] = {"line": number, "input": record["input"], "output": answer(str(record["input"]))}
+        if "output" in record:
+            row["reference"] = record["output"]
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="training output folder (with training_report.json)")
+    parser.add_argument("--data", default=None,
+                        help="JSONL file to evaluate on (default: the run's held-out records and a training sample)")
+    parser.add_argument("--json", action="store_true", help="print the whole evaluation as one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from core.console import ConsoleReporter
+    from core.events import Cancelled
+    from core.sigint import cancel_on_sigint
+    from core.training.evaluate import evaluate_output
+
+    reporter = ConsoleReporter(quiet=args.quiet or args.json)
+    try:
+        with cancel_on_sigint() as token:
+            result = evaluate_output(args.model, args.data, on_event=reporter, cancel=token)
+    except Cancelled:
+        reporter.close()
+        print("Cancelled: nothing was written.", file=sys.stderr)
+        return 130
+    finally:
+        reporter.close()
+    if args.json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        return 0
+    for name, means in result["splits"].items():
+        print(f"{name}: {means['n']} records, ROUGE-L fine-tuned {means['tuned_rouge_l']} vs base "
+              f"{means['base_rouge_l']}, exact {means['tuned_exact']} vs {means['base_exact']}, "
+              f"loss {means['loss']} (perplexity {means['perplexity']})")
+    print(result["verdict"])
+    if result.get("path"):
+        print(f"wrote {result['path']}")
+    return 0

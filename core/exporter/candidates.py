@@ -1,0 +1,117 @@
+"""Quantized candidates of an exported graph, and the gate that decides which one is served.
+
+Dynamic int8 (per-tensor MatMul/Gather weights, int8 activations) is small and fast but can
+change a fine-tuned model's answers. ONNX Runtime's block-wise weight-only quantizer
+(``MatMulNBits``: one scale per 32 weights) keeps far more of the model; with accuracy level 4
+its matmuls still run on int8 kernels. Every candidate is checked against the trained model
+(:mod:`core.exporter.parity`); the service serves the fastest one that passes the gate, else
+fp32. The thresholds are parameters so a test (or a cautious user) can force the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CANDIDATES", "Candidate", "Gate", "choose_served", "quantize_blockwise"]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a quantized graph must keep of the trained model's behaviour to be served."""
+
+    min_teacher_forced: float = 0.98  # top-1 agreement, each position given the fp32 prefix
+    min_greedy_match: float = 0.9  # share of inputs whose whole greedy answer is identical
+    tie_margin: float = 0.05  # fp32 top-2 logits closer than this: a tie, not a disagreement
+
+    def passes(self, result: dict[str, Any]) -> bool:
+        return (float(result.get("teacher_forced_agreement", 0.0)) >= self.min_teacher_forced
+                and float(result.get("generation_match_rate", 0.0)) >= self.min_greedy_match)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to quantize: ``build(source, destination) -> info``; ``file`` is the decoder's name."""
+
+    precision: str
+    description: str
+    file: str
+    build: Callable[[Path, Path], dict[str, Any]]
+
+
+def quantize_blockwise(source: str | Path, destination: str | Path, bits: int = 8, block_size: int = 32,
+                       accuracy_level: int = 4) -> dict[str, Any]:
+    """Weight-only block-wise quantization of every MatMul with constant weights (MatMulNBits)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    source, destination = Path(source), Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    model = onnx.load(str(source))
+    config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
+                                          accuracy_level=accuracy_level, bits=bits)
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True,
+                                     accuracy_level=accuracy_level, algo_config=config)
+    quantizer.process()
+    quantized = quantizer.model.model
+    external = quantized.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: weights beside the graph
+    onnx.save_model(quantized, str(destination), save_as_external_data=external,
+                    location=destination.name + ".data" if external else None)
+    onnx.checker.check_model(str(destination))
+    return {"method": "onnxruntime MatMulNBitsQuantizer (weight-only, block-wise, symmetric)", "bits": bits,
+            "block_size": block_size, "accuracy_level": accuracy_level,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _dynamic_int8(source: Path, destination: Path) -> dict[str, Any]:
+    from core.exporter.quantize import quantize_int8
+
+    return quantize_int8(source, destination)
+
+
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("int8", "dynamic int8: per-tensor int8 weights and activations (MatMul, Gather)",
+              "quantized.onnx", _dynamic_int8),
+    Candidate("int8_block", "weight-only int8 in blocks of 32, int8 compute (MatMulNBits, accuracy level 4)",
+              "int8_block.onnx", lambda s, d: quantize_blockwise(s, d, bits=8)),
+    Candidate("int4_block", "weight-only int4 in blocks of 32, int8 compute (MatMulNBits, accuracy level 4)",
+              "int4_block.onnx", lambda s, d: quantize_blockwise(s, d, bits=4)),
+)
+
+
+def choose_served(candidates: dict[str, dict[str, Any]], latency: dict[str, Any], gate: Gate) -> tuple[str, str]:
+    """``(precision, reason)``: the fastest candidate that passes ``gate``, else fp32.
+
+    ``candidates`` maps a precision to its parity result; ``latency`` holds
+    ``onnx_<precision>.median_ms_per_token`` for fp32 and each candidate.
+    """
+    def ms(precision: str) -> float:
+        value = (latency.get(f"onnx_{precision}") or {}).get("median_ms_per_token")
+        return float(value) if value else float("inf")
+
+    passing = [p for p, result in candidates.items() if result.get("passed")]
+    faster = [p for p in passing if ms(p) < ms("fp32")]
+    if faster:
+        best = min(faster, key=ms)
+        result = candidates[best]
+        return best, (f"{best} is the fastest precision that answers like the trained model "
+                      f"({ms(best):.1f} vs fp32 {ms('fp32'):.1f} ms/token; teacher-forced agreement "
+                      f"{result['teacher_forced_agreement']:.3f}, greedy match {result['generation_match_rate']:.2f})")
+    if passing:
+        return "fp32", f"the passing candidates ({', '.join(passing)}) are not faster than fp32"
+    if not candidates:
+        return "fp32", "no quantized candidates were built"
+    worst = ", ".join(f"{p} {r.get('teacher_forced_agreement', 0):.3f}/{r.get('generation_match_rate', 0):.2f}"
+                      for p, r in candidates.items())
+    return "fp32", (f"no quantized candidate passed the gate (teacher-forced agreement >= {gate.min_teacher_forced}, "
+                    f"greedy match >= {gate.min_greedy_match}; got {worst})")

@@ -1,0 +1,323 @@
+"""Did the model learn? Base and fine-tuned answers side by side, scored against the references.
+
+After every real training (and with ``foremforge evaluate``), the fine-tuned model and its base
+model answer the held-out records and a bounded sample of training records, greedily, with the
+default answer length. Each row keeps the input, the reference, both answers and their ROUGE-L
+F1 / exact match; each split gets its means, the fine-tuned model's loss and perplexity on the
+references, and the run one plain verdict sentence. Written as ``evaluation.json`` beside
+``training_report.json``. Metrics are pure Python; models load lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from core.events import CancelToken, EventCallback, Log, Progress, StageStarted, noop
+from core.jsonio import read_json, utc_now_iso, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EVALUATION_NAME",
+    "REPRODUCED_ROUGE",
+    "base_of_lora",
+    "evaluate_loaded",
+    "evaluate_output",
+    "exact_match",
+    "rouge_l_f1",
+    "split_indices",
+    "splits_from_records",
+    "verdict",
+]
+
+EVALUATION_NAME = "evaluation.json"
+MAX_ROWS_PER_SPLIT = 64  # bounded: evaluation must stay a small part of the run
+REPRODUCED_ROUGE = 0.8  # a training answer counts as reproduced from this ROUGE-L F1 on
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+Pair = tuple[str, str]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def rouge_l_f1(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 over lower-cased word tokens (longest common subsequence)."""
+    cand, ref = _words(candidate), _words(reference)
+    if not cand or not ref:
+        return 1.0 if cand == ref else 0.0
+    previous = [0] * (len(ref) + 1)
+    for word in cand:
+        current = [0]
+        for j, other in enumerate(ref, 1):
+            current.append(previous[j - 1] + 1 if word == other else max(previous[j], current[j - 1]))
+        previous = current
+    lcs = previous[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(cand), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(candidate: str, reference: str) -> bool:
+    """Equal after case folding and collapsing whitespace."""
+    return " ".join(candidate.casefold().split()) == " ".join(reference.casefold().split())
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def split_indices(n_records: int, eval_split: float | None, seed: int) -> tuple[list[int], list[int]]:
+    """``(train, eval)`` record indices as the trainer splits them (0.1 held out with 10+ records)."""
+    fraction = eval_split if eval_split is not None else (0.1 if n_records >= 10 else 0.0)
+    order = list(range(n_records))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(n_records * fraction)) if fraction > 0 else 0
+    return sorted(order[n_eval:]), sorted(order[:n_eval])
+
+
+def _bounded(indices: list[int], seed: int) -> list[int]:
+    if len(indices) <= MAX_ROWS_PER_SPLIT:
+        return indices
+    return sorted(random.Random(seed).sample(indices, MAX_ROWS_PER_SPLIT))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_loaded(
+    tuned: Any,
+    base: Callable[[], AbstractContextManager[Any]],
+    tokenizer: Any,
+    fmt: Any,
+    splits: dict[str, Sequence[Pair]],
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Evaluate loaded models on ``splits`` (name → (input, reference) pairs).
+
+    ``base`` opens a context that yields the base model (for LoRA: the same model with its
+    adapter disabled; for a full fine-tune: a freshly loaded base model).
+    """
+    from core.training.predict import generate_answers
+
+    emit = on_event or noop
+    token = cancel or CancelToken()
+    started = time.time()
+    total = 2 * sum(len(pairs) for pairs in splits.values())
+    done = 0
+    emit(StageStarted("evaluate", f"answering {total // 2} records with the base and the fine-tuned model"))
+
+    def answer(model: Any, pairs: Sequence[Pair]) -> list[str]:
+        nonlocal done
+        offset = done
+
+        def step(n: int, _of: int) -> None:
+            nonlocal done
+            done = offset + n
+            emit(Progress("evaluate", done, total))
+            token.raise_if_cancelled()
+
+        return generate_answers(model, tokenizer, fmt, [q for q, _ in pairs], on_batch=step)
+
+    tuned_answers = {name: answer(tuned, pairs) for name, pairs in splits.items()}
+    tuned_loss = {name: _answer_loss(tuned, tokenizer, fmt, pairs) for name, pairs in splits.items()}
+    with base() as base_model:
+        base_answers = {name: answer(base_model, pairs) for name, pairs in splits.items()}
+        base_loss = {name: _answer_loss(base_model, tokenizer, fmt, pairs) for name, pairs in splits.items()}
+    result: dict[str, Any] = {"created_time": utc_now_iso(), "max_new_tokens": fmt.max_new_tokens,
+                              "reproduced_rouge_l": REPRODUCED_ROUGE, "splits": {}, "rows": []}
+    for name, pairs in splits.items():
+        rows = [_row(name, q, ref, b, t) for (q, ref), b, t in zip(pairs, base_answers[name], tuned_answers[name],
+                                                                     strict=True)]
+        result["rows"].extend(rows)
+        result["splits"][name] = _means(rows, tuned_loss[name], base_loss[name])
+    result["verdict"] = verdict(result["splits"])
+    result["seconds"] = round(time.time() - started, 2)
+    emit(Log(f"evaluation: {result['verdict']}"))
+    return result
+
+
+def _row(split: str, question: str, reference: str, base_answer: str, tuned_answer: str) -> dict[str, Any]:
+    return {
+        "split": split,
+        "input": question,
+        "reference": reference,
+        "base_answer": base_answer,
+        "tuned_answer": tuned_answer,
+        "base_rouge_l": round(rouge_l_f1(base_answer, reference), 4),
+        "tuned_rouge_l": round(rouge_l_f1(tuned_answer, reference), 4),
+        "base_exact": exact_match(base_answer, reference),
+        "tuned_exact": exact_match(tuned_answer, reference),
+    }
+
+
+def _means(rows: list[dict[str, Any]], tuned_loss: float | None, base_loss: float | None) -> dict[str, Any]:
+    n = len(rows)
+
+    def mean(key: str) -> float | None:
+        return round(sum(float(r[key]) for r in rows) / n, 4) if n else None
+
+    return {
+        "n": n,
+        "tuned_rouge_l": mean("tuned_rouge_l"),
+        "base_rouge_l": mean("base_rouge_l"),
+        "tuned_exact": mean("tuned_exact"),
+        "base_exact": mean("base_exact"),
+        "reproduced": sum(r["tuned_rouge_l"] >= REPRODUCED_ROUGE for r in rows),
+        "loss": tuned_loss,
+        "perplexity": _perplexity(tuned_loss),
+        "base_loss": base_loss,
+        "base_perplexity": _perplexity(base_loss),
+    }
+
+
+def _perplexity(loss: float | None) -> float | None:
+    if loss is None:
+        return None
+    return round(math.exp(min(loss, 50.0)), 3)
+
+
+def verdict(splits: dict[str, dict[str, Any]]) -> str:
+    """One plain sentence: did the model learn its training answers, and does it generalise?"""
+    parts = []
+    train = splits.get("train")
+    if train and train["n"]:
+        t, b = train["tuned_rouge_l"], train["base_rouge_l"]
+        if train["reproduced"] >= train["n"] / 2:
+            parts.append(f"learned: {train['reproduced']} of {train['n']} training answers reproduced "
+                         f"(ROUGE-L {t:.2f} vs the base model's {b:.2f})")
+        elif t > b + 0.1:
+            parts.append(f"partly learned: {train['reproduced']} of {train['n']} training answers reproduced "
+                         f"(ROUGE-L {t:.2f} vs the base model's {b:.2f}); train longer or raise the learning rate")
+        else:
+            parts.append(f"not learned: training answers no closer to the references than the base model's "
+                         f"(ROUGE-L {t:.2f} vs {b:.2f}); train longer or raise the learning rate")
+    held = splits.get("eval")
+    if held and held["n"]:
+        t, b = held["tuned_rouge_l"], held["base_rouge_l"]
+        closer = "closer to" if t > b else "no closer to"
+        parts.append(f"held-out answers {closer} the references than the base model's ({t:.2f} vs {b:.2f})")
+    elif train:
+        parts.append("no held-out records to check generalisation")
+    data = splits.get("data")
+    if data and data["n"]:
+        t, b = data["tuned_rouge_l"], data["base_rouge_l"]
+        parts.append(f"{data['reproduced']} of {data['n']} answers match their reference (ROUGE-L >= "
+                     f"{REPRODUCED_ROUGE}); mean ROUGE-L {t:.2f} vs the base model's {b:.2f}")
+    return "; ".join(parts) if parts else "nothing to evaluate"
+
+
+def _answer_loss(model: Any, tokenizer: Any, fmt: Any, pairs: Sequence[Pair]) -> float | None:
+    """Mean cross-entropy per answer token of the references (teacher forced), or None."""
+    if not pairs:
+        return None
+    import torch
+
+    from core.models.prompting import encode_example
+
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for question, reference in pairs:
+            ex = encode_example(tokenizer, fmt, question, reference, fmt.max_length)
+            ids = torch.tensor([ex.input_ids], dtype=torch.long)
+            labels = torch.tensor([ex.labels], dtype=torch.long)
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+            n = int((labels != -100).sum()) - (0 if fmt.architecture == "seq2seq" else 1)
+            n = max(1, n)
+            total += float(out.loss) * n
+            count += n
+    return round(total / count, 4)
+
+
+# --------------------------------------------------------------------------- training outputs
+
+
+def splits_from_records(records: Sequence[Pair], train_idx: list[int], eval_idx: list[int],
+                        seed: int) -> dict[str, list[Pair]]:
+    """The evaluated splits of a run: held-out records and a bounded sample of training ones."""
+    splits = {
+        "train": [records[i] for i in _bounded(train_idx, seed)],
+        "eval": [records[i] for i in _bounded(eval_idx, seed)],
+    }
+    return {name: pairs for name, pairs in splits.items() if pairs}
+
+
+def evaluate_output(
+    output_dir: str | Path,
+    data_path: str | Path | None = None,
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a training output folder (``foremforge evaluate``).
+
+    Without ``data_path``: the run's own held-out records and training sample (its dataset and
+    split from ``training_report.json``), written to ``evaluation.json``. With ``data_path``:
+    every record of that file (split ``data``), returned and not written unless ``write``.
+    """
+    from core.models.registry import BaseModelError, load_base_model, resolve_base_model
+    from core.training.dataset import stream_jsonl
+    from core.training.predict import load_for_predict, resolve_model_dir
+
+    model_dir = resolve_model_dir(output_dir)
+    root = model_dir.parent if model_dir.name == "model" else model_dir
+    report_path = root / "training_report.json"
+    report = read_json(report_path) if report_path.is_file() else {}
+    config = report.get("config") or {}
+    base_name = report.get("base_model") or config.get("base_model")
+    if not base_name:
+        raise ValueError(f"{root} has no training_report.json naming its base model")
+    if data_path is not None:
+        pairs = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(str(data_path))]
+        splits: dict[str, list[Pair]] = {"data": pairs}
+    else:
+        source = config.get("data_path")
+        if not source or not Path(source).is_file():
+            raise FileNotFoundError(f"the run's dataset {source!r} is not there any more; pass --data FILE")
+        records = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(source)]
+        train_idx, eval_idx = split_indices(len(records), config.get("eval_split"), int(config.get("seed", 42)))
+        splits = splits_from_records(records, train_idx, eval_idx, int(config.get("seed", 42)))
+    tuned, tokenizer, fmt = load_for_predict(model_dir)
+    try:
+        spec = resolve_base_model(base_name)
+    except BaseModelError as error:
+        raise ValueError(str(error)) from error
+
+    @contextmanager
+    def base() -> Iterator[Any]:
+        model, _ = load_base_model(spec)  # loaded only for this step; its memory goes back after
+        model.eval()
+        yield model
+
+    result = evaluate_loaded(tuned, base, tokenizer, fmt, splits, on_event, cancel)
+    result["model"] = str(root)
+    result["base_model"] = base_name
+    if write:
+        target = root / EVALUATION_NAME if data_path is None else root / f"evaluation-{Path(data_path).stem}.json"
+        write_json_atomic(target, result)
+        result["path"] = str(target)
+    return result
+
+
+@contextmanager
+def base_of_lora(model: Any) -> Iterator[Any]:
+    """The base model of a PEFT LoRA model: the same weights with the adapter switched off."""
+    disable = getattr(model, "disable_adapter", None)
+    if disable is None:
+        yield model
+        return
+    with disable():
+        yield model

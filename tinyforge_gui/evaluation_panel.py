@@ -1,0 +1,123 @@
+"""The Evaluation tab: did the model learn? The verdict on top, then reference, base and
+fine-tuned answers side by side with their ROUGE-L scores (``model/evaluation.json`` of a run)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tinyforge_gui.theme import style_label
+
+logger = logging.getLogger(__name__)
+
+EVALUATION_NAME = "evaluation.json"
+COLUMNS = ("split", "input", "reference", "base answer", "fine-tuned answer", "base ROUGE-L", "fine-tuned ROUGE-L")
+_GOOD, _BAD = QColor(46, 160, 67, 60), QColor(218, 54, 51, 50)
+
+
+def evaluation_path(run_dir: str) -> Path | None:
+    """``evaluation.json`` of a run folder (``model/``) or a training output folder, if any."""
+    for candidate in (Path(run_dir) / "model" / EVALUATION_NAME, Path(run_dir) / EVALUATION_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def split_summary(name: str, means: dict[str, Any]) -> str:
+    """One line per split: records, mean ROUGE-L of both models, loss."""
+    label = {"train": "training sample", "eval": "held out", "data": "file"}.get(name, name)
+    loss = means.get("loss")
+    loss_text = f", loss {loss:.3f} (perplexity {means.get('perplexity'):.2f})" if isinstance(loss, float) else ""
+    return (f"{label}: {means.get('n', 0)} records, ROUGE-L fine-tuned {means.get('tuned_rouge_l') or 0:.2f} vs "
+            f"base {means.get('base_rouge_l') or 0:.2f}, {means.get('reproduced', 0)} reproduced{loss_text}")
+
+
+class EvaluationPanel(QWidget):
+    """Shows one run's evaluation; empty with a hint when the run has none."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("evaluationTab")
+        self.run_dir = ""
+        self.evaluation: dict[str, Any] | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        self.verdict = QLabel("Train a real model to see whether it learned your data.")
+        self.verdict.setObjectName("evaluationVerdict")
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary = QLabel("")
+        self.summary.setObjectName("evaluationSummary")
+        self.summary.setWordWrap(True)
+        style_label(self.summary, "dim")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("evaluationTable")
+        self.table.setAccessibleName("Evaluation: reference, base and fine-tuned answers")
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setWordWrap(True)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        for column in (0, 5, 6):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        for column in (1, 2, 3, 4):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+        layout.addWidget(self.verdict)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table, 1)
+
+    def show_run(self, run_dir: str) -> bool:
+        """Show ``run_dir``'s evaluation; True when it has one."""
+        self.run_dir = run_dir
+        path = evaluation_path(run_dir) if run_dir else None
+        if path is None:
+            self.evaluation = None
+            self.table.setRowCount(0)
+            self.summary.setText("")
+            self.verdict.setText(f"<b>{Path(run_dir).name}</b> has no evaluation (dry runs and cancelled runs "
+                                 "have none; `foremforge evaluate --model RUN/model` computes one)."
+                                 if run_dir else "Train a real model to see whether it learned your data.")
+            return False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self.verdict.setText(f"Cannot read {path}: {exc}")
+            return False
+        self.set_evaluation(data if isinstance(data, dict) else {})
+        return True
+
+    def set_evaluation(self, evaluation: dict[str, Any]) -> None:
+        self.evaluation = evaluation
+        verdict = str(evaluation.get("verdict") or "no verdict")
+        self.verdict.setText(f"<b>{verdict[:1].upper()}{verdict[1:]}</b>")
+        splits = evaluation.get("splits") or {}
+        self.summary.setText("\n".join(split_summary(name, means) for name, means in splits.items()))
+        rows = [r for r in evaluation.get("rows") or [] if isinstance(r, dict)]
+        self.table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            cells = (row.get("split"), row.get("input"), row.get("reference"), row.get("base_answer"),
+                     row.get("tuned_answer"), f"{float(row.get('base_rouge_l') or 0):.2f}",
+                     f"{float(row.get('tuned_rouge_l') or 0):.2f}")
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(str(text or ""))
+                item.setToolTip(str(text or ""))
+                if column == 6:
+                    good = float(row.get("tuned_rouge_l") or 0) >= float(evaluation.get("reproduced_rouge_l") or 0.8)
+                    item.setBackground(QBrush(_GOOD if good else _BAD))
+                self.table.setItem(index, column, item)
+        self.table.resizeRowsToContents()
