@@ -37,7 +37,7 @@ from core.events import (  # noqa: E402
     StageStarted,
     noop,
 )
-from core.exporter.errors import ExportError, OutputExistsError  # noqa: E402
+from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError  # noqa: E402
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,12 @@ STUB_FILENAME = "model_stub.json"
 MANIFEST_FILENAME = "model_manifest.json"
 SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
 
-__all__ = ["ModelSource", "build", "main", "resolve_model_source", "staged_output_dir"]
+__all__ = ["ModelSource", "build", "get_template_dir", "main", "resolve_model_source", "staged_output_dir"]
+
+
+def get_template_dir() -> Path:
+    """The folder of the service template copied into every service folder (the seed's API)."""
+    return SERVICE_TEMPLATE
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,14 @@ def resolve_model_source(model_path: str | os.PathLike[str]) -> ModelSource:
     """Accept a stub file, a training output folder, its ``model/`` folder or a run folder."""
     path = Path(model_path).expanduser()
     if not path.exists():
-        raise ExportError(f"Model path not found: {path}")
+        raise ModelNotFoundError(f"Model path not found: {path}")
     if path.is_file():
         if path.name == MANIFEST_FILENAME:
             return ModelSource("hf", path.parent)
         try:
             data = read_json(path)
         except (OSError, ValueError) as exc:
-            raise ExportError(f"{path} is not a model artifact (not readable JSON: {exc})") from exc
+            raise ExportError(f"{path} is not a model artifact: Expected JSON ({exc})") from exc
         if not isinstance(data, dict) or "model_type" not in data:
             raise ExportError(f"{path} is not a model artifact: it has no 'model_type'")
         return ModelSource("stub", path)
@@ -126,11 +131,19 @@ def build(
     """Build the service folder ``output_dir`` from ``model_path``.
 
     Returns ``export_report.json``'s content when ONNX is exported, else
-    ``model_metadata.json``'s. Raises :class:`ExportError` for user mistakes.
+    ``model_metadata.json``'s. Raises :class:`ExportError` for user mistakes; a missing model
+    is also a ``FileNotFoundError`` and an existing ``output_dir`` without ``overwrite`` a
+    ``FileExistsError``.
     """
     emit = on_event or noop
     if quantize not in ("int8", "none"):
         raise ExportError(f"Unknown quantization {quantize!r}: use 'int8' or 'none'")
+    if not Path(model_path).expanduser().exists():
+        raise ModelNotFoundError(f"Model path not found: {Path(model_path).expanduser()}")
+    # Refused before the model's content is read: the folder is the problem, whatever the model.
+    target = Path(output_dir).expanduser().absolute()
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
     source = resolve_model_source(model_path)
     if source.kind == "hf":
         from core.exporter.onnx_export import export_real
