@@ -270,8 +270,12 @@ def _step(emit: EventCallback, cancel: CancelToken | None, step: int, total: int
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-path", required=True, help="model_stub.json, a training output folder or a run folder")
-    parser.add_argument("--output-dir", required=True, help="service folder to create")
+    # --model and --out: TinyForgeAI's spellings, accepted on purpose.
+    parser.add_argument(
+        "--model-path", "--model", dest="model_path", required=True,
+        help="model_stub.json, a training output folder or a run folder",
+    )
+    parser.add_argument("--output-dir", "--out", dest="output_dir", required=True, help="service folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--export-onnx", action="store_true", help="export ONNX graphs (placeholders for a dry run)")
     parser.add_argument("--quantize", choices=["int8", "none"], default="int8", help="int8 dynamic quantization (default int8)")
@@ -285,7 +289,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     reporter = ConsoleReporter(quiet=args.quiet)
     try:
         with cancel_on_sigint() as token:
-            build(
+            report = build(
                 args.model_path,
                 args.output_dir,
                 overwrite=args.overwrite,
@@ -300,16 +304,30 @@ def run_export_command(args: argparse.Namespace) -> int:
         return 130
     except (ExportError, OSError, ValueError) as exc:
         reporter.close()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
     finally:
         reporter.close()
+    if not args.quiet:
+        _print_summary(Path(args.output_dir).expanduser().absolute(), report)
     return 0
+
+
+def _print_summary(target: Path, report: dict[str, Any]) -> None:
+    """Where the service went, on stdout (the lines TinyForgeAI's ``export`` printed)."""
+    print(f"Exported the microservice to {target}")
+    print(f"  microservice: {target}")
+    print(f"  metadata: {target / 'model_metadata.json'}")
+    if "onnx_path" in report:
+        print(f"  onnx_path: {report['onnx_path']}")
+        print(f"  quantized_path: {report.get('quantized_path')}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    parser = argparse.ArgumentParser(prog="builder.py", description="Build a service folder from a trained model.")
+    parser = argparse.ArgumentParser(
+        prog="builder.py", description="Build a service folder from a trained model.", allow_abbrev=False
+    )
     add_export_arguments(parser)
     return run_export_command(parser.parse_args(argv))
 
