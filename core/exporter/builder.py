@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 STUB_FILENAME = "model_stub.json"
 MANIFEST_FILENAME = "model_manifest.json"
 SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
+_MAX_STUB_BYTES = 16 << 20  # a model_stub.json is a few hundred bytes
 
 __all__ = ["ModelSource", "build", "get_template_dir", "main", "resolve_model_source", "staged_output_dir"]
 
@@ -70,10 +71,17 @@ def resolve_model_source(model_path: str | os.PathLike[str]) -> ModelSource:
     if path.is_file():
         if path.name == MANIFEST_FILENAME:
             return ModelSource("hf", path.parent)
+        if path.stat().st_size > _MAX_STUB_BYTES:  # a weights file, say: do not read it into memory
+            raise ExportError(
+                f"{path} is not a model artifact. Expected JSON (a model_stub.json) or a training output "
+                "folder; pass the folder that holds model_manifest.json"
+            )
         try:
             data = read_json(path)
         except (OSError, ValueError) as exc:
-            raise ExportError(f"{path} is not a model artifact: Expected JSON ({exc})") from exc
+            raise ExportError(
+                f"{path} is not a model artifact. Expected JSON (a model_stub.json), but it is not readable JSON: {exc}"
+            ) from exc
         if not isinstance(data, dict) or "model_type" not in data:
             raise ExportError(f"{path} is not a model artifact: it has no 'model_type'")
         return ModelSource("stub", path)

@@ -460,8 +460,7 @@ def is_placeholder_graph(onnx_path: str | os.PathLike[str]) -> bool:
     A serialised ONNX model is a protobuf whose first byte is a field tag, never ``#`` or ``{``.
     """
     with open(onnx_path, "rb") as handle:
-        head = handle.read(256).lstrip()
-    return head.startswith((b"#", b"{"))
+        return handle.read(1) in (b"#", b"{")
 
 
 def _export_placeholder(stub_path: Path, out: Path) -> Path:

@@ -72,12 +72,21 @@ def test_existing_output_is_file_exists_before_the_model_is_read(tmp_path: Path)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_build_refuses_a_file_that_is_not_a_tinyforge_artifact(tmp_path: Path) -> None:
+def test_build_refuses_a_file_that_is_not_a_tinyforge_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deliberate difference: TinyForgeAI wrapped any file; we say it is not a model."""
     model = tmp_path / "weights.bin"
     model.write_text("fake model data")
     with pytest.raises(ExportError, match="Expected JSON"):
         build(model, tmp_path / "svc")
+    weights = tmp_path / "pytorch_model.bin"
+    with open(weights, "wb") as handle:  # sparse: big on paper, nothing to read
+        handle.truncate(64 << 20)
+    def read_json(path: object) -> object:
+        raise AssertionError(f"{path} should not be read")
+
+    monkeypatch.setattr("core.exporter.builder.read_json", read_json)
+    with pytest.raises(ExportError, match="Expected JSON"):
+        build(weights, tmp_path / "svc")
     assert not (tmp_path / "svc").exists()
 
 
