@@ -186,8 +186,8 @@ def _quantize_uint8(source: Path, destination: Path) -> dict[str, Any]:
 def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
     """Block-wise 4-bit weight-only quantization of the MatMul weights (``MatMulNBits`` nodes)."""
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    MatMulNBitsQuantizer = _import_nbits_quantizer()
     quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=4, block_size=_INT4_BLOCK_SIZE, is_symmetric=True)
     quantizer.process()
     quantizer.model.save_model_to_file(str(destination), use_external_data_format=False)
@@ -197,6 +197,24 @@ def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
         "block_size": _INT4_BLOCK_SIZE,
         "symmetric": True,
     }
+
+
+def _import_nbits_quantizer() -> Any:
+    """``MatMulNBitsQuantizer``, without the side effects of importing its module.
+
+    The module calls ``logging.basicConfig(level=INFO)`` on import, which would turn on INFO
+    logging for the whole process, and logs every node it skips at INFO.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime.quantization import matmul_nbits_quantizer
+
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    logging.getLogger(matmul_nbits_quantizer.__name__).setLevel(logging.WARNING)
+    return matmul_nbits_quantizer.MatMulNBitsQuantizer
 
 
 def _convert_fp16(source: Path, destination: Path) -> dict[str, Any]:

@@ -400,3 +400,19 @@ def test_no_prefix_matching(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     code, _, err = _cli(capsys, *argv)
     assert code == 2 and "Error:" in err
     assert not (tmp_path / "O").exists()
+
+
+def test_int4_quantizer_import_leaves_logging_alone() -> None:
+    """ONNX Runtime's 4-bit quantizer module calls logging.basicConfig(INFO) when imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging\n"
+        "from core.exporter.quantize import _import_nbits_quantizer\n"
+        "_import_nbits_quantizer()\n"
+        "root = logging.getLogger()\n"
+        "assert not root.handlers and root.level == logging.WARNING, (root.handlers, root.level)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
