@@ -170,17 +170,31 @@ def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any
 
 
 def _quantize_uint8(source: Path, destination: Path) -> dict[str, Any]:
-    """Dynamic quantization with uint8 weights (the int8 recipe's op types and options)."""
+    """Dynamic quantization with uint8 weights: the int8 recipe (pre-processing, op types,
+    options) with the other weight type. ``destination``'s folder is a scratch folder."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    info: dict[str, Any] = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "uint8"}
+    prepared = destination.with_name("preprocessed.onnx")
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+        info["pre_process"] = "quant_pre_process"
+    except Exception as exc:  # as in quantize_int8: quantize the graph as it is
+        logger.warning("quant_pre_process failed (%s); quantizing the graph without it", exc)
+        info["pre_process"] = f"skipped: {type(exc).__name__}: {exc}"[:300]
+        prepared = source
     quantize_dynamic(
-        str(source),
+        str(prepared),
         str(destination),
         weight_type=QuantType.QUInt8,
         op_types_to_quantize=list(DEFAULT_OP_TYPES),
         extra_options={"MatMulConstBOnly": True},
     )
-    return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "uint8", "op_types": list(DEFAULT_OP_TYPES)}
+    if prepared != source:
+        prepared.unlink(missing_ok=True)
+    info["op_types"] = list(DEFAULT_OP_TYPES)
+    return info
 
 
 def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
