@@ -323,7 +323,7 @@ def run_export_command(args: argparse.Namespace) -> int:
 
 def _print_summary(target: Path, report: dict[str, Any]) -> None:
     """Where the service went, on stdout (the lines TinyForgeAI's ``export`` printed)."""
-    print(f"Exported the microservice to {target}")
+    print("Export summary:")
     print(f"  microservice: {target}")
     print(f"  metadata: {target / 'model_metadata.json'}")
     if "onnx_path" in report:
