@@ -1,4 +1,4 @@
-"""``foremforge``: the command line of TinyForge (validate, train, export, predict, evaluate, serve)."""
+"""``foremforge``: the command line of TinyForge (init, validate, train, export, predict, evaluate, serve)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from core import __version__
 
@@ -28,7 +29,7 @@ def _validate(args: argparse.Namespace) -> int:
             report = validate_file(args.data, on_event=reporter, cancel=token)
     except FileNotFoundError as exc:
         reporter.close()
-        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        print(f"Error: file not found: {exc.filename or exc}", file=sys.stderr)
         return 1
     except Cancelled:
         reporter.close()
@@ -58,6 +59,18 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if report.valid else 1
 
 
+def _init(args: argparse.Namespace) -> int:
+    from core.scaffold import run_init
+
+    def ask(prompt: str) -> str | None:
+        try:
+            return input(prompt)
+        except EOFError:
+            return None
+
+    return run_init(Path.cwd(), args.yes, sys.stdout, sys.stderr, ask)
+
+
 def _train(args: argparse.Namespace) -> int:
     from core.training.train import run_train_command
 
@@ -77,20 +90,20 @@ def _is_service_dir(path: Path) -> bool:
 def _predict(args: argparse.Namespace) -> int:
     model_dir = Path(args.model).expanduser()
     if not model_dir.exists():
-        print(f"error: model folder not found: {model_dir}", file=sys.stderr)
+        print(f"Error: model folder not found: {model_dir}", file=sys.stderr)
         return 1
     if (args.input is None) == (args.data is None):
-        print("error: give --input TEXT or --data FILE.jsonl (one of them)", file=sys.stderr)
+        print("Error: give --input TEXT or --data FILE.jsonl (one of them)", file=sys.stderr)
         return 2
     try:
         is_service = _is_service_dir(model_dir)
         if is_service:
             metadata = json.loads((model_dir / "model_metadata.json").read_text(encoding="utf-8"))
             if metadata.get("model_stub", False):
-                print(f"error: {model_dir} holds dry-run placeholders, not a model; train for real first", file=sys.stderr)
+                print(f"Error: {model_dir} holds dry-run placeholders, not a model; train for real first", file=sys.stderr)
                 return 1
         elif (model_dir / "model_stub.json").is_file():
-            print(f"error: {model_dir} holds a dry-run stub, not a model; train without --dry-run", file=sys.stderr)
+            print(f"Error: {model_dir} holds a dry-run stub, not a model; train without --dry-run", file=sys.stderr)
             return 1
         from core.answer_commands import answerer, run_predict_file
 
@@ -98,11 +111,11 @@ def _predict(args: argparse.Namespace) -> int:
         if args.data is not None:
             return run_predict_file(answer, Path(args.data))
         if not args.input.strip():
-            print("error: the input text is empty", file=sys.stderr)
+            print("Error: the input text is empty", file=sys.stderr)
             return 1
         print(answer(args.input))
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -113,7 +126,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         return run_evaluate(args)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
 
 
@@ -123,9 +136,22 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         serve(args.service, host=args.host, port=args.port)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """No prefix matching (``--mod`` is not ``--model-path``: aliases are explicit), and usage
+    errors say ``Error:`` like every other error of the command line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"Error: {message}\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -134,11 +160,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     Building ``train``/``export`` options imports their modules, which ``validate`` on a
     large file should not pay for at start-up.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="foremforge", description="TinyForge: fine-tune small language models on JSONL question/answer pairs."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create a project layout in the current folder (never overwrites)")
+    init.add_argument("--yes", "-y", action="store_true", help="create without asking")
+    init.set_defaults(handler=_init)
 
     validate = commands.add_parser("validate", help="check a JSONL dataset and report every problem")
     validate.add_argument("--data", required=True, help="JSONL dataset to check")

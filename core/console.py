@@ -39,7 +39,7 @@ class ConsoleReporter:
                 self._line(f"step {event.step}  loss {event.values['loss']:.4f}  {extra}".rstrip())
         elif isinstance(event, Log):
             if event.level in ("warning", "error") or not self.quiet:
-                prefix = "" if event.level == "info" else f"{event.level}: "
+                prefix = {"info": "", "error": "Error: "}.get(event.level, f"{event.level}: ")
                 self._line(f"{prefix}{event.message}")
         elif isinstance(event, StageStarted):
             if not self.quiet:
@@ -48,7 +48,7 @@ class ConsoleReporter:
             if not self.quiet:
                 self._line(f"wrote {event.path}")
         elif isinstance(event, Failed):
-            self._line(f"error: {event.message}")
+            self._line(f"Error: {event.message}")
 
     def close(self) -> None:
         """End a half-drawn bar line so the next output starts on a fresh line."""

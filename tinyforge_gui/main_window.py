@@ -32,8 +32,8 @@ from tinyforge_gui import APPLICATION
 from tinyforge_gui.artifacts_panel import ArtifactsPanel
 from tinyforge_gui.dataset_controller import HEAD_ROWS, JSONL_SUFFIXES, DatasetController, dataset_problem
 from tinyforge_gui.dataset_panel import DatasetPanel
-from tinyforge_gui.export_panel import ExportPanel
 from tinyforge_gui.evaluation_panel import EvaluationPanel
+from tinyforge_gui.export_panel import ExportPanel
 from tinyforge_gui.options_panel import OptionsPanel
 from tinyforge_gui.playground_panel import PlaygroundPanel
 from tinyforge_gui.resources import app_icon_path

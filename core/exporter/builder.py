@@ -37,7 +37,7 @@ from core.events import (  # noqa: E402
     StageStarted,
     noop,
 )
-from core.exporter.errors import ExportError, OutputExistsError  # noqa: E402
+from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError  # noqa: E402
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,14 @@ log = logging.getLogger(__name__)
 STUB_FILENAME = "model_stub.json"
 MANIFEST_FILENAME = "model_manifest.json"
 SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
+_MAX_STUB_BYTES = 16 << 20  # a model_stub.json is a few hundred bytes
 
-__all__ = ["ModelSource", "build", "main", "resolve_model_source", "staged_output_dir"]
+__all__ = ["ModelSource", "build", "get_template_dir", "main", "resolve_model_source", "staged_output_dir"]
+
+
+def get_template_dir() -> Path:
+    """The folder of the service template copied into every service folder (the seed's API)."""
+    return SERVICE_TEMPLATE
 
 
 @dataclass(frozen=True)
@@ -61,14 +67,21 @@ def resolve_model_source(model_path: str | os.PathLike[str]) -> ModelSource:
     """Accept a stub file, a training output folder, its ``model/`` folder or a run folder."""
     path = Path(model_path).expanduser()
     if not path.exists():
-        raise ExportError(f"Model path not found: {path}")
+        raise ModelNotFoundError(f"Model path not found: {path}")
     if path.is_file():
         if path.name == MANIFEST_FILENAME:
             return ModelSource("hf", path.parent)
+        if path.stat().st_size > _MAX_STUB_BYTES:  # a weights file, say: do not read it into memory
+            raise ExportError(
+                f"{path} is not a model artifact. Expected JSON (a model_stub.json) or a training output "
+                "folder; pass the folder that holds model_manifest.json"
+            )
         try:
             data = read_json(path)
         except (OSError, ValueError) as exc:
-            raise ExportError(f"{path} is not a model artifact (not readable JSON: {exc})") from exc
+            raise ExportError(
+                f"{path} is not a model artifact. Expected JSON (a model_stub.json), but it is not readable JSON: {exc}"
+            ) from exc
         if not isinstance(data, dict) or "model_type" not in data:
             raise ExportError(f"{path} is not a model artifact: it has no 'model_type'")
         return ModelSource("stub", path)
@@ -126,11 +139,19 @@ def build(
     """Build the service folder ``output_dir`` from ``model_path``.
 
     Returns ``export_report.json``'s content when ONNX is exported, else
-    ``model_metadata.json``'s. Raises :class:`ExportError` for user mistakes.
+    ``model_metadata.json``'s. Raises :class:`ExportError` for user mistakes; a missing model
+    is also a ``FileNotFoundError`` and an existing ``output_dir`` without ``overwrite`` a
+    ``FileExistsError``.
     """
     emit = on_event or noop
     if quantize not in ("int8", "none"):
         raise ExportError(f"Unknown quantization {quantize!r}: use 'int8' or 'none'")
+    if not Path(model_path).expanduser().exists():
+        raise ModelNotFoundError(f"Model path not found: {Path(model_path).expanduser()}")
+    # Refused before the model's content is read: the folder is the problem, whatever the model.
+    target = Path(output_dir).expanduser().absolute()
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
     source = resolve_model_source(model_path)
     if source.kind == "hf":
         from core.exporter.onnx_export import export_real
@@ -257,8 +278,12 @@ def _step(emit: EventCallback, cancel: CancelToken | None, step: int, total: int
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-path", required=True, help="model_stub.json, a training output folder or a run folder")
-    parser.add_argument("--output-dir", required=True, help="service folder to create")
+    # --model and --out: TinyForgeAI's spellings, accepted on purpose.
+    parser.add_argument(
+        "--model-path", "--model", dest="model_path", required=True,
+        help="model_stub.json, a training output folder or a run folder",
+    )
+    parser.add_argument("--output-dir", "--out", dest="output_dir", required=True, help="service folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--export-onnx", action="store_true", help="export ONNX graphs (placeholders for a dry run)")
     parser.add_argument("--quantize", choices=["int8", "none"], default="int8", help="int8 dynamic quantization (default int8)")
@@ -272,7 +297,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     reporter = ConsoleReporter(quiet=args.quiet)
     try:
         with cancel_on_sigint() as token:
-            build(
+            report = build(
                 args.model_path,
                 args.output_dir,
                 overwrite=args.overwrite,
@@ -287,16 +312,30 @@ def run_export_command(args: argparse.Namespace) -> int:
         return 130
     except (ExportError, OSError, ValueError) as exc:
         reporter.close()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
     finally:
         reporter.close()
+    if not args.quiet:
+        _print_summary(Path(args.output_dir).expanduser().absolute(), report)
     return 0
+
+
+def _print_summary(target: Path, report: dict[str, Any]) -> None:
+    """Where the service went, on stdout (the lines TinyForgeAI's ``export`` printed)."""
+    print("Export summary:")
+    print(f"  microservice: {target}")
+    print(f"  metadata: {target / 'model_metadata.json'}")
+    if "onnx_path" in report:
+        print(f"  onnx_path: {report['onnx_path']}")
+        print(f"  quantized_path: {report.get('quantized_path')}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    parser = argparse.ArgumentParser(prog="builder.py", description="Build a service folder from a trained model.")
+    parser = argparse.ArgumentParser(
+        prog="builder.py", description="Build a service folder from a trained model.", allow_abbrev=False
+    )
     add_export_arguments(parser)
     return run_export_command(parser.parse_args(argv))
 

@@ -11,7 +11,6 @@ fp32. The thresholds are parameters so a test (or a cautious user) can force the
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CANDIDATES", "Candidate", "Gate", "choose_served", "quantize_blockwise"]
+__all__ = ["CANDIDATES", "Candidate", "Gate", "choose_served"]
 
 
 @dataclass(frozen=True)
@@ -45,47 +44,28 @@ class Candidate:
     build: Callable[[Path, Path], dict[str, Any]]
 
 
-def quantize_blockwise(source: str | Path, destination: str | Path, bits: int = 8, block_size: int = 32,
-                       accuracy_level: int = 4) -> dict[str, Any]:
-    """Weight-only block-wise quantization of every MatMul with constant weights (MatMulNBits)."""
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
-
-    source, destination = Path(source), Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    model = onnx.load(str(source))
-    config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
-                                          accuracy_level=accuracy_level, bits=bits)
-    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True,
-                                     accuracy_level=accuracy_level, algo_config=config)
-    quantizer.process()
-    quantized = quantizer.model.model
-    external = quantized.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: weights beside the graph
-    onnx.save_model(quantized, str(destination), save_as_external_data=external,
-                    location=destination.name + ".data" if external else None)
-    onnx.checker.check_model(str(destination))
-    return {"method": "onnxruntime MatMulNBitsQuantizer (weight-only, block-wise, symmetric)", "bits": bits,
-            "block_size": block_size, "accuracy_level": accuracy_level,
-            "seconds": round(time.perf_counter() - started, 3)}
-
-
 def _dynamic_int8(source: Path, destination: Path) -> dict[str, Any]:
     from core.exporter.quantize import quantize_int8
 
     return quantize_int8(source, destination)
 
 
+def _blockwise(bits: int) -> Callable[[Path, Path], dict[str, Any]]:
+    def build(source: Path, destination: Path) -> dict[str, Any]:
+        from core.exporter.quantize import quantize_blockwise
+
+        return quantize_blockwise(source, destination, bits=bits, block_size=32, accuracy_level=4)
+
+    return build
+
+
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("int8", "dynamic int8: per-tensor int8 weights and activations (MatMul, Gather)",
               "quantized.onnx", _dynamic_int8),
     Candidate("int8_block", "weight-only int8 in blocks of 32, int8 compute (MatMulNBits, accuracy level 4)",
-              "int8_block.onnx", lambda s, d: quantize_blockwise(s, d, bits=8)),
+              "int8_block.onnx", _blockwise(8)),
     Candidate("int4_block", "weight-only int4 in blocks of 32, int8 compute (MatMulNBits, accuracy level 4)",
-              "int4_block.onnx", lambda s, d: quantize_blockwise(s, d, bits=4)),
+              "int4_block.onnx", _blockwise(4)),
 )
 
 

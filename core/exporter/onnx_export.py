@@ -34,14 +34,23 @@ from core.events import (
     noop,
 )
 from core.exporter.candidates import CANDIDATES, Gate, choose_served
-from core.exporter.errors import ExportError
+from core.exporter.errors import ExportError, ModelNotFoundError
 from core.exporter.onnx_graphs import cache_layout as cache_layout
 from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
-from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_FORMAT_VERSION", "ResolvedModel", "export_graphs", "export_real", "resolve_trained_model"]
+__all__ = [
+    "EXPORT_FORMAT_VERSION",
+    "ResolvedModel",
+    "export_graphs",
+    "export_real",
+    "export_to_onnx",
+    "get_onnx_metadata",
+    "is_placeholder_graph",
+    "resolve_trained_model",
+]
 
 EXPORT_FORMAT_VERSION = "1.0"
 MANIFEST_FILENAME = "model_manifest.json"
@@ -74,7 +83,7 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
     the ``model/`` folder; raise :class:`ExportError` with a clear message otherwise."""
     path = Path(model_path).expanduser().absolute()
     if not path.exists():
-        raise ExportError(f"Model path not found: {path}")
+        raise ModelNotFoundError(f"Model path not found: {path}")
     if path.is_file():
         if path.name != MANIFEST_FILENAME:
             raise ExportError(f"{path} is not a trained model: pass the training output folder")
@@ -466,3 +475,124 @@ def _copy_service_files(staging: Path, model_dir: Path, tokenizer: Any, prompt: 
             (staging / "model_config").mkdir(exist_ok=True)
             shutil.copy2(model_dir / extra, staging / "model_config" / extra)
     write_json_atomic(staging / PROMPT_FILENAME, prompt)
+
+
+# --------------------------------------------------------------------------- the seed's helpers
+
+
+def export_to_onnx(model_path: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> str:
+    """The seed's ONNX hook: write ``output_dir/model.onnx`` and ``model.onnx.meta.json``.
+
+    For a dry-run ``model_stub.json`` (or its folder) it writes the seed's placeholder, which
+    says so in its content; for a real trained model (training output folder, its
+    ``model_manifest.json`` or ``model/`` folder) the real fp32 graph(s), exported by the same
+    code as :func:`export_real` (a seq2seq model adds ``encoder.onnx``). Returns the path of
+    ``model.onnx``. Raises ``FileNotFoundError`` for a missing model and ``ValueError``
+    (:class:`ExportError`) for a file that is not a model. Only the graph files it writes are
+    replaced in ``output_dir``; use :func:`core.exporter.builder.build` for a runnable service.
+    """
+    from core.exporter.builder import resolve_model_source
+
+    source = resolve_model_source(model_path)
+    out = Path(output_dir).expanduser().absolute()
+    if source.kind == "stub":
+        return str(_export_placeholder(source.path, out))
+    return str(_export_graph_files(resolve_trained_model(source.path), out))
+
+
+def get_onnx_metadata(onnx_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``<graph>.meta.json`` written beside an ONNX file, or None when there is none."""
+    meta_path = Path(onnx_path).expanduser().with_name(Path(onnx_path).name + ".meta.json")
+    if not meta_path.is_file():
+        return None
+    try:
+        data = read_json(meta_path)
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{meta_path} is not readable JSON: {exc}") from exc
+    return data if isinstance(data, dict) else None
+
+
+def is_placeholder_graph(onnx_path: str | os.PathLike[str]) -> bool:
+    """True for a dry run's placeholder (the seed's comment text or JSON document), not a graph.
+
+    A serialised ONNX model is a protobuf whose first byte is a field tag, never ``#`` or ``{``.
+    """
+    with open(onnx_path, "rb") as handle:
+        return handle.read(1) in (b"#", b"{")
+
+
+def _export_placeholder(stub_path: Path, out: Path) -> Path:
+    """The seed's placeholder ``model.onnx`` and its metadata (the whole stub as source_model)."""
+    model_ref = str(stub_path.absolute())
+    export_time = utc_now_iso()
+    onnx_path = out / "model.onnx"
+    # Metadata first: a reader that finds the placeholder also finds what it stands for.
+    write_json_atomic(
+        out / "model.onnx.meta.json",
+        {
+            "exported_from": model_ref,
+            "export_time": export_time,
+            "version": "0.1-stub",
+            "source_model": read_json(stub_path),
+        },
+    )
+    write_text_atomic(
+        onnx_path,
+        "# TinyForgeAI ONNX placeholder\n"
+        f"# Exported: {export_time}\n"
+        f"# Source: {model_ref}\n"
+        "# This is a stub file for testing purposes.\n",
+    )
+    return onnx_path
+
+
+def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
+    """Export the real fp32 graph(s) of a trained model into ``out`` with their metadata.
+
+    The graphs are exported and checked in a temp folder inside ``out`` and moved into place
+    only when complete, so a failure leaves ``out`` as it was.
+    """
+    import tempfile
+
+    import torch
+
+    model, _tokenizer, architecture = _load_torch_model(resolved)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=out))
+    try:
+        try:
+            exported = export_graphs(model, architecture, work)
+            files = {role: Path(rel).name for role, rel in exported["files"].items()}
+            check_graphs(work, files)
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+        write_json_atomic(
+            work / "model.onnx.meta.json",
+            {
+                "exported_from": str(resolved.model_dir),
+                "export_time": utc_now_iso(),
+                "version": EXPORT_FORMAT_VERSION,
+                "exporter": f"torch.onnx ({exported['exporter']}), torch {torch.__version__}",
+                "opset": exported["opset"],
+                "graphs": {role: {"path": name, **exported["io"][role]} for role, name in files.items()},
+                "inputs": exported["io"]["decoder"]["inputs"],
+                "outputs": exported["io"]["decoder"]["outputs"],
+                "layout": exported["layout"],
+                "source_model": {
+                    "model_type": resolved.manifest.get("model_type", "hf"),
+                    "architecture": architecture,
+                    "base_model": resolved.manifest.get("base_model"),
+                    "hf_model_type": getattr(model.config, "model_type", None),
+                    "n_records": resolved.manifest.get("n_records"),
+                },
+            },
+        )
+        # The graph's external data (if any) first, the metadata last.
+        names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
+        for name in names:
+            os.replace(work / name, out / name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out / "model.onnx"

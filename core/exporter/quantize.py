@@ -7,6 +7,7 @@ quantized per tensor; embedding ``Gather`` tables too, which is most of a small 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["quantize_int8"]
+__all__ = ["QUANTIZE_MODES", "get_quantized_metadata", "quantize_blockwise", "quantize_int8", "quantize_onnx"]
 
 DEFAULT_OP_TYPES = ("MatMul", "Gather")
 
@@ -70,3 +71,188 @@ def quantize_int8(
         }
     )
     return info
+
+
+# --------------------------------------------------------------------------- the seed's hook
+
+QUANTIZE_MODES = ("int8", "uint8", "int4", "fp16")
+_INT4_BLOCK_SIZE = 32  # 4-bit weights per block of 32 input rows, each block with its own scale
+
+
+def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], mode: str = "int8") -> str:
+    """The seed's quantization hook: write ``output_dir/quantized.onnx`` and its ``.meta.json``.
+
+    A dry run's placeholder gets the seed's placeholder document (JSON, saying ``quantized``
+    and ``mode``); a real graph is quantized for real: ``int8``/``uint8`` with ONNX Runtime's
+    dynamic quantization, ``int4`` with its block-wise weight-only ``MatMulNBitsQuantizer``,
+    ``fp16`` by converting weights and compute to float16 (inputs and outputs stay float32;
+    meant for GPUs, many CPU kernels have no float16 version). The metadata carries the
+    source's metadata plus ``quantized``, ``mode`` and ``quantize_time``. Returns the path of
+    ``quantized.onnx``; raises ``FileNotFoundError`` for a missing file and ``ValueError`` for
+    an unknown mode or a file that is not an ONNX graph.
+    """
+    from core.exporter.onnx_export import get_onnx_metadata, is_placeholder_graph
+    from core.jsonio import utc_now_iso, write_json_atomic
+
+    source = Path(onnx_path).expanduser().absolute()
+    if not source.is_file():
+        raise FileNotFoundError(errno.ENOENT, "ONNX file not found", str(source))
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"Invalid quantization mode: {mode!r} (valid modes: {', '.join(QUANTIZE_MODES)})")
+    out = Path(output_dir).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    destination = out / "quantized.onnx"
+    source_meta = get_onnx_metadata(source) or {}
+    quantize_time = utc_now_iso()
+    meta: dict[str, Any] = {
+        **source_meta,
+        "quantized": True,
+        "mode": mode,
+        "quantize_time": quantize_time,
+        "source_onnx": str(source),
+    }
+    if is_placeholder_graph(source):
+        write_json_atomic(
+            destination,
+            {
+                "exported_from": source_meta.get("exported_from", str(source)),
+                "export_time": source_meta.get("export_time"),
+                "version": source_meta.get("version", "0.1-stub"),
+                "quantized": True,
+                "mode": mode,
+                "quantize_time": quantize_time,
+            },
+        )
+    else:
+        meta["quantization"] = _quantize_graph(source, destination, mode)
+    write_json_atomic(out / "quantized.onnx.meta.json", meta)
+    return str(destination)
+
+
+def get_quantized_metadata(quantized_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``.meta.json`` beside a quantized file written by :func:`quantize_onnx`, or None."""
+    from core.exporter.onnx_export import get_onnx_metadata
+
+    return get_onnx_metadata(quantized_path)
+
+
+def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any]:
+    """Quantize a real graph into a temp file beside ``destination``, check it, move it in place."""
+    import onnx
+
+    from core.exporter.errors import ExportError
+
+    try:
+        onnx.load(str(source), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors have no common base class
+        raise ExportError(f"{source} is not an ONNX graph: {type(exc).__name__}: {exc}") from exc
+    work = Path(tempfile.mkdtemp(prefix=".quantize-", dir=destination.parent))
+    started = time.perf_counter()
+    try:
+        partial = work / destination.name
+        if mode == "int8":
+            info = quantize_int8(source, partial)
+        elif mode == "uint8":
+            info = _quantize_uint8(source, partial)
+        elif mode == "int4":
+            info = _quantize_int4(source, partial)
+        else:
+            info = _convert_fp16(source, partial)
+        onnx.checker.check_model(str(partial))
+        for extra in sorted(work.iterdir(), key=lambda p: p == partial):  # external data before the graph
+            os.replace(extra, destination.parent / extra.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info.setdefault("seconds", round(time.perf_counter() - started, 3))
+    info["source_bytes"] = source.stat().st_size
+    info["quantized_bytes"] = destination.stat().st_size
+    return info
+
+
+def _quantize_uint8(source: Path, destination: Path) -> dict[str, Any]:
+    """Dynamic quantization with uint8 weights: the int8 recipe (pre-processing, op types,
+    options) with the other weight type. ``destination``'s folder is a scratch folder."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    info: dict[str, Any] = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "uint8"}
+    prepared = destination.with_name("preprocessed.onnx")
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+        info["pre_process"] = "quant_pre_process"
+    except Exception as exc:  # as in quantize_int8: quantize the graph as it is
+        logger.warning("quant_pre_process failed (%s); quantizing the graph without it", exc)
+        info["pre_process"] = f"skipped: {type(exc).__name__}: {exc}"[:300]
+        prepared = source
+    quantize_dynamic(
+        str(prepared),
+        str(destination),
+        weight_type=QuantType.QUInt8,
+        op_types_to_quantize=list(DEFAULT_OP_TYPES),
+        extra_options={"MatMulConstBOnly": True},
+    )
+    if prepared != source:
+        prepared.unlink(missing_ok=True)
+    info["op_types"] = list(DEFAULT_OP_TYPES)
+    return info
+
+
+def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
+    """Block-wise 4-bit weight-only quantization of the MatMul weights (``MatMulNBits`` nodes)."""
+    return quantize_blockwise(source, destination, bits=4, block_size=_INT4_BLOCK_SIZE, accuracy_level=None)
+
+
+def quantize_blockwise(source: str | os.PathLike[str], destination: str | os.PathLike[str], bits: int = 8,
+                       block_size: int = 32, accuracy_level: int | None = 4) -> dict[str, Any]:
+    """Weight-only block-wise quantization of every MatMul with constant weights (``MatMulNBits``:
+    one symmetric scale per ``block_size`` weights). ``accuracy_level`` 4 runs the matmuls on int8
+    kernels; None keeps fp32 compute."""
+    import onnx
+
+    source, destination = Path(source), Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    MatMulNBitsQuantizer = _import_nbits_quantizer()  # noqa: N806 - a class
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=bits, block_size=block_size, is_symmetric=True,
+                                     accuracy_level=accuracy_level)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(destination), use_external_data_format=False)
+    onnx.checker.check_model(str(destination))
+    return {
+        "method": "onnxruntime.quantization.MatMulNBitsQuantizer",
+        "bits": bits,
+        "block_size": block_size,
+        "symmetric": True,
+        "accuracy_level": accuracy_level,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _import_nbits_quantizer() -> Any:
+    """``MatMulNBitsQuantizer``, without the side effects of importing its module.
+
+    The module calls ``logging.basicConfig(level=INFO)`` on import, which would turn on INFO
+    logging for the whole process, and logs every node it skips at INFO.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime.quantization import matmul_nbits_quantizer
+
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    logging.getLogger(matmul_nbits_quantizer.__name__).setLevel(logging.WARNING)
+    return matmul_nbits_quantizer.MatMulNBitsQuantizer
+
+
+def _convert_fp16(source: Path, destination: Path) -> dict[str, Any]:
+    """float16 weights and compute; graph inputs and outputs keep their float32 type."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    converted = OnnxModel(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True))
+    converted.topological_sort()  # the casts kept for float32 inputs are appended at the end
+    onnx.save(converted.model, str(destination))
+    return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}

@@ -73,14 +73,14 @@ def find_gguf_file() -> Path | None:
         spec = None
     if spec is not None and spec.submodule_search_locations:
         candidates += [Path(p) / GGUF_FILENAME for p in spec.submodule_search_locations]
-    import importlib.metadata
+    from importlib import metadata  # not at import time: the window's first paint checks this module
 
     try:
-        dist = importlib.metadata.distribution(GGUF_DISTRIBUTION)
+        dist = metadata.distribution(GGUF_DISTRIBUTION)
         for item in dist.files or []:
             if item.name == GGUF_FILENAME:
                 candidates.append(Path(str(dist.locate_file(item))))
-    except importlib.metadata.PackageNotFoundError:
+    except metadata.PackageNotFoundError:
         pass
     for entry in sys.path:
         if entry:

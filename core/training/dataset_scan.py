@@ -164,7 +164,7 @@ def check_record(value: Any) -> list[str]:
     missing = [k for k in ("input", "output") if k not in value]
     if missing:
         names = " and ".join(f"'{k}'" for k in missing)
-        raise LineProblem(MISSING_FIELD, f"missing {names}")
+        raise LineProblem(MISSING_FIELD, f"missing keys: {names}")
     for key in ("input", "output"):
         if type(value[key]) is not str:
             raise LineProblem(NOT_STRING, f"'{key}' must be a string, got {_json_type(value[key])}")

@@ -49,7 +49,7 @@ def apply_lora(model: dict[str, Any], config: Mapping[str, Any] | None = None) -
     new one is given.
     """
     if model is None or not isinstance(model, dict):
-        raise ValueError(f"apply_lora expects a model dict, got {type(model).__name__}")
+        raise ValueError(f"apply_lora: model must be a non-None dictionary, got {type(model).__name__}")
     patched = copy.deepcopy(model)
     if config is not None:
         lora_config = validate_lora_config(config)

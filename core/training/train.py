@@ -223,11 +223,11 @@ def run_train_command(args: argparse.Namespace) -> int:
         return 130
     except FileNotFoundError as exc:
         reporter.close()
-        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        print(f"Error: file not found: {exc.filename or exc}", file=sys.stderr)
         return 1
     except (DatasetError, ValueError, RuntimeError) as exc:
         reporter.close()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
     finally:
         reporter.close()
@@ -237,7 +237,18 @@ def run_train_command(args: argparse.Namespace) -> int:
         return 130
     if status == "failed":
         return 1
+    if config.dry_run and not args.quiet:
+        _print_dry_run_summary(config, result)
     return 0
+
+
+def _print_dry_run_summary(config: TrainConfig, stub: dict[str, Any]) -> None:
+    """The result of a dry run on stdout (the lines TinyForgeAI's ``train`` printed)."""
+    print("dry-run complete: the data was checked and a stub artifact written; no model was trained")
+    print(f"  n_records: {stub.get('n_records')}")
+    print(f"  artifact: {Path(config.output_dir).expanduser().absolute() / STUB_FILENAME}")
+    if stub.get("lora_applied"):
+        print(f"  LoRA: {stub.get('lora_config')}")
 
 
 def _first_error(exc: Exception) -> str:
@@ -250,7 +261,8 @@ def _first_error(exc: Exception) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="train.py", description="Fine-tune a small language model on a JSONL dataset (or dry-run it)."
+        prog="train.py", description="Fine-tune a small language model on a JSONL dataset (or dry-run it).",
+        allow_abbrev=False,
     )
     add_train_arguments(parser)
     return parser
