@@ -25,7 +25,6 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
-from core import staging  # noqa: E402
 from core.events import (  # noqa: E402
     ArtifactWritten,
     Cancelled,
@@ -39,6 +38,14 @@ from core.events import (  # noqa: E402
 )
 from core.exporter.errors import ExportError, OutputExistsError  # noqa: E402
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
+from core.staging import (  # noqa: E402
+    OutputFolderError,
+    check_replaceable,
+    new_staging,
+    output_lock,
+    remove_leftovers,
+    swap_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +110,20 @@ def staged_output_dir(output_dir: str | os.PathLike[str], overwrite: bool) -> It
     if exists and not overwrite:
         raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
     try:
-        staging.check_replaceable(target, [SERVICE_MARKER], "service folder")
-        with staging.output_lock(target):
-            staging.check_replaceable(target, [SERVICE_MARKER], "service folder")  # as it is now, locked
+        check_replaceable(target, [SERVICE_MARKER], "service folder")
+        with output_lock(target):
+            check_replaceable(target, [SERVICE_MARKER], "service folder")  # as it is now, locked
             if (target.exists() or target.is_symlink()) and not overwrite:
                 raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
-            staging.remove_leftovers(target)
-            folder = staging.new_staging(target)
+            remove_leftovers(target)
+            folder = new_staging(target)
             try:
                 yield folder
-                staging.swap_in(folder, target)
+                swap_in(folder, target)
             finally:
                 if folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
-    except staging.OutputFolderError as exc:
+    except OutputFolderError as exc:
         raise ExportError(str(exc)) from exc
 
 

@@ -146,12 +146,11 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
 
 
 def _remove_stale_staging(output: Path) -> None:
-    """A killed child cannot clean up: remove its temp output folders (named by hf_train)."""
-    import shutil
+    """A killed child cannot clean up: remove the temp output folders of dead processes (its own
+    among them), never those of a live run."""
+    from core.staging import remove_leftovers
 
-    output = output.expanduser().resolve()
-    for stale in output.parent.glob(f".{output.name}.tinyforge-*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_leftovers(output.expanduser().resolve())
 
 
 def _ask_to_stop(proc: subprocess.Popen[str], windows: bool) -> None:
