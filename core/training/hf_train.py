@@ -585,6 +585,8 @@ def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:
     Any failure leaves the previous output as it was.
     """
     _check_replaceable(output)  # again: a user may have put files there while we trained
+    if completed:
+        shutil.rmtree(staging / CHECKPOINTS_DIR, ignore_errors=True)  # nothing left to resume
     if completed or not (output / MANIFEST_NAME).is_file():
         swap_in(staging, output)
         return sorted(output.iterdir())
