@@ -191,6 +191,17 @@ def test_a_second_export_or_dry_run_into_a_locked_folder_is_refused(tmp_path: Pa
     assert (out / "model_metadata.json").is_file()
 
 
+def test_a_run_executing_elsewhere_is_refused_untouched(tmp_path: Path) -> None:
+    options = runs.RunOptions(actions=["train"], train=TrainConfig(data_path=str(SAMPLE), output_dir="", dry_run=True))
+    run = runs.create_run(tmp_path, options, dataset_sha256="ab" * 32)
+    before = snapshot(run.path)
+    with staging.output_lock(run.path), pytest.raises(staging.OutputInUseError, match="in use"):
+        runs.execute_run(run, runs.stages_for(["train"]))
+    assert snapshot(run.path) == before
+    assert runs.execute_run(run, runs.stages_for(["train"])) == "completed"
+    assert (run.model_dir / "model_stub.json").is_file() and hidden_beside(run.path) == []
+
+
 def test_leftovers_of_dead_processes_go_and_live_ones_stay(tmp_path: Path) -> None:
     stub = write_stub(tmp_path / "model")
     service = tmp_path / "svc"
