@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to a temp file beside ``path`` and rename it into place."""
+    """Write ``text`` to a temp file beside ``path`` and rename it into place.
+
+    The file gets the usual mode (0644 under umask 022), not ``mkstemp``'s 0600, so a service
+    folder copied to another user (a container) can still read it.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temp(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
@@ -25,6 +29,17 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new temp file beside ``target``, created with 0666 minus the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:

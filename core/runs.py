@@ -3,8 +3,9 @@
 Headless (no Qt): the GUI, the CLI or a script create a run, execute its stages with an event
 callback and a cancel token, and list past runs. A cancelled or failed stage never leaves a
 half-written ``model/`` or ``service/`` behind: a stage either writes into a staging folder that
-is renamed into place on success, or writes atomically itself and its new folder is removed
-when it fails.
+is swapped into place on success, or writes atomically itself and its new folder is removed
+when it fails. A run is locked while it executes (``.RUN.tinyforge.lock`` beside it), so a
+second process cannot execute the same run at once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from core.events import (
     StageStarted,
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.staging import OutputFolderError, new_staging, output_lock, remove_leftovers, swap_in
 from core.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -256,25 +258,26 @@ class _EventSink:
 
 
 def _staging_dir(run: RunFolder, target: str) -> Path:
-    staging = run.path / f".{target}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
+    """A new staging folder for ``target`` (dead runs' leftovers beside it are removed first)."""
+    final = run.path / target
+    legacy = run.path / f".{target}.partial"  # the fixed name earlier versions used
+    if legacy.exists():
+        shutil.rmtree(legacy)
+    remove_leftovers(final)
+    staging = new_staging(final)
+    staging.rmdir()  # a unique name (pid + random); the stage creates the folder when it writes
     return staging
 
 
 def _promote(staging: Path, final: Path, overwrite: bool) -> None:
-    """Move a finished staging folder into place (replacing ``final`` only when allowed)."""
+    """Swap a finished staging folder in as ``final`` (replacing it only when allowed, and only
+    inside a run folder); a failure leaves the old ``final`` as it was."""
     if final.exists():
         if not overwrite:
             raise FileExistsError(f"{final} already exists (enable overwrite to replace it)")
-        backup = final.with_name(f".{final.name}.old")
-        if backup.exists():
-            shutil.rmtree(backup)
-        final.rename(backup)
-        staging.rename(final)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        staging.rename(final)
+        if not (final.parent / RUN_FILE).is_file():
+            raise OutputFolderError(f"refusing to replace {final}: {final.parent} is not a TinyForge run (no {RUN_FILE})")
+    swap_in(staging, final)
 
 
 def execute_run(
@@ -287,9 +290,17 @@ def execute_run(
     """Run ``stages`` in order; return the final status (completed, failed or cancelled).
 
     Never raises for a stage failure: the failure is recorded in run.json, written to
-    events.jsonl as a ``Failed`` event and forwarded to ``on_event``.
+    events.jsonl as a ``Failed`` event and forwarded to ``on_event``. Raises
+    :class:`core.staging.OutputInUseError`, touching nothing, while another process executes
+    the same run.
     """
-    cancel = cancel or CancelToken()
+    with output_lock(run.path):
+        return _execute_locked(run, stages, on_event, cancel or CancelToken(), overwrite)
+
+
+def _execute_locked(
+    run: RunFolder, stages: Sequence[Stage], on_event: EventCallback | None, cancel: CancelToken, overwrite: bool
+) -> str:
     sink = _EventSink(run.events_file, on_event, {})
     run.record["status"] = "running"
     run.record["started_time"] = utc_now_iso()
@@ -383,6 +394,8 @@ def _keep_checkpoint(run: RunFolder, out: Path, report: dict[str, Any] | None, o
     checkpoint is not half-written, and Resume continues from it.
     """
     if (report is None or report.get("status") != "completed") and (out / "checkpoints").is_dir():
+        if (out / "model_manifest.json").is_file():  # an earlier completed model stays where it is
+            return
         keep = run.path / RESUME_DIR
         shutil.rmtree(keep, ignore_errors=True)
         out.rename(keep)

@@ -19,7 +19,6 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import tempfile  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -39,6 +38,14 @@ from core.events import (  # noqa: E402
 )
 from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError  # noqa: E402
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
+from core.staging import (  # noqa: E402
+    OutputFolderError,
+    check_replaceable,
+    new_staging,
+    output_lock,
+    remove_leftovers,
+    swap_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,33 +105,39 @@ def resolve_model_source(model_path: str | os.PathLike[str]) -> ModelSource:
     )
 
 
+SERVICE_MARKER = "model_metadata.json"  # what makes a folder a TinyForge service (to replace)
+
+
 @contextmanager
 def staged_output_dir(output_dir: str | os.PathLike[str], overwrite: bool) -> Iterator[Path]:
-    """Yield a temp folder beside ``output_dir``; on success it replaces ``output_dir``.
+    """Yield a temp folder beside ``output_dir``; on success it replaces ``output_dir`` whole.
 
-    An existing ``output_dir`` without ``overwrite`` is refused before anything is written;
-    on any error the temp folder is removed and the existing folder is left untouched.
+    An existing ``output_dir`` without ``overwrite`` is refused before anything is written, and
+    with ``overwrite`` too unless it is a TinyForge service (its ``model_metadata.json`` is
+    there) or empty. The folder is locked for the whole build (a second export into it is
+    refused), leftovers of dead builds beside it are removed, and on any error the temp folder
+    is removed and the existing folder is left exactly as it was.
     """
     target = Path(output_dir).expanduser().absolute()
-    if target.exists() and not overwrite:
+    exists = target.exists() or target.is_symlink()
+    if exists and not overwrite:
         raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
-    if target.exists() and not target.is_dir():
-        raise ExportError(f"Output path exists and is not a folder: {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
-    staging.chmod(0o755)
     try:
-        yield staging
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, trash / "old")
-            os.replace(staging, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        check_replaceable(target, [SERVICE_MARKER], "service folder")
+        with output_lock(target):
+            check_replaceable(target, [SERVICE_MARKER], "service folder")  # as it is now, locked
+            if (target.exists() or target.is_symlink()) and not overwrite:
+                raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
+            remove_leftovers(target)
+            folder = new_staging(target)
+            try:
+                yield folder
+                swap_in(folder, target)
+            finally:
+                if folder.exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+    except OutputFolderError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def build(

@@ -104,7 +104,15 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
             f"{path} is not a trained model: expected {MANIFEST_FILENAME} with a model/ folder, "
             "or a Hugging Face model folder holding config.json and weights"
         )
-    if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
+    if not any(model_dir.glob("*.safetensors")):
+        # Pickled .bin weights can run code when loaded: only safetensors are read.
+        pickled = sorted(p.name for p in model_dir.glob("*.bin"))
+        if pickled:
+            raise ExportError(
+                f"{model_dir} holds only PyTorch pickle weights ({', '.join(pickled[:2])}); TinyForge loads "
+                "safetensors only: re-save it as safetensors (load it with transformers and call "
+                "model.save_pretrained(folder, safe_serialization=True); recent versions do so by default)"
+            )
         raise ExportError(f"{model_dir} holds no model weights (*.safetensors)")
     return ResolvedModel(model_dir=model_dir, root=root, manifest=manifest)
 
@@ -424,7 +432,7 @@ def _load_torch_model(resolved: ResolvedModel) -> tuple[Any, Any, str]:
     if architecture not in ("causal", "seq2seq"):
         architecture = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
     auto = AutoModelForSeq2SeqLM if architecture == "seq2seq" else AutoModelForCausalLM
-    model = auto.from_pretrained(str(resolved.model_dir), dtype=torch.float32)
+    model = auto.from_pretrained(str(resolved.model_dir), dtype=torch.float32, use_safetensors=True)
     model.eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(resolved.model_dir))

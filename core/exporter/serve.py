@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +90,15 @@ def start_service_process(
     host: str = "127.0.0.1",
     precision: str | None = None,
     startup_timeout: float = 120.0,
+    die_with_parent: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``service_dir``'s app with uvicorn in a child process and wait until /health answers.
 
     ``port=0`` picks a free port. Returns ``(process, base_url)``; stop it with
     :func:`stop_service_process`. The child's output goes to a log file whose path is
-    ``process.log_path`` (so a full pipe can never block it).
+    ``process.log_path`` (so a full pipe can never block it). With ``die_with_parent`` (Linux)
+    the child is killed when the calling *thread* ends, even by ``kill -9``: right for the
+    export self-test, wrong for a service a short-lived worker thread starts for the window.
     """
     folder = _check_service_dir(service_dir)
     port = int(port) or find_free_port(host)
@@ -109,7 +114,10 @@ def start_service_process(
             "--app-dir", str(folder), "--host", host, "--port", str(port), "--log-level", "warning",
         ]
     log_file = tempfile.NamedTemporaryFile(prefix="tinyforge-service-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, cwd=str(folder), env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=str(folder), env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent_hook() if die_with_parent else None,
+    )
     log_file.close()
     process.log_path = log_file.name  # type: ignore[attr-defined]
     url = f"http://{host}:{port}"
@@ -127,6 +135,28 @@ def start_service_process(
             stop_service_process(process)
             raise ServiceStartError(f"the service did not answer {url}/health within {startup_timeout:.0f} s")
         time.sleep(0.2)
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """Linux only: a ``preexec_fn`` asking the kernel to SIGKILL the child when its parent dies
+    (``PR_SET_PDEATHSIG``), so a killed export never leaves its self-test service serving."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return hook
 
 
 def _log_tail(process: subprocess.Popen[bytes], limit: int = 1500) -> str:
@@ -168,7 +198,7 @@ def self_test(
     started = time.perf_counter()
     process = None
     try:
-        process, url = start_service_process(service_dir, precision=precision)
+        process, url = start_service_process(service_dir, precision=precision, die_with_parent=True)
         result["startup_s"] = round(time.perf_counter() - started, 3)
         latencies: list[float] = []
         mismatches: list[dict[str, str]] = []

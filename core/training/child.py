@@ -146,12 +146,16 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
 
 
 def _remove_stale_staging(output: Path) -> None:
-    """A killed child cannot clean up: remove its temp output folders (named by hf_train)."""
-    import shutil
+    """A killed child cannot clean up: remove the temp output folders of dead processes (its own
+    among them, and its lock file), never those of a live run."""
+    from core.staging import OutputInUseError, output_lock, remove_leftovers
 
     output = output.expanduser().resolve()
-    for stale in output.parent.glob(f".{output.name}.tinyforge-*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        with output_lock(output):  # free now that the child is dead; releasing removes the file
+            remove_leftovers(output)
+    except OutputInUseError:  # another run took the folder meanwhile: its files are its own
+        remove_leftovers(output)
 
 
 def _ask_to_stop(proc: subprocess.Popen[str], windows: bool) -> None:

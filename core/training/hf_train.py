@@ -5,10 +5,14 @@ targets from the config, device, split) and raises :class:`TrainingError` within
 leaving nothing under ``output_dir``. It then loads the model, trains, and writes into a temp
 folder beside ``output_dir`` that is moved into place at the end, so a crash never leaves half
 an output. Under ``torchrun`` every rank trains; only rank 0 writes artifacts and emits events.
+An existing ``output_dir`` is replaced whole, and only when it is a TinyForge training output
+holding nothing else; rank 0 holds its lock for the whole run (see :mod:`core.staging`).
 
 Output folder ``OUT/`` (see docs/contracts.md, Training): ``model/`` (merged model, tokenizer,
 ``tinyforge_prompt.json``), ``adapter/`` (LoRA), ``training_report.json``,
-``model_manifest.json``; after a cancel, ``checkpoints/`` and a report with status cancelled.
+``model_manifest.json``; after a cancel, ``checkpoints/`` and a report with status cancelled
+(beside an earlier completed model, which stays as it was, the report is
+``checkpoints/training_report.json``).
 
 Cancel (the token, or Ctrl-C through the CLI's SIGINT handler) is polled after every optimizer
 step: the trainer saves a checkpoint under ``OUT/checkpoints/`` that ``resume=True`` continues,
@@ -19,13 +23,14 @@ emits ``Failed`` and raises (``TrainingError`` for bad input).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,14 @@ from core.events import (
     noop,
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.staging import (
+    OutputFolderError,
+    check_replaceable,
+    new_staging,
+    output_lock,
+    remove_leftovers,
+    swap_in,
+)
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
 from core.training.evaluate import EVALUATION_NAME, split_indices
@@ -59,6 +72,10 @@ MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 _OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_NAME, EVALUATION_NAME)
+# An existing output is replaced only when one of these says it is ours ...
+_MARKERS = (REPORT_NAME, MANIFEST_NAME, "model_stub.json")
+# ... and it holds nothing else (a file a user put there is never deleted by a retrain).
+_KNOWN_ENTRIES = (*_OUR_ENTRIES, "model_stub.json")
 
 
 @dataclass
@@ -90,10 +107,33 @@ def run_real_training(
     started = time.time()
     try:
         plan = _validate(config, emit, rank, world_size)
+        release = _lock_output(plan.output, rank)
     except TrainingError as error:
         emit(Failed(str(error), "bad input"))
         raise
-    staging = _staging_dir(plan.output, world_size)
+    try:
+        return _run_locked(plan, emit, token, started)
+    finally:
+        release()
+
+
+def _lock_output(output: Path, rank: int) -> Callable[[], None]:
+    """Rank 0 holds the output folder's lock for the whole run and clears dead leftovers beside it."""
+    if rank != 0:
+        return lambda: None
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(output_lock(output))
+    except OutputFolderError as error:
+        raise TrainingError(str(error)) from error
+    remove_leftovers(output)
+    return held.close
+
+
+def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: float) -> dict[str, Any]:
+    """Train into a staging folder beside the output and publish it (rank 0 holds the lock)."""
+    rank = plan.rank
+    staging = _staging_dir(plan.output, plan.world_size)
     try:
         report = _train(plan, staging, emit, token, started)
     except Cancelled:
@@ -109,7 +149,8 @@ def run_real_training(
     except BaseException as error:
         _remove(staging)
         message = f"training failed: {type(error).__name__}: {error}"
-        if rank == 0 and not isinstance(error, KeyboardInterrupt):
+        # The failed report goes only where it replaces nothing: a previous output stays as it was.
+        if rank == 0 and not isinstance(error, KeyboardInterrupt) and _absent_or_empty(plan.output):
             failed = {**_base_report(plan, "failed", started), "error": message}
             try:
                 write_json_atomic(plan.output / REPORT_NAME, failed)
@@ -149,6 +190,7 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
     output = Path(config.output_dir).expanduser().resolve()
     if output.exists() and not output.is_dir():
         raise TrainingError(f"output folder {output} exists and is not a folder")
+    _check_replaceable(output)
     resume_from = _find_checkpoint(output / CHECKPOINTS_DIR) if config.resume else None
     if config.resume and resume_from is None:
         raise TrainingError(f"nothing to resume: no checkpoint under {output / CHECKPOINTS_DIR}")
@@ -200,8 +242,9 @@ def _find_checkpoint(folder: Path) -> Path | None:
 
 def _check_resume_matches(config: TrainConfig, output: Path) -> None:
     """A checkpoint only continues the same model and LoRA setting."""
+    report = output / CHECKPOINTS_DIR / REPORT_NAME  # a cancel beside an earlier completed model
     try:
-        previous = read_json(output / REPORT_NAME).get("config", {})
+        previous = read_json(report if report.is_file() else output / REPORT_NAME).get("config", {})
     except (OSError, ValueError):
         return
     for key in ("base_model",):
@@ -250,13 +293,24 @@ def _resolve_precision(precision: str, device: str) -> str:
 
 def _staging_dir(output: Path, world_size: int) -> Path:
     """A temp folder beside ``output`` (the same on every rank under torchrun)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
     if world_size > 1:
         run_id = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("MASTER_PORT", "dist")
-        path = output.parent / f".{output.name}.tinyforge-{run_id}.partial"
-        path.mkdir(exist_ok=True)
-        return path
-    return Path(tempfile.mkdtemp(prefix=f".{output.name}.tinyforge-", suffix=".partial", dir=output.parent))
+        return new_staging(output, tag=f"dist{run_id}")
+    return new_staging(output)
+
+
+def _check_replaceable(output: Path) -> None:
+    try:
+        check_replaceable(output, _MARKERS, "training output", allowed=_KNOWN_ENTRIES)
+    except OutputFolderError as error:
+        raise TrainingError(str(error)) from error
+
+
+def _absent_or_empty(folder: Path) -> bool:
+    try:
+        return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    except OSError:
+        return False
 
 
 def _remove(path: Path) -> None:
@@ -557,29 +611,28 @@ def _unwrap(model: Any) -> Any:
 
 
 def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:
-    """Move our entries from ``staging`` into ``output``, replacing only our own earlier ones.
+    """Swap the finished ``staging`` folder in as ``output``, whole; return what it holds.
 
-    A completed run drops an old ``checkpoints/`` (nothing left to resume); a cancelled one keeps
-    an earlier completed ``model/`` in place beside its new checkpoint.
+    A completed run replaces the previous output (so no stale ``adapter/`` or ``checkpoints/``
+    survives). A cancelled one does too, unless the previous output holds a completed model:
+    that model, its adapter and report stay exactly as they were, and only ``checkpoints/``
+    (with the cancelled run's report inside) is swapped in beside them for ``resume``.
+    Any failure leaves the previous output as it was.
     """
-    output.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in _OUR_ENTRIES:
-        source, target = staging / name, output / name
-        if completed and name == CHECKPOINTS_DIR:
-            if target.is_dir():
-                shutil.rmtree(target)
-            continue
-        if not source.exists():
-            continue
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        os.replace(source, target)
-        written.append(target)
+    _check_replaceable(output)  # again: a user may have put files there while we trained
+    if completed:
+        shutil.rmtree(staging / CHECKPOINTS_DIR, ignore_errors=True)  # nothing left to resume
+    if completed or not (output / MANIFEST_NAME).is_file():
+        swap_in(staging, output)
+        return sorted(output.iterdir())
+    checkpoints = staging / CHECKPOINTS_DIR
+    if not checkpoints.is_dir():
+        shutil.rmtree(staging, ignore_errors=True)
+        return []
+    os.replace(staging / REPORT_NAME, checkpoints / REPORT_NAME)
+    swap_in(checkpoints, output / CHECKPOINTS_DIR)
     shutil.rmtree(staging, ignore_errors=True)
-    return written
+    return [output / CHECKPOINTS_DIR]
 
 
 def _make_callback(emit: EventCallback, token: CancelToken, collator: Any, world_size: int) -> Any:

@@ -34,6 +34,7 @@ from core.events import (  # noqa: E402
     noop,
 )
 from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
+from core.staging import output_lock, remove_leftovers  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
 from core.training.peft_adapter import apply_lora, get_default_lora_config, validate_lora_config  # noqa: E402
@@ -109,7 +110,10 @@ def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | Non
     if config.lora.enabled:
         stub = apply_lora(stub, _seed_lora_config(config.lora))
         emit(Log(f"LoRA applied (dry run): {stub['lora_config']}"))
-    path = write_json_atomic(Path(config.output_dir) / STUB_FILENAME, stub)
+    out = Path(config.output_dir)
+    with output_lock(out):  # a concurrent run into the same folder is refused
+        remove_leftovers(out)
+        path = write_json_atomic(out / STUB_FILENAME, stub)
     log.info("Wrote %s", path)
     emit(ArtifactWritten(str(path)))
     emit(Finished("completed", {"model_path": str(path), **stub}))

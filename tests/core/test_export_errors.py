@@ -101,6 +101,7 @@ def test_overwrite_replaces_an_existing_service(tiny_models: dict[str, Path], tm
     target = tmp_path / "svc"
     target.mkdir()
     (target / "old.txt").write_text("old")
+    (target / "model_metadata.json").write_text("{}")  # a TinyForge service: --overwrite may replace it
     report = export_real(
         tiny_models["causal"], target, overwrite=True, quantize="none", self_test=False, max_new_tokens=4,
         exporter="torchscript",

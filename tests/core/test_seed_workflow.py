@@ -194,6 +194,11 @@ def test_export_refuses_an_existing_folder_and_leaves_it_untouched(tmp_path: Pat
     with pytest.raises(OutputExistsError, match="already exists"):
         build(stub, out, export_onnx=True)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # --overwrite replaces only a TinyForge service (model_metadata.json): this one is refused too
+    with pytest.raises(ExportError, match="not a TinyForge service"):
+        build(stub, out, export_onnx=True, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    (out / "model_metadata.json").write_text("{}")
     build(stub, out, export_onnx=True, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "export_report.json").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

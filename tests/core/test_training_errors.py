@@ -68,9 +68,9 @@ def test_existing_user_folder_is_left_alone(tmp_path) -> None:
     (out / "notes.txt").write_text("keep me", encoding="utf-8")
     _fails(tiny_config(out, base="no-such-model"), "unknown base model")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    # a successful run adds its artifacts beside the user's file and keeps it
+    # a valid run is refused too: an output is replaced whole, and this folder is not ours
     data = write_jsonl(tmp_path / "one.jsonl", [{"input": "a", "output": "b"}])
-    run_real_training(tiny_config(out, data=data, max_steps=1))
+    _fails(tiny_config(out, data=data, max_steps=1), "not a TinyForge training output")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
-    assert (out / "model").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "one.jsonl"]
