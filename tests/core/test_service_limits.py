@@ -323,7 +323,7 @@ def rambling_service(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_health_answers_fast_and_the_queue_is_bounded_under_60_predictions(
     rambling_service: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """60 concurrent long predictions: /health keeps answering within 100 ms (median), the
+    """60 concurrent long predictions: /health keeps answering within 100 ms, the
     admitted ones (32 by default) finish, the rest get 503 with Retry-After at once."""
     long_input = json.dumps({"input": QUESTIONS[0] * 4, "max_new_tokens": 512}).encode()
     with _start(rambling_service, monkeypatch, TINYFORGE_THREADS="1") as (_, url):
@@ -367,4 +367,5 @@ def test_health_answers_fast_and_the_queue_is_bounded_under_60_predictions(
         rejected = [headers for status, headers in results if status == 503]
         assert rejected and all(int(h["retry-after"]) >= 1 for h in rejected)
         assert statuses.count(200) >= 32
-        assert statistics.median(latencies) < 0.1, latencies
+        # 100 ms is the goal; the max allows for a loaded test machine (it was 5.6 s before)
+        assert statistics.median(latencies) < 0.1 and max(latencies) < 0.5, latencies
