@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import select
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -369,3 +372,43 @@ def test_health_answers_fast_and_the_queue_is_bounded_under_60_predictions(
         assert statuses.count(200) >= 32
         # 100 ms is the goal; the max allows for a loaded test machine (it was 5.6 s before)
         assert statistics.median(latencies) < 0.1 and max(latencies) < 0.5, latencies
+
+
+def test_foremforge_serve_runs_the_guarded_service(stub_service: Path) -> None:
+    """The in-process ``serve`` (also the packaged app's ``--serve``) on loopback: the same
+    routes, the API key and the request-head deadline as the other launchers."""
+    from core.exporter.serve import find_free_port
+
+    port = find_free_port()
+    env = {**os.environ, "TINYFORGE_HEADER_TIMEOUT": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("TINYFORGE_API_KEY", None)
+    command = [sys.executable, "-m", "core.cli", "serve", "--service", str(stub_service), "--port", str(port),
+               "--api-key", "k3"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                if _request(url, "GET", "/health", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "foremforge serve did not answer /health within 60 s"
+            time.sleep(0.2)
+        assert _request(url, "GET", "/info")[0] == 401
+        assert _request(url, "GET", "/info", headers={"authorization": "Bearer k3"})[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\n")
+            closed, _ = _closed_within(sock, 8, b"X-Slow: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+        assert closed
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+        if process.stderr:
+            process.stderr.close()
