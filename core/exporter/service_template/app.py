@@ -31,7 +31,6 @@ if str(HERE) not in sys.path:  # started from another folder (uvicorn --app-dir,
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
-
 from model_loader import load_model  # noqa: E402
 from request_guard import RequestGuard, api_key  # noqa: E402
 from schemas import MAX_INPUT_CHARS, MAX_NEW_TOKENS, PredictRequest, PredictResponse  # noqa: E402

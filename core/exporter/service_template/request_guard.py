@@ -137,7 +137,7 @@ class RequestGuard:
                 return 408, b""
             try:
                 message = await asyncio.wait_for(receive(), remaining)
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError:  # noqa: UP041 - not the builtin before Python 3.11
                 logger.warning("request body not complete within %.0f s: connection closed", self.body_timeout_s)
                 return 408, b""
             if message["type"] == "http.disconnect":
