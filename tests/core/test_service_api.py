@@ -181,17 +181,21 @@ def test_serve_on_all_interfaces_warns_unless_a_key_is_set(
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
-    monkeypatch.delenv("TINYFORGE_API_KEY", raising=False)
-    code, _, err = _cli(["serve", "--service", str(stub_service), "--host", "0.0.0.0"], capsys)
-    assert code == 0 and "no authentication" in err and "--api-key" in err
-    assert calls[-1]["app"] == "app:app" and calls[-1]["host"] == "0.0.0.0"
-    assert calls[-1]["http"] == "http_timeouts:TimeoutH11Protocol"
-    code, _, err = _cli(["serve", "--service", str(stub_service), "--host", "0.0.0.0", "--api-key", "k1"], capsys)
-    assert code == 0 and "no authentication" not in err
-    assert os.environ["TINYFORGE_API_KEY"] == "k1"  # what app.py reads when uvicorn imports it
-    monkeypatch.delenv("TINYFORGE_API_KEY")
-    code, _, err = _cli(["serve", "--service", str(stub_service)], capsys)
-    assert code == 0 and "no authentication" not in err and calls[-1]["host"] == "127.0.0.1"
+    saved = os.environ.pop("TINYFORGE_API_KEY", None)  # serve() sets it for the app: restored below
+    try:
+        code, _, err = _cli(["serve", "--service", str(stub_service), "--host", "0.0.0.0"], capsys)
+        assert code == 0 and "no authentication" in err and "--api-key" in err
+        assert calls[-1]["app"] == "app:app" and calls[-1]["host"] == "0.0.0.0"
+        assert calls[-1]["http"] == "http_timeouts:TimeoutH11Protocol"
+        code, _, err = _cli(["serve", "--service", str(stub_service), "--host", "0.0.0.0", "--api-key", "k1"], capsys)
+        assert code == 0 and "no authentication" not in err
+        assert os.environ.pop("TINYFORGE_API_KEY") == "k1"  # what app.py reads when uvicorn imports it
+        code, _, err = _cli(["serve", "--service", str(stub_service)], capsys)
+        assert code == 0 and "no authentication" not in err and calls[-1]["host"] == "127.0.0.1"
+    finally:
+        os.environ.pop("TINYFORGE_API_KEY", None)
+        if saved is not None:
+            os.environ["TINYFORGE_API_KEY"] = saved
 
 
 def test_a_bearer_key_from_the_environment_is_checked(stub_service: Path) -> None:

@@ -51,6 +51,7 @@ def stub_service(tmp_path: Path) -> Path:
 def _start(service: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[tuple[Any, str]]:
     from core.exporter.serve import start_service_process, stop_service_process
 
+    monkeypatch.delenv("TINYFORGE_API_KEY", raising=False)  # open unless a test sets a key
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     process, url = start_service_process(service, port=0)
