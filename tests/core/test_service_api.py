@@ -206,3 +206,27 @@ def test_a_bearer_key_from_the_environment_is_checked(stub_service: Path) -> Non
         assert client.post("/predict", json={"input": "hi"}).status_code == 401
         ok = client.post("/predict", json={"input": "hi"}, headers={"Authorization": "Bearer k2"})
         assert ok.status_code == 200
+
+
+def test_the_packaged_apps_serve_entry_still_serves(stub_service: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TinyForgeStudio --serve DIR`` (what a frozen app's Start Service runs) reaches ``serve``."""
+    import uvicorn
+
+    from tinyforge_gui.app_entry import main
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
+    saved = os.environ.pop("TINYFORGE_API_KEY", None)
+    try:
+        assert main(["--serve", str(stub_service), "--host", "127.0.0.1", "--port", "8123", "--api-key", "k4"]) == 0
+        assert os.environ.get("TINYFORGE_API_KEY") == "k4"
+    finally:
+        os.environ.pop("TINYFORGE_API_KEY", None)
+        if saved is not None:
+            os.environ["TINYFORGE_API_KEY"] = saved
+    assert calls == [
+        {
+            "app": "app:app", "app_dir": str(stub_service.resolve()), "host": "127.0.0.1", "port": 8123,
+            "log_level": "info", "http": "http_timeouts:TimeoutH11Protocol",
+        }
+    ]
