@@ -131,10 +131,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from core.exporter.serve import serve
+    from core.exporter.serve import serve, serve_dry_run
 
+    if not 0 < args.port < 65536:
+        print(f"Error: --port must be between 1 and 65535, not {args.port}", file=sys.stderr)
+        return 1
     try:
-        serve(args.service, host=args.host, port=args.port)
+        if args.dry_run:
+            print(serve_dry_run(args.service, host=args.host, port=args.port, api_key=args.api_key))
+            return 0
+        serve(args.service, host=args.host, port=args.port, api_key=args.api_key)
     except (ValueError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
@@ -208,9 +214,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     serve = commands.add_parser("serve", help="run an exported service folder")
-    serve.add_argument("--service", required=True, help="the exported service folder")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--service", "--dir", "-d", dest="service", required=True,
+        help="the exported service folder (--dir is TinyForgeAI's spelling)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", "-p", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--api-key", default=None, metavar="KEY",
+        help="require 'Authorization: Bearer KEY' on every route but /health (default: $TINYFORGE_API_KEY; "
+        "prefer the variable, a command line is visible to other users)",
+    )
+    serve.add_argument("--dry-run", action="store_true", help="print the uvicorn command and the service folder; start nothing")
     serve.set_defaults(handler=_serve)
     return parser
 

@@ -33,8 +33,9 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument("service")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None)
     args = parser.parse_args(argv)
-    serve(args.service, host=args.host, port=args.port)
+    serve(args.service, host=args.host, port=args.port, api_key=args.api_key)
     return 0
 
 

@@ -29,12 +29,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ServiceStartError",
+    "exposure_warning",
     "find_free_port",
     "http_json",
     "self_test",
     "serve",
+    "serve_dry_run",
     "start_service_process",
     "stop_service_process",
+    "uvicorn_command",
 ]
 
 
@@ -42,20 +45,100 @@ class ServiceStartError(ExportError):
     """The service process exited or did not answer /health in time."""
 
 
-def _check_service_dir(service_dir: str | os.PathLike[str]) -> Path:
+def _check_service_dir(service_dir: str | os.PathLike[str], need_metadata: bool = True) -> Path:
     folder = Path(service_dir).expanduser().resolve()
-    if not (folder / "app.py").is_file() or not (folder / "model_metadata.json").is_file():
-        raise ExportError(f"{folder} is not a service folder (app.py and model_metadata.json expected)")
+    if not folder.is_dir():
+        raise ExportError(f"service folder not found: {folder}")
+    if not (folder / "app.py").is_file():
+        raise ExportError(f"app.py not found in {folder}: not an exported service folder")
+    if need_metadata and not (folder / "model_metadata.json").is_file():
+        raise ExportError(f"model_metadata.json not found in {folder}: not an exported service folder")
     return folder
 
 
-def serve(service_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``service_dir`` with uvicorn in this process until interrupted (Ctrl+C)."""
+# The service folder's uvicorn protocol with a deadline for request heads (slowloris).
+HTTP_PROTOCOL = "http_timeouts:TimeoutH11Protocol"
+API_KEY_ENV = "TINYFORGE_API_KEY"
+
+
+def http_protocol(folder: Path) -> str:
+    """``--http`` for ``folder``: its timeout protocol, or plain h11 for a folder exported before it."""
+    return HTTP_PROTOCOL if (folder / "http_timeouts.py").is_file() else "h11"
+
+
+def uvicorn_command(folder: Path, host: str, port: int) -> list[str]:
+    """The uvicorn command line that serves ``folder`` (run inside it)."""
+    return ["uvicorn", "app:app", "--host", host, "--port", str(port), "--http", http_protocol(folder)]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may well resolve to a public address
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a service reachable from other machines without a key, else None."""
+    if is_loopback(host) or (api_key or "").strip():
+        return None
+    return (
+        f"warning: the service listens on {host} and has no authentication: anyone who can reach "
+        f"this machine can use it. Set --api-key or {API_KEY_ENV} to require a bearer token."
+    )
+
+
+def serve_dry_run(
+    service_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None
+) -> str:
+    """What :func:`serve` would do, as text: the uvicorn command, run in the service folder."""
+    import shlex
+
+    _check_service_dir(service_dir, need_metadata=False)
+    shown = Path(os.path.abspath(Path(service_dir).expanduser()))  # the folder as the user named it
+    lines = [
+        "Dry run: would run, in the service folder:",
+        f"  cd {shlex.quote(str(shown))}",
+        f"  {shlex.join(uvicorn_command(shown, host, int(port)))}",
+        f"service folder: {shown}",
+        f"serving: http://{host}:{int(port)} (GET /health, GET /info, POST /predict)",
+    ]
+    if (api_key or os.environ.get(API_KEY_ENV, "")).strip():
+        lines.append("requests except /health need: Authorization: Bearer <key>")
+    warning = exposure_warning(host, api_key or os.environ.get(API_KEY_ENV))
+    if warning:
+        lines.append(warning)
+    return "\n".join(lines)
+
+
+def serve(
+    service_dir: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+) -> None:
+    """Serve ``service_dir`` with uvicorn in this process until interrupted (Ctrl+C).
+
+    ``api_key`` (else ``$TINYFORGE_API_KEY``) makes the service require
+    ``Authorization: Bearer <key>`` on every route but /health.
+    """
     import uvicorn
 
     folder = _check_service_dir(service_dir)
+    if api_key:
+        os.environ[API_KEY_ENV] = api_key  # app.py reads it when uvicorn imports it, below
+    warning = exposure_warning(host, os.environ.get(API_KEY_ENV))
+    if warning:
+        print(warning, file=sys.stderr)
     logger.info("serving %s on http://%s:%d", folder, host, port)
-    uvicorn.run("app:app", app_dir=str(folder), host=host, port=int(port), log_level="info")
+    uvicorn.run(
+        "app:app", app_dir=str(folder), host=host, port=int(port), log_level="info", http=http_protocol(folder)
+    )
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -112,6 +195,7 @@ def start_service_process(
         command = [
             sys.executable, "-m", "uvicorn", "app:app",
             "--app-dir", str(folder), "--host", host, "--port", str(port), "--log-level", "warning",
+            "--http", http_protocol(folder),
         ]
     log_file = tempfile.NamedTemporaryFile(prefix="tinyforge-service-", suffix=".log", delete=False)
     process = subprocess.Popen(

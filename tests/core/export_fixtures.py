@@ -114,7 +114,7 @@ def exported_fixture(
     return _CACHE["exported"]
 
 
-SERVICE_MODULES = ("app", "model_loader", "schemas", "runtime")
+SERVICE_MODULES = ("app", "model_loader", "schemas", "runtime", "request_guard", "http_timeouts")
 
 
 @contextlib.contextmanager

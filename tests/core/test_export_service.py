@@ -31,12 +31,13 @@ def test_health_and_predict_match_onnx_predict(client: Any, exported: dict[str, 
     from core.exporter.onnx_predict import predict_onnx
 
     service, _ = exported["causal"]
-    health = client.get("/health").json()
-    assert health["status"] == "ok" and health["placeholder"] is False and health["precision"] == "int8"
+    assert client.get("/health").json() == {"status": "ok", "service": "inference-server"}
+    info = client.get("/info").json()
+    assert info["placeholder"] is False and info["precision"] == "int8" and info["max_input_chars"] == 10_000
     response = client.post("/predict", json={"input": QUESTIONS[1], "max_new_tokens": 12})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) >= {"output", "model", "latency_ms"}
+    assert set(body) >= {"output", "confidence", "model", "latency_ms"}
     assert body["output"] == predict_onnx(service, QUESTIONS[1], precision="int8", max_new_tokens=12)
     assert body["latency_ms"] > 0
 

@@ -1,67 +1,134 @@
-"""TinyForge inference service: GET /health, POST /predict {"input": ..., "max_new_tokens"?}.
+"""TinyForge inference service.
 
-Runs from this folder alone (``./run.sh`` or ``uvicorn app:app``): a dry-run folder answers
-with a labelled placeholder, an exported one runs its ONNX graphs with ONNX Runtime.
-Bad requests (malformed JSON, a missing/blank/oversized input) get a 4xx, never a 500.
+``GET /health`` -> ``{"status": "ok", "service": "inference-server"}`` (always open, answered on
+the event loop whatever the load); ``GET /info`` -> what this folder serves;
+``POST /predict {"input": ..., "max_new_tokens"?}`` -> ``output``, ``confidence`` in [0, 1], ...
+
+Runs from this folder alone (``./run.sh``, or ``uvicorn app:app`` here; the folder is also an
+importable package). A dry-run folder answers with a labelled placeholder, an exported one runs
+its ONNX graphs with ONNX Runtime. Bad requests get a 4xx, never a 500, and error answers never
+repeat the request. Predictions run one at a time in their own thread; at most
+``$TINYFORGE_MAX_QUEUE`` (default 32) are admitted at once, the rest get 503 with Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # started from another folder (uvicorn --app-dir, tests)
+if str(HERE) not in sys.path:  # started from another folder (uvicorn --app-dir, tests, package import)
     sys.path.insert(0, str(HERE))
 
 from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.concurrency import run_in_threadpool  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
-
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
 from model_loader import load_model  # noqa: E402
-from schemas import MAX_INPUT_CHARS, PredictRequest, PredictResponse  # noqa: E402
+from request_guard import RequestGuard, api_key  # noqa: E402
+from schemas import MAX_INPUT_CHARS, MAX_NEW_TOKENS, PredictRequest, PredictResponse  # noqa: E402
 
 logger = logging.getLogger("tinyforge.service")
 # JSON escapes can make a body several times longer than its text; anything beyond this is refused
-# before it is read, so a huge upload cannot tie the service up.
+# while it is read, so a huge (or endless chunked) upload cannot tie the service up.
 MAX_BODY_BYTES = 8 * MAX_INPUT_CHARS + 4096
+BODY_TIMEOUT_S = float(os.environ.get("TINYFORGE_BODY_TIMEOUT", "30"))
+MAX_QUEUE = max(1, int(os.environ.get("TINYFORGE_MAX_QUEUE", "32")))
+API_KEY = api_key()
 
 app = FastAPI(title="TinyForge service")
+app.add_middleware(RequestGuard, max_body_bytes=MAX_BODY_BYTES, body_timeout_s=BODY_TIMEOUT_S, key=API_KEY)
 model = load_model()
 
+# One generation at a time (the ONNX generator uses every core), in a pool of its own so the
+# event loop and /health never wait behind predictions.
+_predict_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinyforge-predict")
+_admitted = 0  # predictions running or waiting; only touched on the event loop
+_mean_predict_s = 1.0  # moving average of one prediction, for Retry-After
 
-@app.middleware("http")
-async def limit_body_size(request: Request, call_next):
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            too_big = int(length) > MAX_BODY_BYTES
-        except ValueError:
-            return JSONResponse({"detail": "invalid Content-Length"}, status_code=400)
-        if too_big:
-            return JSONResponse({"detail": f"request body too large (limit {MAX_BODY_BYTES} bytes)"}, status_code=413)
-    return await call_next(request)
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """422 with where and why, without the offending values (FastAPI's default echoes them)."""
+    errors = []
+    for error in exc.errors():
+        errors.append(
+            {
+                "loc": [part if isinstance(part, int) else str(part) for part in error.get("loc", ())],
+                "msg": str(error.get("msg", "invalid value"))[:300],
+                "type": str(error.get("type", "value_error")),
+            }
+        )
+    # ensure_ascii: a message can never carry a character that fails to encode
+    body = json.dumps({"detail": errors}, ensure_ascii=True)
+    return Response(body, status_code=422, media_type="application/json")
 
 
 @app.get("/health")
-def health() -> dict:
+async def health() -> dict[str, str]:
+    return {"status": "ok", "service": "inference-server"}
+
+
+@app.get("/info")
+async def info() -> dict[str, Any]:
     return {
-        "status": "ok",
         "model": model.name,
         "placeholder": model.placeholder,
         "precision": model.precision,
+        "confidence": (
+            f"fixed {model.confidence} (dry-run placeholder)"
+            if model.placeholder
+            else "geometric mean probability of the generated tokens"
+        ),
         "max_input_chars": MAX_INPUT_CHARS,
+        "max_new_tokens_limit": MAX_NEW_TOKENS,
+        "default_max_new_tokens": model.default_max_new_tokens,
+        "max_body_bytes": MAX_BODY_BYTES,
+        "max_queue": MAX_QUEUE,
+        "auth": bool(API_KEY),
     }
 
 
-@app.post("/predict", response_model=PredictResponse)
-async def predict(request: PredictRequest) -> PredictResponse:
+def _timed_predict(text: str, max_new_tokens: int | None) -> tuple[str, float, float]:
     started = time.perf_counter()
-    output = await run_in_threadpool(model.predict, request.input, request.max_new_tokens)
+    output, confidence = model.predict(text, max_new_tokens)
+    return output, confidence, time.perf_counter() - started
+
+
+@app.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses={503: {"description": "too many predictions queued; retry after Retry-After seconds"}},
+)
+async def predict(request: PredictRequest) -> Any:
+    global _admitted, _mean_predict_s
+    if _admitted >= MAX_QUEUE:
+        retry_after = max(1, min(60, math.ceil(_mean_predict_s)))
+        return JSONResponse(
+            {"detail": f"the service is busy ({_admitted} predictions queued); retry in {retry_after} s"},
+            status_code=503,
+            headers={"Retry-After": str(retry_after)},
+        )
+    _admitted += 1
+    started = time.perf_counter()
+    try:
+        loop = asyncio.get_running_loop()
+        output, confidence, seconds = await loop.run_in_executor(
+            _predict_pool, _timed_predict, request.input, request.max_new_tokens
+        )
+    finally:
+        _admitted -= 1
+    _mean_predict_s = 0.8 * _mean_predict_s + 0.2 * seconds
     return PredictResponse(
         output=output,
+        confidence=confidence,
         model=model.name,
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
         placeholder=model.placeholder,

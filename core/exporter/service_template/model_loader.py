@@ -14,15 +14,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+# The placeholder generates nothing, so it claims no confidence at all: every answer carries 0.0.
+PLACEHOLDER_CONFIDENCE = 0.0
+
+
 class StubModel:
-    """The dry-run placeholder: it does not generate text and says so in every answer."""
+    """The dry-run placeholder: it does not generate text and says so in every answer.
+
+    Its ``confidence`` is always :data:`PLACEHOLDER_CONFIDENCE` (0.0).
+    """
 
     name = "tinyforge_stub"
     placeholder = True
     precision = None
+    confidence = PLACEHOLDER_CONFIDENCE
+    default_max_new_tokens = None
 
-    def predict(self, text: str, max_new_tokens: int | None = None) -> str:
-        return f"[dry-run placeholder] no model was trained; this service echoes your input: {text}"
+    def predict(self, text: str, max_new_tokens: int | None = None) -> tuple[str, float]:
+        """``(placeholder answer, PLACEHOLDER_CONFIDENCE)``."""
+        return f"[dry-run placeholder] no model was trained; this service echoes your input: {text}", self.confidence
 
 
 class OnnxModel:
@@ -37,10 +47,15 @@ class OnnxModel:
         self.generator = OnnxGenerator(folder, precision=self.precision)
         base = metadata.get("base_model") or "model"
         self.name = f"{base} (onnx {self.precision})"
-        self.default_max_new_tokens = int(os.environ.get("TINYFORGE_MAX_NEW_TOKENS", "64"))
+        # The model's own answer length (tinyforge_prompt.json), as `foremforge predict` uses it.
+        override = os.environ.get("TINYFORGE_MAX_NEW_TOKENS", "").strip()
+        self.default_max_new_tokens = int(override) if override else self.generator.max_new_tokens
 
-    def predict(self, text: str, max_new_tokens: int | None = None) -> str:
-        return self.generator.generate(text, max_new_tokens=max_new_tokens or self.default_max_new_tokens)
+    def predict(self, text: str, max_new_tokens: int | None = None) -> tuple[str, float]:
+        """``(answer, confidence)``: the greedy answer and the geometric mean probability of its tokens."""
+        return self.generator.generate_with_confidence(
+            text, max_new_tokens=max_new_tokens or self.default_max_new_tokens
+        )
 
 
 def load_model(folder: Path = HERE):

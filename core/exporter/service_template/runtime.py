@@ -32,7 +32,13 @@ TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_MAX_PROMPT_TOKENS = 2048
 DEFAULT_MAX_NEW_TOKENS = 128
 
-__all__ = ["OnnxGenerator", "RuntimeFormatError", "available_precisions", "default_precision"]
+__all__ = [
+    "OnnxGenerator",
+    "RuntimeFormatError",
+    "available_precisions",
+    "confidence_from_logprobs",
+    "default_precision",
+]
 
 
 class RuntimeFormatError(ValueError):
@@ -238,9 +244,14 @@ class OnnxGenerator:
         max_new_tokens: int | None = None,
         stop_at_eos: bool = True,
         stats: GenerationStats | None = None,
+        logprobs: list[float] | None = None,
     ) -> list[int]:
         """Greedy ids after the prompt (stop id excluded), at most ``max_new_tokens`` (default:
-        the model's saved answer length)."""
+        the model's saved answer length).
+
+        With ``logprobs`` given, the log-probability of every chosen token (the stop token
+        included when generation ends on one) is appended to it.
+        """
         generated: list[int] = []
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
@@ -254,6 +265,8 @@ class OnnxGenerator:
                 stats.prefill_ms = (time.perf_counter() - started) * 1000
             while True:
                 token = int(np.argmax(logits))
+                if logprobs is not None:
+                    logprobs.append(_log_softmax_at(logits, token))
                 if stop_at_eos and token in self.stop_ids:
                     break
                 generated.append(token)
@@ -273,3 +286,27 @@ class OnnxGenerator:
     def generate(self, text: str, max_new_tokens: int | None = None) -> str:
         """The greedy answer to ``text`` (the same string torch ``predict`` gives in fp32)."""
         return self.decode(self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens))
+
+    def generate_with_confidence(self, text: str, max_new_tokens: int | None = None) -> tuple[str, float]:
+        """The greedy answer to ``text`` and its confidence in [0, 1]: the geometric mean of the
+        probabilities of the tokens chosen (the stop token included when the answer ends on it)."""
+        logprobs: list[float] = []
+        ids = self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens, logprobs=logprobs)
+        return self.decode(ids), confidence_from_logprobs(logprobs)
+
+
+def _log_softmax_at(logits: np.ndarray, index: int) -> float:
+    """``log softmax(logits)[index]`` computed stably in float64."""
+    values = np.asarray(logits, dtype=np.float64)
+    peak = float(values.max())
+    return float(values[index] - peak - np.log(np.exp(values - peak).sum()))
+
+
+def confidence_from_logprobs(logprobs: list[float]) -> float:
+    """Geometric mean probability of the chosen tokens, clamped to [0, 1] (0.0 when none)."""
+    if not logprobs:
+        return 0.0
+    mean = float(np.mean(logprobs))
+    if not np.isfinite(mean):
+        return 0.0
+    return min(1.0, max(0.0, float(np.exp(mean))))
