@@ -67,8 +67,8 @@ def test_training_writes_an_evaluation_that_shows_learning(tmp_path) -> None:
 
 def test_lora_evaluation_compares_with_the_untouched_base_model(tmp_path) -> None:
     """The base answers come from the same weights with the adapter off: equal to a fresh base model."""
-    from core.models.registry import load_base_model, resolve_base_model
     from core.models.prompting import build_prompt_format
+    from core.models.registry import load_base_model, resolve_base_model
     from core.training.predict import generate_answer
 
     out = tmp_path / "out"
