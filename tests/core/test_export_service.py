@@ -30,15 +30,16 @@ def client(exported: dict[str, Any]) -> Any:
 def test_health_and_predict_match_onnx_predict(client: Any, exported: dict[str, Any]) -> None:
     from core.exporter.onnx_predict import predict_onnx
 
-    service, _ = exported["causal"]
+    service, report = exported["causal"]
     assert client.get("/health").json() == {"status": "ok", "service": "inference-server"}
     info = client.get("/info").json()
-    assert info["placeholder"] is False and info["precision"] == "int8" and info["max_input_chars"] == 10_000
+    assert info["placeholder"] is False and info["max_input_chars"] == 10_000
+    assert info["precision"] == report["served_precision"]  # the service serves what passed the gate
     response = client.post("/predict", json={"input": QUESTIONS[1], "max_new_tokens": 12})
     assert response.status_code == 200
     body = response.json()
     assert set(body) >= {"output", "confidence", "model", "latency_ms"}
-    assert body["output"] == predict_onnx(service, QUESTIONS[1], precision="int8", max_new_tokens=12)
+    assert body["output"] == predict_onnx(service, QUESTIONS[1], max_new_tokens=12)
     assert body["latency_ms"] > 0
 
 
