@@ -9,9 +9,11 @@ everything ``json.loads`` accepts is accepted, and errors carry a 1-based column
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -30,8 +32,12 @@ __all__ = [
     "DatasetError",
     "LineProblem",
     "ProgressThrottle",
+    "DatasetFileError",
+    "DatasetNotFoundError",
+    "check_dataset_path",
     "check_record",
     "iter_line_blocks",
+    "open_dataset",
     "parse_line",
     "scan_range",
 ]
@@ -56,6 +62,13 @@ DUPLICATE_INPUT = "duplicate_input"
 DUPLICATE_RECORD = "duplicate_record"
 UNKNOWN_KEY = "unknown_key"
 LONG_RECORD = "long_record"
+DUPLICATE_KEY = "duplicate_key"
+UTF16 = "utf16"
+LONE_CR = "lone_cr"
+# Whole-file problems of the path itself (raised as DatasetFileError, never in a report).
+NOT_FOUND = "not_found"
+NOT_A_FILE = "not_a_file"
+UNREADABLE = "unreadable"
 
 BLANK: Any = object()  # returned by parse_line for a blank line
 
@@ -84,6 +97,91 @@ class DatasetError(ValueError):
             reason = first.message + (f" (and {more} more problems)" if more > 0 else "")
             return cls(path, first.line, first.kind, reason)
         return cls(path, None, EMPTY_FILE, "the file holds no records")
+
+
+class DatasetFileError(DatasetError):
+    """The dataset path is not a readable regular file (a folder, FIFO, device, loop, ...)."""
+
+
+class DatasetNotFoundError(DatasetFileError, FileNotFoundError):
+    """No file at the dataset path; also a ``FileNotFoundError`` (``filename`` is the path)."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None = None, kind: str = NOT_FOUND,
+                 reason: str = "file not found") -> None:
+        DatasetFileError.__init__(self, path, line, kind, reason)
+        self.errno = errno.ENOENT
+        self.strerror = reason
+        self.filename = self.path
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "is a folder, not a file; choose a .jsonl file (one JSON object per line)"),
+    (stat.S_ISFIFO, "is a named pipe (FIFO), not a regular file; TinyForge reads regular .jsonl files only"),
+    (stat.S_ISCHR, "is a device, not a regular file; TinyForge reads regular .jsonl files only"),
+    (stat.S_ISBLK, "is a block device, not a regular file; TinyForge reads regular .jsonl files only"),
+    (stat.S_ISSOCK, "is a socket, not a regular file; TinyForge reads regular .jsonl files only"),
+)
+
+
+def _not_regular(path: str, mode: int) -> DatasetFileError:
+    for test, reason in _FILE_KINDS:
+        if test(mode):
+            return DatasetFileError(path, None, NOT_A_FILE, reason)
+    return DatasetFileError(path, None, NOT_A_FILE, "is not a regular file; TinyForge reads regular .jsonl files only")
+
+
+def _os_error(path: str, exc: OSError) -> DatasetFileError:
+    """The one-line reason for an ``OSError`` from stat or open of a dataset path."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return DatasetNotFoundError(path)
+    if exc.errno == errno.ELOOP:
+        return DatasetFileError(path, None, NOT_A_FILE, "is a symbolic link loop (the link points back to itself)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return DatasetFileError(path, None, UNREADABLE, "cannot read the file: permission denied")
+    if exc.errno == errno.EISDIR:
+        return _not_regular(path, stat.S_IFDIR)
+    return DatasetFileError(path, None, UNREADABLE, f"cannot open the file: {exc.strerror or exc}")
+
+
+def check_dataset_path(path: str | os.PathLike[str]) -> os.stat_result:
+    """Stat ``path`` (following links) and accept regular files only; raise ``DatasetFileError``.
+
+    A missing file raises :class:`DatasetNotFoundError` (a ``FileNotFoundError`` too). Never
+    opens the path, so a FIFO or a device is rejected without blocking or reading it.
+    """
+    path_s = os.fspath(path)
+    try:
+        st = os.stat(path_s)
+    except OSError as exc:
+        raise _os_error(path_s, exc) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path_s, st.st_mode)
+    if not os.access(path_s, os.R_OK):  # say so before any progress starts; open() checks again
+        raise DatasetFileError(path_s, None, UNREADABLE, "cannot read the file: permission denied")
+    return st
+
+
+def open_dataset(path: str | os.PathLike[str], buffering: int = -1) -> IO[bytes]:
+    """Open a dataset for binary reading: the only way TinyForge opens a dataset file.
+
+    The path is checked with :func:`check_dataset_path` first, then opened non-blocking (a path
+    swapped for a FIFO in between does not hang ``open``) and the open file checked again.
+    """
+    path_s = os.fspath(path)
+    check_dataset_path(path_s)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path_s, flags)
+    except OSError as exc:
+        raise _os_error(path_s, exc) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path_s, mode)
+        return open(fd, "rb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class ProgressThrottle:
@@ -283,7 +381,7 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
     was_cancelled = False
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    with open(path, "rb") as f:
+    with open_dataset(path) as f:
         if hasher is not None:
             f = _HashingReader(f, hasher)  # type: ignore[assignment]
         for lines, done in iter_line_blocks(f, start, end):
