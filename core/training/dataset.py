@@ -32,6 +32,7 @@ from core.training.dataset_scan import (
     check_dataset_path,
     check_record,
     iter_line_blocks,
+    looks_utf16,
     open_dataset,
     parse_slow,
     scan_range,
@@ -179,6 +180,8 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
     throttle = ProgressThrottle(on_event, "scan", size)
     throttle(0, force=True)
     n_workers = _choose_workers(size, workers)
+    if n_workers > 1 and _starts_utf16(path_s):
+        n_workers = 1  # one scan reports "the file is UTF-16" once, on line 1
     results: list[dict[str, Any]] | None = None
     sha_hex = ""
     if n_workers > 1:
@@ -219,6 +222,12 @@ def _choose_workers(size: int, workers: int | None) -> int:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, _MAX_WORKERS, size // _MIN_CHUNK_BYTES))
+
+
+def _starts_utf16(path: str) -> bool:
+    with open_dataset(path) as f:
+        head = f.read(4096)
+    return bool(looks_utf16(head.split(b"\n", 1)[0]))
 
 
 def split_points(path: str, size: int, n: int) -> list[tuple[int, int]]:
