@@ -1,10 +1,16 @@
 """Low-level JSONL scanning shared by the dataset API, the line index and the scan workers.
 
-Only the standard library and orjson are imported here, so a spawned scan worker starts fast.
-Lines are ``\\n``-separated (a trailing ``\\r`` is JSON whitespace); a UTF-8 BOM is accepted at
+Only the standard library and orjson are imported here (numpy inside one function), so a
+spawned scan worker starts fast. Every reader of a dataset opens it through
+:func:`open_dataset`: regular files only, checked with ``stat`` before opening, so a folder, a
+FIFO (``open`` would block), a device (``/dev/zero`` never ends) or a link loop is refused at
+once with a :class:`DatasetFileError` naming the cause. Lines are ``\\n``-separated (a trailing ``\\r`` is JSON whitespace); a UTF-8 BOM is accepted at
 the start of the file; a line is blank when its decoded text is empty after ``str.strip()``.
 orjson parses the common case; a line it rejects is re-read with the standard library, so
-everything ``json.loads`` accepts is accepted, and errors carry a 1-based column.
+everything ``json.loads`` accepts is accepted, and errors carry a 1-based column; a UTF-16 line
+or lone-CR line endings get a problem naming that cause. Duplicate keys (orjson keeps the last
+silently) are warned: a block whose ``"key":`` marks outnumber its parsed keys is re-parsed
+line by line with ``object_pairs_hook``.
 """
 
 from __future__ import annotations
