@@ -170,9 +170,9 @@ def test_command_lines_print_one_error_line(tmp_path: Path, kind: str, entry: li
             unblock_fifo(path)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
     assert len(errors) == 1, result.stderr
-    assert REASONS[kind] in errors[0] and path.name in errors[0]
+    assert REASONS[kind] in errors[0] and path.name in errors[0]  # "error:" or "Error:" prefix
     assert not (tmp_path / "out").exists()
 
 
@@ -185,7 +185,7 @@ def test_real_training_refuses_a_fifo_in_one_line(tmp_path: Path) -> None:
     finally:
         unblock_fifo(path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
     assert len(errors) == 1 and REASONS["fifo"] in errors[0], result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -232,7 +232,7 @@ def test_bad_output_folder_is_one_line_before_any_work(tmp_path: Path, case: str
             result = run_bounded(cmd)
             assert result.returncode == 1, (entry, result.stderr)
             assert "Traceback" not in result.stderr
-            errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+            errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
             assert len(errors) == 1 and messages[case] in errors[0], (entry, result.stderr)
             assert "scan:" not in result.stderr, "the output folder is checked before the dataset scan"
             assert time.monotonic() - start < 30
