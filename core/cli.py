@@ -21,7 +21,7 @@ def _validate(args: argparse.Namespace) -> int:
     from core.console import ConsoleReporter
     from core.events import Cancelled
     from core.sigint import cancel_on_sigint
-    from core.training.dataset import validate_file
+    from core.training.dataset import DatasetError, validate_file
 
     reporter = ConsoleReporter(quiet=args.quiet)
     try:
@@ -30,6 +30,10 @@ def _validate(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         reporter.close()
         print(f"Error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 1
+    except (DatasetError, OSError) as exc:  # a folder, FIFO, device, link loop, unreadable file
+        reporter.close()
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
     except Cancelled:
         reporter.close()

@@ -149,8 +149,10 @@ def _versions() -> dict[str, str]:
 def _file_sha256(path: Path, cancel: CancelToken | None = None) -> str:
     import hashlib
 
+    from core.training.dataset_scan import open_dataset
+
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_dataset(path) as handle:  # regular files only: never blocks on a FIFO
         while chunk := handle.read(1 << 20):
             if cancel is not None:
                 cancel.raise_if_cancelled()

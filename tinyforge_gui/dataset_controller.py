@@ -28,11 +28,20 @@ HEAD_ROWS = 200
 
 
 def dataset_problem(path: Path) -> str:
-    """Why ``path`` cannot be opened as a dataset, or "" when it looks like a JSONL file."""
-    if not path.exists():
+    """Why ``path`` cannot be opened as a dataset, or "" when it looks like a JSONL file.
+
+    The file checks are core's (the same reasons as ``foremforge validate``): a folder, a FIFO,
+    a device, a link loop or an unreadable file is refused here, before anything opens it, so
+    the window never blocks on a pipe or reads ``/dev/zero``.
+    """
+    from core.training.dataset_scan import DatasetFileError, DatasetNotFoundError, check_dataset_path
+
+    try:
+        check_dataset_path(path)
+    except DatasetNotFoundError:
         return f"{path} does not exist."
-    if path.is_dir():
-        return f"“{path.name}” is a folder. Drop a .jsonl file (one JSON object per line) instead."
+    except DatasetFileError as exc:
+        return f"“{path.name}” {exc.reason}."
     suffix = path.suffix.lower()
     if suffix in _IMAGE_SUFFIXES:
         return f"“{path.name}” is an image. TinyForge trains on .jsonl text files with input/output pairs."

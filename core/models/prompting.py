@@ -33,6 +33,11 @@ Encoding rules (the contract):
   and produces the answer ids;
 * generation is greedy and stops at any id in ``stop_token_ids``; the answer is the generated
   ids decoded with special tokens skipped, stripped of surrounding whitespace.
+
+Training cuts a very long text *before* tokenizing it (:func:`encode_example`): it keeps
+``max_length * CHARS_PER_TOKEN`` characters (the end of a causal prompt, the start otherwise),
+widening the cut in the rare case that yields too few tokens, so a 50 MB record costs what a
+short one does instead of gigabytes of token ids that truncation would throw away.
 """
 
 from __future__ import annotations
@@ -61,6 +66,14 @@ FORMAT_VERSION = 1
 # One answer length for every path that answers (byte-level tiny models spend a token per character).
 DEFAULT_MAX_NEW_TOKENS = 128
 _PLACEHOLDER = "\u2063TINYFORGE_INPUT\u2063"
+# Characters kept per token of max_length when a text is cut before tokenizing. A token rarely
+# spans more than 4 characters of prose, so 8 leaves a wide margin; a text whose cut still gives
+# too few tokens (long runs of spaces or symbols) is cut again 4x wider, so the ids truncation
+# keeps are the ones a full tokenization would give.
+CHARS_PER_TOKEN = 8
+# Tokens beyond max_length a cut text must still give: the word cut in half tokenizes
+# differently, and it must lie outside what truncation keeps.
+_CUT_MARGIN_TOKENS = 16
 # Plain (non-chat) causal models: a short, unambiguous question/answer frame.
 PLAIN_CAUSAL_PREFIX = "Question: "
 PLAIN_CAUSAL_SUFFIX = "\nAnswer: "
@@ -178,6 +191,25 @@ def encode_response(tokenizer: Any, fmt: PromptFormat, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [fmt.eos_token_id]
 
 
+def _encode_bounded(encode: Any, text: str, max_length: int, keep_end: bool) -> list[int]:
+    """``encode(text)``, but a text far longer than ``max_length`` tokens is cut first.
+
+    The cut keeps the end (``keep_end``) or the start of the text and always yields more than
+    ``max_length`` tokens of the text itself (beyond what ``encode`` adds around it), so
+    truncation to ``max_length`` keeps the same ids a full encode would give.
+    """
+    limit = max_length * CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return encode(text)
+    need = max_length + len(encode("")) + _CUT_MARGIN_TOKENS  # template or EOS ids around the text do not count
+    while len(text) > limit:
+        ids = encode(text[-limit:] if keep_end else text[:limit])
+        if len(ids) > need:
+            return ids
+        limit *= 4
+    return encode(text)
+
+
 @dataclass(frozen=True)
 class EncodedExample:
     """One training example: model inputs, labels (-100 = no loss) and whether it was cut."""
@@ -197,10 +229,12 @@ def encode_example(
     the prompt. When too long, the answer keeps at least half of ``max_length`` (so every record
     still teaches something) and the prompt loses tokens from its start (the end, where the
     answer begins, matters most). Seq2seq: the encoder input and the labels are each cut at
-    ``max_length``.
+    ``max_length``. A text longer than ``max_length * CHARS_PER_TOKEN`` characters is cut
+    before tokenizing (see the module docstring); ``n_tokens`` then counts the cut text.
     """
-    p_ids = encode_prompt(tokenizer, fmt, prompt)
-    r_ids = encode_response(tokenizer, fmt, response)
+    keep_prompt_end = fmt.architecture != "seq2seq"
+    p_ids = _encode_bounded(lambda text: encode_prompt(tokenizer, fmt, text), prompt, max_length, keep_prompt_end)
+    r_ids = _encode_bounded(lambda text: encode_response(tokenizer, fmt, text), response, max_length, False)
     if fmt.architecture == "seq2seq":
         truncated = len(p_ids) > max_length or len(r_ids) > max_length
         return EncodedExample(p_ids[:max_length], r_ids[:max_length], truncated, len(p_ids) + len(r_ids))

@@ -29,8 +29,11 @@ from core.training.dataset_scan import (
     DatasetError,
     LineProblem,
     ProgressThrottle,
+    check_dataset_path,
     check_record,
     iter_line_blocks,
+    looks_utf16,
+    open_dataset,
     parse_slow,
     scan_range,
 )
@@ -88,7 +91,7 @@ def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     lineno = 0
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    with open(path_s, "rb") as f:
+    with open_dataset(path_s) as f:
         for lines, _done in iter_line_blocks(f):
             for raw in lines:
                 lineno += 1
@@ -165,17 +168,20 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
                   cancel: CancelToken | None = None, *, workers: int | None = None) -> ValidationReport:
     """Scan the whole file and report every problem and warning (first 1000 of each kept).
 
-    Never raises for file content; raises ``FileNotFoundError`` for a missing file and
-    ``core.events.Cancelled`` when ``cancel`` is set. Large files are split at newlines into
+    Never raises for file content; raises ``DatasetFileError`` when the path is not a readable
+    regular file (``DatasetNotFoundError``, also a ``FileNotFoundError``, when it is missing)
+    and ``core.events.Cancelled`` when ``cancel`` is set. Large files are split at newlines into
     byte ranges scanned by child processes (``python -m core.training.scan_worker``; no fork,
     so it is safe from a QThread); ``workers`` overrides the choice, 1 scans in this thread.
     Emits ``Progress("scan", bytes_done, file_size)`` at most ~20 times a second.
     """
     path_s = os.fspath(path)
-    size = os.stat(path_s).st_size
+    size = check_dataset_path(path_s).st_size
     throttle = ProgressThrottle(on_event, "scan", size)
     throttle(0, force=True)
     n_workers = _choose_workers(size, workers)
+    if n_workers > 1 and _starts_utf16(path_s):
+        n_workers = 1  # one scan reports "the file is UTF-16" once, on line 1
     results: list[dict[str, Any]] | None = None
     sha_hex = ""
     if n_workers > 1:
@@ -218,10 +224,16 @@ def _choose_workers(size: int, workers: int | None) -> int:
     return max(1, min(cpus, _MAX_WORKERS, size // _MIN_CHUNK_BYTES))
 
 
+def _starts_utf16(path: str) -> bool:
+    with open_dataset(path) as f:
+        head = f.read(4096)
+    return bool(looks_utf16(head.split(b"\n", 1)[0]))
+
+
 def split_points(path: str, size: int, n: int) -> list[tuple[int, int]]:
     """Split ``path`` into at most ``n`` byte ranges that each start just after a newline."""
     bounds = [0]
-    with open(path, "rb") as f:
+    with open_dataset(path) as f:
         for k in range(1, n):
             target = max(size * k // n, bounds[-1])
             f.seek(target)
@@ -333,7 +345,7 @@ def _scan_parallel(path: str, size: int, n: int, throttle: ProgressThrottle,
     try:
         for start, end in ranges:
             workers.append(_WorkerProcess(path, start, end, env))
-        with open(path, "rb") as f:
+        with open_dataset(path) as f:
             while True:
                 n = f.readinto(buf)
                 if not n:

@@ -1,17 +1,26 @@
 """Low-level JSONL scanning shared by the dataset API, the line index and the scan workers.
 
-Only the standard library and orjson are imported here, so a spawned scan worker starts fast.
-Lines are ``\\n``-separated (a trailing ``\\r`` is JSON whitespace); a UTF-8 BOM is accepted at
+Only the standard library and orjson are imported here (numpy inside one function), so a
+spawned scan worker starts fast. Every reader of a dataset opens it through
+:func:`open_dataset`: regular files only, checked with ``stat`` before opening, so a folder, a
+FIFO (``open`` would block), a device (``/dev/zero`` never ends) or a link loop is refused at
+once with a :class:`DatasetFileError` naming the cause. Lines are ``\\n``-separated (a trailing ``\\r`` is JSON whitespace); a UTF-8 BOM is accepted at
 the start of the file; a line is blank when its decoded text is empty after ``str.strip()``.
 orjson parses the common case; a line it rejects is re-read with the standard library, so
-everything ``json.loads`` accepts is accepted, and errors carry a 1-based column.
+everything ``json.loads`` accepts is accepted, and errors carry a 1-based column; a UTF-16 line
+or lone-CR line endings get a problem naming that cause. Duplicate keys (orjson keeps the last
+silently) are warned: a block whose ``"key":`` marks outnumber its parsed keys is re-parsed
+line by line with ``object_pairs_hook``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -30,8 +39,12 @@ __all__ = [
     "DatasetError",
     "LineProblem",
     "ProgressThrottle",
+    "DatasetFileError",
+    "DatasetNotFoundError",
+    "check_dataset_path",
     "check_record",
     "iter_line_blocks",
+    "open_dataset",
     "parse_line",
     "scan_range",
 ]
@@ -42,6 +55,8 @@ BLOCK_SIZE = 1 << 20
 MAX_KEPT = 1000  # problems and warnings kept per list (all are counted)
 LONG_RECORD_CHARS = 20_000  # input + output characters above which a record is "very long"
 KNOWN_KEYS = frozenset(("input", "output", "metadata"))
+_SCRATCH_MAX = 16 << 20  # blocks up to this size reuse one per-thread buffer for the key test
+_local = threading.local()
 
 # Problem kinds (a line that is not a usable record) and warning kinds (usable, but suspicious).
 INVALID_JSON = "invalid_json"
@@ -56,6 +71,13 @@ DUPLICATE_INPUT = "duplicate_input"
 DUPLICATE_RECORD = "duplicate_record"
 UNKNOWN_KEY = "unknown_key"
 LONG_RECORD = "long_record"
+DUPLICATE_KEY = "duplicate_key"
+UTF16 = "utf16"
+LONE_CR = "lone_cr"
+# Whole-file problems of the path itself (raised as DatasetFileError, never in a report).
+NOT_FOUND = "not_found"
+NOT_A_FILE = "not_a_file"
+UNREADABLE = "unreadable"
 
 BLANK: Any = object()  # returned by parse_line for a blank line
 
@@ -84,6 +106,91 @@ class DatasetError(ValueError):
             reason = first.message + (f" (and {more} more problems)" if more > 0 else "")
             return cls(path, first.line, first.kind, reason)
         return cls(path, None, EMPTY_FILE, "the file holds no records")
+
+
+class DatasetFileError(DatasetError):
+    """The dataset path is not a readable regular file (a folder, FIFO, device, loop, ...)."""
+
+
+class DatasetNotFoundError(DatasetFileError, FileNotFoundError):
+    """No file at the dataset path; also a ``FileNotFoundError`` (``filename`` is the path)."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None = None, kind: str = NOT_FOUND,
+                 reason: str = "file not found") -> None:
+        DatasetFileError.__init__(self, path, line, kind, reason)
+        self.errno = errno.ENOENT
+        self.strerror = reason
+        self.filename = self.path
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "is a folder, not a file; choose a .jsonl file (one JSON object per line)"),
+    (stat.S_ISFIFO, "is a named pipe (FIFO), not a regular file; TinyForge reads regular .jsonl files only"),
+    (stat.S_ISCHR, "is a device, not a regular file; TinyForge reads regular .jsonl files only"),
+    (stat.S_ISBLK, "is a block device, not a regular file; TinyForge reads regular .jsonl files only"),
+    (stat.S_ISSOCK, "is a socket, not a regular file; TinyForge reads regular .jsonl files only"),
+)
+
+
+def _not_regular(path: str, mode: int) -> DatasetFileError:
+    for test, reason in _FILE_KINDS:
+        if test(mode):
+            return DatasetFileError(path, None, NOT_A_FILE, reason)
+    return DatasetFileError(path, None, NOT_A_FILE, "is not a regular file; TinyForge reads regular .jsonl files only")
+
+
+def _os_error(path: str, exc: OSError) -> DatasetFileError:
+    """The one-line reason for an ``OSError`` from stat or open of a dataset path."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return DatasetNotFoundError(path)
+    if exc.errno == errno.ELOOP:
+        return DatasetFileError(path, None, NOT_A_FILE, "is a symbolic link loop (the link points back to itself)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return DatasetFileError(path, None, UNREADABLE, "cannot read the file: permission denied")
+    if exc.errno == errno.EISDIR:
+        return _not_regular(path, stat.S_IFDIR)
+    return DatasetFileError(path, None, UNREADABLE, f"cannot open the file: {exc.strerror or exc}")
+
+
+def check_dataset_path(path: str | os.PathLike[str]) -> os.stat_result:
+    """Stat ``path`` (following links) and accept regular files only; raise ``DatasetFileError``.
+
+    A missing file raises :class:`DatasetNotFoundError` (a ``FileNotFoundError`` too). Never
+    opens the path, so a FIFO or a device is rejected without blocking or reading it.
+    """
+    path_s = os.fspath(path)
+    try:
+        st = os.stat(path_s)
+    except OSError as exc:
+        raise _os_error(path_s, exc) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path_s, st.st_mode)
+    if not os.access(path_s, os.R_OK):  # say so before any progress starts; open() checks again
+        raise DatasetFileError(path_s, None, UNREADABLE, "cannot read the file: permission denied")
+    return st
+
+
+def open_dataset(path: str | os.PathLike[str], buffering: int = -1) -> IO[bytes]:
+    """Open a dataset for binary reading: the only way TinyForge opens a dataset file.
+
+    The path is checked with :func:`check_dataset_path` first, then opened non-blocking (a path
+    swapped for a FIFO in between does not hang ``open``) and the open file checked again.
+    """
+    path_s = os.fspath(path)
+    check_dataset_path(path_s)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path_s, flags)
+    except OSError as exc:
+        raise _os_error(path_s, exc) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path_s, mode)
+        return open(fd, "rb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class ProgressThrottle:
@@ -131,8 +238,49 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+UTF16_MESSAGE = "the file is UTF-16; save it as UTF-8"
+LONE_CR_MESSAGE = ("lines end with a lone CR (old Mac line endings); save the file with LF (Unix) "
+                   "or CRLF line endings")
+
+
+def looks_utf16(raw: bytes) -> str:
+    """Why ``raw`` (a line, or the start of a file) is UTF-16 text, or "" when it is not.
+
+    A UTF-16 byte order mark (never valid UTF-8), or NUL bytes making up a quarter of the bytes,
+    nearly all at even or all at odd offsets (the high bytes of ASCII characters).
+    """
+    if raw.startswith(UTF16_BOMS):
+        return f"{UTF16_MESSAGE} (it starts with a UTF-16 byte order mark)"
+    nuls = raw.count(0)
+    if not nuls or nuls * 4 < len(raw):
+        return ""
+    if max(raw[0::2].count(0), raw[1::2].count(0)) * 10 >= nuls * 9:
+        return f"{UTF16_MESSAGE} (NUL bytes between the characters)"
+    return ""
+
+
+def _lone_cr(stripped: str) -> bool:
+    """True when the text before a CR inside the line is already a JSON value (CR line ends)."""
+    pieces = stripped.split("\r")
+    first = next((p for p in pieces if p.strip()), "")
+    if len(pieces) < 2 or not first:
+        return False
+    try:
+        json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def parse_slow(raw: bytes) -> Any:
-    """Parse a line orjson rejected: return the value or ``BLANK``; raise ``LineProblem``."""
+    """Parse a line orjson rejected: return the value or ``BLANK``; raise ``LineProblem``.
+
+    UTF-16 text and lone-CR line endings get a problem that names the cause.
+    """
+    utf16 = looks_utf16(raw)
+    if utf16:
+        raise LineProblem(UTF16, utf16)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -144,6 +292,8 @@ def parse_slow(raw: bytes) -> Any:
     try:
         return json.loads(stripped)
     except json.JSONDecodeError as exc:
+        if "\r" in stripped and _lone_cr(stripped):
+            raise LineProblem(LONE_CR, LONE_CR_MESSAGE) from None
         raise LineProblem(INVALID_JSON, f"invalid JSON at column {lead + exc.pos + 1}: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, huge integers
         raise LineProblem(INVALID_JSON, f"invalid JSON: {exc}") from None
@@ -236,10 +386,14 @@ class _Issues:
         self.total = 0
 
     def add(self, line: int, kind: str, message: str) -> None:
-        self.total += 1
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.count(kind)
         if len(self.kept) < MAX_KEPT:
             self.kept.append((line, kind, message))
+
+    def count(self, kind: str) -> None:
+        """Count one more of ``kind`` without keeping its line."""
+        self.total += 1
+        self.counts[kind] = self.counts.get(kind, 0) + 1
 
 
 def _check_block(ins: list[str], outs: list[str], lines: list[int],
@@ -281,9 +435,10 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
     out_tokens = 0
     lineno = 0
     was_cancelled = False
+    utf16_file = False  # line 1 of the file is UTF-16: report that once, not on every line
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    with open(path, "rb") as f:
+    with open_dataset(path) as f:
         if hasher is not None:
             f = _HashingReader(f, hasher)  # type: ignore[assignment]
         for lines, done in iter_line_blocks(f, start, end):
@@ -296,6 +451,10 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
             ins_append = ins.append
             outs_append = outs.append
             rlines_append = rlines.append
+            first_line = lineno + 1
+            problems_before = problems.total
+            extra_keys = 0  # object keys beyond input/output (the record's and its metadata's)
+            key_counts: dict[int, int] = {}  # line -> its keys, for records with more than two
             for raw in lines:
                 lineno += 1
                 try:
@@ -304,6 +463,11 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
                     try:
                         rec = parse_slow(raw)
                     except LineProblem as p:
+                        if p.kind == UTF16:
+                            if utf16_file:  # counted, but listed once (on line 1)
+                                problems.count(p.kind)
+                                continue
+                            utf16_file = start == 0 and lineno == 1
                         problems.add(lineno, p.kind, p.message)
                         continue
                     if rec is BLANK:
@@ -312,15 +476,22 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
                     inp = rec.get("input")
                     out = rec.get("output")
                     if type(inp) is str and type(out) is str:
-                        if len(rec) > 2 and not (len(rec) == 3 and type(rec.get("metadata")) is dict):
-                            try:
-                                extra = check_record(rec)
-                            except LineProblem as p:
-                                problems.add(lineno, p.kind, p.message)
-                                continue
-                            if extra:
-                                names = ", ".join(repr(k) for k in extra[:10])
-                                block_warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
+                        if len(rec) > 2:
+                            if not (len(rec) == 3 and type(rec.get("metadata")) is dict):
+                                try:
+                                    extra = check_record(rec)
+                                except LineProblem as p:
+                                    problems.add(lineno, p.kind, p.message)
+                                    continue
+                                if extra:
+                                    names = ", ".join(repr(k) for k in extra[:10])
+                                    block_warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
+                            # Nested objects deeper than metadata's keys are not counted: such a
+                            # line fails the fast test and is checked exactly (rare and correct).
+                            meta = rec.get("metadata")
+                            n_keys = len(rec) + len(meta) if type(meta) is dict else len(rec)
+                            key_counts[lineno] = n_keys
+                            extra_keys += n_keys - 2
                         ins_append(inp)
                         outs_append(out)
                         rlines_append(lineno)
@@ -331,6 +502,8 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
                     problems.add(lineno, p.kind, p.message)
             if ins:
                 _check_block(ins, outs, rlines, block_warnings)
+                if problems.total != problems_before or not _key_marks_match(lines, 2 * len(ins) + extra_keys):
+                    _duplicate_key_warnings(lines, first_line, rlines, key_counts, block_warnings)
                 in_digests.extend(map(hash, ins))
                 out_digests.extend(map(hash, outs))
                 rec_lines.extend(rlines)
@@ -364,6 +537,76 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
         "rec_lines": rec_lines.tobytes(),
         "cancelled": was_cancelled,
     }
+
+
+def _key_marks(raw: bytes) -> int:
+    """How many ``"key":`` (or ``"key" :``) marks a line holds: one per object key, unless a
+    string holds an escaped ``\":`` or a key has unusual spacing before its colon."""
+    return raw.count(b'":') + raw.count(b'" :')
+
+
+def _key_marks_match(lines: list[bytes], expected: int) -> bool:
+    """The fast test for duplicate keys in a block: as many key marks as parsed keys.
+
+    orjson keeps the last of duplicate keys silently, so a line with one has more key marks
+    than its parsed objects have keys. Only a block that fails this test is checked per line.
+    numpy finds the colons and looks at the byte before (``bytes.count(b'":')`` is 4x slower
+    here: the quote is the most common byte of a JSONL file).
+    """
+    import numpy as np
+
+    data = b"\n".join(lines)
+    a = np.frombuffer(data, dtype=np.uint8)
+    n = a.shape[0]
+    if n > _SCRATCH_MAX:
+        colon = a == 58
+    else:  # a reused buffer: a fresh 1 MiB array costs a page fault per 4 KiB
+        buf = getattr(_local, "colon", None)
+        if buf is None or buf.shape[0] < n:
+            buf = np.empty(max(n, BLOCK_SIZE + (1 << 16)), dtype=bool)
+            _local.colon = buf
+        colon = np.equal(a, 58, out=buf[:n])
+    idx = np.flatnonzero(colon)
+    idx = idx[idx >= 2]  # a key mark needs at least '"' before its colon
+    before = a[idx - 1]
+    marks = int(np.count_nonzero(before == 34))
+    spaced = idx[before == 32]
+    if spaced.size:
+        marks += int(np.count_nonzero(a[spaced - 2] == 34))
+    return marks == expected
+
+
+def _duplicate_keys(raw: bytes) -> list[str]:
+    """The keys that occur more than once in one object of the line (slow: the json module)."""
+    found: list[str] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and key not in found:
+                found.append(key)
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        json.loads(raw.decode("utf-8"), object_pairs_hook=hook)
+    except (ValueError, RecursionError):
+        return []
+    return found
+
+
+def _duplicate_key_warnings(lines: list[bytes], first_line: int, rlines: list[int], key_counts: dict[int, int],
+                            found: list[tuple[int, str, str]]) -> None:
+    """Per record of a block that failed the fast test: parse again where the marks disagree."""
+    for line in rlines:
+        raw = lines[line - first_line]
+        if _key_marks(raw) == key_counts.get(line, 2):
+            continue
+        dups = _duplicate_keys(raw)
+        if dups:
+            names = ", ".join(repr(k) for k in dups[:10])
+            plural = "s" if len(dups) > 1 else ""
+            found.append((line, DUPLICATE_KEY, f"duplicate key{plural} {names}: only the last value is kept"))
 
 
 class _HashingReader:

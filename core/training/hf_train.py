@@ -138,7 +138,7 @@ def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: f
         report = _train(plan, staging, emit, token, started)
     except Cancelled:
         _remove(staging)
-        report = _base_report(plan, "cancelled", started)
+        report = {**_base_report(plan, "cancelled", started), "checkpoint": None}
         emit(Log("cancelled before training started; nothing was written", "warning"))
         emit(Finished("cancelled", report))
         return report
@@ -176,8 +176,10 @@ def _dist_world_size() -> int:
 def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: int) -> _Plan:
     """Everything that can fail without loading weights, in the order a user would fix it."""
     from core.models.registry import BaseModelError, check_lora_targets, load_model_config, resolve_base_model
+    from core.training.outputs import check_output_dir
 
     emit(StageStarted("validate", f"checking {config.data_path}"))
+    check_output_dir(config.output_dir)
     records, n_records, sha256 = _load_records(config.data_path, emit)
     try:
         spec = resolve_base_model(config.base_model)
@@ -188,8 +190,6 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
     except BaseModelError as error:
         raise TrainingError(str(error)) from error
     output = Path(config.output_dir).expanduser().resolve()
-    if output.exists() and not output.is_dir():
-        raise TrainingError(f"output folder {output} exists and is not a folder")
     _check_replaceable(output)
     resume_from = _find_checkpoint(output / CHECKPOINTS_DIR) if config.resume else None
     if config.resume and resume_from is None:
@@ -213,9 +213,8 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
 def _load_records(path: str, emit: EventCallback) -> tuple[list[tuple[str, str]], int, str]:
     """Validate the whole file, then read its (input, output) pairs."""
     from core.training.dataset import DatasetError, stream_jsonl, validate_file
+    from core.training.dataset_scan import DatasetFileError, DatasetNotFoundError
 
-    if not Path(path).is_file():
-        raise TrainingError(f"dataset not found: {path}")
     try:
         report = validate_file(path)
         if not report.valid:
@@ -224,6 +223,10 @@ def _load_records(path: str, emit: EventCallback) -> tuple[list[tuple[str, str]]
             suffix = f" (and {more} more)" if more > 0 else ""
             raise TrainingError(f"invalid dataset {path}: {shown}{suffix}")
         records = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(path)]
+    except DatasetNotFoundError as error:
+        raise TrainingError(f"dataset not found: {path}") from error
+    except DatasetFileError as error:  # a folder, FIFO, device, link loop, unreadable file
+        raise TrainingError(f"dataset {error}") from error
     except DatasetError as error:
         raise TrainingError(f"invalid dataset: {error}") from error
     if not records:

@@ -21,7 +21,9 @@ from core.training.dataset_scan import (
     DatasetError,
     LineProblem,
     ProgressThrottle,
+    check_dataset_path,
     check_record,
+    open_dataset,
     parse_line,
 )
 
@@ -117,7 +119,7 @@ class LineIndex:
         import numpy as np
 
         path_s = os.fspath(path)
-        size = os.stat(path_s).st_size
+        size = check_dataset_path(path_s).st_size
         throttle = ProgressThrottle(on_event, "index", size)
         throttle(0, force=True)
         leads = np.zeros(256, dtype=bool)
@@ -125,7 +127,7 @@ class LineIndex:
         nl_parts: list[Any] = []
         cand_parts: list[Any] = []
         bom = 0
-        with open(path_s, "rb") as f:
+        with open_dataset(path_s) as f:
             buf = bytearray(min(_INDEX_BLOCK, max(size, 1)))
             off = 0
             line_starts_here = True  # a line starts at the first byte of the next block
@@ -206,7 +208,7 @@ class LineIndex:
         return int(self._starts.nbytes + (0 if self._lines is None else self._lines.nbytes))
 
     def _read_bytes(self, row: int, max_bytes: int | None = None) -> bytes:
-        with open(self.path, "rb") as f:
+        with open_dataset(self.path) as f:
             return _read_line(f, int(self._starts[row]), max_bytes)
 
     def read_raw(self, row: int, max_bytes: int | None = None) -> str:
@@ -218,7 +220,7 @@ class LineIndex:
         start = max(0, start)
         stop = min(len(self), stop)
         out: list[str] = []
-        with open(self.path, "rb") as f:
+        with open_dataset(self.path) as f:
             for row in range(start, stop):
                 out.append(_text(_read_line(f, int(self._starts[row]), max_bytes)))
         return out
@@ -252,7 +254,7 @@ def read_head(path: str | os.PathLike[str], n: int = 50,
     got = 0
     carry = b""
     piece_size = _READ_PIECE
-    with open(path_s, "rb") as f:
+    with open_dataset(path_s) as f:
         first = True
         while len(out) < n:
             piece = f.read(min(piece_size, max_bytes - got))

@@ -28,6 +28,7 @@ from core.events import (  # noqa: E402
     Cancelled,
     CancelToken,
     EventCallback,
+    Failed,
     Finished,
     Log,
     StageStarted,
@@ -37,6 +38,7 @@ from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
 from core.staging import output_lock, remove_leftovers  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
+from core.training.outputs import check_output_dir  # noqa: E402
 from core.training.peft_adapter import apply_lora, get_default_lora_config, validate_lora_config  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ def run_training(
         config = TrainConfig(data_path=str(data_path), output_dir=str(output_dir), dry_run=dry_run, lora=lora)
     if not config.dry_run:
         return _run_real(config, emit, cancel)
+    check_output_dir(config.output_dir)  # before the scan: a bad --out fails at once
     return _run_dry(config, emit, cancel)
 
 
@@ -218,9 +221,16 @@ def run_train_command(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as exc:
         reporter(Log(f"invalid option: {_first_error(exc)}", level="error"))
         return 2
+    shown: list[str] = []  # Failed messages the reporter printed already (printed once, not twice)
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, Failed):
+            shown.append(event.message)
+        reporter(event)
+
     try:
         with cancel_on_sigint() as token:
-            result = run_training(config.data_path, config.output_dir, config=config, on_event=reporter, cancel=token)
+            result = run_training(config.data_path, config.output_dir, config=config, on_event=on_event, cancel=token)
     except Cancelled:
         reporter.close()
         print("Cancelled: nothing was written.", file=sys.stderr)
@@ -229,15 +239,25 @@ def run_train_command(args: argparse.Namespace) -> int:
         reporter.close()
         print(f"Error: file not found: {exc.filename or exc}", file=sys.stderr)
         return 1
-    except (DatasetError, ValueError, RuntimeError) as exc:
+    except (DatasetError, ValueError, RuntimeError, OSError) as exc:
         reporter.close()
-        print(f"Error: {exc}", file=sys.stderr)
+        if str(exc) not in shown:
+            print(f"Error: {exc}", file=sys.stderr)
         return 1
     finally:
         reporter.close()
     status = result.get("status", "completed")
     if status == "cancelled":
-        print(f"Cancelled: a checkpoint was saved in {config.output_dir}; continue with --resume.", file=sys.stderr)
+        # Only a cancel after a training step leaves a checkpoint; say what actually happened.
+        checkpoint = result.get("checkpoint")
+        if checkpoint:
+            print(f"Cancelled: a checkpoint was saved in {Path(config.output_dir) / checkpoint}; "
+                  "continue with --resume.", file=sys.stderr)
+        elif "global_step" in result:
+            print(f"Cancelled at step {result['global_step']}: no checkpoint could be saved, so --resume "
+                  f"cannot continue; the report is in {config.output_dir}.", file=sys.stderr)
+        else:
+            print("Cancelled before the first training step: nothing was written.", file=sys.stderr)
         return 130
     if status == "failed":
         return 1
