@@ -49,7 +49,7 @@ def test_cli_export_overwrite_into_a_project_folder_is_refused(tmp_path: Path) -
     before = snapshot(project)
     result = _cli("-m", "core.cli", "export", "--model-path", str(stub), "--output-dir", ".", "--overwrite", cwd=project)
     assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
     assert len(errors) == 1 and "not a TinyForge service" in errors[0] and "model_metadata.json" in errors[0]
     assert "Traceback" not in result.stderr
     assert snapshot(project) == before

@@ -17,9 +17,9 @@ LATENCY = {"onnx_fp32": {"median_ms_per_token": 10.0}, "onnx_int8": {"median_ms_
            "onnx_int8_block": {"median_ms_per_token": 6.0}, "onnx_int4_block": {"median_ms_per_token": 5.0}}
 
 
-def _result(agreement: float, match: float, gate: Gate = Gate()) -> dict[str, Any]:
+def _result(agreement: float, match: float) -> dict[str, Any]:
     result = {"teacher_forced_agreement": agreement, "generation_match_rate": match}
-    return {**result, "passed": gate.passes(result)}
+    return {**result, "passed": Gate().passes(result)}
 
 
 def test_the_fastest_candidate_that_passes_is_served() -> None:
@@ -113,8 +113,8 @@ def test_blockwise_candidates_build_checked_graphs(tiny_models: dict[str, Path],
     import onnx
 
     from core.exporter.candidates import CANDIDATES
-    from core.exporter.onnx_graphs import export_graphs
     from core.exporter.onnx_export import _load_torch_model, resolve_trained_model
+    from core.exporter.onnx_graphs import export_graphs
 
     model, _, arch = _load_torch_model(resolve_trained_model(tiny_models["causal"]))
     exported = export_graphs(model, arch, tmp_path / "onnx")
