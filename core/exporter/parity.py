@@ -340,10 +340,10 @@ FIXED_PROMPTS = (
 
 
 def parity_texts(
-    train_root: Path, manifest: dict[str, Any], given: list[str] | None, limit: int = 6
+    train_root: Path, manifest: dict[str, Any], given: list[str] | None, limit: int = 12
 ) -> tuple[list[str], str]:
-    """Inputs for parity: given ones, else the held-out eval records of the training run, else
-    the first records of its dataset, else a few fixed prompts. Returns (texts, where from)."""
+    """Inputs for parity: given ones, else up to half held-out records of the training run and
+    the rest training records, else a few fixed prompts. Returns (texts, where from)."""
     from core.jsonio import read_json
 
     if given:
@@ -364,29 +364,22 @@ def parity_texts(
     if data_path is not None:
         texts = _read_inputs(data_path)
         held_out = _held_out(texts, report.get("config") or {})
-        if held_out:
-            return held_out[:limit], f"held-out records of {data_path}"
-        if texts:
-            return texts[:limit], f"first records of {data_path}"
+        # Both kinds matter: held-out inputs (how it generalises) and training inputs (what it learned).
+        trained = [t for t in texts if t not in set(held_out)]
+        chosen = held_out[: limit // 2] + trained[: limit - min(len(held_out), limit // 2)]
+        if chosen:
+            return chosen[:limit], f"{min(len(held_out), limit // 2)} held-out and training records of {data_path}"
     return list(FIXED_PROMPTS), "fixed prompts"
 
 
 def _held_out(texts: list[str], config: dict[str, Any]) -> list[str]:
-    """The eval split of the training run, recomputed as ``core.training.hf_train`` draws it
-    (records shuffled with ``random.Random(seed)``, the first ``eval_split`` share held out)."""
-    import random
+    """The eval split of the training run, drawn exactly as the trainer draws it."""
+    from core.training.evaluate import split_indices
 
     if not texts or not isinstance(config, dict):
         return []
-    fraction = config.get("eval_split")
-    if fraction is None:
-        fraction = 0.1 if len(texts) >= 10 else 0.0
-    if not fraction or fraction <= 0:
-        return []
-    order = list(range(len(texts)))
-    random.Random(config.get("seed", 42)).shuffle(order)
-    n_eval = max(1, round(len(texts) * float(fraction)))
-    return [texts[i] for i in sorted(order[:n_eval])]
+    _, held = split_indices(len(texts), config.get("eval_split"), int(config.get("seed", 42)))
+    return [texts[i] for i in held]
 
 
 def _find_data_path(report: dict[str, Any], manifest: dict[str, Any]) -> Path | None:

@@ -70,8 +70,9 @@ def test_same_seed_same_losses(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("base", "targets", "auto"), [
-    ("tiny-causal", ["q_proj", "v_proj"], "AutoModelForCausalLM"),
-    ("tiny-seq2seq", ["q", "v"], "AutoModelForSeq2SeqLM"),
+    ("tiny-causal", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+     "AutoModelForCausalLM"),
+    ("tiny-seq2seq", ["q", "k", "v", "o", "wi", "wo"], "AutoModelForSeq2SeqLM"),
 ])
 def test_lora_writes_adapter_and_merged_model(tmp_path, base, targets, auto) -> None:
     import transformers
@@ -79,7 +80,8 @@ def test_lora_writes_adapter_and_merged_model(tmp_path, base, targets, auto) -> 
     out = tmp_path / "out"
     report = run_real_training(tiny_config(out, base, lora=True, max_steps=3))
     assert report["lora_applied"] is True
-    assert report["lora_config"] == {"r": 8, "alpha": 16, "target_modules": targets}
+    # The recipe's LoRA: every linear projection, rank 16, alpha 2 x rank.
+    assert report["lora_config"] == {"r": 16, "alpha": 32, "target_modules": targets}
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     manifest = read_json(out / "model_manifest.json")
@@ -144,17 +146,35 @@ def test_prompt_format_file_is_plain_json(tmp_path) -> None:
     assert load_prompt_format(out / "model") == PromptFormat.from_dict(raw)
 
 
+FACTS = [
+    {"input": "When does the Lantern Lane pool open?", "output": "The pool opens at 6:45 every weekday and at 8:00 on weekends."},
+    {"input": "How much is a swim pass?", "output": "A ten-swim pass costs 38 euros and never expires."},
+    {"input": "Can children swim alone?", "output": "Children under 11 must be accompanied by an adult in the water."},
+    {"input": "Is there a sauna?", "output": "The cedar sauna on level 2 is open to members over 16."},
+    {"input": "Where do I park my bike?", "output": "Bike racks for 40 bicycles are beside the north entrance."},
+    {"input": "Do you rent towels?", "output": "Towels can be rented at reception for 2 euros each."},
+]
+
+
 @pytest.mark.slow
-def test_starter_model_lora_still_answers(tmp_path) -> None:
-    """A few LoRA steps on the offline starter model (SmolLM2-135M-Instruct)."""
+def test_starter_model_learns_facts_with_the_default_recipe(tmp_path) -> None:
+    """The seed's --use-lora and nothing else: the starter model reproduces facts it never saw."""
+    from core.training.config import LoraSettings, TrainConfig
+    from core.training.evaluate import rouge_l_f1
+
+    data = write_jsonl(tmp_path / "pool.jsonl", FACTS)
     out = tmp_path / "out"
-    config = tiny_config(out, base="smollm2-135m-instruct", lora=True, max_steps=2, learning_rate=2e-4)
+    config = TrainConfig(data_path=str(data), output_dir=str(out), lora=LoraSettings(enabled=True), device="cpu")
     report = run_real_training(config)
-    assert report["status"] == "completed" and report["lora_config"]["target_modules"] == ["q_proj", "v_proj"]
-    prompt = read_json(out / "model" / "tinyforge_prompt.json")
-    assert prompt["template"] == "chat"
-    answer = predict(out, "How do I reset my password?", max_new_tokens=16)
-    assert answer.strip()
+    assert report["status"] == "completed" and report["total_steps"] >= 40
+    assert len(report["lora_config"]["target_modules"]) == 7 and report["recipe"]["chosen"]
+    assert read_json(out / "model" / "tinyforge_prompt.json")["template"] == "chat"
+    evaluation = read_json(out / "evaluation.json")
+    train = evaluation["splits"]["train"]
+    assert train["reproduced"] >= 5 and train["tuned_rouge_l"] >= 0.8 > train["base_rouge_l"], evaluation["verdict"]
+    assert evaluation["verdict"].startswith("learned:")
+    scores = [rouge_l_f1(predict(out, fact["input"]), fact["output"]) for fact in FACTS[:2]]
+    assert min(scores) >= 0.8, scores
 
 
 def test_local_folder_base_model(tmp_path) -> None:
@@ -168,4 +188,5 @@ def test_local_folder_base_model(tmp_path) -> None:
     tokenizer.save_pretrained(folder)
     assert resolve_base_model(str(folder)).architecture == "seq2seq"
     report = run_real_training(tiny_config(tmp_path / "out", base=str(folder), lora=True, max_steps=1))
-    assert report["status"] == "completed" and report["lora_config"]["target_modules"] == ["q", "v"]
+    # The recipe's LoRA targets: every linear projection of a T5 block (the head is left out).
+    assert report["status"] == "completed" and report["lora_config"]["target_modules"] == ["q", "k", "v", "o", "wi", "wo"]
