@@ -1,5 +1,5 @@
 """The Playground tab: one question, three answers side by side (base model, fine-tuned torch
-model, ONNX int8 service), each with its latency. The answers come from a worker thread; a new
+model, the ONNX service at its served precision), each with its latency. The answers come from a worker thread; a new
 question cancels the old one and late answers of an old question are ignored."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.models.prompting import DEFAULT_MAX_NEW_TOKENS
 from tinyforge_gui.theme import style_label
 from tinyforge_gui.widgets import make_icon
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 KINDS: tuple[tuple[str, str], ...] = (
     ("base", "Base model"),
     ("tuned", "Fine-tuned (torch)"),
-    ("onnx", "ONNX int8 (service)"),
+    ("onnx", "ONNX (the service's precision)"),
 )
 
 
@@ -59,8 +60,12 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
     sources["tuned"] = {"model_dir": str(run / "model")}
     meta = run / "service" / "onnx" / "model.onnx.meta.json"
     if meta.is_file():
-        int8 = (run / "service" / "onnx" / "quant").is_dir()
-        sources["onnx"] = {"service_dir": str(run / "service"), "precision": "int8" if int8 else "fp32"}
+        try:
+            served = (json.loads(meta.read_text(encoding="utf-8")).get("runtime") or {}).get("served_precision")
+        except (OSError, ValueError):
+            served = None
+        # None: what the service serves (the fastest precision that passed the parity gate).
+        sources["onnx"] = {"service_dir": str(run / "service"), "precision": None, "served": served or "fp32"}
     return sources
 
 
@@ -129,13 +134,13 @@ class PlaygroundPanel(QWidget):
         self.max_tokens = QSpinBox()
         self.max_tokens.setObjectName("playgroundMaxTokens")
         self.max_tokens.setRange(1, 1024)
-        self.max_tokens.setValue(64)
+        self.max_tokens.setValue(DEFAULT_MAX_NEW_TOKENS)  # the answer length of predict and the service
         self.max_tokens.setPrefix("max ")
         self.max_tokens.setSuffix(" tokens")
         self.max_tokens.setToolTip("Most new tokens per answer (byte-level tiny models need ~1 per character)")
         self.run_button = QPushButton(make_icon("train"), "Ask")
         self.run_button.setObjectName("playgroundRunButton")
-        self.run_button.setToolTip("Answer with the base, fine-tuned and ONNX int8 models")
+        self.run_button.setToolTip("Answer with the base, fine-tuned and exported (served precision) models")
         self.run_button.clicked.connect(self._ask)
         row.addWidget(self.input, 1)
         row.addWidget(self.max_tokens)
@@ -165,7 +170,8 @@ class PlaygroundPanel(QWidget):
                                       "(dry run, or not trained yet).")
         else:
             base = self.sources["base"]["base_model"]
-            onnx = "ONNX int8 service" if "onnx" in self.sources else "no ONNX export yet"
+            onnx = (f"ONNX service ({self.sources['onnx']['served']})" if "onnx" in self.sources
+                    else "no ONNX export yet")
             self.source_label.setText(f"<b>{Path(run_dir).name}</b>: base {base}, fine-tuned model/, {onnx}")
         self._update_enabled()
 
@@ -179,7 +185,7 @@ class PlaygroundPanel(QWidget):
             return
         self.request += 1
         for kind, card in self.cards.items():
-            card.reset(kind in self.sources, "Export with ONNX to compare the int8 model." if kind == "onnx"
+            card.reset(kind in self.sources, "Export with ONNX to compare the served model." if kind == "onnx"
                        else "Not available for this run.")
         self.status.setText("Answering… (the first question loads the models)")
         self.ask_requested.emit(text, self.max_tokens.value())

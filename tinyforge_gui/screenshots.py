@@ -1,9 +1,12 @@
 """Save PNGs of the main window's main states: ``python -m tinyforge_gui.screenshots OUT_DIR``.
 
-States: welcome, a dataset with problems, a finished dry run (train → export) with an artifact
-open, and (when real training is available) an estimate plus a short real train → export with
-its loss curves, the export report, and the playground with the service running. Runs
-offscreen unless a display is set; settings and runs live in a temp folder.
+States: welcome (a first run's defaults), a dataset with problems, a finished dry run (train →
+export) with an artifact open, and (when real training is available) what a user came for: the
+starter model fine-tuned with the default recipe (LoRA) on examples/customer_support.jsonl, then
+exported: its loss curves, the evaluation (learned answers beside the base model's), the export
+report with the served precision, and the playground with the service running. The real part
+trains for real (several minutes on a laptop CPU). Runs offscreen unless a display is set;
+settings and runs live in a temp folder.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def take(out_dir: Path, real: bool = True) -> list[Path]:
 
     window.open_example()
     _wait(lambda: window.dataset_report is not None and window.dataset_report.get("valid", False), 60)
+    window.options.dry_run.setChecked(True)
     window.options.lora.setChecked(True)
     window.options.export_onnx.setChecked(True)
     window.start_train_export()
@@ -112,7 +116,8 @@ def take(out_dir: Path, real: bool = True) -> list[Path]:
 
 
 def _real_states(window, work: Path, out_dir: Path) -> list[Path]:  # noqa: ANN001
-    """Estimate, a real tiny-causal train → export (loss, export report), the playground."""
+    """The starter model, the default recipe (LoRA) and an ONNX export: loss, evaluation, export
+    report, playground with the service."""
     from tinyforge_gui.resources import example_path
 
     support = example_path("customer_support.jsonl")
@@ -121,33 +126,32 @@ def _real_states(window, work: Path, out_dir: Path) -> list[Path]:  # noqa: ANN0
         _wait(lambda: window.dataset_report is not None and window.dataset_report.get("valid", False), 60)
     opts = window.options
     opts.dry_run.setChecked(False)
-    opts.base_model.setCurrentText("tiny-causal")
-    opts.epochs.setValue(6)
-    opts.batch_size.setValue(4)
-    opts.learning_rate.setValue(0.003)
-    opts.device.setCurrentText("cpu")
-    opts.lora.setChecked(False)
+    opts.base_model.setCurrentText("smollm2-135m-instruct")
+    for box in (opts.lora_rank, opts.lora_alpha, opts.epochs, opts.learning_rate):
+        box.setValue(box.minimum())  # "auto": the recipe decides
+    opts.lora_modules.setText("")
+    opts.lora.setChecked(True)
     opts.export_onnx.setChecked(True)
-    window.start_estimate()
-    _wait(lambda: window.estimate is not None and not window.tasks.is_busy("estimate"), 180)
     window.start_train_export()
-    _wait(lambda: _run_done(window), 600)
+    _wait(lambda: _run_done(window), 3600)
     _settle(0.5)
     saved = []
     window.tabs.setCurrentWidget(window.dataset)
     window.run_panel.tabs.setCurrentWidget(window.run_panel.chart)
     saved.append(_save(window, out_dir / "04-real-training-loss.png"))
+    window.evaluation.show_run(window.last_run)
+    window.tabs.setCurrentWidget(window.evaluation)
+    saved.append(_save(window, out_dir / "05-evaluation.png"))
     window.tabs.setCurrentWidget(window.export_panel)
     window.run_panel.tabs.setCurrentIndex(0)
-    saved.append(_save(window, out_dir / "05-export-report.png"))
+    saved.append(_save(window, out_dir / "06-export-report.png"))
     window.tabs.setCurrentWidget(window.playground)
-    window.playground.max_tokens.setValue(48)
     window.playground.input.setText("How do I reset my password?")
     window.playground.run_button.click()
-    _wait(lambda: len(window.playground.answers()) == 3 and not window.tasks.is_busy("playground"), 180)
+    _wait(lambda: len(window.playground.answers()) == 3 and not window.tasks.is_busy("playground"), 300)
     window.export_panel.service_button.click()
     _wait(lambda: window.service_state == "running", 60)
-    saved.append(_save(window, out_dir / "06-playground-service.png"))
+    saved.append(_save(window, out_dir / "07-playground-service.png"))
     return saved
 
 

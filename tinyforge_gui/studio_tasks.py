@@ -107,7 +107,7 @@ class PlaygroundWorker(Worker):
             return predict(source["model_dir"], self.text, self.max_new_tokens)
         from core.exporter.onnx_predict import predict_onnx
 
-        return predict_onnx(source["service_dir"], self.text, precision=source.get("precision", "int8"),
+        return predict_onnx(source["service_dir"], self.text, precision=source.get("precision"),
                             max_new_tokens=self.max_new_tokens)
 
 

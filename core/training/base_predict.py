@@ -51,7 +51,7 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def base_predict(base_model: str, text: str, max_new_tokens: int = 64, seed: int = 0,
+def base_predict(base_model: str, text: str, max_new_tokens: int | None = None, seed: int = 0,
                  max_length: int = 256) -> str:
     """Greedy answer of the base model ``base_model`` to ``text`` (answer only, stripped)."""
     from core.training.predict import generate_answer

@@ -39,7 +39,25 @@ def test_real_run_shows_loss_points_and_finishes(window, qtbot) -> None:  # noqa
     assert manifest["base_model"] == "tiny-causal"
     events = (run_dir / "events.jsonl").read_text()
     assert '"kind": "metric"' in events
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed"
+    # The recipe's choices are recorded (LoRA off here: the learning rate and epochs were set).
+    assert record["stages"][0]["result"]["recipe"]["learning_rate"] == 0.003
+
+    # After a real training the window shows whether it learned: the Evaluation tab.
+    evaluation = json.loads((run_dir / "model" / "evaluation.json").read_text())
+    qtbot.waitUntil(lambda: window.tabs.currentWidget() is window.evaluation, timeout=10000)
+    table = window.evaluation.table
+    assert table.rowCount() == len(evaluation["rows"]) == 3
+    assert evaluation["verdict"][:20].lower() in window.evaluation.verdict.text().lower()
+    assert table.item(0, 2).text() == evaluation["rows"][0]["reference"]
+    assert table.item(0, 4).text() == evaluation["rows"][0]["tuned_answer"]
+    # Reachable for an old run from the runs list.
+    window.evaluation.show_run("")
+    assert window.evaluation.table.rowCount() == 0
+    window.artifacts.runs.setCurrentItem(None)
+    window.artifacts.select_run(str(run_dir))
+    qtbot.waitUntil(lambda: window.evaluation.table.rowCount() == 3, timeout=5000)
 
 
 def test_killed_child_leaves_window_usable(window, qtbot) -> None:  # noqa: ANN001
