@@ -342,6 +342,8 @@ def _print_summary(target: Path, report: dict[str, Any]) -> None:
     if "onnx_path" in report:
         print(f"  onnx_path: {report['onnx_path']}")
         print(f"  quantized_path: {report.get('quantized_path')}")
+    if report.get("served_precision"):
+        print(f"  served_precision: {report['served_precision']} ({report.get('served_reason', '')})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
