@@ -85,7 +85,7 @@ def choose_served(candidates: dict[str, dict[str, Any]], latency: dict[str, Any]
         best = min(faster, key=ms)
         result = candidates[best]
         return best, (f"{best} is the fastest precision that answers like the trained model "
-                      f"({ms(best):.1f} vs fp32 {ms('fp32'):.1f} ms/token; teacher-forced agreement "
+                      f"({ms(best):.3g} vs fp32 {ms('fp32'):.3g} ms/token; teacher-forced agreement "
                       f"{result['teacher_forced_agreement']:.3f}, greedy match {result['generation_match_rate']:.2f})")
     if passing:
         return "fp32", f"the passing candidates ({', '.join(passing)}) are not faster than fp32"

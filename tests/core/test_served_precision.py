@@ -25,7 +25,7 @@ def _result(agreement: float, match: float) -> dict[str, Any]:
 def test_the_fastest_candidate_that_passes_is_served() -> None:
     candidates = {"int8": _result(0.77, 0.0), "int8_block": _result(0.99, 1.0), "int4_block": _result(0.99, 0.95)}
     served, reason = choose_served(candidates, LATENCY, Gate())
-    assert served == "int4_block" and "5.0 vs fp32 10.0 ms/token" in reason
+    assert served == "int4_block" and "5 vs fp32 10 ms/token" in reason
 
 
 def test_fp32_when_every_candidate_drifts_or_is_slower() -> None:
