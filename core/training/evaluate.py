@@ -26,6 +26,7 @@ from core.jsonio import read_json, utc_now_iso, write_json_atomic
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EVALUATIONS_DIR",
     "EVALUATION_NAME",
     "REPRODUCED_ROUGE",
     "base_of_lora",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 EVALUATION_NAME = "evaluation.json"
+EVALUATIONS_DIR = "evaluations"  # `foremforge evaluate --data FILE` results, one per file
 MAX_ROWS_PER_SPLIT = 64  # bounded: evaluation must stay a small part of the run
 REPRODUCED_ROUGE = 0.8  # a training answer counts as reproduced from this ROUGE-L F1 on
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -266,7 +268,7 @@ def evaluate_output(
 
     Without ``data_path``: the run's own held-out records and training sample (its dataset and
     split from ``training_report.json``), written to ``evaluation.json``. With ``data_path``:
-    every record of that file (split ``data``), returned and not written unless ``write``.
+    every record of that file (split ``data``), written to ``evaluations/<file stem>.json``.
     """
     from core.models.registry import BaseModelError, load_base_model, resolve_base_model
     from core.training.dataset import stream_jsonl
@@ -306,7 +308,7 @@ def evaluate_output(
     result["model"] = str(root)
     result["base_model"] = base_name
     if write:
-        target = root / EVALUATION_NAME if data_path is None else root / f"evaluation-{Path(data_path).stem}.json"
+        target = root / EVALUATION_NAME if data_path is None else root / EVALUATIONS_DIR / f"{Path(data_path).stem}.json"
         write_json_atomic(target, result)
         result["path"] = str(target)
     return result

@@ -59,7 +59,7 @@ from core.staging import (
 )
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
-from core.training.evaluate import EVALUATION_NAME, split_indices
+from core.training.evaluate import EVALUATION_NAME, EVALUATIONS_DIR, split_indices
 from core.training.recipe import Recipe, choose_recipe, resolve_config, steps_per_epoch
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ _OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_N
 # An existing output is replaced only when one of these says it is ours ...
 _MARKERS = (REPORT_NAME, MANIFEST_NAME, "model_stub.json")
 # ... and it holds nothing else (a file a user put there is never deleted by a retrain).
-_KNOWN_ENTRIES = (*_OUR_ENTRIES, "model_stub.json")
+_KNOWN_ENTRIES = (*_OUR_ENTRIES, "model_stub.json", EVALUATIONS_DIR)
 
 
 @dataclass
