@@ -15,6 +15,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from logging.handlers import RotatingFileHandler  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -105,9 +106,58 @@ def _install_probe(window) -> None:  # noqa: ANN001 - MainWindow
     window._startup_probe = probe  # keep it alive
 
 
+# Qt platforms that draw on a desktop and so need a display server to connect to.
+_DESKTOP_PLATFORMS = ("xcb", "wayland")
+
+
+def _requested_platforms(argv: list[str], environ: Mapping[str, str]) -> list[str]:
+    """Qt platform plugins asked for by ``-platform NAME`` or QT_QPA_PLATFORM ("a;b" = a, then b)."""
+    spec = environ.get("QT_QPA_PLATFORM", "")
+    for i, arg in enumerate(argv):
+        if arg == "-platform" and i + 1 < len(argv):
+            spec = argv[i + 1]
+    return [entry.strip() for entry in spec.split(";") if entry.strip()]
+
+
+def missing_display(
+    argv: list[str] | None = None, environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> str:
+    """The one-line reason the window cannot open here, or "" when it can.
+
+    On Linux/BSD without DISPLAY or WAYLAND_DISPLAY Qt would fail to load xcb (or, with the
+    offscreen platform exported, draw a window nobody sees); say so instead. A platform the user
+    chose that needs no display (``QT_QPA_PLATFORM=offscreen``, ``minimal``, ``eglfs``…) is kept.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if platform.startswith(("win", "cygwin", "darwin")):
+        return ""
+    requested = _requested_platforms(argv, environ)
+    for entry in requested:
+        name, _, options = entry.partition(":")
+        if not name.startswith(_DESKTOP_PLATFORMS) or "display=" in options:
+            return ""  # an explicit display-less platform, or xcb:display=… names its server
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return ""
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.exists(os.path.join(runtime, "wayland-0")):
+        return ""  # Wayland's default socket, used when WAYLAND_DISPLAY is unset
+    return (
+        "No display found: set DISPLAY (X11) or WAYLAND_DISPLAY, or run `xvfb-run make run`; "
+        "QT_QPA_PLATFORM=offscreen draws the window without showing it."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Open the main window; with a path argument, load that dataset."""
     argv = list(sys.argv if argv is None else argv)
+    problem = missing_display(argv)
+    if problem:
+        # Before logging is set up: the stderr handler would print the same line twice.
+        if sys.stderr is not None:
+            print(problem, file=sys.stderr)
+        return 2
     setup_logging()
     app = create_app(argv)
     from tinyforge_gui.main_window import MainWindow
