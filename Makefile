@@ -35,8 +35,9 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	$(PY) -m tinyforge_gui.screenshots docs/screenshots
 
-# A real window on a virtual X display (Xvfb): the app started as `make run` starts it, a
-# screenshot of the screen saved as build/smoke/real-window.png. Fails when Xvfb is missing.
+# A real window on a virtual X display (Xvfb): the app started by `make run` (or the packaged
+# app, with TINYFORGE_SMOKE_APP=dist/TinyForgeStudio/TinyForgeStudio), its screenshot saved as
+# build/smoke/real-window.png. Fails when Xvfb, xdotool or xwd is missing.
 smoke: $(STAMP)
 	TINYFORGE_REQUIRE_XVFB=1 TINYFORGE_SMOKE_PNG=build/smoke/real-window.png \
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_real_window.py

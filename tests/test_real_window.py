@@ -9,7 +9,8 @@ with Ctrl+Q as a user would.
 
 Needs ``make``, ``Xvfb``, ``xdotool`` and ``xwd`` (Debian: xvfb, xdotool, x11-apps) plus Qt's xcb
 libraries; skipped when they are missing, unless TINYFORGE_REQUIRE_XVFB=1 (CI, ``make smoke``)
-turns the skip into a failure. TINYFORGE_SMOKE_PNG=path keeps the screenshot.
+turns the skip into a failure. TINYFORGE_SMOKE_PNG=path keeps the screenshot;
+TINYFORGE_SMOKE_APP=dist/TinyForgeStudio/TinyForgeStudio checks the packaged app instead.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _require_tools() -> None:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if not missing:
         return
-    reason = f"needs {', '.join(missing)} (Debian: apt-get install xvfb xdotool x11-apps)"
+    reason = f"needs {', '.join(missing)} (Debian: apt-get install make xvfb xdotool x11-apps)"
     if os.environ.get("TINYFORGE_REQUIRE_XVFB") == "1":
         pytest.fail(f"TINYFORGE_REQUIRE_XVFB=1 but the real-window test {reason}")
     pytest.skip(reason)
@@ -140,9 +141,10 @@ def test_make_run_shows_a_real_window(xvfb_display: str, tmp_path: Path) -> None
     log = (tmp_path / "app.log").open("w+")
     started = time.monotonic()
     # Through `make run` itself (with this interpreter as $(PY), and no install step), so
-    # whatever the Makefile exports reaches the app just as on a desktop.
-    app = subprocess.Popen(["make", "-s", "run", "STAMP=", f"PY={sys.executable}"], cwd=ROOT, env=env, stdout=log,
-                           stderr=subprocess.STDOUT, start_new_session=True)
+    # whatever the Makefile exports reaches the app just as on a desktop; or the packaged app.
+    packaged = os.environ.get("TINYFORGE_SMOKE_APP")
+    command = [packaged] if packaged else ["make", "-s", "run", "STAMP=", f"PY={sys.executable}"]
+    app = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         windows: list[str] = []
         while not windows and time.monotonic() - started < WINDOW_TIMEOUT_S and app.poll() is None:
