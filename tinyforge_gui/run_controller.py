@@ -66,7 +66,7 @@ class RunController(QObject):
 
     def export_source(self) -> str:
         """The run whose model Export uses: the selected run, else the last run, if it has a model."""
-        for candidate in (self._window.artifacts.selected_run(), self.last_run):
+        for candidate in (self._window.selected_run(), self.last_run):
             if candidate and (Path(candidate) / "model").is_dir():
                 return candidate
         return ""
@@ -100,7 +100,7 @@ class RunController(QObject):
         rp.estimate.setEnabled(not estimate_reason)
         rp.estimate.setToolTip(estimate_reason or "Train a few real steps and project the whole run's duration "
                                "and peak memory")
-        selected = w.artifacts.selected_run()
+        selected = w.selected_run()
         can_resume = not busy and bool(selected) and _resumable(selected)
         rp.resume.setEnabled(can_resume)
         rp.resume.setToolTip(f"Continue {Path(selected).name} from its checkpoint" if can_resume else

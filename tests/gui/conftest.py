@@ -58,6 +58,7 @@ def window(qtbot, output_root: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: 
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: win.hidden_tabs_built, timeout=10000)  # built just after the first paint
     yield win
     win.close()
 
