@@ -25,7 +25,7 @@ def _make_env(target: str, environ: dict[str, str]) -> str:
     installed or started.
     """
     probe = "sh -c 'echo QPA=[$${QT_QPA_PLATFORM-<unset>}]' sh"
-    done = subprocess.run(["make", "-s", target, "STAMP=", f"PY={probe}"], cwd=ROOT, env=environ,
+    done = subprocess.run(["make", "-s", "--no-print-directory", target, "STAMP=", f"PY={probe}"], cwd=ROOT, env=environ,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     found = re.search(r"QPA=\[(.*)\]", done.stdout)
@@ -46,12 +46,12 @@ def test_only_test_targets_draw_offscreen() -> None:
     desktop = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
     assert _make_env("test", desktop) == "offscreen"
     assert _make_env("screenshots", desktop) == "offscreen"
-    dry = subprocess.run(["make", "-n", "package-selftest"], cwd=ROOT, env=desktop, capture_output=True,
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "package-selftest"], cwd=ROOT, env=desktop, capture_output=True,
                          text=True, timeout=60)
     assert "QT_QPA_PLATFORM=offscreen" in dry.stdout
-    dry_run = subprocess.run(["make", "-n", "run", "STAMP="], cwd=ROOT, env=desktop, capture_output=True,
-                             text=True, timeout=60)
-    assert dry_run.stdout.strip().endswith("-m tinyforge_gui"), dry_run.stdout
+    dry_run = subprocess.run(["make", "-n", "--no-print-directory", "run", "STAMP="], cwd=ROOT, env=desktop,
+                             capture_output=True, text=True, timeout=60)
+    assert dry_run.stdout.strip().splitlines()[-1].endswith("-m tinyforge_gui"), dry_run.stdout
 
 
 @pytest.mark.parametrize(

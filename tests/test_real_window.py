@@ -143,7 +143,7 @@ def test_make_run_shows_a_real_window(xvfb_display: str, tmp_path: Path) -> None
     # Through `make run` itself (with this interpreter as $(PY), and no install step), so
     # whatever the Makefile exports reaches the app just as on a desktop; or the packaged app.
     packaged = os.environ.get("TINYFORGE_SMOKE_APP")
-    command = [packaged] if packaged else ["make", "-s", "run", "STAMP=", f"PY={sys.executable}"]
+    command = [packaged] if packaged else ["make", "-s", "--no-print-directory", "run", "STAMP=", f"PY={sys.executable}"]
     app = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         windows: list[str] = []
