@@ -183,6 +183,7 @@ def test_make_run_shows_a_real_window(xvfb_display: str, tmp_path: Path) -> None
         assert code == 0, f"exit code {code}; output:\n{output[-3000:]}"
         assert "Traceback" not in output, output[-3000:]
         assert (tmp_path / "settings.ini").is_file(), "closing did not save the window's settings"
+        assert (tmp_path / "logs" / "studio.log").is_file(), "the app opened no log file"
         print(f"window shown after {shown_after:.2f} s; {width}x{height}, {colours} colours; screenshot {png}")
     finally:
         if app.poll() is None:

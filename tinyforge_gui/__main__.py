@@ -16,7 +16,6 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
-from logging.handlers import RotatingFileHandler  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 logger = logging.getLogger("tinyforge_gui")
@@ -32,26 +31,66 @@ def process_start_time() -> float:
         return _T0
 
 
-def setup_logging() -> None:
-    """Log to a file in the user's data folder and to stderr when there is one (windowed builds have none)."""
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _EarlyRecords(logging.Handler):
+    """Holds the records logged before the log file is opened, to write them there then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < 10_000:
+            self.records.append(record)
+
+
+def setup_logging(defer_file: bool = False) -> None:
+    """Log to a file in the user's data folder and to stderr when there is one (windowed builds have none).
+
+    With ``defer_file`` the file is opened later by :func:`open_log_file` (the window calls it
+    after its first paint: logging.handlers and its imports cost ~10 ms); records logged until
+    then are kept and written to the file first.
+    """
     root = logging.getLogger()
     if root.handlers:
         return
     root.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if sys.stderr is not None:
         stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(fmt)
+        stream.setFormatter(logging.Formatter(_FORMAT))
         stream.setLevel(logging.WARNING)
         root.addHandler(stream)
+    if defer_file:
+        root.addHandler(_EarlyRecords())
+    else:
+        open_log_file()
+
+
+def open_log_file() -> None:
+    """Add the rotating ``studio.log`` handler (once), after the records held since start-up."""
+    from logging.handlers import RotatingFileHandler
+
+    root = logging.getLogger()
+    early = [h for h in root.handlers if isinstance(h, _EarlyRecords)]
+    for handler in early:
+        root.removeHandler(handler)
+    if any(isinstance(h, RotatingFileHandler) for h in root.handlers):
+        return
     try:
         folder = Path(os.environ.get("TINYFORGE_LOG_DIR") or Path.home() / ".cache" / "tinyforge")
         folder.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(folder / "studio.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8")
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
+        handler: logging.Handler = RotatingFileHandler(
+            folder / "studio.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8"
+        )
+        handler.setFormatter(logging.Formatter(_FORMAT))
     except OSError:
-        root.addHandler(logging.NullHandler())
+        handler = logging.NullHandler()
+    root.addHandler(handler)
+    for early_handler in early:
+        for record in early_handler.records:
+            handler.handle(record)
 
 
 def create_app(argv: list[str] | None = None):  # noqa: ANN201 - QApplication, imported lazily
@@ -158,17 +197,22 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stderr is not None:
             print(problem, file=sys.stderr)
         return 2
-    setup_logging()
+    setup_logging(defer_file=True)
     app = create_app(argv)
+    from PySide6.QtCore import QTimer
+
     from tinyforge_gui.main_window import MainWindow
 
     window = MainWindow()
     window.show()
+    QTimer.singleShot(200, open_log_file)  # after the first paint
     if os.environ.get("TINYFORGE_STARTUP_PROBE") == "1":
         _install_probe(window)
     elif len(argv) > 1 and not argv[1].startswith("-"):
         window.load_dataset(argv[1])
-    return int(app.exec())
+    code = int(app.exec())
+    open_log_file()  # when it quit sooner: the held records still reach the file
+    return code
 
 
 if __name__ == "__main__":

@@ -74,3 +74,21 @@ def test_a_hidden_tab_chosen_early_gets_its_panel(qtbot, output_root: Path) -> N
     assert other.playground is other.tabs.widget(3)
     win.close()
     other.close()
+
+
+def test_log_file_opens_after_start_up_with_the_early_records(tmp_path: Path) -> None:
+    code = (
+        "import logging, sys\n"
+        "from tinyforge_gui.__main__ import open_log_file, setup_logging\n"
+        "setup_logging(defer_file=True)\n"
+        "logging.getLogger('tinyforge_gui.x').info('early record')\n"
+        "print('logging.handlers' in sys.modules)\n"
+        "open_log_file(); open_log_file()\n"
+        "logging.getLogger('tinyforge_gui.x').info('late record')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "TINYFORGE_LOG_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # not imported before the window's first paint
+    lines = (tmp_path / "studio.log").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and "early record" in lines[0] and "late record" in lines[1]
