@@ -93,6 +93,9 @@ def main() -> int:
         "bare_pyside6_window_s": round(bare_s, 4),
         "tinyforge_main_window_s": round(ours_s, 4),
         "ratio": round(ours_s / bare_s, 2),
+        # Best of the runs as well: on a machine shared with other work the minimum is the
+        # least disturbed launch of each (the median is the figure the goal is checked on).
+        "ratio_best_of_runs": round(min(ours) / min(bare), 2),
         "overhead_s": round(ours_s - bare_s, 4),
         "all_runs_s": {"bare": [round(x, 4) for x in bare], "tinyforge": [round(x, 4) for x in ours]},
         "goal_s": GOAL_S,

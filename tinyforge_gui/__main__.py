@@ -15,7 +15,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
-from logging.handlers import RotatingFileHandler  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 logger = logging.getLogger("tinyforge_gui")
@@ -31,26 +31,66 @@ def process_start_time() -> float:
         return _T0
 
 
-def setup_logging() -> None:
-    """Log to a file in the user's data folder and to stderr when there is one (windowed builds have none)."""
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _EarlyRecords(logging.Handler):
+    """Holds the records logged before the log file is opened, to write them there then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < 10_000:
+            self.records.append(record)
+
+
+def setup_logging(defer_file: bool = False) -> None:
+    """Log to a file in the user's data folder and to stderr when there is one (windowed builds have none).
+
+    With ``defer_file`` the file is opened later by :func:`open_log_file` (the window calls it
+    after its first paint: logging.handlers and its imports cost ~10 ms); records logged until
+    then are kept and written to the file first.
+    """
     root = logging.getLogger()
     if root.handlers:
         return
     root.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if sys.stderr is not None:
         stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(fmt)
+        stream.setFormatter(logging.Formatter(_FORMAT))
         stream.setLevel(logging.WARNING)
         root.addHandler(stream)
+    if defer_file:
+        root.addHandler(_EarlyRecords())
+    else:
+        open_log_file()
+
+
+def open_log_file() -> None:
+    """Add the rotating ``studio.log`` handler (once), after the records held since start-up."""
+    from logging.handlers import RotatingFileHandler
+
+    root = logging.getLogger()
+    early = [h for h in root.handlers if isinstance(h, _EarlyRecords)]
+    for handler in early:
+        root.removeHandler(handler)
+    if any(isinstance(h, RotatingFileHandler) for h in root.handlers):
+        return
     try:
         folder = Path(os.environ.get("TINYFORGE_LOG_DIR") or Path.home() / ".cache" / "tinyforge")
         folder.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(folder / "studio.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8")
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
+        handler: logging.Handler = RotatingFileHandler(
+            folder / "studio.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8"
+        )
+        handler.setFormatter(logging.Formatter(_FORMAT))
     except OSError:
-        root.addHandler(logging.NullHandler())
+        handler = logging.NullHandler()
+    root.addHandler(handler)
+    for early_handler in early:
+        for record in early_handler.records:
+            handler.handle(record)
 
 
 def create_app(argv: list[str] | None = None):  # noqa: ANN201 - QApplication, imported lazily
@@ -105,20 +145,74 @@ def _install_probe(window) -> None:  # noqa: ANN001 - MainWindow
     window._startup_probe = probe  # keep it alive
 
 
+# Qt platforms that draw on a desktop and so need a display server to connect to.
+_DESKTOP_PLATFORMS = ("xcb", "wayland")
+
+
+def _requested_platforms(argv: list[str], environ: Mapping[str, str]) -> list[str]:
+    """Qt platform plugins asked for by ``-platform NAME`` or QT_QPA_PLATFORM ("a;b" = a, then b)."""
+    spec = environ.get("QT_QPA_PLATFORM", "")
+    for i, arg in enumerate(argv):
+        if arg == "-platform" and i + 1 < len(argv):
+            spec = argv[i + 1]
+    return [entry.strip() for entry in spec.split(";") if entry.strip()]
+
+
+def missing_display(
+    argv: list[str] | None = None, environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> str:
+    """The one-line reason the window cannot open here, or "" when it can.
+
+    On Linux/BSD without DISPLAY or WAYLAND_DISPLAY Qt would fail to load xcb (or, with the
+    offscreen platform exported, draw a window nobody sees); say so instead. A platform the user
+    chose that needs no display (``QT_QPA_PLATFORM=offscreen``, ``minimal``, ``eglfs``…) is kept.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if platform.startswith(("win", "cygwin", "darwin")):
+        return ""
+    requested = _requested_platforms(argv, environ)
+    for entry in requested:
+        name, _, options = entry.partition(":")
+        if not name.startswith(_DESKTOP_PLATFORMS) or "display=" in options:
+            return ""  # an explicit display-less platform, or xcb:display=… names its server
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return ""
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.exists(os.path.join(runtime, "wayland-0")):
+        return ""  # Wayland's default socket, used when WAYLAND_DISPLAY is unset
+    return (
+        "No display found: set DISPLAY (X11) or WAYLAND_DISPLAY, or run `xvfb-run make run`; "
+        "QT_QPA_PLATFORM=offscreen draws the window without showing it."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Open the main window; with a path argument, load that dataset."""
     argv = list(sys.argv if argv is None else argv)
-    setup_logging()
+    problem = missing_display(argv)
+    if problem:
+        # Before logging is set up: the stderr handler would print the same line twice.
+        if sys.stderr is not None:
+            print(problem, file=sys.stderr)
+        return 2
+    setup_logging(defer_file=True)
     app = create_app(argv)
+    from PySide6.QtCore import QTimer
+
     from tinyforge_gui.main_window import MainWindow
 
     window = MainWindow()
     window.show()
+    QTimer.singleShot(200, open_log_file)  # after the first paint
     if os.environ.get("TINYFORGE_STARTUP_PROBE") == "1":
         _install_probe(window)
     elif len(argv) > 1 and not argv[1].startswith("-"):
         window.load_dataset(argv[1])
-    return int(app.exec())
+    code = int(app.exec())
+    open_log_file()  # when it quit sooner: the held records still reach the file
+    return code
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
@@ -29,13 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from tinyforge_gui import APPLICATION
-from tinyforge_gui.artifacts_panel import ArtifactsPanel
 from tinyforge_gui.dataset_controller import HEAD_ROWS, JSONL_SUFFIXES, DatasetController, dataset_problem
 from tinyforge_gui.dataset_panel import DatasetPanel
-from tinyforge_gui.evaluation_panel import EvaluationPanel
-from tinyforge_gui.export_panel import ExportPanel
 from tinyforge_gui.options_panel import OptionsPanel
-from tinyforge_gui.playground_panel import PlaygroundPanel
 from tinyforge_gui.resources import app_icon_path
 from tinyforge_gui.run_controller import RunController
 from tinyforge_gui.run_panel import RunPanel
@@ -44,6 +40,12 @@ from tinyforge_gui.studio_controller import StudioController
 from tinyforge_gui.studio_tasks import ServiceHandle
 from tinyforge_gui.widgets import MessageBar, make_icon
 from tinyforge_gui.workers import TaskRunner
+
+if TYPE_CHECKING:
+    from tinyforge_gui.artifacts_panel import ArtifactsPanel
+    from tinyforge_gui.evaluation_panel import EvaluationPanel
+    from tinyforge_gui.export_panel import ExportPanel
+    from tinyforge_gui.playground_panel import PlaygroundPanel
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class MainWindow(QMainWindow):
         self.studio_controller = StudioController(self)
         self._closing = False
         self._help_dialog: QWidget | None = None
+        self._artifacts: ArtifactsPanel | None = None
+        self._export_panel: ExportPanel | None = None
+        self._playground: PlaygroundPanel | None = None
+        self._evaluation: EvaluationPanel | None = None
         self._build_ui()
         self._build_menus()
         self._restore_settings()
@@ -86,9 +92,6 @@ class MainWindow(QMainWindow):
         self.dataset = DatasetPanel()
         self.dataset.open_requested.connect(datasets.open_dialog)
         self.dataset.example_requested.connect(datasets.open_example)
-        self.artifacts = ArtifactsPanel()
-        self.artifacts.load_options_requested.connect(self.load_run_options)
-        self.artifacts.run_selected.connect(runs.on_run_selected)
         self.run_panel = RunPanel()
         self.run_panel.train_clicked.connect(runs.start_train)
         self.run_panel.export_clicked.connect(runs.start_export)
@@ -96,22 +99,17 @@ class MainWindow(QMainWindow):
         self.run_panel.cancel_clicked.connect(runs.cancel_run)
         self.run_panel.resume_clicked.connect(runs.start_resume)
         self.run_panel.estimate_clicked.connect(runs.start_estimate)
-        self.export_panel = ExportPanel()
-        self.export_panel.open_json_requested.connect(studio.open_report_json)
-        self.export_panel.service_toggled.connect(studio.toggle_service)
-        self.playground = PlaygroundPanel()
-        self.playground.ask_requested.connect(studio.ask_playground)
-        self.evaluation = EvaluationPanel()
         QShortcut(QKeySequence("Ctrl+Enter"), self, runs.start_train_export)
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("mainTabs")
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.dataset, make_icon("dataset"), "Dataset")
-        self.tabs.addTab(self.artifacts, make_icon("folder"), "Artifacts")
-        self.tabs.addTab(self.evaluation, make_icon("ok"), "Evaluation")
-        self.tabs.addTab(self.export_panel, make_icon("export"), "Export")
-        self.tabs.addTab(self.playground, make_icon("train"), "Playground")
+        # The other tabs are hidden at start: empty pages until _build_hidden_tabs (after the
+        # first paint, or as soon as anything asks for one of them) puts the panels in.
+        for icon, label in self._HIDDEN_TABS:
+            self.tabs.addTab(QWidget(), make_icon(icon), label)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
 
         self.right_split = QSplitter(Qt.Orientation.Vertical)
         self.right_split.setObjectName("rightSplitter")
@@ -140,6 +138,84 @@ class MainWindow(QMainWindow):
         self.status_right.setObjectName("statusRight")
         self.statusBar().addPermanentWidget(self.status_right)
         self.resize(1280, 820)
+
+    _HIDDEN_TABS = (("folder", "Artifacts"), ("ok", "Evaluation"), ("export", "Export"), ("train", "Playground"))
+
+    def _build_hidden_tabs(self) -> None:
+        """Build the Artifacts, Evaluation, Export and Playground panels and put them in their tabs (once).
+
+        Not needed for the first paint, so start-up does not import or build them (about a
+        sixth of the window's start-up time); the properties below build them on first use.
+        """
+        if self._artifacts is not None:
+            return
+        from tinyforge_gui.artifacts_panel import ArtifactsPanel
+        from tinyforge_gui.evaluation_panel import EvaluationPanel
+        from tinyforge_gui.export_panel import ExportPanel
+        from tinyforge_gui.playground_panel import PlaygroundPanel
+
+        runs, studio = self.run_controller, self.studio_controller
+        self._artifacts = ArtifactsPanel()
+        self._artifacts.load_options_requested.connect(self.load_run_options)
+        self._artifacts.run_selected.connect(runs.on_run_selected)
+        self._export_panel = ExportPanel()
+        self._export_panel.open_json_requested.connect(studio.open_report_json)
+        self._export_panel.service_toggled.connect(studio.toggle_service)
+        self._playground = PlaygroundPanel()
+        self._playground.ask_requested.connect(studio.ask_playground)
+        self._evaluation = EvaluationPanel()
+        current = self.tabs.currentIndex()
+        self.tabs.blockSignals(True)  # swapping pages is not the user changing tabs
+        panels = (self._artifacts, self._evaluation, self._export_panel, self._playground)
+        for index, panel in enumerate(panels, start=1):
+            placeholder = self.tabs.widget(index)
+            icon, label = self._HIDDEN_TABS[index - 1]
+            self.tabs.removeTab(index)
+            self.tabs.insertTab(index, panel, make_icon(icon), label)
+            placeholder.deleteLater()
+        self.tabs.setCurrentIndex(current)
+        self.tabs.blockSignals(False)
+        state = self.settings.value("splitters/artifacts")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self._artifacts.split.restoreState(state)
+        self.update_actions()
+
+    @Slot(int)
+    def _on_tab_changed(self, index: int) -> None:
+        if index > 0 and self._artifacts is None:
+            QTimer.singleShot(0, self._build_hidden_tabs)  # not inside the tab bar's own signal
+
+    @property
+    def hidden_tabs_built(self) -> bool:
+        return self._artifacts is not None
+
+    @property
+    def artifacts(self) -> ArtifactsPanel:
+        self._build_hidden_tabs()
+        assert self._artifacts is not None
+        return self._artifacts
+
+    @property
+    def export_panel(self) -> ExportPanel:
+        self._build_hidden_tabs()
+        assert self._export_panel is not None
+        return self._export_panel
+
+    @property
+    def playground(self) -> PlaygroundPanel:
+        self._build_hidden_tabs()
+        assert self._playground is not None
+        return self._playground
+
+    @property
+    def evaluation(self) -> EvaluationPanel:
+        self._build_hidden_tabs()
+        assert self._evaluation is not None
+        return self._evaluation
+
+    def selected_run(self) -> str:
+        """The run selected in the Artifacts tab ("" before that tab exists: nothing is selected)."""
+        return self._artifacts.selected_run() if self._artifacts is not None else ""
 
     def _build_menus(self) -> None:
         runs = self.run_controller
@@ -236,12 +312,10 @@ class MainWindow(QMainWindow):
             self.options.apply_first_run_defaults()
 
     def _splitters(self) -> dict[str, QSplitter]:
-        return {
-            "main": self.main_split,
-            "right": self.right_split,
-            "dataset": self.dataset.split,
-            "artifacts": self.artifacts.split,
-        }
+        splitters = {"main": self.main_split, "right": self.right_split, "dataset": self.dataset.split}
+        if self._artifacts is not None:  # else _build_hidden_tabs restores it; an unbuilt one keeps its value
+            splitters["artifacts"] = self._artifacts.split
+        return splitters
 
     def save_settings(self) -> None:
         s = self.settings
@@ -268,7 +342,8 @@ class MainWindow(QMainWindow):
     def update_actions(self) -> None:
         """Refresh which actions are available: run buttons, the options form, the service button."""
         self.run_controller.update_actions()
-        self.studio_controller.update_service_button()
+        if self._export_panel is not None:  # the Service button lives in the Export tab
+            self.studio_controller.update_service_button()
         self.status_right.setText(self.options.output_root())
 
     # ------------------------------------------------------------------ delegated state and actions
@@ -420,7 +495,7 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:  # noqa: ANN001 - Qt override
         super().showEvent(event)
-        if not self.artifacts.root:
+        if self._artifacts is None or not self._artifacts.root:
             QTimer.singleShot(150, self._deferred_start)  # after the first paint
 
     @Slot()
@@ -428,6 +503,7 @@ class MainWindow(QMainWindow):
         """Work that may touch the disk but is not needed for the first paint."""
         if self._closing:
             return
+        self._build_hidden_tabs()
         from tinyforge_gui.tasks import WarmupWorker
 
         self.tasks.start(WarmupWorker())

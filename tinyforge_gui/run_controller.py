@@ -25,6 +25,14 @@ def _past_options(run_dir: str) -> dict[str, Any]:
         return json.load(handle).get("options") or {}
 
 
+def _resumable(run_dir: str) -> bool:
+    """core.runs.resumable, imported on first use: core.runs pulls in pydantic, which the
+    first paint does not need (nothing is selected yet at start-up)."""
+    from core.runs import resumable
+
+    return resumable(run_dir)
+
+
 class RunController(QObject):
     """Starts runs from the form and the current dataset, and follows them to the end."""
 
@@ -58,7 +66,7 @@ class RunController(QObject):
 
     def export_source(self) -> str:
         """The run whose model Export uses: the selected run, else the last run, if it has a model."""
-        for candidate in (self._window.artifacts.selected_run(), self.last_run):
+        for candidate in (self._window.selected_run(), self.last_run):
             if candidate and (Path(candidate) / "model").is_dir():
                 return candidate
         return ""
@@ -92,10 +100,8 @@ class RunController(QObject):
         rp.estimate.setEnabled(not estimate_reason)
         rp.estimate.setToolTip(estimate_reason or "Train a few real steps and project the whole run's duration "
                                "and peak memory")
-        from core.runs import resumable
-
-        selected = w.artifacts.selected_run()
-        can_resume = not busy and resumable(selected)
+        selected = w.selected_run()
+        can_resume = not busy and bool(selected) and _resumable(selected)
         rp.resume.setEnabled(can_resume)
         rp.resume.setToolTip(f"Continue {Path(selected).name} from its checkpoint" if can_resume else
                              "Select a cancelled real run (it keeps a checkpoint) to continue it")

@@ -75,7 +75,7 @@ class StudioController(QObject):
 
     def service_dir(self) -> str:
         """The selected run's service folder when it holds a real ONNX export, else ""."""
-        run = self._window.artifacts.selected_run() or self._window.last_run
+        run = self._window.selected_run() or self._window.last_run
         folder = Path(run) / "service" if run else None
         if folder is not None and (folder / "app.py").is_file() and (folder / "onnx" / "model.onnx.meta.json").is_file():
             return str(folder)

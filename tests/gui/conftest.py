@@ -63,6 +63,7 @@ def window(qtbot, output_root: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: 
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: win.hidden_tabs_built, timeout=10000)  # built just after the first paint
     yield win
     win.close()
 
@@ -73,7 +74,15 @@ def wait_report(qtbot, win, timeout: int = 30000) -> dict:  # noqa: ANN001
 
 
 def wait_run(qtbot, win, timeout: int = 60000) -> str:  # noqa: ANN001
-    """Wait until the run ended and its thread is gone; return its status."""
-    qtbot.waitUntil(lambda: win.run_status not in ("", "running") and not win.tasks.is_busy("run"), timeout=timeout)
-    qtbot.wait(50)  # let _after_run update buttons and the artifact view
+    """Wait until the run ended, its thread is gone and the window has settled; return its status.
+
+    The window refreshes its buttons in a timer after the thread ends (RunController._after_run
+    polls until is_busy("run") is False), so "not busy" alone races with it; a fixed sleep
+    fails on a loaded machine. The options form is re-enabled by that refresh and by nothing
+    else after a run, so it marks the end of _after_run.
+    """
+    qtbot.waitUntil(
+        lambda: win.run_status not in ("", "running") and not win.tasks.is_busy("run") and win.options.isEnabled(),
+        timeout=timeout,
+    )
     return win.run_status

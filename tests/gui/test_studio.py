@@ -49,15 +49,18 @@ def test_estimate_shows_a_projection(window, qtbot) -> None:  # noqa: ANN001
     wait_report(qtbot, window)
     _real_options(window, epochs=10)
     button = window.findChild(QPushButton, "estimateButton")
-    assert button is not None and button.isEnabled()
+    assert button is not None
+    qtbot.waitUntil(button.isEnabled, timeout=5000)
     button.click()
+    assert not button.isEnabled()  # "Estimating…" while it runs
     qtbot.waitUntil(lambda: window.estimate is not None, timeout=120000)
     qtbot.waitUntil(lambda: not window.tasks.is_busy("estimate"), timeout=30000)
     est = window.estimate
     assert est["total_steps"] == 30 and est["seconds_per_step"] > 0 and est["peak_rss_bytes"] > 0
     text = window.run_panel.estimate_label.text()
     assert "30 steps" in text and "peak memory" in text
-    assert button.isEnabled()
+    # The window re-enables the button in a timer once the worker's thread is gone.
+    qtbot.waitUntil(button.isEnabled, timeout=10000)
 
 
 def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) -> None:  # noqa: ANN001

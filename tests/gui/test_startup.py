@@ -1,0 +1,94 @@
+"""Start-up stays light: the first paint needs only the visible panels (benchmarks/startup.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QTreeView
+
+pytestmark = pytest.mark.gui
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run in a fresh interpreter: this test process has long imported everything.
+PROBE = r"""
+import json, sys
+from tinyforge_gui.__main__ import create_app
+app = create_app([])
+from tinyforge_gui.main_window import MainWindow
+w = MainWindow()
+before = sorted(m for m in sys.modules if m.split(".")[0] in ("pydantic", "core", "tinyforge_gui"))
+w.show()
+# The event loop itself, not processEvents() in a Python loop (PySide6 6.12 loses a reference
+# to None on every processEvents call; a few thousand calls crash a small process).
+from PySide6.QtCore import QTimer
+poll = QTimer(); poll.timeout.connect(lambda: w.hidden_tabs_built and app.quit()); poll.start(20)
+QTimer.singleShot(20000, app.quit)
+app.exec()
+print(json.dumps({"before_show": before, "built_after_show": w.hidden_tabs_built,
+                  "tabs": [w.tabs.tabText(i) for i in range(w.tabs.count())],
+                  "artifacts_page": w.tabs.widget(1) is w.artifacts}))
+w.close()
+"""
+
+
+def test_first_paint_imports_only_what_it_shows(tmp_path: Path) -> None:
+    env_file = tmp_path / "settings.ini"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "TINYFORGE_SETTINGS_FILE": str(env_file), "TINYFORGE_LOG_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    before = result["before_show"]
+    # pydantic (through core.runs / core.training.config) costs ~100 ms: not before the window shows.
+    assert not [m for m in before if m.startswith("pydantic") or m in ("core.runs", "core.training.config")], before
+    # The hidden tabs' panels are built after the first paint.
+    for module in ("tinyforge_gui.artifacts_panel", "tinyforge_gui.export_panel", "tinyforge_gui.playground_panel"):
+        assert module not in before
+    assert result["built_after_show"] and result["artifacts_page"]
+    assert result["tabs"] == ["Dataset", "Artifacts", "Export", "Playground"]
+
+
+def test_a_hidden_tab_chosen_early_gets_its_panel(qtbot, output_root: Path) -> None:  # noqa: ANN001
+    from tinyforge_gui.__main__ import create_app
+    from tinyforge_gui.main_window import MainWindow
+
+    create_app([])
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.options.output_dir.setText(str(output_root))
+    assert not win.hidden_tabs_built and win.findChild(QTreeView, "artifactTree") is None
+    win.tabs.setCurrentIndex(2)  # the user clicks Export before the deferred start ran
+    qtbot.waitUntil(lambda: win.hidden_tabs_built, timeout=5000)
+    assert win.tabs.currentIndex() == 2 and win.tabs.currentWidget() is win.export_panel
+    assert win.findChild(QTreeView, "artifactTree") is not None
+    # Asking for a panel builds it at once, too (tests, selftest and controllers rely on it).
+    other = MainWindow()
+    qtbot.addWidget(other)
+    assert other.playground is other.tabs.widget(3)
+    win.close()
+    other.close()
+
+
+def test_log_file_opens_after_start_up_with_the_early_records(tmp_path: Path) -> None:
+    code = (
+        "import logging, sys\n"
+        "from tinyforge_gui.__main__ import open_log_file, setup_logging\n"
+        "setup_logging(defer_file=True)\n"
+        "logging.getLogger('tinyforge_gui.x').info('early record')\n"
+        "print('logging.handlers' in sys.modules)\n"
+        "open_log_file(); open_log_file()\n"
+        "logging.getLogger('tinyforge_gui.x').info('late record')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "TINYFORGE_LOG_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # not imported before the window's first paint
+    lines = (tmp_path / "studio.log").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and "early record" in lines[0] and "late record" in lines[1]
