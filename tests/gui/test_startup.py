@@ -49,10 +49,11 @@ def test_first_paint_imports_only_what_it_shows(tmp_path: Path) -> None:
     # pydantic (through core.runs / core.training.config) costs ~100 ms: not before the window shows.
     assert not [m for m in before if m.startswith("pydantic") or m in ("core.runs", "core.training.config")], before
     # The hidden tabs' panels are built after the first paint.
-    for module in ("tinyforge_gui.artifacts_panel", "tinyforge_gui.export_panel", "tinyforge_gui.playground_panel"):
+    for module in ("tinyforge_gui.artifacts_panel", "tinyforge_gui.evaluation_panel", "tinyforge_gui.export_panel",
+                   "tinyforge_gui.playground_panel"):
         assert module not in before
     assert result["built_after_show"] and result["artifacts_page"]
-    assert result["tabs"] == ["Dataset", "Artifacts", "Export", "Playground"]
+    assert result["tabs"] == ["Dataset", "Artifacts", "Evaluation", "Export", "Playground"]
 
 
 def test_a_hidden_tab_chosen_early_gets_its_panel(qtbot, output_root: Path) -> None:  # noqa: ANN001
@@ -64,14 +65,15 @@ def test_a_hidden_tab_chosen_early_gets_its_panel(qtbot, output_root: Path) -> N
     qtbot.addWidget(win)
     win.options.output_dir.setText(str(output_root))
     assert not win.hidden_tabs_built and win.findChild(QTreeView, "artifactTree") is None
-    win.tabs.setCurrentIndex(2)  # the user clicks Export before the deferred start ran
+    win.tabs.setCurrentIndex(3)  # the user clicks Export before the deferred start ran
     qtbot.waitUntil(lambda: win.hidden_tabs_built, timeout=5000)
-    assert win.tabs.currentIndex() == 2 and win.tabs.currentWidget() is win.export_panel
+    assert win.tabs.currentIndex() == 3 and win.tabs.currentWidget() is win.export_panel
     assert win.findChild(QTreeView, "artifactTree") is not None
     # Asking for a panel builds it at once, too (tests, selftest and controllers rely on it).
     other = MainWindow()
     qtbot.addWidget(other)
-    assert other.playground is other.tabs.widget(3)
+    assert other.playground is other.tabs.widget(4)
+    assert other.evaluation is other.tabs.widget(2)
     win.close()
     other.close()
 
