@@ -295,7 +295,7 @@ class OptionsPanel(QScrollArea):
                              "Epochs. Passes over the training data; auto: at least 40 optimizer steps in all.")
         self.epochs.setSpecialValueText("auto")
         self.learning_rate = _dspin(0.0, 1.0, 0.0, 6, 1e-5, "learningRateSpin",
-                                    "Learning rate. Step size of the optimizer; auto: 1e-3 with LoRA, 5e-5 for "
+                                    "Learning rate. Step size of the optimizer; auto: 2e-3 with LoRA, 1e-4 for "
                                     "full fine-tuning.")
         self.learning_rate.setSpecialValueText("auto")
         self.batch_size = _spin(1, 4096, 8, "batchSizeSpin", "Batch size. Examples per optimizer step.")

@@ -167,7 +167,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="passes over the data (default: the recipe's, at least 40 optimizer steps in all)")
     real.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimiser steps (-1: use --epochs)")
     real.add_argument("--lr", type=float, default=None,
-                      help="learning rate (default: the recipe's, 1e-3 with LoRA, 5e-5 for full fine-tuning)")
+                      help="learning rate (default: the recipe's, 2e-3 with LoRA, 1e-4 for full fine-tuning)")
     real.add_argument("--batch-size", type=int, default=8)
     real.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     real.add_argument("--max-length", type=int, default=256, help="maximum tokens per record")

@@ -31,7 +31,7 @@ def test_first_run_defaults_to_a_real_lora_run_with_export(qtbot, output_root) -
     wait_report(qtbot, win)
     # The recipe is shown before the run, with its reasons.
     text = opts.recipe_label.text()
-    assert "40 steps" in text and "learning rate 0.001" in text and "LoRA rank 16" in text
+    assert "40 steps" in text and "learning rate 0.002" in text and "LoRA rank 16" in text
     train = opts.to_dict()["train"]
     assert train["lora"]["r"] is None and train["learning_rate"] is None and train["epochs"] is None
     win.close()
