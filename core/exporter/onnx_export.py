@@ -215,7 +215,6 @@ def _export_into(
     exporter: str,
     gate: Gate,
 ) -> dict[str, Any]:
-    import torch
 
     from core.exporter import parity, serve
 
@@ -267,28 +266,14 @@ def _export_into(
         if precision != "fp32":
             sizes[f"{precision}_bytes"] = sum(graph_bytes(staging / rel) for rel in graphs[precision].values())
             sizes[f"{precision}_to_fp32_ratio"] = round(sizes[f"{precision}_bytes"] / sizes["fp32_bytes"], 4)
-    export_time = utc_now_iso()
     meta = {
-        "exported_from": str(resolved.model_dir),
-        "export_time": export_time,
-        "version": EXPORT_FORMAT_VERSION,
-        "exporter": f"torch.onnx ({exported['exporter']}), torch {torch.__version__}",
-        "opset": exported["opset"],
-        "graphs": {role: {"path": rel, **exported["io"][role]} for role, rel in exported["files"].items()},
-        "inputs": exported["io"]["decoder"]["inputs"],
-        "outputs": exported["io"]["decoder"]["outputs"],
-        "source_model": {
-            "model_type": resolved.manifest.get("model_type", "hf"),
-            "architecture": architecture,
-            "base_model": resolved.manifest.get("base_model"),
-            "hf_model_type": getattr(model.config, "model_type", None),
-            "n_records": resolved.manifest.get("n_records"),
-        },
+        **_graph_meta(resolved, model, architecture, exported, dict(exported["files"])),
         "sizes": sizes,
         "quantization": quant_info.get("int8"),
         "quantization_candidates": quant_info,
         "runtime": runtime,
     }
+    export_time = meta["export_time"]
     write_json_atomic(onnx_dir / "model.onnx.meta.json", meta)
     _copy_service_files(staging, resolved.model_dir, tokenizer, prompt)
     model_ref = str(resolved.root)
@@ -383,6 +368,30 @@ def _export_into(
     del generators
     write_json_atomic(staging / "export_report.json", report)
     return report
+
+
+def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported: dict[str, Any],
+                files: dict[str, str]) -> dict[str, Any]:
+    """``model.onnx.meta.json``'s common part: where the graphs came from and what they take."""
+    import torch
+
+    return {
+        "exported_from": str(resolved.model_dir),
+        "export_time": utc_now_iso(),
+        "version": EXPORT_FORMAT_VERSION,
+        "exporter": f"torch.onnx ({exported['exporter']}), torch {torch.__version__}",
+        "opset": exported["opset"],
+        "graphs": {role: {"path": path, **exported["io"][role]} for role, path in files.items()},
+        "inputs": exported["io"]["decoder"]["inputs"],
+        "outputs": exported["io"]["decoder"]["outputs"],
+        "source_model": {
+            "model_type": resolved.manifest.get("model_type", "hf"),
+            "architecture": architecture,
+            "base_model": resolved.manifest.get("base_model"),
+            "hf_model_type": getattr(model.config, "model_type", None),
+            "n_records": resolved.manifest.get("n_records"),
+        },
+    }
 
 
 def _candidate_table(graphs: dict[str, dict[str, str]], descriptions: dict[str, str], sizes: dict[str, Any],
@@ -564,7 +573,6 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
     """
     import tempfile
 
-    import torch
 
     model, _tokenizer, architecture = _load_torch_model(resolved)
     out.mkdir(parents=True, exist_ok=True)
@@ -578,27 +586,8 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
             raise
         except Exception as exc:
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-        write_json_atomic(
-            work / "model.onnx.meta.json",
-            {
-                "exported_from": str(resolved.model_dir),
-                "export_time": utc_now_iso(),
-                "version": EXPORT_FORMAT_VERSION,
-                "exporter": f"torch.onnx ({exported['exporter']}), torch {torch.__version__}",
-                "opset": exported["opset"],
-                "graphs": {role: {"path": name, **exported["io"][role]} for role, name in files.items()},
-                "inputs": exported["io"]["decoder"]["inputs"],
-                "outputs": exported["io"]["decoder"]["outputs"],
-                "layout": exported["layout"],
-                "source_model": {
-                    "model_type": resolved.manifest.get("model_type", "hf"),
-                    "architecture": architecture,
-                    "base_model": resolved.manifest.get("base_model"),
-                    "hf_model_type": getattr(model.config, "model_type", None),
-                    "n_records": resolved.manifest.get("n_records"),
-                },
-            },
-        )
+        write_json_atomic(work / "model.onnx.meta.json",
+                          {**_graph_meta(resolved, model, architecture, exported, files), "layout": exported["layout"]})
         # The graph's external data (if any) first, the metadata last.
         names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
         for name in names:

@@ -28,8 +28,10 @@ def quantize_int8(
     destination: str | os.PathLike[str],
     per_channel: bool = False,
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES,
+    weight_type: str = "int8",
 ) -> dict[str, Any]:
-    """Write an int8 dynamically quantized copy of ``source`` to ``destination``.
+    """Write a dynamically quantized copy of ``source`` to ``destination`` (``weight_type``
+    int8, or uint8 for the seed's ``quantize_onnx(mode="uint8")``).
 
     Returns what was done (pre-processing applied or skipped and why, op types, seconds).
     The pre-processed intermediate lives in a temp folder beside ``destination`` and is removed.
@@ -41,7 +43,7 @@ def quantize_int8(
     source, destination = Path(source), Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    info: dict[str, Any] = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "int8"}
+    info: dict[str, Any] = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": weight_type}
     work = Path(tempfile.mkdtemp(prefix=".quant-", dir=destination.parent))
     try:
         prepared = work / "preprocessed.onnx"
@@ -55,7 +57,7 @@ def quantize_int8(
         quantize_dynamic(
             str(prepared),
             str(destination),
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if weight_type == "uint8" else QuantType.QInt8,
             per_channel=per_channel,
             op_types_to_quantize=list(op_types),
             extra_options={"MatMulConstBOnly": True},
@@ -153,7 +155,7 @@ def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any
         if mode == "int8":
             info = quantize_int8(source, partial)
         elif mode == "uint8":
-            info = _quantize_uint8(source, partial)
+            info = quantize_int8(source, partial, weight_type="uint8")
         elif mode == "int4":
             info = _quantize_int4(source, partial)
         else:
@@ -166,34 +168,6 @@ def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any
     info.setdefault("seconds", round(time.perf_counter() - started, 3))
     info["source_bytes"] = source.stat().st_size
     info["quantized_bytes"] = destination.stat().st_size
-    return info
-
-
-def _quantize_uint8(source: Path, destination: Path) -> dict[str, Any]:
-    """Dynamic quantization with uint8 weights: the int8 recipe (pre-processing, op types,
-    options) with the other weight type. ``destination``'s folder is a scratch folder."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    info: dict[str, Any] = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "uint8"}
-    prepared = destination.with_name("preprocessed.onnx")
-    try:
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
-        info["pre_process"] = "quant_pre_process"
-    except Exception as exc:  # as in quantize_int8: quantize the graph as it is
-        logger.warning("quant_pre_process failed (%s); quantizing the graph without it", exc)
-        info["pre_process"] = f"skipped: {type(exc).__name__}: {exc}"[:300]
-        prepared = source
-    quantize_dynamic(
-        str(prepared),
-        str(destination),
-        weight_type=QuantType.QUInt8,
-        op_types_to_quantize=list(DEFAULT_OP_TYPES),
-        extra_options={"MatMulConstBOnly": True},
-    )
-    if prepared != source:
-        prepared.unlink(missing_ok=True)
-    info["op_types"] = list(DEFAULT_OP_TYPES)
     return info
 
 
