@@ -34,15 +34,23 @@ def _say(text: str) -> None:
 
 
 def _wait(app: Any, condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Run the event loop until ``condition()`` holds (the window keeps working meanwhile)."""
-    from PySide6.QtCore import QDeadlineTimer, QEventLoop
+    """Run the event loop until ``condition()`` holds (the window keeps working meanwhile).
+
+    A nested QEventLoop polled by a timer, not processEvents() in a Python loop: PySide6 6.12
+    loses a reference to None on every Python-level processEvents() call, and a few thousand
+    calls crash the process."""
+    from PySide6.QtCore import QEventLoop, QTimer
 
     deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SelfTestFailure(f"timed out after {timeout:.0f} s waiting for {what}")
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, QDeadlineTimer(50))
-        time.sleep(0.01)
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.timeout.connect(lambda: loop.quit() if condition() or time.monotonic() > deadline else None)
+    poll.start(50)
+    if not condition():
+        loop.exec()
+    poll.stop()
+    if not condition():
+        raise SelfTestFailure(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _run_once(app: Any, window: Any, options: dict[str, Any], what: str) -> Path:
