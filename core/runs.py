@@ -169,6 +169,10 @@ def _new_run_dir(output_root: Path) -> Path:
             candidate.mkdir(parents=True)
         except FileExistsError:
             continue
+        except OSError as exc:  # read-only, not a folder, disk full: say where, in one line
+            reason = exc.strerror or type(exc).__name__
+            raise OSError(f"cannot create a run folder in {output_root}: {reason.lower()}; "
+                          "choose another output folder") from exc
         return candidate
     raise RuntimeError(f"could not create a run folder in {output_root}")
 

@@ -141,3 +141,16 @@ def test_core_runs_imports_no_qt_or_torch() -> None:
     code = "import sys, core.runs; print(any(m.startswith(('PySide6','torch','transformers')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_output_root_that_cannot_hold_runs_gets_one_clear_line(tmp_path) -> None:
+    from core.runs import RunOptions, create_run
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    options = RunOptions.model_validate({"train": {"data_path": str(tmp_path / "d.jsonl"), "output_dir": "x"}})
+    with pytest.raises(OSError) as caught:
+        create_run(blocker / "runs", options)
+    message = str(caught.value)
+    assert message.startswith(f"cannot create a run folder in {blocker / 'runs'}") and "[Errno" not in message
+    assert blocker.read_text() == "not a folder"
