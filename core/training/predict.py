@@ -86,10 +86,12 @@ def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tok
 
 
 def generate_answers(model: Any, tokenizer: Any, fmt: Any, texts: list[str], max_new_tokens: int | None = None,
-                     batch_size: int = 8, on_batch: Any = None) -> list[str]:
+                     batch_size: int = 32, on_batch: Any = None) -> list[str]:
     """Greedy answers to many ``texts``, several at a time (prompts of similar length batched
     together, causal prompts padded on the left); same answers as :func:`generate_answer` up to
-    float rounding. ``on_batch(done, total)`` is called after each batch (progress, cancel)."""
+    float rounding. On a CPU a decode step of 32 rows costs about twice one of 8 (small-batch
+    steps are bound by reading the weights), so big batches make an evaluation several times
+    faster. ``on_batch(done, total)`` is called after each batch (progress, cancel)."""
     import torch
 
     limit = int(max_new_tokens or fmt.max_new_tokens)
