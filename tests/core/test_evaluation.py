@@ -103,9 +103,6 @@ def test_evaluate_and_predict_on_a_whole_file(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "3 of 3 answers match their reference" in done.stdout
     assert (out / "evaluations" / "sample_qna.json").is_file()
-    # A retrain into the same folder still replaces it whole (the evaluations are ours).
-    run_real_training(tiny_config(out, max_steps=1))
-    assert not (out / "evaluations").exists()
 
     done = _cli("predict", "--model", str(out), "--data", str(SAMPLE))
     assert done.returncode == 0, done.stderr
@@ -119,3 +116,7 @@ def test_evaluate_and_predict_on_a_whole_file(tmp_path) -> None:
     assert done.returncode == 1 and "line 2" in done.stderr and "Traceback" not in done.stderr
     done = _cli("predict", "--model", str(out))
     assert done.returncode == 2 and "--input" in done.stderr
+
+    # A retrain into the same folder still replaces it whole (the evaluations are ours).
+    run_real_training(tiny_config(out, max_steps=1))
+    assert not (out / "evaluations").exists()

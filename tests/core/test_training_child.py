@@ -23,7 +23,8 @@ def test_child_relays_events_and_returns_the_report(tmp_path) -> None:
     recorder = EventRecorder()
     report = run_training_subprocess(tiny_config(tmp_path / "out", max_steps=3), on_event=recorder)
     assert report["status"] == "completed" and report["global_step"] == 3
-    assert [e.step for e in recorder.of("progress")][-1] == 3
+    assert [e.step for e in recorder.of("progress") if e.stage == "train"][-1] == 3
+    assert recorder.of("progress")[-1].stage == "evaluate"  # then the evaluation's own progress
     assert any("loss" in e.values for e in recorder.of("metric"))
     assert recorder.of("finished")[-1].status == "completed"
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
