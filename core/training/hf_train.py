@@ -464,8 +464,10 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     if eval_set is not None and not cancelled and trainer.state.global_step % eval_steps != 0:
         trainer.evaluate()
     train_seconds = time.time() - train_started
+    _release_memory()  # the training step's activations and logits, before the fp32 base comes back
     if n_bf16 and not cancelled:
         _restore_base(model, plan)
+        _release_memory()
     tokens = _all_reduce_sum(collator.train_tokens, world_size)
     tokens_per_second = tokens / train_seconds if train_seconds > 0 else 0.0
 
@@ -497,6 +499,7 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
             _write_cancelled(trainer, staging, report)
         else:
             _evaluate(model, tokenizer, fmt, plan, staging, report, emit, token)
+            _release_memory()
             _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
         report["duration_seconds"] = round(time.time() - started, 3)
         write_json_atomic(staging / REPORT_NAME, report)
@@ -505,6 +508,19 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
             emit(ArtifactWritten(str(path)))
     trainer.accelerator.wait_for_everyone()
     return report
+
+
+def _release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it otherwise, and peak RSS grows
+    with every later stage); a no-op where glibc is absent."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _restore_base(model: Any, plan: _Plan) -> None:
