@@ -72,9 +72,9 @@ DEVICES: dict[str, str] = {
     "mps": "Apple GPU (Metal)",
 }
 PRECISIONS: dict[str, str] = {
-    "auto": "auto: bf16 where the GPU supports it, else fp32",
+    "auto": "auto: bf16 where the GPU or CPU supports it (else fp16 on a GPU, fp32 on a CPU)",
     "fp32": "fp32: full precision",
-    "bf16": "bf16 mixed precision (recent GPUs)",
+    "bf16": "bf16 mixed precision (recent GPUs; CPUs with AVX-512 BF16 or AMX)",
     "fp16": "fp16 mixed precision (GPUs)",
 }
 

@@ -284,14 +284,14 @@ def _resolve_device(device: str) -> str:
     return "cpu"
 
 
-def _resolve_precision(precision: str, device: str) -> str:
+def _resolve_precision(precision: str, device: str) -> Any:
+    """The :class:`~core.training.precision.PrecisionChoice` for this machine (see that module)."""
     import torch
 
-    if precision != "auto":
-        return precision
-    if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    from core.training.precision import choose_precision, cpu_flags
+
+    cuda_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    return choose_precision(precision, device, cpu_flags() if device == "cpu" else None, cuda_bf16)
 
 
 def _staging_dir(output: Path, world_size: int) -> Path:
@@ -337,19 +337,30 @@ def _train(plan: _Plan, staging: Path, emit: EventCallback, token: CancelToken, 
     threads = torch.get_num_threads()
     if plan.spec.kind == "tiny":  # intra-op threads only cost time on a tiny model (and thrash a busy CPU)
         torch.set_num_threads(1)
+    else:  # one per core this process may run on (torch's default ignores CPU affinity and quotas)
+        torch.set_num_threads(max(1, min(threads, _usable_cores())))
     try:
         return _train_loaded(plan, staging, emit, token, started)
     finally:
         torch.set_num_threads(threads)
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: CancelToken,
                   started: float) -> dict[str, Any]:
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    import torch
+    from transformers import PrinterCallback, TrainingArguments
 
     from core.models.batching import DynamicPadCollator, ExampleDataset
     from core.models.prompting import build_prompt_format, encode_example
     from core.models.registry import BaseModelError, load_base_model
+    from core.training.answer_loss import make_answer_only_trainer
 
     config = plan.config
     try:
@@ -386,7 +397,16 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         lora_info = _seed_lora_keys(config, plan.lora_targets or [])
 
     device = _resolve_device(config.device)
-    precision = _resolve_precision(config.precision, device)
+    choice = _resolve_precision(config.precision, device)
+    precision = choice.precision
+    emit(Log(f"precision {precision}: {choice.reason}; {torch.get_num_threads()} CPU thread(s)"
+             if device == "cpu" else f"precision {precision}: {choice.reason}"))
+    n_bf16 = 0
+    if precision == "bf16" and config.lora.enabled:
+        # The frozen base in bf16 once: no per-step weight casts, half the memory (see precision.py).
+        from core.training.precision import store_frozen_in_bf16
+
+        n_bf16 = store_frozen_in_bf16(model)
     per_step = config.batch_size * config.grad_accum * plan.world_size
     per_epoch = steps_per_epoch(len(train_set), config.batch_size, config.grad_accum, plan.world_size)
     total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * per_epoch))
@@ -412,17 +432,19 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=device == "cpu",
-        bf16=precision == "bf16",
+        bf16=precision == "bf16",  # autocast: matmuls in bf16, trainable weights stay fp32 masters
         fp16=precision == "fp16",
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length",
-        dataloader_num_workers=0,
+        prediction_loss_only=True,  # evaluation keeps the loss, not every position's logits
+        dataloader_num_workers=0,  # collating a batch takes well under 1% of a step
+        dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False,
         ddp_backend="gloo" if device == "cpu" and plan.world_size > 1 else None,
     )
     world_size = int(args.world_size)
     callback = _make_callback(emit, token, collator, world_size)
-    trainer = Trainer(
+    trainer = make_answer_only_trainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -442,6 +464,10 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     if eval_set is not None and not cancelled and trainer.state.global_step % eval_steps != 0:
         trainer.evaluate()
     train_seconds = time.time() - train_started
+    _release_memory()  # the training step's activations and logits, before the fp32 base comes back
+    if n_bf16 and not cancelled:
+        _restore_base(model, plan)
+        _release_memory()
     tokens = _all_reduce_sum(collator.train_tokens, world_size)
     tokens_per_second = tokens / train_seconds if train_seconds > 0 else 0.0
 
@@ -454,6 +480,8 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         world_size=world_size,
         device=device,
         precision=precision,
+        precision_reason=choice.reason,
+        threads=int(torch.get_num_threads()),
         global_step=int(trainer.state.global_step),
         total_steps=total_steps,
         train_loss=float(output.training_loss) if output.training_loss is not None else None,
@@ -471,6 +499,7 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
             _write_cancelled(trainer, staging, report)
         else:
             _evaluate(model, tokenizer, fmt, plan, staging, report, emit, token)
+            _release_memory()
             _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
         report["duration_seconds"] = round(time.time() - started, 3)
         write_json_atomic(staging / REPORT_NAME, report)
@@ -479,6 +508,31 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
             emit(ArtifactWritten(str(path)))
     trainer.accelerator.wait_for_everyone()
     return report
+
+
+def _release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it otherwise, and peak RSS grows
+    with every later stage); a no-op where glibc is absent."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _restore_base(model: Any, plan: _Plan) -> None:
+    """The frozen base back in fp32 (its published values, not the bf16 rounding used to train),
+    so the evaluation and the merged model are what fp32 training would give."""
+    from core.models.registry import load_base_model
+    from core.training.precision import restore_frozen
+
+    original, _ = load_base_model(plan.spec, seed=plan.config.seed)
+    restored = restore_frozen(model, original)
+    del original
+    logger.info("restored %d frozen base tensors to fp32", restored)
 
 
 def _evaluate(model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path, report: dict[str, Any],

@@ -1,0 +1,194 @@
+"""Training speed without changing results: the precision decision, answer-only logits, bf16 runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.jsonio import read_json
+from core.training.hf_train import run_real_training
+from core.training.precision import choose_precision, cpu_flags
+from core.training.predict import predict
+from tests.core.training_fixtures import EventRecorder, sample_records, tiny_config
+
+# The written quality tolerance of bf16 against fp32 on the same run (issue 12): the final
+# training loss within this much (absolute) of the fp32 run's, and the same answers.
+BF16_LOSS_TOLERANCE = 0.05
+
+SAPPHIRE_RAPIDS = frozenset({"fpu", "sse2", "avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+SKYLAKE_SERVER = frozenset({"fpu", "sse2", "avx2", "avx512f", "avx512bw"})  # AVX-512, but no bf16
+ZEN3 = frozenset({"fpu", "sse2", "avx2"})
+
+
+# --------------------------------------------------------------------------- precision decision
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (SAPPHIRE_RAPIDS, "bf16"),
+    (frozenset({"avx512f", "avx512_bf16"}), "bf16"),  # Cooper Lake, Zen 4: AVX-512 BF16 without AMX
+    (frozenset({"amx_bf16"}), "bf16"),
+    (SKYLAKE_SERVER, "fp32"),
+    (ZEN3, "fp32"),
+    (frozenset(), "fp32"),
+    (None, "fp32"),  # flags unreadable (not Linux): never assume
+])
+def test_auto_on_the_cpu_picks_bf16_only_with_native_support(flags, expected) -> None:
+    choice = choose_precision("auto", "cpu", flags)
+    assert choice.precision == expected
+    assert choice.reason.startswith("auto: ")
+    if expected == "bf16":
+        assert "natively" in choice.reason and ("avx512_bf16" in choice.reason or "amx_bf16" in choice.reason)
+
+
+def test_explicit_precision_is_kept_and_emulated_bf16_is_called_out() -> None:
+    assert choose_precision("fp32", "cpu", SAPPHIRE_RAPIDS).precision == "fp32"
+    slow = choose_precision("bf16", "cpu", ZEN3)
+    assert slow.precision == "bf16" and "emulated" in slow.reason
+    assert "emulated" not in choose_precision("bf16", "cpu", SAPPHIRE_RAPIDS).reason
+
+
+def test_auto_on_gpus() -> None:
+    assert choose_precision("auto", "cuda", None, cuda_bf16=True).precision == "bf16"
+    assert choose_precision("auto", "cuda", None, cuda_bf16=False).precision == "fp16"
+    assert choose_precision("auto", "mps", None).precision == "fp32"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\n"
+                    "processor\t: 1\nflags\t\t: fpu sse2 avx512f avx512_bf16\n", encoding="utf-8")
+    assert cpu_flags(info) == frozenset({"fpu", "sse2", "avx512f", "avx512_bf16"})
+    assert choose_precision("auto", "cpu", cpu_flags(info)).precision == "bf16"
+    assert cpu_flags(tmp_path / "missing") is None
+    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd\n", encoding="utf-8")
+    assert choose_precision("auto", "cpu", cpu_flags(tmp_path / "arm")).precision == "fp32"
+
+
+def test_the_run_logs_and_records_its_precision(tmp_path) -> None:
+    recorder = EventRecorder()
+    report = run_real_training(tiny_config(tmp_path / "out", max_steps=1, precision="fp32"), on_event=recorder)
+    assert report["precision"] == "fp32" and report["precision_reason"] == "fp32 as asked"
+    assert read_json(tmp_path / "out" / "training_report.json")["precision_reason"] == "fp32 as asked"
+    assert any(e.message.startswith("precision fp32: fp32 as asked") for e in recorder.of("log"))
+
+
+# --------------------------------------------------------------------------- answer-only logits
+
+
+def _batch(base: str, lora: bool, seed: int = 0):
+    from core.models.batching import DynamicPadCollator
+    from core.models.prompting import build_prompt_format, encode_example
+    from core.models.tiny import build_tiny_model
+
+    arch = "seq2seq" if base == "tiny-seq2seq" else "causal"
+    model, tokenizer = build_tiny_model(base, seed=seed)
+    if lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        targets = ["q", "v", "o", "wi", "wo"] if arch == "seq2seq" else ["q_proj", "v_proj", "up_proj"]
+        model = get_peft_model(model, LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, init_lora_weights=False,
+            task_type=TaskType.SEQ_2_SEQ_LM if arch == "seq2seq" else TaskType.CAUSAL_LM))
+    fmt = build_prompt_format(tokenizer, arch, 256, getattr(model.config, "decoder_start_token_id", None))
+    examples = [encode_example(tokenizer, fmt, r["input"], r["output"], 256) for r in sample_records()]
+    batch = DynamicPadCollator(fmt.pad_token_id, arch)(
+        [{"input_ids": ex.input_ids, "labels": ex.labels} for ex in examples])
+    return model, batch
+
+
+def _loss_and_grads(model, loss):
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    return float(loss.detach()), grads
+
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("base", ["tiny-causal", "tiny-seq2seq"])
+def test_answer_only_logits_give_the_full_logits_loss_and_gradients(base, lora) -> None:
+    import torch
+
+    from core.training.answer_loss import answer_loss
+
+    model, batch = _batch(base, lora)
+    model.train()
+    torch.manual_seed(0)
+    full, full_grads = _loss_and_grads(model, model(**batch).loss)
+    torch.manual_seed(0)
+    loss, outputs = answer_loss(model, batch)
+    ours, our_grads = _loss_and_grads(model, loss)
+
+    answer_tokens = int((batch["labels"] != -100).sum())
+    assert outputs.logits.shape[0] == answer_tokens < batch["labels"].numel()  # the head saw answers only
+    assert ours == pytest.approx(full, rel=1e-5)
+    assert our_grads.keys() == full_grads.keys() and our_grads
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_answer_only_loss_follows_num_items_in_batch() -> None:
+    """Summed over answer tokens and divided by the Trainer's count (gradient accumulation)."""
+    import torch
+
+    from core.training.answer_loss import answer_loss
+
+    model, batch = _batch("tiny-causal", lora=False)
+    count = int((batch["labels"][:, 1:] != -100).sum())
+    mean, _ = answer_loss(model, batch)
+    scaled, _ = answer_loss(model, batch, num_items_in_batch=torch.tensor(3 * count))
+    assert float(scaled) == pytest.approx(float(mean) / 3, rel=1e-5)
+
+
+def test_trainer_evaluates_the_same_loss_as_the_model() -> None:
+    from transformers import TrainingArguments
+
+    from core.training.answer_loss import make_answer_only_trainer
+
+    model, batch = _batch("tiny-causal", lora=True)
+    model.eval()
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none", prediction_loss_only=True)
+    trainer = make_answer_only_trainer(model=model, args=args)
+    loss, logits, _ = trainer.prediction_step(model, dict(batch), prediction_loss_only=True)
+    assert logits is None
+    assert float(loss) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- bf16 runs
+
+
+def test_bf16_run_of_a_tiny_model_learns_the_sample_like_fp32(tmp_path) -> None:
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        runs[precision] = run_real_training(tiny_config(out, epochs=300, precision=precision))
+        assert runs[precision]["precision"] == precision
+        for record in sample_records():
+            assert predict(out, record["input"], max_new_tokens=128) == record["output"], precision
+    losses = {p: [h["loss"] for h in r["log_history"] if "loss" in h] for p, r in runs.items()}
+    assert abs(losses["bf16"][-1] - losses["fp32"][-1]) <= BF16_LOSS_TOLERANCE, losses
+    assert losses["bf16"][-1] < losses["bf16"][0] / 10
+
+
+def test_bf16_lora_trains_on_a_bf16_base_and_saves_the_fp32_base(tmp_path) -> None:
+    """The frozen base is kept in bf16 while training and restored before the merge, so the
+    saved model is the fp32 base plus the adapter (a zero adapter would give the base exactly)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from core.models.tiny import build_tiny_model
+
+    out = tmp_path / "out"
+    report = run_real_training(tiny_config(out, lora=True, max_steps=3, precision="bf16",
+                                           learning_rate=1e-3))
+    assert report["status"] == "completed" and report["precision"] == "bf16"
+    base, _ = build_tiny_model("tiny-causal", seed=0)
+    saved = load_file(str(out / "model" / "model.safetensors"))
+    untouched = [n for n in saved if "norm" in n or "embed" in n]
+    assert untouched
+    for name in untouched:  # not adapted: exactly the fp32 base, not its bf16 rounding
+        assert saved[name].dtype == torch.float32
+        assert torch.equal(saved[name], base.state_dict()[name]), name
+    adapted = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(saved[adapted], base.state_dict()[adapted])  # the adapter was merged
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))["r"] == 16
