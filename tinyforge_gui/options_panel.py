@@ -327,7 +327,9 @@ class OptionsPanel(QScrollArea):
         group = QGroupBox("Export")
         form = QVBoxLayout(group)
         self.export_onnx = _check("Export ONNX", "exportOnnxCheck", "Export the model to ONNX (fp32) next to the service.")
-        self.quantize = _check("Quantize int8", "quantizeCheck", "Also write an int8-quantized ONNX model.", checked=True)
+        self.quantize = _check("Quantize (serve the fastest that answers the same)", "quantizeCheck",
+                               "Also build int8 and int4 graphs, check each against the trained model, and serve "
+                               "the fastest one that answers the same (else fp32).", checked=True)
         self.overwrite = _check(
             "Overwrite existing service", "overwriteCheck", "Replace an existing service/ folder when re-exporting a run."
         )
