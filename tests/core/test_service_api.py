@@ -70,7 +70,7 @@ def test_confidence_is_the_geometric_mean_probability_of_the_greedy_tokens(expor
     from core.exporter.onnx_predict import load_generator
 
     service, _ = exported["causal"]
-    generator = load_generator(service, "int8")
+    generator = load_generator(service)  # the precision the service serves
     answers = {}
     with service_app(service) as app, TestClient(app) as client:
         for question in QUESTIONS:
