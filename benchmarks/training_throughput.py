@@ -5,7 +5,8 @@ hyper-parameters on both sides, each side in its own child process (so each peak
 
 * baseline, the obvious script: HF ``Trainer`` + PEFT, fp32, ``DataCollatorForSeq2Seq`` dynamic
   padding, the tokenizer's chat template, loss on the answer only, LoRA on the same seven
-  projections (r 16, alpha 32) at the recipe's learning rate, batch 8;
+  projections (r 16, alpha 32, the recipe's dropout 0) at the recipe's learning rate, batch 8,
+  the model's default attention kernel;
 * ours: ``run_real_training`` with its defaults (``--precision auto``, the recipe), the same
   number of optimizer steps (the evaluation after training is skipped here).
 
@@ -170,7 +171,7 @@ def run_user_script(mode: str, steps: int, out: Path) -> dict[str, Any]:
     )
 
     from core.models.starter import ensure_starter_folder
-    from core.training.recipe import FULL_LEARNING_RATE, LORA_LEARNING_RATE
+    from core.training.recipe import FULL_LEARNING_RATE, LORA_DROPOUT, LORA_LEARNING_RATE
 
     transformers.set_seed(0)
     folder = str(ensure_starter_folder())
@@ -180,7 +181,7 @@ def run_user_script(mode: str, steps: int, out: Path) -> dict[str, Any]:
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+            r=16, lora_alpha=32, lora_dropout=LORA_DROPOUT, task_type="CAUSAL_LM",
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     rows = []
     for line in HARBOR.read_text(encoding="utf-8").splitlines():
@@ -273,7 +274,7 @@ def _child(side: str, mode: str, steps: int) -> dict[str, Any]:
 
 def starter_comparison(steps: int, modes: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"base_model": STARTER, "data": str(HARBOR.relative_to(ROOT)), "steps": steps,
-                              "batch_size": 8, "lora": "r 16, alpha 32, all seven projections",
+                              "batch_size": 8, "lora": "r 16, alpha 32, dropout 0, all seven projections",
                               "usable_cores": _threads()}
     n_body = body_parameters()
     for mode in modes:

@@ -18,7 +18,7 @@ class LoraSettings(BaseModel):
     enabled: bool = False
     r: int | None = Field(None, ge=1)
     alpha: float | None = Field(None, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float | None = Field(None, ge=0, lt=1)  # None: the recipe's (0 for a real run)
     # None: every linear projection for a real run (the recipe), the seed's q,v for a dry run.
     target_modules: list[str] | None = None
 

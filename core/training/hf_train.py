@@ -361,6 +361,7 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     from core.models.prompting import build_prompt_format, encode_example
     from core.models.registry import BaseModelError, load_base_model
     from core.training.answer_loss import make_answer_only_trainer
+    from core.training.attention import EAGER_MAX_TOKENS, training_attention
 
     config = plan.config
     try:
@@ -376,6 +377,15 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     if n_cut:
         emit(Log(f"{n_cut} record(s) are longer than max_length {config.max_length} tokens and were "
                  "truncated (raise max_length to keep them whole)", "warning"))
+    device = _resolve_device(config.device)
+    attention = training_attention(device, arch, max((len(ex.input_ids) for ex in examples), default=0))
+    default_attention = getattr(model.config, "_attn_implementation", None)
+    if attention and attention != default_attention and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(attention)
+        emit(Log(f"attention {attention} while training: every record fits in {EAGER_MAX_TOKENS} tokens, "
+                 "where it is faster than the fused kernel on a CPU"))
+    else:
+        default_attention = None  # nothing to put back
     train_set = ExampleDataset([examples[i] for i in plan.train_idx], arch, train=True)
     eval_set = ExampleDataset([examples[i] for i in plan.eval_idx], arch, train=False) if plan.eval_idx else None
 
@@ -396,7 +406,6 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         emit(Log(f"LoRA on {', '.join(plan.lora_targets or [])}: {trainable:,} of {total:,} parameters train"))
         lora_info = _seed_lora_keys(config, plan.lora_targets or [])
 
-    device = _resolve_device(config.device)
     choice = _resolve_precision(config.precision, device)
     precision = choice.precision
     emit(Log(f"precision {precision}: {choice.reason}; {torch.get_num_threads()} CPU thread(s)"
@@ -468,6 +477,8 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     if n_bf16 and not cancelled:
         _restore_base(model, plan)
         _release_memory()
+    if default_attention:
+        _unwrap_peft(model).set_attn_implementation(default_attention)  # generation, merge and save as loaded
     tokens = _all_reduce_sum(collator.train_tokens, world_size)
     tokens_per_second = tokens / train_seconds if train_seconds > 0 else 0.0
 
@@ -527,11 +538,15 @@ def _restore_base(model: Any, plan: _Plan) -> None:
     """The frozen base back in fp32 (its published values, not the bf16 rounding used to train),
     so the evaluation and the merged model are what fp32 training would give."""
     from core.models.registry import load_base_model
-    from core.training.precision import restore_frozen
+    from core.training.precision import restore_frozen, restore_frozen_from_files
 
-    original, _ = load_base_model(plan.spec, seed=plan.config.seed)
-    restored = restore_frozen(model, original)
-    del original
+    restored = None
+    if plan.spec.kind in ("starter", "folder"):  # tensor by tensor from the files: no second model in memory
+        restored = restore_frozen_from_files(model, plan.spec.source)
+    if restored is None:
+        original, _ = load_base_model(plan.spec, seed=plan.config.seed)
+        restored = restore_frozen(model, original)
+        del original
     logger.info("restored %d frozen base tensors to fp32", restored)
 
 
@@ -665,6 +680,13 @@ def _write_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report
 
 def _unwrap(model: Any) -> Any:
     return getattr(model, "module", model)
+
+
+def _unwrap_peft(model: Any) -> Any:
+    """The transformers model inside DDP and PEFT wrappers."""
+    model = _unwrap(model)
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
 
 
 def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:

@@ -26,7 +26,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 __all__ = ["BF16_CPU_FLAGS", "PrecisionChoice", "choose_precision", "cpu_flags", "restore_frozen",
-           "store_frozen_in_bf16"]
+           "restore_frozen_from_files", "store_frozen_in_bf16"]
 
 # Any of these flags means the CPU multiplies bf16 in hardware (Cooper Lake / Sapphire Rapids
 # and later, Zen 4 and later).
@@ -96,6 +96,46 @@ def store_frozen_in_bf16(model: Any) -> int:
             param.data = param.data.to(torch.bfloat16)
             cast += 1
     return cast
+
+
+def _frozen_bf16(model: Any) -> dict[str, Any]:
+    """The base model's bf16-rounded frozen parameters by their published names (PEFT's
+    ``.base_layer.`` taken out); a tied weight appears under each of its names."""
+    import torch
+
+    inner = getattr(model, "module", model)
+    get_base = getattr(inner, "get_base_model", None)
+    inner = get_base() if callable(get_base) else inner
+    return {name.replace(".base_layer.", "."): param
+            for name, param in inner.named_parameters(remove_duplicate=False)
+            if not param.requires_grad and param.dtype == torch.bfloat16}
+
+
+def restore_frozen_from_files(model: Any, folder: str | Path) -> int | None:
+    """:func:`restore_frozen` reading the originals tensor by tensor from the ``*.safetensors``
+    files in ``folder`` (never a second whole model in memory); None when it has none."""
+    import torch
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    rounded = _frozen_bf16(model)
+    restored = 0
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                param = rounded.get(key)
+                if param is None or param.dtype != torch.bfloat16:
+                    continue  # not ours to restore, or restored under a tied name already
+                source = handle.get_tensor(key)
+                if source.shape == param.shape and source.dtype == torch.float32:
+                    param.data = source.to(param.device)
+                    restored += 1
+    for param in rounded.values():  # without an fp32 original: at least fp32 again
+        if param.dtype == torch.bfloat16:
+            param.data = param.data.float()
+    return restored
 
 
 def restore_frozen(model: Any, original: Any) -> int:

@@ -192,3 +192,72 @@ def test_bf16_lora_trains_on_a_bf16_base_and_saves_the_fp32_base(tmp_path) -> No
     adapted = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(saved[adapted], base.state_dict()[adapted])  # the adapter was merged
     assert json.loads((out / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))["r"] == 16
+
+
+# --------------------------------------------------------------------------- attention kernel
+
+
+def test_eager_attention_only_for_short_records_of_causal_models_on_a_cpu() -> None:
+    from core.training.attention import EAGER_MAX_TOKENS, training_attention
+
+    assert training_attention("cpu", "causal", 80) == "eager"
+    assert training_attention("cpu", "causal", EAGER_MAX_TOKENS) == "eager"
+    assert training_attention("cpu", "causal", EAGER_MAX_TOKENS + 1) is None  # the fused kernel is as fast and leaner
+    assert training_attention("cuda", "causal", 80) is None
+    assert training_attention("cpu", "seq2seq", 80) is None
+    assert training_attention("cpu", "causal", 0) is None
+
+
+def test_training_runs_eager_attention_and_saves_the_models_own_kernel(tmp_path) -> None:
+    import torch
+    from transformers import AutoConfig
+
+    phase = {"now": "setup"}
+    fused_calls: list[str] = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):  # the fused kernel: must not run in the training loop
+        fused_calls.append(phase["now"])
+        return original(*args, **kwargs)
+
+    def follow(event) -> None:
+        if event.kind == "stage":
+            phase["now"] = event.stage
+
+    recorder = EventRecorder(follow)
+    torch.nn.functional.scaled_dot_product_attention = spy
+    try:
+        run_real_training(tiny_config(tmp_path / "out", lora=True, max_steps=2, device="cpu"), on_event=recorder)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
+    assert any("attention eager while training" in e.message for e in recorder.of("log"))
+    assert "train" not in fused_calls
+    assert fused_calls, "the evaluation after training answers with the model's own kernel again"
+    saved = AutoConfig.from_pretrained(str(tmp_path / "out" / "model"))
+    assert getattr(saved, "_attn_implementation", None) in (None, "sdpa")
+
+
+# --------------------------------------------------------------------------- restoring the fp32 base
+
+
+def test_restore_from_files_gives_back_every_fp32_tensor_including_tied_ones(tmp_path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from core.models.tiny import build_tiny_model
+    from core.training.precision import restore_frozen_from_files, store_frozen_in_bf16
+
+    base, _ = build_tiny_model("tiny-causal", seed=3)
+    base.save_pretrained(tmp_path)
+    expected = {name: tensor.clone() for name, tensor in base.state_dict().items()}
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    assert store_frozen_in_bf16(model) > 0
+    assert restore_frozen_from_files(model, tmp_path) > 0
+    restored = model.get_base_model().state_dict()
+    for name, tensor in expected.items():
+        key = name.replace("q_proj.weight", "q_proj.base_layer.weight")
+        assert restored[key].dtype == torch.float32, name
+        assert torch.equal(restored[key], tensor), name  # the published values, not the bf16 rounding
+    assert restore_frozen_from_files(model, tmp_path / "nowhere") is None
