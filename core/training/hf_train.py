@@ -522,16 +522,9 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
 
 
 def _release_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc keeps it otherwise, and peak RSS grows
-    with every later stage); a no-op where glibc is absent."""
-    import ctypes
-    import gc
+    from core.memory import release_memory
 
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release_memory()
 
 
 def _restore_base(model: Any, plan: _Plan) -> None:

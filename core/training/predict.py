@@ -94,6 +94,8 @@ def generate_answers(model: Any, tokenizer: Any, fmt: Any, texts: list[str], max
     faster. ``on_batch(done, total)`` is called after each batch (progress, cancel)."""
     import torch
 
+    from core.memory import trim_heap
+
     limit = int(max_new_tokens or fmt.max_new_tokens)
     prompts = [encode_prompt(tokenizer, fmt, text) for text in texts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -120,6 +122,8 @@ def generate_answers(model: Any, tokenizer: Any, fmt: Any, texts: list[str], max
         new = out if seq2seq else out[:, width:]
         for r, i in enumerate(rows):
             answers[i] = tokenizer.decode(new[r].tolist(), skip_special_tokens=True).strip()
+        del out, new
+        trim_heap()  # each batch's growing key/value cache fragments the heap: peak RSS would creep up
         if on_batch is not None:
             on_batch(min(start + batch_size, len(order)), len(order))
     return answers
