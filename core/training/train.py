@@ -35,6 +35,7 @@ from core.events import (  # noqa: E402
     noop,
 )
 from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
+from core.run_layout import MODEL_STUB_FILE  # noqa: E402
 from core.staging import output_lock, remove_leftovers  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
@@ -43,7 +44,7 @@ from core.training.peft_adapter import apply_lora, get_default_lora_config, vali
 
 log = logging.getLogger(__name__)
 
-STUB_FILENAME = "model_stub.json"
+STUB_FILENAME = MODEL_STUB_FILE  # core.run_layout owns the name
 
 __all__ = ["STUB_FILENAME", "add_train_arguments", "config_from_args", "main", "run_training"]
 
