@@ -20,9 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from core.events import (
     ArtifactWritten,
@@ -35,51 +33,32 @@ from core.events import (
     Log,
     StageStarted,
 )
-from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.jsonio import utc_now_iso, write_json_atomic
+from core.run_layout import (  # noqa: F401 - the layout's names and input models, re-exported
+    EVENTS_FILE,
+    MODEL_DIR,
+    RESUME_DIR,
+    RUN_FILE,
+    SERVICE_DIR,
+    ExportOptions,
+    RunFileError,
+    RunOptions,
+    RunRecord,
+    RunStatus,
+    parse,
+    read_object,
+)
+from core.run_layout import list_runs as _list_records
 from core.staging import OutputFolderError, new_staging, output_lock, remove_leftovers, swap_in
-from core.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
-
-RUN_FILE = "run.json"
-EVENTS_FILE = "events.jsonl"
-MODEL_DIR = "model"
-SERVICE_DIR = "service"
-
-RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
-
-
-class ExportOptions(BaseModel):
-    """Options of the export stage (the seed's builder flags)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    export_onnx: bool = False
-    quantize: Literal["int8", "none"] = "int8"
-    overwrite: bool = False
-
-
-class RunOptions(BaseModel):
-    """What a run does: ``actions`` in order, the training config and the export options.
-
-    ``train.output_dir`` is filled in by :func:`create_run` (the run's ``model/`` folder).
-    ``source_model`` names a model to export when the run does not train one itself.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    actions: list[Literal["train", "export"]] = Field(default_factory=lambda: ["train"])
-    train: TrainConfig
-    export: ExportOptions = Field(default_factory=ExportOptions)
-    source_model: str | None = None
-
 
 @dataclass
 class RunFolder:
     """A run on disk; ``record`` mirrors ``run.json``."""
 
     path: Path
-    record: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)  # kept as read: saving it loses no key
 
     @property
     def run_id(self) -> str:
@@ -104,6 +83,13 @@ class RunFolder:
     @property
     def events_file(self) -> Path:
         return self.path / EVENTS_FILE
+
+    @property
+    def info(self) -> RunRecord:
+        """``record`` typed (read-only: changes go to ``record``, which :meth:`save` writes)."""
+        info = parse(RunRecord, self.record, self.run_file)
+        info.folder = self.path
+        return info
 
     def options(self) -> RunOptions:
         """The options this run was created with (to load them back into a form)."""
@@ -207,30 +193,31 @@ def create_run(
         "versions": _versions(),
     }
     run = RunFolder(path=path, record=record)
+    parse(RunRecord, record, run.run_file)  # what the readers expect, before it is written
     run.save()
     return run
 
 
 def open_run(path: str | os.PathLike[str]) -> RunFolder:
-    """Load a run folder written by :func:`create_run`."""
+    """Load a run folder written by :func:`create_run`; :class:`core.run_layout.RunFileError`
+    (a ``ValueError``) when its run.json is missing, unreadable or not a run record."""
     folder = Path(path)
-    return RunFolder(path=folder, record=read_json(folder / RUN_FILE))
+    record = read_object(folder / RUN_FILE)
+    parse(RunRecord, record, folder / RUN_FILE)  # a broken run.json fails here, in one line
+    return RunFolder(path=folder, record=record)
 
 
 def list_runs(output_root: str | os.PathLike[str]) -> list[RunFolder]:
-    """Runs under ``output_root``, newest first; folders without a readable run.json are skipped."""
-    root = Path(output_root)
-    if not root.is_dir():
-        return []
+    """Runs under ``output_root``, newest first; folders without a readable run.json are skipped
+    (:func:`core.run_layout.list_runs` reads and orders them)."""
     runs: list[RunFolder] = []
-    for child in root.iterdir():
-        if not (child / RUN_FILE).is_file():
+    for info in _list_records(output_root):
+        if info.folder is None:  # pragma: no cover - the reader always sets it
             continue
         try:
-            runs.append(open_run(child))
-        except (OSError, ValueError) as exc:
-            logger.warning("skipping unreadable run %s: %s", child, exc)
-    runs.sort(key=lambda r: (str(r.record.get("created_time", "")), r.path.name), reverse=True)
+            runs.append(open_run(info.folder))
+        except RunFileError as exc:  # replaced or removed since it was listed
+            logger.warning("skipping unreadable run: %s", exc)
     return runs
 
 
@@ -383,9 +370,6 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---- standard stages -------------------------------------------------------------------------
-
-
-RESUME_DIR = "model.cancelled"
 
 
 def resumable(run_dir: str | os.PathLike[str]) -> bool:

@@ -6,7 +6,7 @@ import json
 import logging
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QDir, QModelIndex, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFont, QGuiApplication
@@ -32,31 +32,14 @@ from tinyforge_gui.dataset_panel import human_size
 from tinyforge_gui.json_view import JsonHighlighter, JsonTree
 from tinyforge_gui.widgets import make_icon
 
+if TYPE_CHECKING:
+    from core.run_layout import RunRecord
+
 logger = logging.getLogger(__name__)
 
 _TEXT_LIMIT = 2 * 1024 * 1024
 _TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".py", ".cfg", ".toml", ".yaml", ".yml", ".log", ".ini", ""}
 _STATUS_ICONS = {"completed": "ok", "failed": "error", "cancelled": "cancelled", "running": "running", "created": "running"}
-
-
-def read_runs(root: str) -> list[tuple[Path, dict[str, Any]]]:
-    """(folder, run.json) of the runs under ``root``, newest first (like core.runs.list_runs,
-    without importing pydantic on the GUI thread)."""
-    found: list[tuple[Path, dict[str, Any]]] = []
-    try:
-        children = list(Path(root).iterdir())
-    except OSError:
-        return []
-    for child in children:
-        try:
-            with open(child / "run.json", encoding="utf-8") as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict):
-            found.append((child, record))
-    found.sort(key=lambda item: (str(item[1].get("created_time", "")), item[0].name), reverse=True)
-    return found
 
 
 def _local_time(iso: str) -> str:
@@ -277,35 +260,37 @@ class ArtifactsPanel(QWidget):
     def refresh_runs(self) -> None:
         if not self.root:
             return
+        # core.run_layout (pydantic) loads here, after the first paint, not at start-up.
+        from core.run_layout import list_runs
+
         current = self.selected_run()
         self.runs.clear()
-        for path, record in read_runs(self.root):
-            self._add_run_item(path, record)
+        for record in list_runs(self.root):
+            self._add_run_item(record)
         if current:
             self.select_run(current)
 
-    def _add_run_item(self, path: Path, record: dict[str, Any]) -> QTreeWidgetItem:
-        status = str(record.get("status", "?"))
-        options = record.get("options") or {}
-        train = options.get("train") or {}
-        export = options.get("export") or {}
-        bits = ["dry run" if train.get("dry_run") else str(train.get("base_model", ""))]
-        lora = train.get("lora") or {}
-        if lora.get("enabled"):
-            bits.append(f"LoRA r{lora.get('r')}/α{lora.get('alpha')}")
-        actions = options.get("actions") or []
-        if "export" in actions:
-            bits.append("ONNX" if export.get("export_onnx") else "service")
-        when = _local_time(str(record.get("created_time", "")))
-        dataset = Path(str((record.get("dataset") or {}).get("path", ""))).name
+    def _add_run_item(self, record: RunRecord) -> QTreeWidgetItem:
+        path = record.folder or Path(record.run_id)
+        options = record.options
+        bits: list[str] = []
+        if options is not None:
+            train = options.train
+            bits.append("dry run" if train.dry_run else train.base_model)
+            if train.lora.enabled:
+                bits.append(f"LoRA r{train.lora.r}/α{train.lora.alpha}")
+            if "export" in options.actions:
+                bits.append("ONNX" if options.export.export_onnx else "service")
+        when = _local_time(record.created_time)
+        dataset = Path(record.dataset.path).name
+        status = record.status
         item = QTreeWidgetItem(self.runs, [path.name, status, when, dataset, ", ".join(b for b in bits if b)])
         item.setIcon(1, make_icon(_STATUS_ICONS.get(status, "file")))
         item.setToolTip(0, str(path))
-        item.setToolTip(2, str(record.get("created_time", "")))
+        item.setToolTip(2, record.created_time)
         item.setToolTip(4, ", ".join(b for b in bits if b))
         item.setData(0, Qt.ItemDataRole.UserRole, str(path))
-        error = (record.get("error") or {}).get("message")
-        item.setToolTip(1, error or status)
+        item.setToolTip(1, (record.error.message if record.error else "") or status)
         return item
 
     def selected_run(self) -> str:
@@ -347,13 +332,18 @@ class ArtifactsPanel(QWidget):
         run_dir = self.selected_run()
         if not run_dir:
             return
+        from core.run_layout import RunFileError, read_run
+
         try:
-            with open(Path(run_dir) / "run.json", encoding="utf-8") as handle:
-                record = json.load(handle)
-        except (OSError, ValueError) as exc:
-            logger.warning("cannot read run.json of %s: %s", run_dir, exc)
+            options = read_run(run_dir).options
+        except RunFileError as exc:
+            logger.warning("cannot load the options: %s", exc)
             return
-        self.load_options_requested.emit(dict(record.get("options") or {}))
+        if options is None:
+            logger.warning("cannot load the options of %s: they no longer validate", run_dir)
+            return
+        # As saved (unset fields stay as the form has them), for OptionsPanel.load_dict.
+        self.load_options_requested.emit(options.model_dump(mode="json", exclude_unset=True))
 
     # --- files ---
     def show_path(self, path: str) -> bool:

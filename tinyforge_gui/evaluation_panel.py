@@ -3,10 +3,9 @@ fine-tuned answers side by side with their ROUGE-L scores (``model/evaluation.js
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
@@ -22,28 +21,22 @@ from PySide6.QtWidgets import (
 
 from tinyforge_gui.theme import style_label
 
+if TYPE_CHECKING:
+    from core.run_layout import Evaluation, SplitMeans
+
 logger = logging.getLogger(__name__)
 
-EVALUATION_NAME = "evaluation.json"
 COLUMNS = ("split", "input", "reference", "base answer", "fine-tuned answer", "base ROUGE-L", "fine-tuned ROUGE-L")
 _GOOD, _BAD = QColor(46, 160, 67, 60), QColor(218, 54, 51, 50)
 
 
-def evaluation_path(run_dir: str) -> Path | None:
-    """``evaluation.json`` of a run folder (``model/``) or a training output folder, if any."""
-    for candidate in (Path(run_dir) / "model" / EVALUATION_NAME, Path(run_dir) / EVALUATION_NAME):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def split_summary(name: str, means: dict[str, Any]) -> str:
+def split_summary(name: str, means: SplitMeans) -> str:
     """One line per split: records, mean ROUGE-L of both models, loss."""
     label = {"train": "training sample", "eval": "held out", "data": "file"}.get(name, name)
-    loss = means.get("loss")
-    loss_text = f", loss {loss:.3f} (perplexity {means.get('perplexity'):.2f})" if isinstance(loss, float) else ""
-    return (f"{label}: {means.get('n', 0)} records, ROUGE-L fine-tuned {means.get('tuned_rouge_l') or 0:.2f} vs "
-            f"base {means.get('base_rouge_l') or 0:.2f}, {means.get('reproduced', 0)} reproduced{loss_text}")
+    loss = means.loss
+    loss_text = f", loss {loss:.3f} (perplexity {means.perplexity:.2f})" if isinstance(loss, float) else ""
+    return (f"{label}: {means.n} records, ROUGE-L fine-tuned {means.tuned_rouge_l or 0:.2f} vs "
+            f"base {means.base_rouge_l or 0:.2f}, {means.reproduced} reproduced{loss_text}")
 
 
 class EvaluationPanel(QWidget):
@@ -53,7 +46,7 @@ class EvaluationPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("evaluationTab")
         self.run_dir = ""
-        self.evaluation: dict[str, Any] | None = None
+        self.evaluation: Evaluation | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         self.verdict = QLabel("Train a real model to see whether it learned your data.")
@@ -83,6 +76,8 @@ class EvaluationPanel(QWidget):
 
     def show_run(self, run_dir: str) -> bool:
         """Show ``run_dir``'s evaluation; True when it has one."""
+        from core.run_layout import RunFileError, evaluation_path, read_evaluation
+
         self.run_dir = run_dir
         path = evaluation_path(run_dir) if run_dir else None
         if path is None:
@@ -94,30 +89,29 @@ class EvaluationPanel(QWidget):
                                  if run_dir else "Train a real model to see whether it learned your data.")
             return False
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            self.verdict.setText(f"Cannot read {path}: {exc}")
+            evaluation = read_evaluation(path)
+        except RunFileError as exc:
+            self.verdict.setText(f"Cannot read {path}: {exc.reason}")
             return False
-        self.set_evaluation(data if isinstance(data, dict) else {})
+        self.set_evaluation(evaluation)
         return True
 
-    def set_evaluation(self, evaluation: dict[str, Any]) -> None:
+    def set_evaluation(self, evaluation: Evaluation) -> None:
         self.evaluation = evaluation
-        verdict = str(evaluation.get("verdict") or "no verdict")
+        verdict = evaluation.verdict or "no verdict"
         self.verdict.setText(f"<b>{verdict[:1].upper()}{verdict[1:]}</b>")
-        splits = evaluation.get("splits") or {}
-        self.summary.setText("\n".join(split_summary(name, means) for name, means in splits.items()))
-        rows = [r for r in evaluation.get("rows") or [] if isinstance(r, dict)]
+        self.summary.setText("\n".join(split_summary(name, means) for name, means in evaluation.splits.items()))
+        rows = evaluation.rows
+        threshold = evaluation.reproduced_rouge_l or 0.8
         self.table.setRowCount(len(rows))
         for index, row in enumerate(rows):
-            cells = (row.get("split"), row.get("input"), row.get("reference"), row.get("base_answer"),
-                     row.get("tuned_answer"), f"{float(row.get('base_rouge_l') or 0):.2f}",
-                     f"{float(row.get('tuned_rouge_l') or 0):.2f}")
+            cells = (row.split, row.input, row.reference, row.base_answer, row.tuned_answer,
+                     f"{row.base_rouge_l:.2f}", f"{row.tuned_rouge_l:.2f}")
             for column, text in enumerate(cells):
-                item = QTableWidgetItem(str(text or ""))
-                item.setToolTip(str(text or ""))
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
                 if column == 6:
-                    good = float(row.get("tuned_rouge_l") or 0) >= float(evaluation.get("reproduced_rouge_l") or 0.8)
+                    good = row.tuned_rouge_l >= threshold
                     item.setBackground(QBrush(_GOOD if good else _BAD))
                 self.table.setItem(index, column, item)
         self.table.resizeRowsToContents()

@@ -3,10 +3,9 @@ Start/Stop Service button with the service's URL."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
@@ -30,9 +29,10 @@ from tinyforge_gui.dataset_panel import human_size
 from tinyforge_gui.theme import style_label
 from tinyforge_gui.widgets import make_icon
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from core.run_layout import ExportReport
 
-REPORT_NAME = "export_report.json"
+logger = logging.getLogger(__name__)
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -49,70 +49,67 @@ def _pct(value: Any) -> str:
     return "–" if value is None else f"{float(value) * 100:.1f} %"
 
 
-def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+def report_rows(report: ExportReport) -> list[tuple[str, str, str]]:
     """(section, name, value) rows of an export report, in reading order."""
     rows: list[tuple[str, str, str]] = []
-    served = report.get("served_precision")
-    if served:
-        rows.append(("Served", "precision", str(served)))
-        if report.get("served_reason"):
-            rows.append(("Served", "why", str(report["served_reason"])))
-    for precision, part in (report.get("candidates") or {}).items():
-        if not isinstance(part, dict):
-            continue
-        verdict = "served" if part.get("served") else ("passed" if part.get("passed") else "failed the gate")
-        size = human_size(int(part["size_bytes"])) if part.get("size_bytes") else "–"
-        ms = f"{float(part['ms_per_token']):.1f} ms/token" if part.get("ms_per_token") else "– ms/token"
+    if report.served_precision:
+        rows.append(("Served", "precision", report.served_precision))
+        if report.served_reason:
+            rows.append(("Served", "why", report.served_reason))
+    for precision, part in report.candidates.items():
+        verdict = "served" if part.served else ("passed" if part.passed else "failed the gate")
+        size = human_size(part.size_bytes) if part.size_bytes else "–"
+        ms = f"{part.ms_per_token:.1f} ms/token" if part.ms_per_token else "– ms/token"
         agreement = ("" if precision == "fp32" else
-                     f", agreement {_pct(part.get('teacher_forced_agreement'))}, greedy match "
-                     f"{_pct(part.get('generation_match_rate'))}")
+                     f", agreement {_pct(part.teacher_forced_agreement)}, greedy match "
+                     f"{_pct(part.generation_match_rate)}")
         rows.append(("Candidates", precision, f"{verdict}: {size}, {ms}{agreement}"))
-    sizes = report.get("sizes") or {}
+    sizes = report.sizes
     if sizes:
         if "torch_parameters" in sizes:
-            rows.append(("Sizes", "parameters", f"{int(sizes['torch_parameters']):,}"))
+            rows.append(("Sizes", "parameters", f"{int(sizes['torch_parameters'] or 0):,}"))
         if "fp32_bytes" in sizes:
-            rows.append(("Sizes", "ONNX fp32", human_size(int(sizes["fp32_bytes"]))))
+            rows.append(("Sizes", "ONNX fp32", human_size(int(sizes["fp32_bytes"] or 0))))
         if "int8_bytes" in sizes:
             ratio = sizes.get("int8_to_fp32_ratio")
             extra = f" ({ratio * 100:.0f} % of fp32)" if isinstance(ratio, int | float) else ""
-            rows.append(("Sizes", "ONNX int8", human_size(int(sizes["int8_bytes"])) + extra))
-    parity = report.get("parity") or {}
+            rows.append(("Sizes", "ONNX int8", human_size(int(sizes["int8_bytes"] or 0)) + extra))
     for precision in ("fp32", "int8"):
-        part = parity.get(precision)
-        if not isinstance(part, dict):
+        parity = report.parity_of(precision)
+        if parity is None:
             continue
         section = f"Parity {precision} vs torch"
-        verdict = "passed" if part.get("passed") else "FAILED"
-        rows.append((section, "result", f"{verdict} on {part.get('n_compared', '?')} input(s)"))
-        rows.append((section, "max_abs_logit_diff", _num(part.get("max_abs_logit_diff"))))
-        rows.append((section, "generation match rate", _pct(part.get("generation_match_rate"))))
-        rows.append((section, "token agreement", _pct(part.get("mean_token_agreement"))))
-        if "teacher_forced_agreement" in part:
-            rows.append((section, "teacher-forced agreement", _pct(part.get("teacher_forced_agreement"))))
-    latency = report.get("latency") or {}
+        verdict = "passed" if parity.passed else "FAILED"
+        compared = "?" if parity.n_compared is None else parity.n_compared
+        rows.append((section, "result", f"{verdict} on {compared} input(s)"))
+        rows.append((section, "max_abs_logit_diff", _num(parity.max_abs_logit_diff)))
+        rows.append((section, "generation match rate", _pct(parity.generation_match_rate)))
+        rows.append((section, "token agreement", _pct(parity.mean_token_agreement)))
+        if "teacher_forced_agreement" in parity.model_fields_set:
+            rows.append((section, "teacher-forced agreement", _pct(parity.teacher_forced_agreement)))
     for key, name in (("torch", "torch"), ("onnx_fp32", "ONNX fp32"), ("onnx_int8", "ONNX int8")):
-        part = latency.get(key)
-        if isinstance(part, dict) and part.get("median_ms_per_token") is not None:
-            rows.append(("Latency per token", name, f"{float(part['median_ms_per_token']):.3f} ms"
-                         f" (prefill {float(part.get('median_prefill_ms') or 0):.2f} ms)"))
-    test = report.get("self_test") or {}
-    if test:
-        if test.get("skipped"):
+        latency = report.latency_of(key)
+        if latency is not None and latency.median_ms_per_token is not None:
+            rows.append(("Latency per token", name, f"{latency.median_ms_per_token:.3f} ms"
+                         f" (prefill {latency.median_prefill_ms or 0:.2f} ms)"))
+    test = report.self_test
+    if test is not None and (test.model_fields_set or test.model_extra):
+        if test.skipped:
             rows.append(("Service self-test", "result", "skipped"))
         else:
-            verdict = "passed" if test.get("passed") else "FAILED"
+            verdict = "passed" if test.passed else "FAILED"
             rows.append(("Service self-test", "result",
-                         f"{verdict}: {test.get('n_matched', 0)}/{test.get('n_checked', 0)} answers match"))
-            if test.get("latency_ms_median") is not None:
-                rows.append(("Service self-test", "request latency", f"{float(test['latency_ms_median']):.1f} ms"))
-            if test.get("error"):
-                rows.append(("Service self-test", "error", str(test["error"])))
-    if report.get("model_stub"):
+                         f"{verdict}: {test.n_matched or 0}/{test.n_checked or 0} answers match"))
+            if test.latency_ms_median is not None:
+                rows.append(("Service self-test", "request latency", f"{test.latency_ms_median:.1f} ms"))
+            if test.error:
+                rows.append(("Service self-test", "error", test.error))
+    if report.model_stub:
         rows.append(("Export", "note", "dry-run service: placeholders, no model to run"))
     for key in ("exporter", "opset", "architecture", "base_model", "service_precision"):
-        if report.get(key) is not None:
-            rows.append(("Export", key.replace("_", " "), str(report[key])))
+        value = getattr(report, key)
+        if value is not None:
+            rows.append(("Export", key.replace("_", " "), str(value)))
     return rows
 
 
@@ -126,7 +123,7 @@ class ExportPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("exportTab")
         self.run_dir = ""
-        self.report: dict[str, Any] | None = None
+        self.export_report: ExportReport | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
@@ -205,7 +202,7 @@ class ExportPanel(QWidget):
     def begin(self, run_dir: str) -> None:
         """An export is starting for ``run_dir``."""
         self.run_dir = run_dir
-        self.report = None
+        self.export_report = None
         self.stages.clear()
         self.table.setRowCount(0)
         self.warnings.hide()
@@ -248,10 +245,12 @@ class ExportPanel(QWidget):
     # --- report ---
     def show_run(self, run_dir: str) -> bool:
         """Show ``run_dir``'s export report (when it has one); True when shown."""
+        from core.run_layout import EXPORT_REPORT_FILE, SERVICE_DIR, RunFileError, read_export_report
+
         self.run_dir = run_dir
-        path = Path(run_dir) / "service" / REPORT_NAME if run_dir else None
+        path = Path(run_dir) / SERVICE_DIR / EXPORT_REPORT_FILE if run_dir else None
         if path is None or not path.is_file():
-            self.report = None
+            self.export_report = None
             self.table.setRowCount(0)
             self.warnings.hide()
             self.json_button.setEnabled(False)
@@ -259,15 +258,20 @@ class ExportPanel(QWidget):
                                else "Export a trained run to see its report here.")
             return False
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            self.title.setText(f"Cannot read {path.name}: {exc}")
+            report = read_export_report(path.parent)
+        except RunFileError as exc:
+            self.title.setText(f"Cannot read {path.name}: {exc.reason}")
             return False
-        self.set_report(report if isinstance(report, dict) else {}, run_dir)
+        self.set_report(report, run_dir)
         return True
 
-    def set_report(self, report: dict[str, Any], run_dir: str = "") -> None:
-        self.report = report
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The shown report as plain data (for callers not yet on :attr:`export_report`)."""
+        return None if self.export_report is None else self.export_report.model_dump(mode="json")
+
+    def set_report(self, report: ExportReport, run_dir: str = "") -> None:
+        self.export_report = report
         if run_dir:
             self.run_dir = run_dir
         rows = report_rows(report)
@@ -285,15 +289,15 @@ class ExportPanel(QWidget):
                 if "FAILED" in text:
                     item.setForeground(Qt.GlobalColor.red)
                 self.table.setItem(row, col, item)
-        warnings = [str(w) for w in report.get("warnings") or []]
+        warnings = report.warnings
         if warnings:
             self.warnings.setText("⚠ " + "<br>⚠ ".join(warnings))
             self.warnings.show()
         else:
             self.warnings.hide()
         self.json_button.setEnabled(True)
-        kind = "dry-run placeholders" if report.get("model_stub") else "ONNX service"
-        self.title.setText(f"<b>{Path(self.run_dir).name}</b> — {kind}, exported {report.get('export_time', '')}")
+        kind = "dry-run placeholders" if report.model_stub else "ONNX service"
+        self.title.setText(f"<b>{Path(self.run_dir).name}</b> — {kind}, exported {report.export_time or ''}")
 
     def value(self, section: str, name: str) -> str:
         """The table's value for (section, name), or "" (tests and screenshots use it)."""
@@ -306,8 +310,10 @@ class ExportPanel(QWidget):
 
     @Slot()
     def _open_json(self) -> None:
+        from core.run_layout import EXPORT_REPORT_FILE, SERVICE_DIR
+
         if self.run_dir:
-            self.open_json_requested.emit(str(Path(self.run_dir) / "service" / REPORT_NAME))
+            self.open_json_requested.emit(str(Path(self.run_dir) / SERVICE_DIR / EXPORT_REPORT_FILE))
 
     # --- service ---
     def set_service_state(self, state: str, url: str = "", can_start: bool = False) -> None:

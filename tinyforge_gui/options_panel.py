@@ -32,13 +32,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.training import config_defaults as defaults
 from tinyforge_gui.theme import style_label
 from tinyforge_gui.widgets import make_icon
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_MODELS: dict[str, str] = {
-    "smollm2-135m-instruct": "SmolLM2-135M-Instruct, the offline starter model",
+    defaults.DEFAULT_BASE_MODEL: "SmolLM2-135M-Instruct, the offline starter model",
     "tiny-causal": "tiny random Llama with a byte tokenizer (fast, for trying things out)",
     "tiny-seq2seq": "tiny random T5 with a byte tokenizer (fast, for trying things out)",
 }
@@ -134,6 +135,13 @@ def _auto_spin(hi: int, name: str, tip: str) -> QSpinBox:
     box = _spin(0, hi, 0, name, tip)
     box.setSpecialValueText("auto")
     return box
+
+
+def _lowest(limits: defaults.Limits) -> float:
+    """The smallest value a spin box may show for a field: its bound (for a ``gt`` bound, the
+    bound itself reads "auto": the spin box's special value, never sent as a number)."""
+    bound = limits.ge if limits.ge is not None else limits.gt
+    return 0 if bound is None else bound
 
 
 def _auto(value: float) -> float | None:
@@ -291,24 +299,33 @@ class OptionsPanel(QScrollArea):
         row.addWidget(self.base_model, 1)
         row.addWidget(browse)
         form.addRow("Base model", row)
-        self.epochs = _dspin(0.0, 1000, 0.0, 1, 0.5, "epochsSpin",
+        # The form's defaults and lower limits are TrainConfig's (core.training.config_defaults);
+        # the upper limits are the form's own (the config has none). "auto" is the config's None.
+        self.epochs = _dspin(_lowest(defaults.EPOCHS), 1000, _lowest(defaults.EPOCHS), 1, 0.5, "epochsSpin",
                              "Epochs. Passes over the training data; auto: at least 40 optimizer steps in all.")
         self.epochs.setSpecialValueText("auto")
-        self.learning_rate = _dspin(0.0, 1.0, 0.0, 6, 1e-5, "learningRateSpin",
+        self.learning_rate = _dspin(_lowest(defaults.LEARNING_RATE), 1.0, _lowest(defaults.LEARNING_RATE), 6, 1e-5,
+                                    "learningRateSpin",
                                     "Learning rate. Step size of the optimizer; auto: 2e-3 with LoRA, 1e-4 for "
                                     "full fine-tuning.")
         self.learning_rate.setSpecialValueText("auto")
-        self.batch_size = _spin(1, 4096, 8, "batchSizeSpin", "Batch size. Examples per optimizer step.")
-        self.max_length = _spin(8, 32768, 256, "maxLengthSpin", "Max length. Tokens per example after truncation.")
-        self.eval_split = _dspin(-0.05, 0.9, -0.05, 2, 0.05, "evalSplitSpin", "Eval split. Fraction held out for eval loss; auto uses 0.1 with 10+ records.")
+        self.batch_size = _spin(int(_lowest(defaults.BATCH_SIZE)), 4096, defaults.BATCH_SIZE.default, "batchSizeSpin",
+                                "Batch size. Examples per optimizer step.")
+        self.max_length = _spin(int(_lowest(defaults.MAX_LENGTH)), 32768, defaults.MAX_LENGTH.default,
+                                "maxLengthSpin", "Max length. Tokens per example after truncation.")
+        auto_split = _lowest(defaults.EVAL_SPLIT) - 0.05  # one step below the smallest fraction: auto
+        self.eval_split = _dspin(auto_split, 0.9, auto_split, 2, 0.05, "evalSplitSpin",
+                                 "Eval split. Fraction held out for eval loss; auto uses 0.1 with 10+ records.")
         self.eval_split.setSpecialValueText("auto")
-        self.seed = _spin(0, 2**31 - 1, 42, "seedSpin", "Seed. Makes a run reproducible.")
+        self.seed = _spin(0, 2**31 - 1, defaults.SEED.default, "seedSpin", "Seed. Makes a run reproducible.")
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Max length", self.max_length)
         self.device = _combo(DEVICES, "deviceCombo", "Device. Where the training runs.")
         self.precision = _combo(PRECISIONS, "precisionCombo", "Precision. Number format of the training.")
+        self.device.setCurrentText(defaults.DEVICE.default)
+        self.precision.setCurrentText(defaults.PRECISION.default)
         self.recipe_label = QLabel("")
         self.recipe_label.setObjectName("recipeLabel")
         self.recipe_label.setWordWrap(True)
@@ -548,7 +565,7 @@ class OptionsPanel(QScrollArea):
         return {
             "train": {
                 "dry_run": self.dry_run.isChecked() or not self.real_available,
-                "base_model": self.base_model.currentText().strip() or "smollm2-135m-instruct",
+                "base_model": self.base_model.currentText().strip() or defaults.DEFAULT_BASE_MODEL,
                 "lora": {
                     "enabled": self.lora.isChecked(),
                     "r": self.lora_rank.value() or None,

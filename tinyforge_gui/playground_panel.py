@@ -40,32 +40,34 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
     """What each answer needs for ``run_dir`` (kinds the run cannot give are left out)."""
     if not run_dir:
         return {}
+    from core.run_layout import MODEL_DIR, MODEL_MANIFEST_FILE, SERVICE_DIR, RunFileError, read_run
+
     run = Path(run_dir)
     sources: dict[str, dict[str, Any]] = {}
-    manifest_path = run / "model" / "model_manifest.json"
+    manifest_path = run / MODEL_DIR / MODEL_MANIFEST_FILE
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if manifest.get("model_type") != "tinyforge_hf":
         return {}  # a dry run's stub
-    train: dict[str, Any] = {}
     try:
-        record = json.loads((run / "run.json").read_text(encoding="utf-8"))
-        train = (record.get("options") or {}).get("train") or {}
-    except (OSError, ValueError):
-        pass
-    sources["base"] = {"base_model": manifest.get("base_model") or train.get("base_model", ""),
-                       "seed": int(train.get("seed", 0)), "max_length": int(train.get("max_length", 256))}
-    sources["tuned"] = {"model_dir": str(run / "model")}
-    meta = run / "service" / "onnx" / "model.onnx.meta.json"
+        options = read_run(run).options
+    except RunFileError:
+        options = None
+    train = options.train if options is not None else None
+    # Without a readable run.json: seed 0 and 256 tokens, as before the run layout existed.
+    sources["base"] = {"base_model": manifest.get("base_model") or (train.base_model if train else ""),
+                       "seed": train.seed if train else 0, "max_length": train.max_length if train else 256}
+    sources["tuned"] = {"model_dir": str(run / MODEL_DIR)}
+    meta = run / SERVICE_DIR / "onnx" / "model.onnx.meta.json"
     if meta.is_file():
         try:
             served = (json.loads(meta.read_text(encoding="utf-8")).get("runtime") or {}).get("served_precision")
         except (OSError, ValueError):
             served = None
         # None: what the service serves (the fastest precision that passed the parity gate).
-        sources["onnx"] = {"service_dir": str(run / "service"), "precision": None, "served": served or "fp32"}
+        sources["onnx"] = {"service_dir": str(run / SERVICE_DIR), "precision": None, "served": served or "fp32"}
     return sources
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+from core.training import config_defaults as d
+from core.training.config_defaults import DEFAULT_BASE_MODEL
+
+__all__ = ["DEFAULT_BASE_MODEL", "LoraSettings", "TrainConfig"]
+
+
+def _field(limits: d.Limits) -> Any:
+    """A pydantic ``Field`` with the default and bounds written in :mod:`config_defaults`."""
+    return Field(limits.default, **limits.bounds())
 
 
 class LoraSettings(BaseModel):
@@ -16,9 +24,9 @@ class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    r: int | None = Field(None, ge=1)
-    alpha: float | None = Field(None, gt=0)
-    dropout: float | None = Field(None, ge=0, lt=1)  # None: the recipe's (0 for a real run)
+    r: int | None = _field(d.LORA_R)
+    alpha: float | None = _field(d.LORA_ALPHA)
+    dropout: float | None = _field(d.LORA_DROPOUT)  # None: the recipe's (0 for a real run)
     # None: every linear projection for a real run (the recipe), the seed's q,v for a dry run.
     target_modules: list[str] | None = None
 
@@ -44,15 +52,15 @@ class TrainConfig(BaseModel):
     base_model: str = DEFAULT_BASE_MODEL
     lora: LoraSettings = Field(default_factory=LoraSettings)
     # None: chosen by the recipe from the mode and the data size (core.training.recipe).
-    epochs: float | None = Field(None, gt=0)
-    max_steps: int = Field(-1, ge=-1)  # -1: run for ``epochs``
-    learning_rate: float | None = Field(None, gt=0)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(256, ge=8)
-    eval_split: float | None = Field(None, ge=0, lt=1)  # None: 0.1 with >= 10 records, else 0
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    epochs: float | None = _field(d.EPOCHS)
+    max_steps: int = _field(d.MAX_STEPS)  # -1: run for ``epochs``
+    learning_rate: float | None = _field(d.LEARNING_RATE)
+    batch_size: int = _field(d.BATCH_SIZE)
+    grad_accum: int = _field(d.GRAD_ACCUM)
+    max_length: int = _field(d.MAX_LENGTH)
+    eval_split: float | None = _field(d.EVAL_SPLIT)  # None: 0.1 with >= 10 records, else 0
+    seed: int = _field(d.SEED)
+    device: Literal["auto", "cpu", "cuda", "mps"] = _field(d.DEVICE)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(d.PRECISION)
     resume: bool = False
-    logging_steps: int = Field(1, ge=1)
+    logging_steps: int = _field(d.LOGGING_STEPS)

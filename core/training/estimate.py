@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.events import Cancelled, CancelToken, Event, EventCallback, Progress, noop
+from core.run_layout import Estimate
 from core.training.config import TrainConfig
 from core.training.recipe import choose_recipe, steps_per_epoch
 
@@ -116,9 +117,11 @@ def estimate_run(
 ) -> dict[str, Any]:
     """Train ``probe_steps`` real steps of ``config`` and project the full run.
 
-    Returns ``{"seconds_per_step", "total_steps", "steps_per_epoch", "projected_train_seconds",
-    "projected_total_seconds", "overhead_seconds", "peak_rss_bytes", "probe_steps",
-    "probe_seconds", "n_train", "n_eval", "device", "precision", "tokens_per_second"}``.
+    Returns the fields of :class:`core.run_layout.Estimate` as a dict (``Estimate.model_validate``
+    types it): ``seconds_per_step``, ``total_steps``, ``steps_per_epoch``,
+    ``projected_train_seconds``, ``projected_total_seconds``, ``overhead_seconds``,
+    ``peak_rss_bytes``, ``probe_steps``, ``probe_seconds``, ``n_train``, ``n_eval``, ``device``,
+    ``precision``, ``tokens_per_second`` and the recipe.
     Raises :class:`core.events.Cancelled` when ``cancel`` is set, and what the trainer raises for
     bad input (``TrainingError``) or a crashed child (``TrainingProcessError``).
     """
@@ -185,5 +188,6 @@ def estimate_run(
         "tokens_per_second": report.get("tokens_per_second"),
         "base_model": config.base_model,
     }
+    Estimate.model_validate(result)  # the shape core.run_layout.Estimate reads back
     logger.info("estimate: %s", result)
     return result

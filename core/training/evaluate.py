@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from core.events import CancelToken, EventCallback, Log, Progress, StageStarted, noop
-from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.jsonio import utc_now_iso, write_json_atomic
+from core.run_layout import EVALUATION_FILE, EVALUATIONS_DIR, TRAINING_REPORT_FILE, Evaluation, TrainingReport
+from core.run_layout import read_training_report as _read_training_report
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,7 @@ __all__ = [
     "verdict",
 ]
 
-EVALUATION_NAME = "evaluation.json"
-EVALUATIONS_DIR = "evaluations"  # `foremforge evaluate --data FILE` results, one per file
+EVALUATION_NAME = EVALUATION_FILE  # the run layout's names (core.run_layout)
 MAX_ROWS_PER_SPLIT = 64  # bounded: evaluation must stay a small part of the run
 REPRODUCED_ROUGE = 0.8  # a training answer counts as reproduced from this ROUGE-L F1 on
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -276,22 +277,21 @@ def evaluate_output(
 
     model_dir = resolve_model_dir(output_dir)
     root = model_dir.parent if model_dir.name == "model" else model_dir
-    report_path = root / "training_report.json"
-    report = read_json(report_path) if report_path.is_file() else {}
-    config = report.get("config") or {}
-    base_name = report.get("base_model") or config.get("base_model")
+    report = _read_training_report(root) if (root / TRAINING_REPORT_FILE).is_file() else TrainingReport()
+    config = report.config
+    base_name = report.base_model or (config.base_model if config else None)
     if not base_name:
         raise ValueError(f"{root} has no training_report.json naming its base model")
     if data_path is not None:
         pairs = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(str(data_path))]
         splits: dict[str, list[Pair]] = {"data": pairs}
     else:
-        source = config.get("data_path")
-        if not source or not Path(source).is_file():
+        source = config.data_path if config else None
+        if config is None or not source or not Path(source).is_file():
             raise FileNotFoundError(f"the run's dataset {source!r} is not there any more; pass --data FILE")
         records = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(source)]
-        train_idx, eval_idx = split_indices(len(records), config.get("eval_split"), int(config.get("seed", 42)))
-        splits = splits_from_records(records, train_idx, eval_idx, int(config.get("seed", 42)))
+        train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)
+        splits = splits_from_records(records, train_idx, eval_idx, config.seed)
     tuned, tokenizer, fmt = load_for_predict(model_dir)
     try:
         spec = resolve_base_model(base_name)
@@ -309,6 +309,7 @@ def evaluate_output(
     result["base_model"] = base_name
     if write:
         target = root / EVALUATION_NAME if data_path is None else root / EVALUATIONS_DIR / f"{Path(data_path).stem}.json"
+        Evaluation.model_validate(result)  # what the readers expect, before it is written
         write_json_atomic(target, result)
         result["path"] = str(target)
     return result

@@ -19,7 +19,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, get_args  # noqa: E402
 
 from pydantic import ValidationError  # noqa: E402
 
@@ -35,6 +35,7 @@ from core.events import (  # noqa: E402
     noop,
 )
 from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
+from core.run_layout import MODEL_STUB_FILE  # noqa: E402
 from core.staging import output_lock, remove_leftovers  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
@@ -43,7 +44,7 @@ from core.training.peft_adapter import apply_lora, get_default_lora_config, vali
 
 log = logging.getLogger(__name__)
 
-STUB_FILENAME = "model_stub.json"
+STUB_FILENAME = MODEL_STUB_FILE  # core.run_layout owns the name
 
 __all__ = ["STUB_FILENAME", "add_train_arguments", "config_from_args", "main", "run_training"]
 
@@ -144,6 +145,16 @@ def _run_real(config: TrainConfig, emit: EventCallback, cancel: CancelToken | No
 # --------------------------------------------------------------------------- command line
 
 
+def _default(name: str, model: type[Any] = TrainConfig) -> Any:
+    """A flag's default: the config field's own (written once, in core.training.config_defaults)."""
+    return model.model_fields[name].default
+
+
+def _choices(name: str) -> list[str]:
+    """The values a ``Literal`` field of ``TrainConfig`` accepts, in order."""
+    return list(get_args(TrainConfig.model_fields[name].annotation))
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The seed's flags plus the options of a real run (shared by ``foremforge train``)."""
     parser.add_argument("--data", required=True, help="JSONL training data (one {input, output} object per line)")
@@ -151,11 +162,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="validate the data and write model_stub.json only")
     parser.add_argument("--use-lora", action="store_true", help="train a LoRA adapter (default: full fine-tune)")
     lora = parser.add_argument_group("LoRA")
-    lora.add_argument("--lora-r", type=int, default=None,
+    lora.add_argument("--lora-r", type=int, default=_default("r", LoraSettings),
                       help="LoRA rank (default: the recipe's 16 for a real run, the seed's 8 for a dry run)")
-    lora.add_argument("--lora-alpha", type=float, default=None,
+    lora.add_argument("--lora-alpha", type=float, default=_default("alpha", LoraSettings),
                       help="LoRA scaling alpha (default: 2 x rank for a real run, the seed's 16 for a dry run)")
-    lora.add_argument("--lora-dropout", type=float, default=None,
+    lora.add_argument("--lora-dropout", type=float, default=_default("dropout", LoraSettings),
                       help="LoRA dropout (default: the recipe's 0; dropout costs a third of a CPU training step)")
     lora.add_argument(
         "--lora-targets",
@@ -163,19 +174,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated module names (default: q,v in a dry run; every linear projection in a real run)",
     )
     real = parser.add_argument_group("real training")
-    real.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help=f"model name, hub id or folder (default {DEFAULT_BASE_MODEL}; also tiny-causal, tiny-seq2seq)")
-    real.add_argument("--epochs", type=float, default=None,
+    real.add_argument("--base-model", default=_default("base_model"), help=f"model name, hub id or folder (default {DEFAULT_BASE_MODEL}; also tiny-causal, tiny-seq2seq)")
+    real.add_argument("--epochs", type=float, default=_default("epochs"),
                       help="passes over the data (default: the recipe's, at least 40 optimizer steps in all)")
-    real.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimiser steps (-1: use --epochs)")
-    real.add_argument("--lr", type=float, default=None,
+    real.add_argument("--max-steps", type=int, default=_default("max_steps"),
+                      help="stop after this many optimiser steps (-1: use --epochs)")
+    real.add_argument("--lr", type=float, default=_default("learning_rate"),
                       help="learning rate (default: the recipe's, 2e-3 with LoRA, 1e-4 for full fine-tuning)")
-    real.add_argument("--batch-size", type=int, default=8)
-    real.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    real.add_argument("--max-length", type=int, default=256, help="maximum tokens per record")
-    real.add_argument("--eval-split", type=float, default=None, help="held-out fraction (default 0.1 with >= 10 records)")
-    real.add_argument("--seed", type=int, default=42)
-    real.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    real.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    real.add_argument("--batch-size", type=int, default=_default("batch_size"))
+    real.add_argument("--grad-accum", type=int, default=_default("grad_accum"), help="gradient accumulation steps")
+    real.add_argument("--max-length", type=int, default=_default("max_length"), help="maximum tokens per record")
+    real.add_argument("--eval-split", type=float, default=_default("eval_split"),
+                      help="held-out fraction (default 0.1 with >= 10 records)")
+    real.add_argument("--seed", type=int, default=_default("seed"))
+    real.add_argument("--device", choices=_choices("device"), default=_default("device"))
+    real.add_argument("--precision", choices=_choices("precision"), default=_default("precision"))
     real.add_argument("--resume", action="store_true", help="continue from the checkpoint of a cancelled run in --out")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
 

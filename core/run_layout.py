@@ -1,0 +1,538 @@
+"""A run folder's layout: its file and folder names, typed models of what its files hold, readers.
+
+The one place that knows what a run folder looks like, for core and the GUI alike::
+
+    RUN/run.json                     RunRecord (status, options, dataset, stages, timings, error)
+    RUN/events.jsonl                 one event per line
+    RUN/model/                       the training output (a dry run: model_stub.json)
+        training_report.json         TrainingReport
+        evaluation.json              Evaluation
+        evaluations/<file>.json      Evaluation of `foremforge evaluate --data FILE`
+        model_manifest.json, model/ (merged model), adapter/ (LoRA), checkpoints/ (cancelled)
+    RUN/model.cancelled/             a cancelled real training's checkpoint (Resume)
+    RUN/service/                     the exported service
+        export_report.json           ExportReport (with its quantization candidates)
+        model_metadata.json          ModelMetadata
+
+The readers tolerate older and newer files: every field is optional and unknown keys are kept
+(``extra="allow"``). A file that is missing, unreadable, not JSON or of the wrong shape raises
+:class:`RunFileError`, one line naming the file. Writers keep writing plain dicts (the JSON on
+disk is unchanged); the models only check and read them. Headless; pydantic only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
+
+from core.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ADAPTER_DIR",
+    "CHECKPOINTS_DIR",
+    "EVALUATIONS_DIR",
+    "EVALUATION_FILE",
+    "EVENTS_FILE",
+    "EXPORT_REPORT_FILE",
+    "MODEL_DIR",
+    "MODEL_MANIFEST_FILE",
+    "MODEL_METADATA_FILE",
+    "MODEL_STUB_FILE",
+    "RESUME_DIR",
+    "RUN_FILE",
+    "SERVICE_DIR",
+    "TRAINING_REPORT_FILE",
+    "Candidate",
+    "Estimate",
+    "Evaluation",
+    "EvaluationRow",
+    "ExportOptions",
+    "ExportReport",
+    "ModelMetadata",
+    "RunFileError",
+    "RunOptions",
+    "RunRecord",
+    "SplitMeans",
+    "TrainingReport",
+    "evaluation_path",
+    "export_report_path",
+    "list_runs",
+    "parse",
+    "read_evaluation",
+    "read_export_report",
+    "read_model_metadata",
+    "read_object",
+    "read_run",
+    "read_training_report",
+    "training_report_path",
+]
+
+# --------------------------------------------------------------------------- names
+
+RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+MODEL_DIR = "model"  # the run's training output; inside it, the merged model is model/ again
+SERVICE_DIR = "service"
+RESUME_DIR = "model.cancelled"
+TRAINING_REPORT_FILE = "training_report.json"
+MODEL_MANIFEST_FILE = "model_manifest.json"
+MODEL_STUB_FILE = "model_stub.json"  # a dry run's placeholder model (the seed's)
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+EVALUATION_FILE = "evaluation.json"
+EVALUATIONS_DIR = "evaluations"  # `foremforge evaluate --data FILE` results, one per file
+EXPORT_REPORT_FILE = "export_report.json"
+MODEL_METADATA_FILE = "model_metadata.json"
+
+RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class RunFileError(ValueError):
+    """A run folder's file is missing, unreadable, not JSON, or not what it should hold.
+
+    A ``ValueError``, so callers that caught the JSON errors of a plain ``json.load`` still do.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+# --------------------------------------------------------------------------- options (inputs)
+
+
+class ExportOptions(BaseModel):
+    """Options of the export stage (the seed's builder flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    export_onnx: bool = False
+    quantize: Literal["int8", "none"] = "int8"
+    overwrite: bool = False
+
+
+class RunOptions(BaseModel):
+    """What a run does: ``actions`` in order, the training config and the export options.
+
+    ``train.output_dir`` is filled in by :func:`core.runs.create_run` (the run's ``model/``
+    folder). ``source_model`` names a model to export when the run does not train one itself.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    actions: list[Literal["train", "export"]] = Field(default_factory=lambda: ["train"])
+    train: TrainConfig
+    export: ExportOptions = Field(default_factory=ExportOptions)
+    source_model: str | None = None
+
+
+def _known_fields(model: type[BaseModel], data: Any) -> Any:
+    """``data`` without the keys ``model`` does not know (recursively): an older or newer
+    run.json's options still read with today's strict input models."""
+    if not isinstance(data, dict):
+        return data
+    known: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            value = _known_fields(info.annotation, value)
+        known[name] = value
+    return known
+
+
+def _tolerant(model: type[BaseModel]) -> WrapValidator:
+    """Validate a nested input model leniently: unknown keys dropped, and a value that still
+    does not validate reads as None (the rest of the file stays readable)."""
+
+    def validate(value: Any, handler: Callable[[Any], Any]) -> Any:
+        if value is None or isinstance(value, model):
+            return value
+        try:
+            return handler(_known_fields(model, value))
+        except ValidationError as exc:
+            logger.warning("ignoring %s that does not validate: %s", model.__name__, _first_error(exc))
+            return None
+
+    return WrapValidator(validate)
+
+
+# --------------------------------------------------------------------------- models (results)
+
+
+class _Result(BaseModel):
+    """A result file's model: every field optional, unknown keys kept (older and newer files)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class DatasetInfo(_Result):
+    path: str = ""
+    size: int | None = None
+    sha256: str | None = None
+
+
+class StageRecord(_Result):
+    name: str = ""
+    status: str = ""
+    seconds: float | None = None
+    result: Any = None
+
+
+class RunError(_Result):
+    message: str = ""
+    details: str = ""
+
+
+class RunRecord(_Result):
+    """``run.json``: one run's options, dataset, stages, timings and outcome."""
+
+    run_id: str = ""
+    status: str = "unknown"  # a RunStatus; any string of an older or newer file reads
+    created_time: str = ""
+    started_time: str | None = None
+    finished_time: str | None = None
+    options: Annotated[RunOptions | None, _tolerant(RunOptions)] = None
+    dataset: DatasetInfo = Field(default_factory=DatasetInfo)
+    stages: list[StageRecord] = Field(default_factory=list)
+    timings: dict[str, float | None] = Field(default_factory=dict)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    error: RunError | None = None
+    # Where it was read from (not a field of the file).
+    folder: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def name(self) -> str:
+        return self.run_id or (self.folder.name if self.folder else "")
+
+
+class EvaluationSummary(_Result):
+    verdict: str = ""
+    splits: dict[str, Any] = Field(default_factory=dict)
+    file: str = EVALUATION_FILE
+
+
+class TrainingReport(_Result):
+    """``training_report.json`` of a real training output (completed, cancelled or failed)."""
+
+    status: str = ""
+    base_model: str | None = None
+    config: Annotated[TrainConfig | None, _tolerant(TrainConfig)] = None
+    n_records: int | None = None
+    n_train: int | None = None
+    n_eval: int | None = None
+    n_truncated: int | None = None
+    dataset_sha256: str | None = None
+    world_size: int | None = None
+    created_time: str | None = None
+    duration_seconds: float | None = None
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    architecture: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    precision_reason: str | None = None
+    threads: int | None = None
+    global_step: int | None = None
+    total_steps: int | None = None
+    train_loss: float | None = None
+    log_history: list[dict[str, Any]] = Field(default_factory=list)
+    train_seconds: float | None = None
+    train_tokens: int | None = None
+    tokens_per_second: float | None = None
+    resumed_from: str | None = None
+    recipe: dict[str, Any] | None = None
+    lora_applied: bool | None = None
+    lora_config: dict[str, Any] | None = None
+    evaluation: EvaluationSummary | None = None
+    artifacts: dict[str, str | None] | None = None
+    checkpoint: str | None = None
+    error: str | None = None
+
+
+class SplitMeans(_Result):
+    """One evaluated split's means (``evaluation.json`` → ``splits``)."""
+
+    n: int = 0
+    tuned_rouge_l: float | None = None
+    base_rouge_l: float | None = None
+    tuned_exact: float | None = None
+    base_exact: float | None = None
+    reproduced: int = 0
+    loss: float | None = None
+    perplexity: float | None = None
+    base_loss: float | None = None
+    base_perplexity: float | None = None
+
+
+class EvaluationRow(_Result):
+    """One evaluated record: the reference and both models' answers with their scores."""
+
+    split: str = ""
+    input: str = ""
+    reference: str = ""
+    base_answer: str = ""
+    tuned_answer: str = ""
+    base_rouge_l: float = 0.0
+    tuned_rouge_l: float = 0.0
+    base_exact: bool = False
+    tuned_exact: bool = False
+
+
+class Evaluation(_Result):
+    """``evaluation.json``: did the model learn? (core.training.evaluate)."""
+
+    created_time: str | None = None
+    max_new_tokens: int | None = None
+    reproduced_rouge_l: float | None = None
+    splits: dict[str, SplitMeans] = Field(default_factory=dict)
+    rows: list[EvaluationRow] = Field(default_factory=list)
+    verdict: str = ""
+    seconds: float | None = None
+    model: str | None = None
+    base_model: str | None = None
+
+
+class Candidate(_Result):
+    """One precision the export built and checked (``export_report.json`` → ``candidates``)."""
+
+    description: str = ""
+    size_bytes: int | None = None
+    ms_per_token: float | None = None
+    speedup_vs_torch: float | None = None
+    teacher_forced_agreement: float | None = None
+    generation_match_rate: float | None = None
+    passed: bool | None = None
+    served: bool = False
+    kept: bool = True
+
+
+class ParityResult(_Result):
+    """One precision's agreement with the trained torch model (``parity`` → precision)."""
+
+    passed: bool | None = None
+    n_compared: int | None = None
+    max_abs_logit_diff: float | None = None
+    generation_match_rate: float | None = None
+    mean_token_agreement: float | None = None
+    teacher_forced_agreement: float | None = None
+
+
+class LatencyResult(_Result):
+    median_ms_per_token: float | None = None
+    median_prefill_ms: float | None = None
+
+
+class SelfTest(_Result):
+    """The exported service answering the parity inputs over HTTP."""
+
+    passed: bool | None = None
+    skipped: bool = False
+    n_matched: int | None = None
+    n_checked: int | None = None
+    latency_ms_median: float | None = None
+    error: str | None = None
+
+
+class ExportReport(_Result):
+    """``export_report.json``: a real export (graphs, parity, latency, candidates, self-test)
+    or a dry run's placeholders (paths and time only)."""
+
+    onnx_path: str | None = None
+    quantized_path: str | None = None
+    export_time: str | None = None
+    model_path: str | None = None
+    model_stub: bool | None = None  # absent in a dry run's placeholder report
+    architecture: str | None = None
+    base_model: str | None = None
+    exporter: str | None = None
+    opset: int | None = None
+    graphs: dict[str, dict[str, str]] = Field(default_factory=dict)
+    sizes: dict[str, float | None] = Field(default_factory=dict)
+    # Per precision a ParityResult, plus n_inputs / inputs_source: see parity_of().
+    parity: dict[str, Any] = Field(default_factory=dict)
+    # Per backend a LatencyResult, plus speedup ratios: see latency_of().
+    latency: dict[str, Any] = Field(default_factory=dict)
+    self_test: SelfTest | None = None
+    served_precision: str | None = None
+    served_reason: str | None = None
+    service_precision: str | None = None
+    gate: dict[str, Any] | None = None
+    candidates: dict[str, Candidate] = Field(default_factory=dict)
+    samples: list[dict[str, Any]] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    durations_s: dict[str, float | None] = Field(default_factory=dict)
+
+    def parity_of(self, precision: str) -> ParityResult | None:
+        part = self.parity.get(precision)
+        return ParityResult.model_validate(part) if isinstance(part, dict) else None
+
+    def latency_of(self, backend: str) -> LatencyResult | None:
+        part = self.latency.get(backend)
+        return LatencyResult.model_validate(part) if isinstance(part, dict) else None
+
+
+class ModelMetadata(_Result):
+    """``service/model_metadata.json``: which model the service serves."""
+
+    model_path: str | None = None
+    created_time: str | None = None
+    source: str | None = None
+    model_stub: bool | None = None
+    architecture: str | None = None
+    base_model: str | None = None
+
+
+class Estimate(_Result):
+    """What :func:`core.training.estimate.estimate_run` projects for a real run."""
+
+    probe_steps: int
+    probe_seconds: float
+    seconds_per_step: float
+    n_train: int
+    n_eval: int
+    steps_per_epoch: int
+    total_steps: int
+    epochs: float
+    max_steps: int
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    recipe_summary: str = ""
+    projected_train_seconds: float
+    overhead_seconds: float
+    projected_total_seconds: float
+    peak_rss_bytes: int = 0
+    memory_source: str = ""
+    device: str | None = None
+    precision: str | None = None
+    tokens_per_second: float | None = None
+    base_model: str | None = None
+
+
+# --------------------------------------------------------------------------- readers
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err.get("loc", ()))
+    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+
+
+def read_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`RunFileError` when it is missing, unreadable or not one."""
+    target = Path(path)
+    try:
+        with open(target, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError as exc:
+        raise RunFileError(target, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise RunFileError(target, "a folder, not a file") from exc
+    except OSError as exc:
+        raise RunFileError(target, f"cannot read it ({(exc.strerror or type(exc).__name__).lower()})") from exc
+    except UnicodeDecodeError as exc:
+        raise RunFileError(target, "not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise RunFileError(target, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise RunFileError(target, f"not a JSON object (a {type(data).__name__})")
+    return data
+
+
+def parse(model: type[M], data: Any, path: str | os.PathLike[str]) -> M:
+    """``data`` (read from ``path``) as ``model``; :class:`RunFileError` when it does not fit."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RunFileError(path, f"not a valid {model.__name__}: {_first_error(exc)}") from exc
+
+
+def _read(model: type[M], path: Path) -> M:
+    return parse(model, read_object(path), path)
+
+
+def _first_file(*candidates: Path) -> Path | None:
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> RunRecord:
+    """``run_dir/run.json``."""
+    folder = Path(run_dir)
+    record = _read(RunRecord, folder / RUN_FILE)
+    record.folder = folder
+    return record
+
+
+def list_runs(root: str | os.PathLike[str]) -> list[RunRecord]:
+    """The runs under ``root``, newest first; folders without a readable run.json are skipped."""
+    try:
+        children = list(Path(root).iterdir())
+    except OSError:  # missing, not a folder, no permission: no runs to show
+        return []
+    found: list[RunRecord] = []
+    for child in children:
+        if not (child / RUN_FILE).is_file():
+            continue
+        try:
+            found.append(read_run(child))
+        except RunFileError as exc:
+            logger.warning("skipping unreadable run: %s", exc)
+    found.sort(key=lambda r: (r.created_time, r.folder.name if r.folder else ""), reverse=True)
+    return found
+
+
+def training_report_path(folder: str | os.PathLike[str]) -> Path | None:
+    """``training_report.json`` of a training output folder or of a run folder (``model/``)."""
+    base = Path(folder)
+    return _first_file(base / TRAINING_REPORT_FILE, base / MODEL_DIR / TRAINING_REPORT_FILE)
+
+
+def read_training_report(folder: str | os.PathLike[str]) -> TrainingReport:
+    """The training report of a training output folder or a run folder."""
+    path = training_report_path(folder) or Path(folder) / TRAINING_REPORT_FILE
+    return _read(TrainingReport, path)
+
+
+def evaluation_path(folder: str | os.PathLike[str]) -> Path | None:
+    """``evaluation.json`` of a run folder (``model/``) or a training output folder, if any."""
+    base = Path(folder)
+    return _first_file(base / MODEL_DIR / EVALUATION_FILE, base / EVALUATION_FILE)
+
+
+def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
+    """An evaluation: a run or training output folder's ``evaluation.json``, or a file
+    (``evaluations/<name>.json``)."""
+    target = Path(path)
+    if target.is_dir():
+        target = evaluation_path(target) or target / EVALUATION_FILE
+    return _read(Evaluation, target)
+
+
+def export_report_path(folder: str | os.PathLike[str]) -> Path | None:
+    """``export_report.json`` of a run folder (``service/``) or of a service folder, if any."""
+    base = Path(folder)
+    return _first_file(base / SERVICE_DIR / EXPORT_REPORT_FILE, base / EXPORT_REPORT_FILE)
+
+
+def read_export_report(folder: str | os.PathLike[str]) -> ExportReport:
+    """The export report of a run folder or a service folder."""
+    path = export_report_path(folder) or Path(folder) / SERVICE_DIR / EXPORT_REPORT_FILE
+    return _read(ExportReport, path)
+
+
+def read_model_metadata(service_dir: str | os.PathLike[str]) -> ModelMetadata:
+    """``model_metadata.json`` of a service folder."""
+    return _read(ModelMetadata, Path(service_dir) / MODEL_METADATA_FILE)
