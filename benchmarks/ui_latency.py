@@ -116,11 +116,11 @@ def main() -> int:
     end_idle = time.monotonic() + args.idle_seconds
     idle, _, _ = phase(None, lambda: time.monotonic() > end_idle, args.idle_seconds + 5)
 
-    scan, scan_s, scan_ok = phase(lambda: win.load_dataset(str(data)),
-                                  lambda: win.dataset_report is not None and not win.tasks.is_busy("index"), 600)
-    valid = bool(win.dataset_report and win.dataset_report.get("valid"))
-    run, run_s, run_ok = phase(win.start_train_export,
-                               lambda: win.run_status not in ("", "running") and not win.tasks.is_busy("run"), 900)
+    scan, scan_s, scan_ok = phase(lambda: win.dataset_controller.load(str(data)),
+                                  lambda: win.state.dataset_report is not None and not win.tasks.is_busy("index"), 600)
+    valid = bool(win.state.dataset_report and win.state.dataset_report.get("valid"))
+    run, run_s, run_ok = phase(win.run_controller.start_train_export,
+                               lambda: win.state.run_status not in ("", "running") and not win.tasks.is_busy("run"), 900)
     win.close()
     ours = scan + run
     result = {
@@ -131,7 +131,7 @@ def main() -> int:
                     "generate_s": round(gen_s, 2), "valid": valid},
         "baseline_idle": summary(idle),
         "scan": {**summary(scan), "seconds": round(scan_s, 2), "finished": scan_ok},
-        "dry_run_train_export": {**summary(run), "seconds": round(run_s, 2), "status": win.run_status,
+        "dry_run_train_export": {**summary(run), "seconds": round(run_s, 2), "status": win.state.run_status,
                                  "finished": run_ok},
         "ours": summary(ours),
         "goal_max_stall_ms": GOAL_MS,

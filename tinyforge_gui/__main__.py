@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("TINYFORGE_STARTUP_PROBE") == "1":
         _install_probe(window)
     elif len(argv) > 1 and not argv[1].startswith("-"):
-        window.load_dataset(argv[1])
+        window.dataset_controller.load(argv[1])
     code = int(app.exec())
     open_log_file()  # when it quit sooner: the held records still reach the file
     return code

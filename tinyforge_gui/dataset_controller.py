@@ -1,8 +1,10 @@
 """Opening a dataset: check the file, preview its head at once, then index and validate it.
 
-:class:`DatasetController` owns the current dataset (its path and scan report) for the main
-window. Indexing and validation run on :mod:`tinyforge_gui.tasks` workers, one after the other;
-their plain-data signals arrive at this object's slots in the GUI thread.
+:class:`DatasetController` keeps the current dataset (its path and scan report) in the shared
+:class:`~tinyforge_gui.state.StudioState`. Indexing and validation run on
+:mod:`tinyforge_gui.tasks` workers, one after the other; their plain-data signals arrive at this
+object's slots in the GUI thread. It knows its panels, the task runner and the notifier, not
+the window.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QFileDialog
 
 from tinyforge_gui.resources import example_path
-from tinyforge_gui.workers import Worker
+from tinyforge_gui.state import StudioState, Task
+from tinyforge_gui.workers import TaskRunner, Worker
 
 if TYPE_CHECKING:
-    from tinyforge_gui.main_window import MainWindow
+    from tinyforge_gui.dataset_panel import DatasetPanel
+    from tinyforge_gui.options_panel import OptionsPanel
+    from tinyforge_gui.settings import AppSettings
+    from tinyforge_gui.studio_tabs import StudioTabs
+    from tinyforge_gui.widgets import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +59,28 @@ def dataset_problem(path: Path) -> str:
 
 
 class DatasetController(QObject):
-    """Loads datasets into the window's Dataset tab and keeps their scan report."""
+    """Loads datasets into the Dataset tab and keeps their scan report in the state."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    recent_changed = Signal()  # the recent-datasets list in the settings changed
+
+    def __init__(self, tasks: TaskRunner, state: StudioState, notifier: Notifier, dataset: DatasetPanel,
+                 options: OptionsPanel, tabs: StudioTabs, settings: AppSettings,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.setObjectName("datasetController")
-        self._window = window
-        self.path: str = ""
-        self.report: dict[str, Any] | None = None
+        self._tasks, self._state, self._notify = tasks, state, notifier
+        self._dataset, self._options, self._tabs, self._settings = dataset, options, tabs, settings
+
+    @property
+    def path(self) -> str:
+        return self._state.dataset_path
 
     # ------------------------------------------------------------------ entry points
     @Slot()
     def open_dialog(self) -> None:
-        w = self._window
         start = str(Path(self.path).parent) if self.path else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(
-            w, "Open a dataset", start, "JSON Lines (*.jsonl *.ndjson *.jsonlines);;All files (*)"
+            self._dataset.window(), "Open a dataset", start, "JSON Lines (*.jsonl *.ndjson *.jsonlines);;All files (*)"
         )
         if path:
             self.load(path)
@@ -76,45 +89,37 @@ class DatasetController(QObject):
     def open_example(self) -> None:
         path = example_path("sample_qna.jsonl")
         if path is None:
-            self._window.show_message("error", "The bundled example dataset is missing from this installation.")
+            self._notify.show_message("error", "The bundled example dataset is missing from this installation.")
             return
         self.load(str(path))
 
     def load(self, path: str) -> bool:
         """Preview ``path`` at once, then index and validate it in the background."""
-        w = self._window
         p = Path(path).expanduser()
         problem = dataset_problem(p)
         if problem:
-            w.show_message("warning", problem)
-            w.statusBar().showMessage("Not a dataset: " + p.name, 8000)
+            self._notify.show_message("warning", problem)
+            self._notify.status("Not a dataset: " + p.name, 8000)
             return False
-        try:
-            # line_index is light; core.training.dataset (pydantic models) loads in the workers.
-            from core.training.line_index import read_head
-        except ImportError:
-            try:
-                from core.training.dataset import read_head
-            except ImportError as exc:
-                w.show_message("error", "Dataset support is not available in this build yet.", repr(exc))
-                return False
+        # line_index is light; core.training.dataset (pydantic models) loads in the workers.
+        from core.training.line_index import read_head
+
         try:
             head = read_head(str(p), HEAD_ROWS)
         except (OSError, ValueError) as exc:
-            w.show_message("error", f"Cannot read “{p.name}”: {exc}")
+            self._notify.show_message("error", f"Cannot read “{p.name}”: {exc}")
             return False
-        w.tasks.cancel("index")
-        w.tasks.cancel("validate")
-        w.message.hide()
-        self.path = str(p.resolve())
-        self.report = None
-        w.dataset.begin(self.path, head)
-        w.tabs.setCurrentWidget(w.dataset)
-        w.settings.add_recent_dataset(self.path)
-        w.rebuild_recent_menu()
-        self._start_scan(self.path)
-        w.statusBar().showMessage(f"Scanning {p.name}…")
-        w.update_actions()
+        self._tasks.cancel(Task.INDEX)
+        self._tasks.cancel(Task.VALIDATE)
+        self._notify.hide_message()
+        resolved = str(p.resolve())
+        self._dataset.begin(resolved, head)
+        self._tabs.setCurrentWidget(self._dataset)
+        self._settings.add_recent_dataset(resolved)
+        self.recent_changed.emit()
+        self._state.update(dataset_path=resolved, dataset_report=None)
+        self._start_scan(resolved)
+        self._notify.status(f"Scanning {p.name}…")
         return True
 
     # ------------------------------------------------------------------ scan
@@ -130,7 +135,7 @@ class DatasetController(QObject):
         index_worker.succeeded.connect(self._on_index_ready)
         index_worker.failed.connect(self._on_index_failed)
         index_worker.done.connect(self._start_validation)
-        self._window.tasks.start(index_worker)
+        self._tasks.start(index_worker)
 
     @Slot()
     def _start_validation(self) -> None:
@@ -139,10 +144,10 @@ class DatasetController(QObject):
         from tinyforge_gui.tasks import ValidateWorker
 
         validate = ValidateWorker(self.path)
-        validate.progress.connect(self._window.dataset.on_scan_progress)
+        validate.progress.connect(self._dataset.on_scan_progress)
         validate.succeeded.connect(self._on_report)
         validate.failed.connect(self._on_scan_failed)
-        self._window.tasks.start(validate)
+        self._tasks.start(validate)
 
     def _is_current_scan(self) -> bool:
         worker = self.sender()
@@ -151,7 +156,7 @@ class DatasetController(QObject):
     @Slot(object)
     def _on_index_ready(self, index: Any) -> None:
         if self._is_current_scan():
-            self._window.dataset.set_index(index)
+            self._dataset.set_index(index)
 
     @Slot(str, str)
     def _on_index_failed(self, message: str, details: str) -> None:
@@ -161,25 +166,22 @@ class DatasetController(QObject):
     def _on_report(self, report: dict[str, Any]) -> None:
         if not self._is_current_scan():
             return
-        w = self._window
-        self.report = report
-        w.dataset.set_report(report)
-        w.options.set_dataset_size(int(report.get("n_records") or 0) if report.get("valid") else None)
+        self._dataset.set_report(report)
+        self._options.set_dataset_size(int(report.get("n_records") or 0) if report.get("valid") else None)
         name = Path(self.path).name
         if report.get("valid"):
-            w.statusBar().showMessage(f"{name}: {report.get('n_records', 0):,} records, ready to train.", 10000)
+            self._notify.status(f"{name}: {report.get('n_records', 0):,} records, ready to train.", 10000)
         else:
             n = report.get("n_problems", 0)
-            w.statusBar().showMessage(f"{name}: {n:,} problem(s) found.", 10000)
-            w.show_message("warning", f"“{name}” has {n:,} problem(s); fix them to train. Choose one to see its line.")
-        w.update_actions()
+            self._notify.status(f"{name}: {n:,} problem(s) found.", 10000)
+            self._notify.show_message("warning",
+                                      f"“{name}” has {n:,} problem(s); fix them to train. Choose one to see its line.")
+        self._state.update(dataset_report=report)
 
     @Slot(str, str)
     def _on_scan_failed(self, message: str, details: str) -> None:
         if not self._is_current_scan():
             return
-        w = self._window
-        w.dataset.scan_failed(message)
-        self.report = {"valid": False, "error": message}
-        w.show_message("error", f"Could not scan the dataset: {message}", details)
-        w.update_actions()
+        self._dataset.scan_failed(message)
+        self._notify.show_message("error", f"Could not scan the dataset: {message}", details)
+        self._state.update(dataset_report={"valid": False, "error": message})

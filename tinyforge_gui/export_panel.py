@@ -265,11 +265,6 @@ class ExportPanel(QWidget):
         self.set_report(report, run_dir)
         return True
 
-    @property
-    def report(self) -> dict[str, Any] | None:
-        """The shown report as plain data (for callers not yet on :attr:`export_report`)."""
-        return None if self.export_report is None else self.export_report.model_dump(mode="json")
-
     def set_report(self, report: ExportReport, run_dir: str = "") -> None:
         self.export_report = report
         if run_dir:

@@ -1,19 +1,20 @@
-"""The main window: composes the panels, the menus and the window's own state.
+"""The main window: composes the panels, the menus, the shared state and the controllers.
 
-Layout: options on the left; on the right the Dataset and Artifacts tabs above the run panel
-(actions, progress, log, loss chart). The work is driven by three controllers living in the GUI
-thread: :mod:`tinyforge_gui.dataset_controller` (open and scan a dataset),
+Layout: options on the left; on the right the tabs (:mod:`tinyforge_gui.studio_tabs`) above the
+run panel (actions, progress, log, loss chart). The shared state is a plain
+:class:`~tinyforge_gui.state.StudioState`; three controllers living in the GUI thread change it:
+:mod:`tinyforge_gui.dataset_controller` (open and scan a dataset),
 :mod:`tinyforge_gui.run_controller` (train/export runs, cancel, resume, estimate) and
-:mod:`tinyforge_gui.studio_controller` (LoRA targets, playground, local service). They start
-:mod:`tinyforge_gui.tasks` workers on QThreads and react to their plain-data signals. This class
-keeps the public surface (``load_dataset``, ``start_train``, ``run_status``, …) by delegation.
+:mod:`tinyforge_gui.studio_controller` (LoRA targets, playground, local service). Each gets
+only what it needs (the task runner, the state, a notifier, its panels); the window renders
+state changes (:meth:`MainWindow.update_actions`) and owns menus, settings, drops and shutdown.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
@@ -23,33 +24,27 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QSplitter,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from tinyforge_gui import APPLICATION
-from tinyforge_gui.dataset_controller import HEAD_ROWS, JSONL_SUFFIXES, DatasetController, dataset_problem
+from tinyforge_gui.dataset_controller import DatasetController
 from tinyforge_gui.dataset_panel import DatasetPanel
 from tinyforge_gui.options_panel import OptionsPanel
 from tinyforge_gui.resources import app_icon_path
 from tinyforge_gui.run_controller import RunController
 from tinyforge_gui.run_panel import RunPanel
 from tinyforge_gui.settings import AppSettings
+from tinyforge_gui.state import StudioState, Task
 from tinyforge_gui.studio_controller import StudioController
-from tinyforge_gui.studio_tasks import ServiceHandle
-from tinyforge_gui.widgets import MessageBar, make_icon
+from tinyforge_gui.studio_tabs import StudioTabs
+from tinyforge_gui.widgets import MessageBar, Notifier, make_icon
 from tinyforge_gui.workers import TaskRunner
-
-if TYPE_CHECKING:
-    from tinyforge_gui.artifacts_panel import ArtifactsPanel
-    from tinyforge_gui.evaluation_panel import EvaluationPanel
-    from tinyforge_gui.export_panel import ExportPanel
-    from tinyforge_gui.playground_panel import PlaygroundPanel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HEAD_ROWS", "JSONL_SUFFIXES", "MainWindow", "dataset_problem"]
+__all__ = ["MainWindow"]
 
 
 class MainWindow(QMainWindow):
@@ -68,48 +63,25 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = AppSettings()
         self.tasks = TaskRunner(self)
-        self.dataset_controller = DatasetController(self)
-        self.run_controller = RunController(self)
-        self.studio_controller = StudioController(self)
+        self.state = StudioState()
         self._closing = False
         self._help_dialog: QWidget | None = None
-        self._artifacts: ArtifactsPanel | None = None
-        self._export_panel: ExportPanel | None = None
-        self._playground: PlaygroundPanel | None = None
-        self._evaluation: EvaluationPanel | None = None
         self._build_ui()
+        self._build_controllers()
         self._build_menus()
         self._restore_settings()
+        self.state.subscribe(self._on_state_changed)
         self.update_actions()
         self.statusBar().showMessage("Drop a .jsonl dataset or open the example to start.")
 
     # ------------------------------------------------------------------ construction
     def _build_ui(self) -> None:
-        datasets, runs, studio = self.dataset_controller, self.run_controller, self.studio_controller
         self.options = OptionsPanel()
-        self.options.changed.connect(self._on_options_changed)
-        self.options.lora_targets_wanted.connect(studio.start_lora_targets)
+        self.options.changed.connect(self.update_actions)
         self.dataset = DatasetPanel()
-        self.dataset.open_requested.connect(datasets.open_dialog)
-        self.dataset.example_requested.connect(datasets.open_example)
         self.run_panel = RunPanel()
-        self.run_panel.train_clicked.connect(runs.start_train)
-        self.run_panel.export_clicked.connect(runs.start_export)
-        self.run_panel.train_export_clicked.connect(runs.start_train_export)
-        self.run_panel.cancel_clicked.connect(runs.cancel_run)
-        self.run_panel.resume_clicked.connect(runs.start_resume)
-        self.run_panel.estimate_clicked.connect(runs.start_estimate)
-        QShortcut(QKeySequence("Ctrl+Enter"), self, runs.start_train_export)
-
-        self.tabs = QTabWidget()
-        self.tabs.setObjectName("mainTabs")
-        self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.dataset, make_icon("dataset"), "Dataset")
-        # The other tabs are hidden at start: empty pages until _build_hidden_tabs (after the
-        # first paint, or as soon as anything asks for one of them) puts the panels in.
-        for icon, label in self._HIDDEN_TABS:
-            self.tabs.addTab(QWidget(), make_icon(icon), label)
-        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.tabs = StudioTabs(self.dataset)
+        self.tabs.result_tabs_built.connect(self._on_result_tabs_built)
 
         self.right_split = QSplitter(Qt.Orientation.Vertical)
         self.right_split.setObjectName("rightSplitter")
@@ -137,85 +109,42 @@ class MainWindow(QMainWindow):
         self.status_right = QLabel()
         self.status_right.setObjectName("statusRight")
         self.statusBar().addPermanentWidget(self.status_right)
+        self.notifier = Notifier(self.message, self.statusBar())
         self.resize(1280, 820)
 
-    _HIDDEN_TABS = (("folder", "Artifacts"), ("ok", "Evaluation"), ("export", "Export"), ("train", "Playground"))
+    def _build_controllers(self) -> None:
+        common = (self.tasks, self.state, self.notifier)
+        self.dataset_controller = DatasetController(*common, self.dataset, self.options, self.tabs, self.settings,
+                                                    parent=self)
+        self.run_controller = RunController(*common, self.options, self.run_panel, self.tabs, self.settings,
+                                            parent=self)
+        self.studio_controller = StudioController(*common, self.options, self.run_panel, self.tabs, parent=self)
+        datasets, runs, studio = self.dataset_controller, self.run_controller, self.studio_controller
+        datasets.recent_changed.connect(self.rebuild_recent_menu)
+        self.dataset.open_requested.connect(datasets.open_dialog)
+        self.dataset.example_requested.connect(datasets.open_example)
+        self.options.lora_targets_wanted.connect(studio.start_lora_targets)
+        self.run_panel.train_clicked.connect(runs.start_train)
+        self.run_panel.export_clicked.connect(runs.start_export)
+        self.run_panel.train_export_clicked.connect(runs.start_train_export)
+        self.run_panel.cancel_clicked.connect(runs.cancel_run)
+        self.run_panel.resume_clicked.connect(runs.start_resume)
+        self.run_panel.estimate_clicked.connect(runs.start_estimate)
+        QShortcut(QKeySequence("Ctrl+Enter"), self, runs.start_train_export)
 
-    def _build_hidden_tabs(self) -> None:
-        """Build the Artifacts, Evaluation, Export and Playground panels and put them in their tabs (once).
-
-        Not needed for the first paint, so start-up does not import or build them (about a
-        sixth of the window's start-up time); the properties below build them on first use.
-        """
-        if self._artifacts is not None:
-            return
-        from tinyforge_gui.artifacts_panel import ArtifactsPanel
-        from tinyforge_gui.evaluation_panel import EvaluationPanel
-        from tinyforge_gui.export_panel import ExportPanel
-        from tinyforge_gui.playground_panel import PlaygroundPanel
-
-        runs, studio = self.run_controller, self.studio_controller
-        self._artifacts = ArtifactsPanel()
-        self._artifacts.load_options_requested.connect(self.load_run_options)
-        self._artifacts.run_selected.connect(runs.on_run_selected)
-        self._export_panel = ExportPanel()
-        self._export_panel.open_json_requested.connect(studio.open_report_json)
-        self._export_panel.service_toggled.connect(studio.toggle_service)
-        self._playground = PlaygroundPanel()
-        self._playground.ask_requested.connect(studio.ask_playground)
-        self._evaluation = EvaluationPanel()
-        current = self.tabs.currentIndex()
-        self.tabs.blockSignals(True)  # swapping pages is not the user changing tabs
-        panels = (self._artifacts, self._evaluation, self._export_panel, self._playground)
-        for index, panel in enumerate(panels, start=1):
-            placeholder = self.tabs.widget(index)
-            icon, label = self._HIDDEN_TABS[index - 1]
-            self.tabs.removeTab(index)
-            self.tabs.insertTab(index, panel, make_icon(icon), label)
-            placeholder.deleteLater()
-        self.tabs.setCurrentIndex(current)
-        self.tabs.blockSignals(False)
+    @Slot()
+    def _on_result_tabs_built(self) -> None:
+        """The result panels exist now: wire them and restore their splitter."""
+        tabs, runs, studio = self.tabs, self.run_controller, self.studio_controller
+        tabs.artifacts.load_options_requested.connect(self.load_run_options)
+        tabs.artifacts.run_selected.connect(runs.on_run_selected)
+        tabs.export_panel.open_json_requested.connect(studio.open_report_json)
+        tabs.export_panel.service_toggled.connect(studio.toggle_service)
+        tabs.playground.ask_requested.connect(studio.ask_playground)
         state = self.settings.value("splitters/artifacts")
         if isinstance(state, QByteArray) and not state.isEmpty():
-            self._artifacts.split.restoreState(state)
+            tabs.artifacts.split.restoreState(state)
         self.update_actions()
-
-    @Slot(int)
-    def _on_tab_changed(self, index: int) -> None:
-        if index > 0 and self._artifacts is None:
-            QTimer.singleShot(0, self._build_hidden_tabs)  # not inside the tab bar's own signal
-
-    @property
-    def hidden_tabs_built(self) -> bool:
-        return self._artifacts is not None
-
-    @property
-    def artifacts(self) -> ArtifactsPanel:
-        self._build_hidden_tabs()
-        assert self._artifacts is not None
-        return self._artifacts
-
-    @property
-    def export_panel(self) -> ExportPanel:
-        self._build_hidden_tabs()
-        assert self._export_panel is not None
-        return self._export_panel
-
-    @property
-    def playground(self) -> PlaygroundPanel:
-        self._build_hidden_tabs()
-        assert self._playground is not None
-        return self._playground
-
-    @property
-    def evaluation(self) -> EvaluationPanel:
-        self._build_hidden_tabs()
-        assert self._evaluation is not None
-        return self._evaluation
-
-    def selected_run(self) -> str:
-        """The run selected in the Artifacts tab ("" before that tab exists: nothing is selected)."""
-        return self._artifacts.selected_run() if self._artifacts is not None else ""
 
     def _build_menus(self) -> None:
         runs = self.run_controller
@@ -285,7 +214,7 @@ class MainWindow(QMainWindow):
     def _open_recent(self) -> None:
         action = self.sender()
         if isinstance(action, QAction):
-            self.load_dataset(str(action.data()))
+            self.dataset_controller.load(str(action.data()))
 
     @Slot()
     def _clear_recent(self) -> None:
@@ -313,8 +242,8 @@ class MainWindow(QMainWindow):
 
     def _splitters(self) -> dict[str, QSplitter]:
         splitters = {"main": self.main_split, "right": self.right_split, "dataset": self.dataset.split}
-        if self._artifacts is not None:  # else _build_hidden_tabs restores it; an unbuilt one keeps its value
-            splitters["artifacts"] = self._artifacts.split
+        if self.tabs.built:  # else _on_result_tabs_built restores it; an unbuilt one keeps its value
+            splitters["artifacts"] = self.tabs.artifacts.split
         return splitters
 
     def save_settings(self) -> None:
@@ -326,148 +255,27 @@ class MainWindow(QMainWindow):
         s.set_options(self.options.to_dict())
         s.sync()
 
-    @Slot()
-    def _on_options_changed(self) -> None:
-        self.update_actions()
-
     @Slot(dict)
     def load_run_options(self, options: dict[str, Any]) -> None:
         """Load a past run's options (run.json) back into the form."""
         self.options.load_dict(options)
         data = (options.get("train") or {}).get("data_path")
-        if data and Path(data).is_file() and str(Path(data).resolve()) != self.dataset_path:
-            self.load_dataset(data)
+        if data and Path(data).is_file() and str(Path(data).resolve()) != self.state.dataset_path:
+            self.dataset_controller.load(data)
         self.statusBar().showMessage("Loaded the run's options.", 6000)
 
+    def _on_state_changed(self, _changed: set[str]) -> None:
+        self.update_actions()
+
+    @Slot()
     def update_actions(self) -> None:
-        """Refresh which actions are available: run buttons, the options form, the service button."""
+        """Render the state: run buttons, the options form, the service button, the output folder."""
         self.run_controller.update_actions()
-        if self._export_panel is not None:  # the Service button lives in the Export tab
+        if self.tabs.built:  # the Service button lives in the Export tab
             self.studio_controller.update_service_button()
         self.status_right.setText(self.options.output_root())
 
-    # ------------------------------------------------------------------ delegated state and actions
-    # The controllers own this state; these keep the window's public surface (tests, selftest,
-    # screenshots, benchmarks) unchanged.
-    @property
-    def dataset_path(self) -> str:
-        return self.dataset_controller.path
-
-    @dataset_path.setter
-    def dataset_path(self, value: str) -> None:
-        self.dataset_controller.path = value
-
-    @property
-    def dataset_report(self) -> dict[str, Any] | None:
-        return self.dataset_controller.report
-
-    @dataset_report.setter
-    def dataset_report(self, value: dict[str, Any] | None) -> None:
-        self.dataset_controller.report = value
-
-    @property
-    def current_run(self) -> str:
-        return self.run_controller.current_run
-
-    @current_run.setter
-    def current_run(self, value: str) -> None:
-        self.run_controller.current_run = value
-
-    @property
-    def last_run(self) -> str:
-        return self.run_controller.last_run
-
-    @last_run.setter
-    def last_run(self, value: str) -> None:
-        self.run_controller.last_run = value
-
-    @property
-    def run_status(self) -> str:
-        return self.run_controller.run_status
-
-    @run_status.setter
-    def run_status(self, value: str) -> None:
-        self.run_controller.run_status = value
-
-    @property
-    def estimate(self) -> dict[str, Any] | None:
-        return self.run_controller.estimate
-
-    @estimate.setter
-    def estimate(self, value: dict[str, Any] | None) -> None:
-        self.run_controller.estimate = value
-
-    @property
-    def service(self) -> ServiceHandle:
-        return self.studio_controller.service
-
-    @property
-    def service_state(self) -> str:
-        return self.studio_controller.service_state
-
-    @service_state.setter
-    def service_state(self, value: str) -> None:
-        self.studio_controller.service_state = value
-
-    @Slot()
-    def open_dialog(self) -> None:
-        self.dataset_controller.open_dialog()
-
-    @Slot()
-    def open_example(self) -> None:
-        self.dataset_controller.open_example()
-
-    def load_dataset(self, path: str) -> bool:
-        """Preview ``path`` at once, then index and validate it in the background."""
-        return self.dataset_controller.load(path)
-
-    @Slot()
-    def start_train(self) -> None:
-        self.run_controller.start_train()
-
-    @Slot()
-    def start_train_export(self) -> None:
-        self.run_controller.start_train_export()
-
-    @Slot()
-    def start_export(self) -> None:
-        self.run_controller.start_export()
-
-    @Slot()
-    def start_resume(self) -> None:
-        self.run_controller.start_resume()
-
-    @Slot()
-    def start_estimate(self) -> None:
-        self.run_controller.start_estimate()
-
-    @Slot()
-    def cancel_run(self) -> None:
-        self.run_controller.cancel_run()
-
-    def build_run_options(self, actions: list[str]) -> dict[str, Any]:
-        """The ``RunOptions`` dict for ``actions`` from the form and the current dataset."""
-        return self.run_controller.build_run_options(actions)
-
-    def export_source(self) -> str:
-        """The run whose model Export uses: the selected run, else the last run, if it has a model."""
-        return self.run_controller.export_source()
-
-    def service_dir(self) -> str:
-        """The selected run's service folder when it holds a real ONNX export, else ""."""
-        return self.studio_controller.service_dir()
-
-    @Slot()
-    def toggle_service(self) -> None:
-        self.studio_controller.toggle_service()
-
-    # ------------------------------------------------------------------ messages, misc
-    def show_message(self, level: str, message: str, details: str = "") -> None:
-        """A readable message in the window (details on demand); also logged."""
-        self.message.show_message(level, message, details)
-        log_level = {"error": logging.ERROR, "warning": logging.WARNING}.get(level, logging.INFO)
-        logger.log(log_level, "%s", message)
-
+    # ------------------------------------------------------------------ menus' actions
     @Slot()
     def _open_output_folder(self) -> None:
         from PySide6.QtCore import QUrl
@@ -495,7 +303,7 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:  # noqa: ANN001 - Qt override
         super().showEvent(event)
-        if self._artifacts is None or not self._artifacts.root:
+        if not self.tabs.built or not self.tabs.artifacts.root:
             QTimer.singleShot(150, self._deferred_start)  # after the first paint
 
     @Slot()
@@ -503,7 +311,7 @@ class MainWindow(QMainWindow):
         """Work that may touch the disk but is not needed for the first paint."""
         if self._closing:
             return
-        self._build_hidden_tabs()
+        self.tabs.build_result_tabs()
         from tinyforge_gui.tasks import WarmupWorker
 
         self.tasks.start(WarmupWorker())
@@ -512,7 +320,7 @@ class MainWindow(QMainWindow):
         root = self.options.output_root()
         if Path(root).is_dir():
             try:
-                self.artifacts.set_root(root)
+                self.tabs.artifacts.set_root(root)
             except OSError as exc:
                 logger.warning("cannot list runs in %s: %s", root, exc)
 
@@ -532,13 +340,13 @@ class MainWindow(QMainWindow):
         urls = event.mimeData().urls()
         local = [u.toLocalFile() for u in urls if u.isLocalFile()]
         if not local:
-            self.show_message("warning", "Only files on this computer can be opened; drop a local .jsonl file.")
+            self.notifier.show_message("warning", "Only files on this computer can be opened; drop a local .jsonl file.")
             event.ignore()
             return
         event.acceptProposedAction()
         if len(local) > 1:
             self.statusBar().showMessage(f"{len(local)} files dropped; opening the first.", 6000)
-        self.load_dataset(local[0])
+        self.dataset_controller.load(local[0])
 
     # ------------------------------------------------------------------ shutdown
     def confirm_close(self) -> bool:
@@ -553,7 +361,7 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        busy = self.tasks.is_busy("run") or self.tasks.is_busy("estimate")
+        busy = self.tasks.is_busy(Task.RUN) or self.tasks.is_busy(Task.ESTIMATE)
         if busy and not self.confirm_close():
             event.ignore()
             return
@@ -562,7 +370,7 @@ class MainWindow(QMainWindow):
         self.tasks.cancel()
         if not self.tasks.wait_all(60000):
             logger.error("a worker did not stop within 60 s")
-        self.service.stop()
+        self.studio_controller.service.stop()
         self.run_panel.log.flush()
         self.save_settings()
         super().closeEvent(event)

@@ -1,9 +1,10 @@
 """Runs: start, follow, cancel and resume train/export runs, and estimate a real run's cost.
 
-:class:`RunController` owns the run state the main window shows (``current_run``, ``last_run``,
-``run_status``, ``estimate``) and decides which run actions are available. The work happens in
-:mod:`tinyforge_gui.tasks` / :mod:`tinyforge_gui.studio_tasks` workers on QThreads; this object
-lives in the GUI thread and only reacts to their plain-data signals.
+:class:`RunController` keeps the run state (``current_run``, ``last_run``, ``run_status``,
+``estimate``) in the shared :class:`~tinyforge_gui.state.StudioState` and decides which run
+actions are available. The work happens in :mod:`tinyforge_gui.tasks` /
+:mod:`tinyforge_gui.studio_tasks` workers on QThreads; this object lives in the GUI thread and
+only reacts to their plain-data signals. It knows its panels, the task runner and the notifier.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
+from tinyforge_gui.state import RunStatus, StudioState, Task
+
 if TYPE_CHECKING:
-    from tinyforge_gui.main_window import MainWindow
+    from tinyforge_gui.options_panel import OptionsPanel
+    from tinyforge_gui.run_panel import RunPanel
+    from tinyforge_gui.settings import AppSettings
+    from tinyforge_gui.studio_tabs import StudioTabs
+    from tinyforge_gui.widgets import Notifier
+    from tinyforge_gui.workers import TaskRunner
 
 
 def _past_options(run_dir: str) -> dict[str, Any]:
-    """The ``options`` saved in ``run_dir/run.json`` (raises OSError/ValueError)."""
-    import json
+    """The ``options`` saved in ``run_dir/run.json`` as plain data (raises ValueError: RunFileError)."""
+    from core.run_layout import read_run
 
-    with open(Path(run_dir) / "run.json", encoding="utf-8") as handle:
-        return json.load(handle).get("options") or {}
+    options = read_run(run_dir).options
+    return options.model_dump(mode="json") if options is not None else {}
 
 
 def _resumable(run_dir: str) -> bool:
@@ -36,25 +44,23 @@ def _resumable(run_dir: str) -> bool:
 class RunController(QObject):
     """Starts runs from the form and the current dataset, and follows them to the end."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, tasks: TaskRunner, state: StudioState, notifier: Notifier, options: OptionsPanel,
+                 run_panel: RunPanel, tabs: StudioTabs, settings: AppSettings,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.setObjectName("runController")
-        self._window = window
-        self.current_run: str = ""
-        self.last_run: str = ""
-        self.run_status: str = ""
-        self.estimate: dict[str, Any] | None = None
+        self._tasks, self._state, self._notify = tasks, state, notifier
+        self._options, self._run_panel, self._tabs, self._settings = options, run_panel, tabs, settings
         self._run_actions: list[str] = []
         self._last_artifact: str = ""
 
     # ------------------------------------------------------------------ action state
     def train_block_reason(self) -> str:
-        w = self._window
-        if w.tasks.is_busy("run"):
+        if self._tasks.is_busy(Task.RUN):
             return "A run is in progress."
-        if not w.dataset_path:
+        if not self._state.dataset_path:
             return "Open a dataset first (drop a .jsonl file or use File → Open)."
-        report = w.dataset_report
+        report = self._state.dataset_report
         if report is None:
             return "Waiting for the dataset scan to finish."
         if not report.get("valid"):
@@ -66,13 +72,13 @@ class RunController(QObject):
 
     def export_source(self) -> str:
         """The run whose model Export uses: the selected run, else the last run, if it has a model."""
-        for candidate in (self._window.selected_run(), self.last_run):
+        for candidate in (self._tabs.selected_run(), self._state.last_run):
             if candidate and (Path(candidate) / "model").is_dir():
                 return candidate
         return ""
 
     def export_block_reason(self) -> str:
-        if self._window.tasks.is_busy("run"):
+        if self._tasks.is_busy(Task.RUN):
             return "A run is in progress."
         if not self.export_source():
             return "Train first, or select a finished run in the Artifacts tab."
@@ -80,10 +86,9 @@ class RunController(QObject):
 
     def update_actions(self) -> None:
         """Enable the run panel's buttons (with a tooltip saying why not) and the options form."""
-        w = self._window
-        busy = w.tasks.is_busy("run")
+        busy = self._tasks.is_busy(Task.RUN)
         train_reason = self.train_block_reason()
-        rp = w.run_panel
+        rp = self._run_panel
         rp.train.setEnabled(not train_reason)
         rp.train_export.setEnabled(not train_reason)
         rp.train.setToolTip(train_reason or "Train a model on the dataset (dry run or real)")
@@ -92,21 +97,21 @@ class RunController(QObject):
         rp.export.setEnabled(not export_reason)
         source = self.export_source()
         rp.export.setToolTip(export_reason or f"Export the model of {Path(source).name} to a service")
-        estimating = w.tasks.is_busy("estimate")
-        real = not w.options.to_dict()["train"]["dry_run"]
+        estimating = self._tasks.is_busy(Task.ESTIMATE)
+        real = not self._options.to_dict()["train"]["dry_run"]
         estimate_reason = train_reason or ("" if real else "Estimate is for real training: untick Dry run.")
         if estimating:
             estimate_reason = "Estimating…"
         rp.estimate.setEnabled(not estimate_reason)
         rp.estimate.setToolTip(estimate_reason or "Train a few real steps and project the whole run's duration "
                                "and peak memory")
-        selected = w.selected_run()
+        selected = self._tabs.selected_run()
         can_resume = not busy and bool(selected) and _resumable(selected)
         rp.resume.setEnabled(can_resume)
         rp.resume.setToolTip(f"Continue {Path(selected).name} from its checkpoint" if can_resume else
                              "Select a cancelled real run (it keeps a checkpoint) to continue it")
         rp.set_busy(busy or estimating)
-        w.options.setEnabled(not busy and not estimating)
+        self._options.setEnabled(not busy and not estimating)
 
     # ------------------------------------------------------------------ starting runs
     @Slot()
@@ -121,16 +126,14 @@ class RunController(QObject):
     def start_resume(self) -> None:
         """Continue the selected cancelled real run from its checkpoint (same options, same folder)."""
         from core.runs import resumable
-
-        w = self._window
-        run_dir = w.artifacts.selected_run()
-        if not resumable(run_dir) or w.tasks.is_busy("run"):
-            w.show_message("info", "Select a cancelled real run that kept a checkpoint to resume it.")
+        run_dir = self._tabs.artifacts.selected_run()
+        if not resumable(run_dir) or self._tasks.is_busy(Task.RUN):
+            self._notify.show_message("info", "Select a cancelled real run that kept a checkpoint to resume it.")
             return
         try:
             actions = list(_past_options(run_dir).get("actions") or ["train"])
         except (OSError, ValueError) as exc:
-            w.show_message("error", f"Cannot read the run's options: {exc}")
+            self._notify.show_message("error", f"Cannot read the run's options: {exc}")
             return
         self.start_run(actions, existing_run=run_dir, resume=True)
 
@@ -138,25 +141,24 @@ class RunController(QObject):
     def start_export(self) -> None:
         reason = self.export_block_reason()
         if reason:
-            self._window.show_message("info", reason)
+            self._notify.show_message("info", reason)
             return
         self.start_run(["export"], existing_run=self.export_source())
 
     def build_run_options(self, actions: list[str]) -> dict[str, Any]:
         """The ``RunOptions`` dict for ``actions`` from the form and the current dataset."""
-        form = self._window.options.to_dict()
+        form = self._options.to_dict()
         train = dict(form["train"])
-        train.update({"data_path": self._window.dataset_path, "output_dir": ""})
+        train.update({"data_path": self._state.dataset_path, "output_dir": ""})
         return {"actions": actions, "train": train, "export": form["export"]}
 
     def start_run(self, actions: list[str], existing_run: str | None = None, resume: bool = False) -> bool:
-        w = self._window
         if "train" in actions and not resume:
             reason = self.train_block_reason()
             if reason:
-                w.show_message("info", reason)
+                self._notify.show_message("info", reason)
                 return False
-        if w.tasks.is_busy("run"):
+        if self._tasks.is_busy(Task.RUN):
             return False
         from tinyforge_gui.tasks import RunWorker
 
@@ -167,15 +169,15 @@ class RunController(QObject):
                 options["train"] = past.get("train", options["train"])
             except (OSError, ValueError):
                 pass
-        root = w.options.output_root()
+        root = self._options.output_root()
         try:
-            w.artifacts.set_root(root)
+            self._tabs.artifacts.set_root(root)
         except OSError as exc:
-            w.show_message("error", f"Cannot use the output folder {root}: {exc}")
+            self._notify.show_message("error", f"Cannot use the output folder {root}: {exc}")
             return False
-        sha = (w.dataset_report or {}).get("sha256")
+        sha = (self._state.dataset_report or {}).get("sha256")
         worker = RunWorker(options, root, dataset_sha256=sha, existing_run=existing_run, resume=resume)
-        rp = w.run_panel
+        rp = self._run_panel
         worker.run_created.connect(self._on_run_created)
         worker.stage.connect(rp.on_stage)
         worker.stage.connect(self._on_stage_log)
@@ -183,8 +185,8 @@ class RunController(QObject):
         worker.log.connect(rp.log.append)
         worker.metric.connect(rp.chart.add_metric)
         worker.metric.connect(rp.on_metric)
-        worker.stage.connect(w.export_panel.on_stage)
-        worker.progress.connect(w.export_panel.on_progress)
+        worker.stage.connect(self._tabs.export_panel.on_stage)
+        worker.progress.connect(self._tabs.export_panel.on_progress)
         worker.metric.connect(self._on_metric)
         worker.artifact.connect(self._on_artifact)
         worker.failed.connect(self._on_run_failed)
@@ -192,109 +194,108 @@ class RunController(QObject):
         worker.succeeded.connect(self._on_run_result)
         worker.done.connect(self._on_run_done)
         self._run_actions = list(actions)
-        self.run_status = "running"
+        self._state.update(run_status=RunStatus.RUNNING)
         self._last_artifact = ""
-        w.message.hide()
+        self._notify.hide_message()
         title = ("Resume " if resume else "") + " → ".join(a.capitalize() for a in actions)
         mode = "dry run" if options["train"].get("dry_run") else str(options["train"].get("base_model"))
         rp.start(actions, title)
-        rp.log.append("info", f"{title} started ({mode}) on {Path(w.dataset_path).name or '-'}")
+        rp.log.append("info", f"{title} started ({mode}) on {Path(self._state.dataset_path).name or '-'}")
         if any(a == "train" for a in actions) and not options["train"].get("dry_run"):
             rp.tabs.setCurrentWidget(rp.chart)
-        w.tasks.start(worker)
-        w.settings.set_options(w.options.to_dict())
-        w.statusBar().showMessage(f"{title} running…")
-        w.update_actions()
+        self._tasks.start(worker)
+        self._settings.set_options(self._options.to_dict())
+        self._notify.status(f"{title} running…")
+        self._state.notify()
         return True
 
     # ------------------------------------------------------------------ run signals
     @Slot(str)
     def _on_run_created(self, run_dir: str) -> None:
-        w = self._window
-        self.current_run = run_dir
+        self._state.update(current_run=run_dir)
         if "export" in self._run_actions:
-            w.export_panel.begin(run_dir)
-        w.run_panel.log.append("info", f"run folder: {run_dir}")
-        w.artifacts.refresh_runs()
-        w.artifacts.select_run(run_dir)
+            self._tabs.export_panel.begin(run_dir)
+        self._run_panel.log.append("info", f"run folder: {run_dir}")
+        self._tabs.artifacts.refresh_runs()
+        self._tabs.artifacts.select_run(run_dir)
 
     @Slot(str, str)
     def _on_stage_log(self, stage: str, message: str) -> None:
-        self._window.run_panel.log.append("info", f"▶ {stage}: {message}" if message else f"▶ {stage}")
+        self._run_panel.log.append("info", f"▶ {stage}: {message}" if message else f"▶ {stage}")
 
     @Slot(int, dict)
     def _on_metric(self, step: int, values: dict[str, float]) -> None:
         text = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-        self._window.run_panel.log.append("debug", f"step {step}: {text}")
+        self._run_panel.log.append("debug", f"step {step}: {text}")
 
     @Slot(str)
     def _on_artifact(self, path: str) -> None:
-        self._window.run_panel.log.append("success", f"wrote {path}")
+        self._run_panel.log.append("success", f"wrote {path}")
         if path.endswith(".json"):
             self._last_artifact = path
 
     @Slot(str, str)
     def _on_run_failed(self, message: str, details: str) -> None:
-        self.run_status = "failed"
-        self._window.run_panel.log.append("error", message)
-        self._window.show_message("error", f"The run failed: {message}", details)
+        self._state.update(run_status=RunStatus.FAILED)
+        self._run_panel.log.append("error", message)
+        self._notify.show_message("error", f"The run failed: {message}", details)
 
     @Slot()
     def _on_run_cancelled(self) -> None:
-        self.run_status = "cancelled"
+        self._state.update(run_status=RunStatus.CANCELLED)
 
     @Slot(object)
     def _on_run_result(self, result: dict[str, Any]) -> None:
-        self.run_status = str(result.get("status", "completed"))
-        self.current_run = str(result.get("run_dir") or self.current_run)
+        self._state.update(run_status=RunStatus(str(result.get("status") or RunStatus.COMPLETED.value)),
+                           current_run=str(result.get("run_dir") or self._state.current_run))
 
     @Slot()
     def _on_run_done(self) -> None:
-        w = self._window
-        status = self.run_status if self.run_status != "running" else "failed"
-        self.run_status = status
-        self.last_run = self.current_run or self.last_run
-        w.run_panel.finish(status)
+        state = self._state
+        status = state.run_status if state.run_status.finished else RunStatus.FAILED
+        state.update(run_status=status, last_run=state.current_run or state.last_run)
+        self._run_panel.finish(status)
         level = {"completed": "success", "cancelled": "warning"}.get(status, "error")
-        w.run_panel.log.append(level, f"run {status}")
-        w.run_panel.log.flush()
+        self._run_panel.log.append(level, f"run {status}")
+        self._run_panel.log.flush()
         if "export" in self._run_actions:
-            w.export_panel.finish(status)
+            self._tabs.export_panel.finish(status)
         from core.runs import resumable
 
-        if status == "cancelled" and resumable(self.current_run):
-            w.show_message("warning", "The run was cancelled; its checkpoint was kept. Select the run and "
-                           "press Resume to continue it.")
+        if status == "cancelled" and resumable(self._state.current_run):
+            self._notify.show_message("warning", "The run was cancelled; its checkpoint was kept. Select the run "
+                                      "and press Resume to continue it.")
         elif status == "cancelled":
-            w.show_message("warning", "The run was cancelled; its partial output was removed.")
+            self._notify.show_message("warning", "The run was cancelled; its partial output was removed.")
         elif status == "completed":
-            w.statusBar().showMessage(f"Run completed: {self.last_run}", 15000)
-        w.artifacts.refresh_runs()
-        if self.last_run:
-            w.artifacts.select_run(self.last_run)
+            self._notify.status(f"Run completed: {self._state.last_run}", 15000)
+        self._tabs.artifacts.refresh_runs()
+        if self._state.last_run:
+            self._tabs.artifacts.select_run(self._state.last_run)
         # update_actions runs once the thread is gone (is_busy is then False).
         QTimer.singleShot(0, self._after_run)
 
     # ------------------------------------------------------------------ after a run
     @Slot()
     def _after_run(self) -> None:
-        w = self._window
-        if w.tasks.is_busy("run"):
+        if self._tasks.is_busy(Task.RUN):
             QTimer.singleShot(20, self._after_run)
             return
-        w.update_actions()
-        if self.run_status == "completed":
+        self._state.notify()
+        if self._state.run_status == RunStatus.COMPLETED:
             target = self._best_artifact()
             if target:
-                w.artifacts.show_path(target)
-            self.on_run_selected(self.last_run)
-            real_export = "export" in self._run_actions and (w.export_panel.report or {}).get("model_stub") is False
-            learned = "train" in self._run_actions and w.evaluation.evaluation is not None
+                self._tabs.artifacts.show_path(target)
+            self.on_run_selected(self._state.last_run)
+            tabs = self._tabs
+            report = tabs.export_panel.export_report
+            real_export = "export" in self._run_actions and report is not None and report.model_stub is False
+            learned = "train" in self._run_actions and tabs.evaluation.evaluation is not None
             # The last stage's result: the export report, else whether the training learned.
-            w.tabs.setCurrentWidget(w.export_panel if real_export else w.evaluation if learned else w.artifacts)
+            tabs.setCurrentWidget(tabs.export_panel if real_export else tabs.evaluation if learned else tabs.artifacts)
 
     def _best_artifact(self) -> str:
-        run = Path(self.last_run) if self.last_run else None
+        run = Path(self._state.last_run) if self._state.last_run else None
         if run is None:
             return ""
         for candidate in (
@@ -309,34 +310,31 @@ class RunController(QObject):
 
     @Slot(str)
     def on_run_selected(self, run_dir: str) -> None:
-        w = self._window
-        if not w.tasks.is_busy("run"):
-            w.export_panel.show_run(run_dir)
-            w.evaluation.show_run(run_dir)
-        w.playground.set_run(run_dir)
-        w.update_actions()
+        if not self._tasks.is_busy(Task.RUN):
+            self._tabs.export_panel.show_run(run_dir)
+            self._tabs.evaluation.show_run(run_dir)
+        self._tabs.playground.set_run(run_dir)
+        self._state.notify()
 
     @Slot()
     def cancel_run(self) -> None:
-        w = self._window
-        if w.tasks.is_busy("estimate"):
-            w.tasks.cancel("estimate")
-            w.run_panel.show_estimate("Stopping the estimate…")
-        if w.tasks.is_busy("run"):
-            w.tasks.cancel("run")
-            w.run_panel.log.append("warning", "cancelling at the next step…")
-            w.run_panel.progress.setFormat("Cancelling…")
-            w.statusBar().showMessage("Cancelling…")
+        if self._tasks.is_busy(Task.ESTIMATE):
+            self._tasks.cancel(Task.ESTIMATE)
+            self._run_panel.show_estimate("Stopping the estimate…")
+        if self._tasks.is_busy(Task.RUN):
+            self._tasks.cancel(Task.RUN)
+            self._run_panel.log.append("warning", "cancelling at the next step…")
+            self._run_panel.progress.setFormat("Cancelling…")
+            self._notify.status("Cancelling…")
 
     # ------------------------------------------------------------------ estimate
     @Slot()
     def start_estimate(self) -> None:
         """Train a few real steps in a temp folder and show the projected run (never blocks)."""
-        w = self._window
         reason = self.train_block_reason()
-        if reason or w.tasks.is_busy("estimate"):
+        if reason or self._tasks.is_busy(Task.ESTIMATE):
             if reason:
-                w.show_message("info", reason)
+                self._notify.show_message("info", reason)
             return
         from tinyforge_gui.studio_tasks import EstimateWorker
 
@@ -348,22 +346,22 @@ class RunController(QObject):
         worker.failed.connect(self._on_estimate_failed)
         worker.cancelled.connect(self._on_estimate_cancelled)
         worker.done.connect(self._after_estimate)
-        self.estimate = None
-        w.run_panel.show_estimate(f"Estimating: training a few steps of {train['base_model']}…")
-        w.tasks.start(worker)
-        w.update_actions()
+        self._state.update(estimate=None)
+        self._run_panel.show_estimate(f"Estimating: training a few steps of {train['base_model']}…")
+        self._tasks.start(worker)
+        self._state.notify()
 
     @Slot(str, int, int, str)
     def _on_estimate_progress(self, stage: str, step: int, total: int, message: str) -> None:
         if stage == "train" and step > 0:
-            self._window.run_panel.show_estimate(f"Estimating: probe step {step} of {total}…")
+            self._run_panel.show_estimate(f"Estimating: probe step {step} of {total}…")
 
     @Slot(object)
     def _on_estimate(self, result: dict[str, Any]) -> None:
         from tinyforge_gui.dataset_panel import human_size
         from tinyforge_gui.run_panel import format_eta
 
-        self.estimate = result
+        self._state.update(estimate=result)
         memory = human_size(int(result.get("peak_rss_bytes") or 0)) if result.get("peak_rss_bytes") else "?"
         text = (
             f"Estimate: ≈ {format_eta(result['projected_total_seconds'])} for {result['total_steps']:,} steps "
@@ -378,17 +376,17 @@ class RunController(QObject):
                "training process (CPU RAM; GPU memory is not included).")
         if result.get("recipe_summary"):
             tip += "\n" + str(result["recipe_summary"])
-        self._window.run_panel.show_estimate(text, tip)
-        self._window.statusBar().showMessage("Estimate ready.", 8000)
+        self._run_panel.show_estimate(text, tip)
+        self._notify.status("Estimate ready.", 8000)
 
     @Slot(str, str)
     def _on_estimate_failed(self, message: str, details: str) -> None:
-        self._window.run_panel.show_estimate("Estimate failed.")
-        self._window.show_message("error", f"The estimate failed: {message}", details)
+        self._run_panel.show_estimate("Estimate failed.")
+        self._notify.show_message("error", f"The estimate failed: {message}", details)
 
     @Slot()
     def _on_estimate_cancelled(self) -> None:
-        self._window.run_panel.show_estimate("Estimate cancelled.")
+        self._run_panel.show_estimate("Estimate cancelled.")
 
     @Slot()
     def _after_estimate(self) -> None:
@@ -396,7 +394,7 @@ class RunController(QObject):
 
     @Slot()
     def _refresh_after_worker(self) -> None:
-        if self._window.tasks.is_busy("estimate"):
+        if self._tasks.is_busy(Task.ESTIMATE):
             QTimer.singleShot(20, self._refresh_after_worker)
             return
-        self._window.update_actions()
+        self._state.notify()

@@ -73,7 +73,9 @@ def _save(window, path: Path) -> Path:  # noqa: ANN001
 
 
 def _run_done(window) -> bool:  # noqa: ANN001
-    return window.run_status not in ("", "running") and not window.tasks.is_busy("run")
+    from tinyforge_gui.state import Task
+
+    return window.state.run_status.finished and not window.tasks.is_busy(Task.RUN)
 
 
 def take(out_dir: Path, real: bool = True) -> list[Path]:
@@ -91,21 +93,21 @@ def take(out_dir: Path, real: bool = True) -> list[Path]:
     window.show()
     saved = [_save(window, out_dir / "01-welcome.png")]
 
-    window.load_dataset(str(_problem_dataset(work)))
-    _wait(lambda: window.dataset_report is not None, 60)
+    window.dataset_controller.load(str(_problem_dataset(work)))
+    _wait(lambda: window.state.dataset_report is not None, 60)
     window.dataset.problems.setCurrentRow(1)
     saved.append(_save(window, out_dir / "02-dataset-problems.png"))
 
-    window.open_example()
-    _wait(lambda: window.dataset_report is not None and window.dataset_report.get("valid", False), 60)
+    window.dataset_controller.open_example()
+    _wait(lambda: window.state.dataset_report is not None and window.state.dataset_report.get("valid", False), 60)
     window.options.dry_run.setChecked(True)
     window.options.lora.setChecked(True)
     window.options.export_onnx.setChecked(True)
-    window.start_train_export()
+    window.run_controller.start_train_export()
     _wait(lambda: _run_done(window), 120)
     _settle(0.5)
-    stub = Path(window.last_run) / "model" / "model_stub.json"
-    window.artifacts.show_path(str(stub))
+    stub = Path(window.state.last_run) / "model" / "model_stub.json"
+    window.tabs.artifacts.show_path(str(stub))
     saved.append(_save(window, out_dir / "03-run-finished-artifact.png"))
 
     if real and window.options.real_available:
@@ -122,8 +124,8 @@ def _real_states(window, work: Path, out_dir: Path) -> list[Path]:  # noqa: ANN0
 
     support = example_path("customer_support.jsonl")
     if support is not None:  # enough records for an eval split: both loss curves show
-        window.load_dataset(str(support))
-        _wait(lambda: window.dataset_report is not None and window.dataset_report.get("valid", False), 60)
+        window.dataset_controller.load(str(support))
+        _wait(lambda: window.state.dataset_report is not None and window.state.dataset_report.get("valid", False), 60)
     opts = window.options
     opts.dry_run.setChecked(False)
     opts.base_model.setCurrentText("smollm2-135m-instruct")
@@ -132,25 +134,27 @@ def _real_states(window, work: Path, out_dir: Path) -> list[Path]:  # noqa: ANN0
     opts.lora_modules.setText("")
     opts.lora.setChecked(True)
     opts.export_onnx.setChecked(True)
-    window.start_train_export()
+    window.run_controller.start_train_export()
     _wait(lambda: _run_done(window), 3600)
     _settle(0.5)
     saved = []
     window.tabs.setCurrentWidget(window.dataset)
     window.run_panel.tabs.setCurrentWidget(window.run_panel.chart)
     saved.append(_save(window, out_dir / "04-real-training-loss.png"))
-    window.evaluation.show_run(window.last_run)
-    window.tabs.setCurrentWidget(window.evaluation)
+    window.tabs.evaluation.show_run(window.state.last_run)
+    window.tabs.setCurrentWidget(window.tabs.evaluation)
     saved.append(_save(window, out_dir / "05-evaluation.png"))
-    window.tabs.setCurrentWidget(window.export_panel)
+    window.tabs.setCurrentWidget(window.tabs.export_panel)
     window.run_panel.tabs.setCurrentIndex(0)
     saved.append(_save(window, out_dir / "06-export-report.png"))
-    window.tabs.setCurrentWidget(window.playground)
-    window.playground.input.setText("How do I reset my password?")
-    window.playground.run_button.click()
-    _wait(lambda: len(window.playground.answers()) == 3 and not window.tasks.is_busy("playground"), 300)
-    window.export_panel.service_button.click()
-    _wait(lambda: window.service_state == "running", 60)
+    window.tabs.setCurrentWidget(window.tabs.playground)
+    window.tabs.playground.input.setText("How do I reset my password?")
+    window.tabs.playground.run_button.click()
+    from tinyforge_gui.state import Task
+
+    _wait(lambda: len(window.tabs.playground.answers()) == 3 and not window.tasks.is_busy(Task.PLAYGROUND), 300)
+    window.tabs.export_panel.service_button.click()
+    _wait(lambda: window.state.service_state == "running", 60)
     saved.append(_save(window, out_dir / "07-playground-service.png"))
     return saved
 

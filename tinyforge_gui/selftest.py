@@ -56,19 +56,20 @@ def _wait(app: Any, condition: Callable[[], bool], timeout: float, what: str) ->
 def _run_once(app: Any, window: Any, options: dict[str, Any], what: str) -> Path:
     """Load ``options`` into the form, press Train → Export and wait for the run to end."""
     window.options.load_dict(options)
-    window.run_status = ""
-    window.start_train_export()
-    _wait(app, lambda: window.run_status in ("completed", "failed", "cancelled") and not window.tasks.is_busy("run"),
-          STEP_TIMEOUT_S, what)
-    if window.run_status != "completed":
+    from tinyforge_gui.state import RunStatus, Task
+
+    window.state.update(run_status=RunStatus.NONE)
+    window.run_controller.start_train_export()
+    _wait(app, lambda: window.state.run_status.finished and not window.tasks.is_busy(Task.RUN), STEP_TIMEOUT_S, what)
+    if window.state.run_status != "completed":
         error = ""
         try:
-            record = json.loads((Path(window.last_run) / "run.json").read_text(encoding="utf-8"))
+            record = json.loads((Path(window.state.last_run) / "run.json").read_text(encoding="utf-8"))
             error = (record.get("error") or {}).get("message", "")
         except (OSError, ValueError, AttributeError):
             pass
-        raise SelfTestFailure(f"{what} ended {window.run_status}" + (f": {error}" if error else ""))
-    return Path(window.last_run)
+        raise SelfTestFailure(f"{what} ended {window.state.run_status}" + (f": {error}" if error else ""))
+    return Path(window.state.last_run)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -93,11 +94,11 @@ def run_self_test(workdir: Path, real: bool = True) -> dict[str, Any]:
     summary["steps"]["window"] = {"title": window.windowTitle(), "shown": window.isVisible()}
     _say(f"ok   window shown: {window.windowTitle()!r}")
 
-    window.open_example()
-    _wait(app, lambda: window.dataset_report is not None, 60, "the example dataset scan")
-    _check(bool(window.dataset_report.get("valid")), f"the bundled example is invalid: {window.dataset_report}")
-    summary["steps"]["dataset"] = {"path": window.dataset_path, "n_records": window.dataset_report.get("n_records")}
-    _say(f"ok   example loaded: {window.dataset_report.get('n_records')} records")
+    window.dataset_controller.open_example()
+    _wait(app, lambda: window.state.dataset_report is not None, 60, "the example dataset scan")
+    _check(bool(window.state.dataset_report.get("valid")), f"the bundled example is invalid: {window.state.dataset_report}")
+    summary["steps"]["dataset"] = {"path": window.state.dataset_path, "n_records": window.state.dataset_report.get("n_records")}
+    _say(f"ok   example loaded: {window.state.dataset_report.get('n_records')} records")
 
     output_root = workdir / "runs"
     base = window.options.to_dict()

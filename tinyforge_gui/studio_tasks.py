@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 
+from tinyforge_gui.state import Task
 from tinyforge_gui.workers import Worker
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ class LoraTargetsWorker(Worker):
     """The LoRA-capable module names of a base model (meta device: no weights, no memory)."""
 
     def __init__(self, base_model: str) -> None:
-        super().__init__("lora-targets")
+        super().__init__(Task.LORA_TARGETS)
         self.base_model = base_model
 
     def work(self) -> Any:
@@ -50,7 +51,7 @@ class EstimateWorker(Worker):
     """A few real training steps in a child process, projected to the whole run."""
 
     def __init__(self, train: dict[str, Any], probe_steps: int = 3) -> None:
-        super().__init__("estimate")
+        super().__init__(Task.ESTIMATE)
         self.train = train
         self.probe_steps = probe_steps
 
@@ -72,7 +73,7 @@ class PlaygroundWorker(Worker):
     answer = Signal(int, str, str, float, str)  # request id, kind, answer, milliseconds, error
 
     def __init__(self, request: int, text: str, sources: dict[str, dict[str, Any]], max_new_tokens: int) -> None:
-        super().__init__("playground")
+        super().__init__(Task.PLAYGROUND)
         self.request = request
         self.text = text
         self.sources = sources
@@ -142,7 +143,7 @@ class ServiceStartWorker(Worker):
     """Starts ``service_dir``'s app on a free loopback port and waits for /health."""
 
     def __init__(self, handle: ServiceHandle, service_dir: str) -> None:
-        super().__init__("service")
+        super().__init__(Task.SERVICE)
         self.handle = handle
         self.service_dir = service_dir
 
@@ -159,7 +160,7 @@ class ServiceStartWorker(Worker):
 
 class ServiceStopWorker(Worker):
     def __init__(self, handle: ServiceHandle) -> None:
-        super().__init__("service")
+        super().__init__(Task.SERVICE)
         self.handle = handle
 
     def work(self) -> Any:

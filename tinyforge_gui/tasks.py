@@ -7,6 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 
+from tinyforge_gui.state import Task
 from tinyforge_gui.workers import Worker
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ class WarmupWorker(Worker):
                "core.exporter.builder")
 
     def __init__(self) -> None:
-        super().__init__("warmup")
+        super().__init__(Task.WARMUP)
 
     def work(self) -> Any:
         import importlib
@@ -39,7 +40,7 @@ class IndexWorker(Worker):
     """Builds a ``LineIndex`` (byte offsets of every data line) for random access."""
 
     def __init__(self, path: str) -> None:
-        super().__init__("index")
+        super().__init__(Task.INDEX)
         self.path = path
 
     def work(self) -> Any:
@@ -52,7 +53,7 @@ class ValidateWorker(Worker):
     """Scans the whole file: summary statistics and every problem with its line."""
 
     def __init__(self, path: str) -> None:
-        super().__init__("validate")
+        super().__init__(Task.VALIDATE)
         self.path = path
 
     def work(self) -> Any:
@@ -79,7 +80,7 @@ class RunWorker(Worker):
         existing_run: str | None = None,
         resume: bool = False,
     ) -> None:
-        super().__init__("run")
+        super().__init__(Task.RUN)
         self.options = options
         self.output_root = output_root
         self.dataset_sha256 = dataset_sha256

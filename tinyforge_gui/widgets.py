@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QStatusBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -135,3 +136,24 @@ class StatCard(QFrame):
     def set_value(self, text: str, tooltip: str = "") -> None:
         self.value.setText(text)
         self.setToolTip(tooltip or text)
+
+
+class Notifier:
+    """How controllers speak to the user: the message bar (with details on demand) and the
+    status bar; every message is logged too. Controllers get this, never the window."""
+
+    def __init__(self, message_bar: MessageBar, status_bar: QStatusBar) -> None:
+        self._bar = message_bar
+        self._status = status_bar
+
+    def show_message(self, level: str, message: str, details: str = "") -> None:
+        self._bar.show_message(level, message, details)
+        log_level = {"error": logging.ERROR, "warning": logging.WARNING}.get(level, logging.INFO)
+        logger.log(log_level, "%s", message)
+
+    def hide_message(self) -> None:
+        self._bar.hide()
+
+    def status(self, text: str, timeout_ms: int = 0) -> None:
+        """A transient line in the status bar (0: until the next one)."""
+        self._status.showMessage(text, timeout_ms)

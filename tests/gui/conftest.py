@@ -63,14 +63,14 @@ def window(qtbot, output_root: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: 
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
-    qtbot.waitUntil(lambda: win.hidden_tabs_built, timeout=10000)  # built just after the first paint
+    qtbot.waitUntil(lambda: win.tabs.built, timeout=10000)  # built just after the first paint
     yield win
     win.close()
 
 
 def wait_report(qtbot, win, timeout: int = 30000) -> dict:  # noqa: ANN001
-    qtbot.waitUntil(lambda: win.dataset_report is not None, timeout=timeout)
-    return win.dataset_report
+    qtbot.waitUntil(lambda: win.state.dataset_report is not None, timeout=timeout)
+    return win.state.dataset_report
 
 
 def wait_run(qtbot, win, timeout: int = 60000) -> str:  # noqa: ANN001
@@ -82,7 +82,7 @@ def wait_run(qtbot, win, timeout: int = 60000) -> str:  # noqa: ANN001
     else after a run, so it marks the end of _after_run.
     """
     qtbot.waitUntil(
-        lambda: win.run_status not in ("", "running") and not win.tasks.is_busy("run") and win.options.isEnabled(),
+        lambda: win.state.run_status not in ("", "running") and not win.tasks.is_busy("run") and win.options.isEnabled(),
         timeout=timeout,
     )
-    return win.run_status
+    return win.state.run_status

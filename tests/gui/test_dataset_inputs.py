@@ -50,7 +50,7 @@ def test_not_a_regular_file_is_refused_without_blocking(window, qtbot, tmp_path:
     if kind == "fifo":
         fifo_unblocker.append(path)
     start = time.monotonic()
-    loaded = window.load_dataset(str(path))
+    loaded = window.dataset_controller.load(str(path))
     elapsed = time.monotonic() - start
     assert not loaded
     assert elapsed < 1.0, f"the window was blocked for {elapsed:.1f} s"
@@ -58,6 +58,6 @@ def test_not_a_regular_file_is_refused_without_blocking(window, qtbot, tmp_path:
     assert window.message.isVisible()
     text = window.message.text.text()
     assert REASONS[kind] in text and path.name in text, text
-    assert window.dataset_path == ""
-    window.open_example()  # the window stays usable
+    assert window.state.dataset_path == ""
+    window.dataset_controller.open_example()  # the window stays usable
     assert wait_report(qtbot, window)["valid"]

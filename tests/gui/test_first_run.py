@@ -27,7 +27,7 @@ def test_first_run_defaults_to_a_real_lora_run_with_export(qtbot, output_root) -
         assert box.text() == "auto"
     assert "pipeline" in opts.dry_run.text()  # says what the dry run is for
     opts.output_dir.setText(str(output_root))
-    win.load_dataset(str(SAMPLE))
+    win.dataset_controller.load(str(SAMPLE))
     wait_report(qtbot, win)
     # The recipe is shown before the run, with its reasons.
     text = opts.recipe_label.text()

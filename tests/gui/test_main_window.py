@@ -72,7 +72,7 @@ def test_contract_object_names(window) -> None:  # noqa: ANN001
 
 def test_drop_jsonl_loads_and_validates(window, qtbot) -> None:  # noqa: ANN001
     drop_file(window, SAMPLE)
-    assert window.dataset_path == str(SAMPLE.resolve())
+    assert window.state.dataset_path == str(SAMPLE.resolve())
     table = window.findChild(QTableView, "datasetTable")
     assert table.model().rowCount() == 3
     report = wait_report(qtbot, window)
@@ -97,9 +97,9 @@ def test_drop_non_dataset_shows_message(window, qtbot, tmp_path: Path, kind: str
     text = window.message.text.text()
     assert target.name in text
     assert {"folder": "folder", "image": "image", "text": ".jsonl"}[kind] in text
-    assert window.dataset_path == ""
+    assert window.state.dataset_path == ""
     assert window.dataset.currentIndex() == 0  # still the welcome page
-    window.open_example()
+    window.dataset_controller.open_example()
     assert wait_report(qtbot, window)["valid"]
 
 
@@ -109,7 +109,7 @@ def test_invalid_dataset_disables_training_and_shows_problem_line(window, qtbot,
     lines[5] = "{not json"
     lines[20] = json.dumps({"input": "missing output"})
     bad.write_text("\n".join(lines) + "\n")
-    window.load_dataset(str(bad))
+    window.dataset_controller.load(str(bad))
     report = wait_report(qtbot, window)
     assert not report["valid"] and report["n_problems"] >= 2
     assert not window.run_panel.train.isEnabled() and not window.run_panel.train_export.isEnabled()
@@ -125,7 +125,7 @@ def test_invalid_dataset_disables_training_and_shows_problem_line(window, qtbot,
 
 
 def test_one_click_dry_run_with_lora_and_onnx(window, qtbot, output_root: Path) -> None:  # noqa: ANN001
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
     opts = window.options
     assert opts.dry_run.isChecked()
@@ -139,7 +139,7 @@ def test_one_click_dry_run_with_lora_and_onnx(window, qtbot, output_root: Path) 
     qtbot.mouseClick(window.run_panel.train_export, Qt.MouseButton.LeftButton)
     assert wait_run(qtbot, window) == "completed"
 
-    run_dir = Path(window.last_run)
+    run_dir = Path(window.state.last_run)
     assert run_dir.parent == output_root.resolve()
     stub = json.loads((run_dir / "model" / "model_stub.json").read_text())
     assert stub["model_type"] == "tinyforge_stub" and stub["notes"] == "dry-run artifact"
@@ -149,18 +149,18 @@ def test_one_click_dry_run_with_lora_and_onnx(window, qtbot, output_root: Path) 
     assert "placeholder" in (run_dir / "service" / "onnx" / "model.onnx").read_text()
     assert (run_dir / "service" / "onnx" / "quant" / "quantized.onnx").is_file()
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "completed" and record["dataset"]["sha256"] == window.dataset_report["sha256"]
+    assert record["status"] == "completed" and record["dataset"]["sha256"] == window.state.dataset_report["sha256"]
     assert (run_dir / "events.jsonl").read_text().count("\n") > 3
 
     bar = window.run_panel.progress
     assert bar.value() == bar.maximum()
     tree = window.findChild(QTreeView, "artifactTree")
     qtbot.waitUntil(lambda: tree.model().index(str(run_dir / "model" / "model_stub.json")).isValid())
-    viewer = window.artifacts.viewer
+    viewer = window.tabs.artifacts.viewer
     qtbot.waitUntil(lambda: viewer.current_path.endswith(".json"), timeout=5000)
-    assert window.artifacts.show_path(str(run_dir / "model" / "model_stub.json"))
+    assert window.tabs.artifacts.show_path(str(run_dir / "model" / "model_stub.json"))
     assert '"lora_config"' in viewer.content() and viewer.tree.topLevelItemCount() >= 4
-    assert window.artifacts.run_status(str(run_dir)) == "completed"
+    assert window.tabs.artifacts.run_status(str(run_dir)) == "completed"
     window.run_panel.log.flush()
     assert "run completed" in window.run_panel.log.toPlainText()
 
@@ -185,14 +185,14 @@ def _slow_stage(seconds: float = 20.0, fail: bool = False) -> runs.Stage:
 
 def test_cancel_marks_run_cancelled_and_leaves_no_artifact(window, qtbot, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setitem(runs.STANDARD_STAGES, "train", _slow_stage())
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
     qtbot.mouseClick(window.run_panel.train, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.current_run != "" and (Path(window.current_run) / "model").exists(), timeout=10000)
+    qtbot.waitUntil(lambda: window.state.current_run != "" and (Path(window.state.current_run) / "model").exists(), timeout=10000)
     assert window.run_panel.cancel.isEnabled()
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert wait_run(qtbot, window, timeout=10000) == "cancelled"
-    run_dir = Path(window.last_run)
+    run_dir = Path(window.state.last_run)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "cancelled"
     assert not (run_dir / "model").exists()
     assert window.run_panel.train.isEnabled() and not window.run_panel.cancel.isEnabled()
@@ -201,39 +201,39 @@ def test_cancel_marks_run_cancelled_and_leaves_no_artifact(window, qtbot, monkey
 
 def test_failure_shows_readable_message_and_window_stays_usable(window, qtbot, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setitem(runs.STANDARD_STAGES, "train", _slow_stage(fail=True))
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
-    window.start_train()
+    window.run_controller.start_train()
     assert wait_run(qtbot, window) == "failed"
     assert window.message.isVisible() and "GPU caught fire" in window.message.text.text()
     assert window.message.details_button.isVisible()
     assert not window.message.details.isVisible()
     window.message.details_button.click()
     assert window.message.details.isVisible() and "Traceback" in window.message.details.toPlainText()
-    run_dir = Path(window.last_run)
+    run_dir = Path(window.state.last_run)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     assert not (run_dir / "model").exists()
     monkeypatch.undo()
     assert window.run_panel.train.isEnabled()
-    window.start_train()
+    window.run_controller.start_train()
     assert wait_run(qtbot, window) == "completed"
 
 
 def test_export_reuses_run_and_needs_overwrite(window, qtbot) -> None:  # noqa: ANN001
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
     assert not window.run_panel.export.isEnabled()
-    window.start_train_export()
+    window.run_controller.start_train_export()
     assert wait_run(qtbot, window) == "completed"
     assert window.run_panel.export.isEnabled()
-    window.start_export()
+    window.run_controller.start_export()
     assert wait_run(qtbot, window) == "failed"
     assert "overwrite" in window.message.text.text().lower()
     window.options.overwrite.setChecked(True)
     window.options.export_onnx.setChecked(True)
-    window.start_export()
+    window.run_controller.start_export()
     assert wait_run(qtbot, window) == "completed"
-    assert (Path(window.last_run) / "service" / "onnx" / "model.onnx").is_file()
+    assert (Path(window.state.last_run) / "service" / "onnx" / "model.onnx").is_file()
 
 
 def test_large_file_preview_is_lazy(window, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
@@ -245,7 +245,7 @@ def test_large_file_preview_is_lazy(window, qtbot, tmp_path: Path) -> None:  # n
             row["input"] = f"q{i} " + "question " * 20
             handle.write(json.dumps(row) + "\n")
     t0 = time.perf_counter()
-    assert window.load_dataset(str(big))
+    assert window.dataset_controller.load(str(big))
     elapsed = time.perf_counter() - t0
     model = window.dataset.model
     assert model.rowCount() > 0 and elapsed < 0.2
@@ -271,7 +271,7 @@ def test_settings_and_options_restored(qtbot, output_root: Path) -> None:  # noq
     first.options.lora_rank.setValue(12)
     first.options.lora_modules.setText("q_proj,v_proj")
     first.resize(700, 500)  # the offscreen screen is 800x600
-    first.load_dataset(str(SAMPLE))
+    first.dataset_controller.load(str(SAMPLE))
     wait_report(qtbot, first)
     first.close()
     second = MainWindow()
@@ -286,16 +286,16 @@ def test_settings_and_options_restored(qtbot, output_root: Path) -> None:  # noq
 
 
 def test_past_run_options_load_back(window, qtbot) -> None:  # noqa: ANN001
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
     window.options.lora.setChecked(True)
     window.options.lora_rank.setValue(6)
-    window.start_train()
+    window.run_controller.start_train()
     assert wait_run(qtbot, window) == "completed"
     window.options.lora.setChecked(False)
     window.options.lora_rank.setValue(8)
-    window.artifacts.select_run(window.last_run)
-    window.artifacts.load_button.click()
+    window.tabs.artifacts.select_run(window.state.last_run)
+    window.tabs.artifacts.load_button.click()
     assert window.options.lora.isChecked() and window.options.lora_rank.value() == 6
 
 
@@ -312,10 +312,10 @@ def test_close_during_run_cancels_and_waits(qtbot, monkeypatch, output_root: Pat
     asked: list[bool] = []
     monkeypatch.setattr(win, "confirm_close", lambda: asked.append(True) or False)
     win.show()
-    win.open_example()
+    win.dataset_controller.open_example()
     wait_report(qtbot, win)
-    win.start_train()
-    qtbot.waitUntil(lambda: win.current_run != "", timeout=10000)
+    win.run_controller.start_train()
+    qtbot.waitUntil(lambda: win.state.current_run != "", timeout=10000)
     assert not win.close()  # the user said no: still running
     assert asked and win.tasks.is_busy("run")
     monkeypatch.setattr(win, "confirm_close", lambda: True)
@@ -323,7 +323,7 @@ def test_close_during_run_cancels_and_waits(qtbot, monkeypatch, output_root: Pat
     assert win.close()
     assert time.monotonic() - t0 < 10
     assert not win.tasks.is_busy()
-    assert json.loads((Path(win.current_run) / "run.json").read_text())["status"] == "cancelled"
+    assert json.loads((Path(win.state.current_run) / "run.json").read_text())["status"] == "cancelled"
 
 
 def test_log_view_batches_and_limits(qtbot) -> None:  # noqa: ANN001

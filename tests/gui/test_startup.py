@@ -27,12 +27,12 @@ w.show()
 # The event loop itself, not processEvents() in a Python loop (PySide6 6.12 loses a reference
 # to None on every processEvents call; a few thousand calls crash a small process).
 from PySide6.QtCore import QTimer
-poll = QTimer(); poll.timeout.connect(lambda: w.hidden_tabs_built and app.quit()); poll.start(20)
+poll = QTimer(); poll.timeout.connect(lambda: w.tabs.built and app.quit()); poll.start(20)
 QTimer.singleShot(20000, app.quit)
 app.exec()
-print(json.dumps({"before_show": before, "built_after_show": w.hidden_tabs_built,
+print(json.dumps({"before_show": before, "built_after_show": w.tabs.built,
                   "tabs": [w.tabs.tabText(i) for i in range(w.tabs.count())],
-                  "artifacts_page": w.tabs.widget(1) is w.artifacts}))
+                  "artifacts_page": w.tabs.widget(1) is w.tabs.artifacts}))
 w.close()
 """
 
@@ -64,16 +64,16 @@ def test_a_hidden_tab_chosen_early_gets_its_panel(qtbot, output_root: Path) -> N
     win = MainWindow()
     qtbot.addWidget(win)
     win.options.output_dir.setText(str(output_root))
-    assert not win.hidden_tabs_built and win.findChild(QTreeView, "artifactTree") is None
+    assert not win.tabs.built and win.findChild(QTreeView, "artifactTree") is None
     win.tabs.setCurrentIndex(3)  # the user clicks Export before the deferred start ran
-    qtbot.waitUntil(lambda: win.hidden_tabs_built, timeout=5000)
-    assert win.tabs.currentIndex() == 3 and win.tabs.currentWidget() is win.export_panel
+    qtbot.waitUntil(lambda: win.tabs.built, timeout=5000)
+    assert win.tabs.currentIndex() == 3 and win.tabs.currentWidget() is win.tabs.export_panel
     assert win.findChild(QTreeView, "artifactTree") is not None
     # Asking for a panel builds it at once, too (tests, selftest and controllers rely on it).
     other = MainWindow()
     qtbot.addWidget(other)
-    assert other.playground is other.tabs.widget(4)
-    assert other.evaluation is other.tabs.widget(2)
+    assert other.tabs.playground is other.tabs.widget(4)
+    assert other.tabs.evaluation is other.tabs.widget(2)
     win.close()
     other.close()
 

@@ -45,7 +45,7 @@ def test_lora_suggestions_list_the_models_modules(window, qtbot) -> None:  # noq
 
 
 def test_estimate_shows_a_projection(window, qtbot) -> None:  # noqa: ANN001
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
     _real_options(window, epochs=10)
     button = window.findChild(QPushButton, "estimateButton")
@@ -53,9 +53,9 @@ def test_estimate_shows_a_projection(window, qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(button.isEnabled, timeout=5000)
     button.click()
     assert not button.isEnabled()  # "Estimating…" while it runs
-    qtbot.waitUntil(lambda: window.estimate is not None, timeout=120000)
+    qtbot.waitUntil(lambda: window.state.estimate is not None, timeout=120000)
     qtbot.waitUntil(lambda: not window.tasks.is_busy("estimate"), timeout=30000)
-    est = window.estimate
+    est = window.state.estimate
     assert est["total_steps"] == 30 and est["seconds_per_step"] > 0 and est["peak_rss_bytes"] > 0
     text = window.run_panel.estimate_label.text()
     assert "30 steps" in text and "peak memory" in text
@@ -64,19 +64,19 @@ def test_estimate_shows_a_projection(window, qtbot) -> None:  # noqa: ANN001
 
 
 def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) -> None:  # noqa: ANN001
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
     _real_options(window, epochs=12)
     window.options.export_onnx.setChecked(True)
-    window.start_train_export()
+    window.run_controller.start_train_export()
     assert wait_run(qtbot, window, timeout=240000) == "completed", window.message.text.text()
     assert window.run_panel.chart.count() >= 3
-    qtbot.waitUntil(lambda: window.tabs.currentWidget() is window.export_panel, timeout=30000)
+    qtbot.waitUntil(lambda: window.tabs.currentWidget() is window.tabs.export_panel, timeout=30000)
 
     # The export report as a table, with parity numbers and the stages that ran.
     table = window.findChild(QTableWidget, "exportReportView")
     assert table is not None and table.rowCount() > 8
-    panel = window.export_panel
+    panel = window.tabs.export_panel
     diff = panel.value("Parity fp32 vs torch", "max_abs_logit_diff")
     assert diff and float(diff) < 1e-3
     assert panel.value("Parity int8 vs torch", "generation match rate").endswith("%")
@@ -85,11 +85,11 @@ def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) 
     stages = [panel.stages.item(i).text() for i in range(panel.stages.count())]
     assert "quantizing to int8" in stages and "self-testing the service" in stages
     panel.json_button.click()
-    assert window.artifacts.viewer.current_path.endswith("export_report.json")
+    assert window.tabs.artifacts.viewer.current_path.endswith("export_report.json")
 
     # Playground: three answers, each with a latency; the second question reuses loaded models.
-    window.tabs.setCurrentWidget(window.playground)
-    pg = window.playground
+    window.tabs.setCurrentWidget(window.tabs.playground)
+    pg = window.tabs.playground
     assert set(pg.sources) == {"base", "tuned", "onnx"}
     pg.max_tokens.setValue(80)
     pg.input.setText("How do I reset my password?")
@@ -111,37 +111,37 @@ def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) 
     button = window.findChild(QPushButton, "serviceButton")
     assert button.isEnabled() and button.text() == "Start Service"
     button.click()
-    qtbot.waitUntil(lambda: window.service_state == "running", timeout=60000)
-    url = window.service.url
+    qtbot.waitUntil(lambda: window.state.service_state == "running", timeout=60000)
+    url = window.studio_controller.service.url
     assert url.startswith("http://127.0.0.1:") and url in panel.service_url.text()
     assert httpx.get(f"{url}/health", timeout=10).status_code == 200
-    process = window.service.process
+    process = window.studio_controller.service.process
     button.click()
-    qtbot.waitUntil(lambda: window.service_state == "stopped", timeout=30000)
+    qtbot.waitUntil(lambda: window.state.service_state == "stopped", timeout=30000)
     assert process.poll() is not None
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)
 
     # Started again, it stops when the window closes.
     button.click()
-    qtbot.waitUntil(lambda: window.service_state == "running", timeout=60000)
-    process = window.service.process
+    qtbot.waitUntil(lambda: window.state.service_state == "running", timeout=60000)
+    process = window.studio_controller.service.process
     window.close()
     assert process.poll() is not None
 
 
 def test_cancelled_real_run_resumes(window, qtbot) -> None:  # noqa: ANN001
-    window.open_example()
+    window.dataset_controller.open_example()
     wait_report(qtbot, window)
     _real_options(window, epochs=400)
-    window.start_train()
+    window.run_controller.start_train()
     qtbot.waitUntil(lambda: window.run_panel.chart.count() >= 2, timeout=120000)
     assert "tokens/s" in window.run_panel.speed.text()
-    window.cancel_run()
+    window.run_controller.cancel_run()
     assert wait_run(qtbot, window, timeout=60000) == "cancelled"
-    run_dir = Path(window.last_run)
+    run_dir = Path(window.state.last_run)
     assert (run_dir / "model.cancelled" / "checkpoints").is_dir()
-    window.artifacts.select_run(str(run_dir))
+    window.tabs.artifacts.select_run(str(run_dir))
     assert window.run_panel.resume.isEnabled()
     report = json.loads((run_dir / "model.cancelled" / "training_report.json").read_text())
     stopped_at = report["global_step"]
