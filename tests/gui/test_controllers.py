@@ -1,0 +1,205 @@
+"""The state object, the task runner and the controllers, without a MainWindow."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gui.conftest import SAMPLE
+
+# --------------------------------------------------------------------------- state
+
+
+def test_state_tells_its_listeners_what_changed() -> None:
+    from tinyforge_gui.state import RunStatus, ServiceState, StudioState
+
+    state = StudioState()
+    seen: list[set[str]] = []
+    state.subscribe(seen.append)
+    state.update(dataset_path="/d.jsonl", run_status=RunStatus.RUNNING)
+    state.update(dataset_path="/d.jsonl")  # no change: nobody is told
+    state.notify()
+    assert seen == [{"dataset_path", "run_status"}, {"busy"}]
+    assert state.run_status == "running" and f"{state.run_status}" == "running"  # str enums
+    assert not state.run_status.finished and RunStatus.CANCELLED.finished
+    assert state.service_state is ServiceState.STOPPED
+    with pytest.raises(AttributeError, match="no field"):
+        state.update(dataset="x")
+
+
+def test_a_broken_listener_does_not_stop_the_others() -> None:
+    from tinyforge_gui.state import StudioState
+
+    state = StudioState()
+    seen: list[set[str]] = []
+
+    def broken(_changed: set[str]) -> None:
+        raise RuntimeError("boom")
+
+    state.subscribe(broken)
+    state.subscribe(seen.append)
+    state.update(last_run="/runs/a")
+    assert seen == [{"last_run"}]
+
+
+# --------------------------------------------------------------------------- task runner
+
+
+def _worker(name: str, work: Any):  # noqa: ANN202
+    from tinyforge_gui.workers import Worker
+
+    class FakeWorker(Worker):
+        def work(self) -> Any:
+            return work(self)
+
+    return FakeWorker(name)
+
+
+def test_runner_runs_a_worker_off_the_gui_thread_and_forgets_it_after(qtbot) -> None:  # noqa: ANN001
+    from tinyforge_gui.state import Task
+    from tinyforge_gui.workers import TaskRunner
+
+    runner = TaskRunner()
+    gui_thread = threading.get_ident()
+    worker = _worker(Task.INDEX, lambda _self: threading.get_ident())
+    with qtbot.waitSignal(worker.succeeded, timeout=5000) as result:
+        runner.start(worker)
+        assert runner.is_busy(Task.INDEX) and runner.is_busy("index") and not runner.is_busy(Task.RUN)
+    assert result.args[0] != gui_thread
+    qtbot.waitUntil(lambda: not runner.is_busy(), timeout=5000)
+
+
+def test_runner_cancels_by_name_and_the_worker_reports_cancelled(qtbot) -> None:  # noqa: ANN001
+    from core.events import Cancelled
+    from tinyforge_gui.state import Task
+    from tinyforge_gui.workers import TaskRunner
+
+    started = threading.Event()
+
+    def wait_for_cancel(self: Any) -> None:
+        started.set()
+        while not self.cancel_token.cancelled:
+            threading.Event().wait(0.01)
+        raise Cancelled()
+
+    runner = TaskRunner()
+    worker = _worker(Task.RUN, wait_for_cancel)
+    outcomes: list[str] = []
+    worker.succeeded.connect(lambda _r: outcomes.append("succeeded"))
+    worker.failed.connect(lambda _m, _d: outcomes.append("failed"))
+    worker.cancelled.connect(lambda: outcomes.append("cancelled"))
+    runner.start(worker)
+    assert started.wait(5)
+    runner.cancel(Task.ESTIMATE)  # another kind: not this one
+    assert not worker.cancel_token.cancelled
+    with qtbot.waitSignal(worker.done, timeout=5000):
+        runner.cancel(Task.RUN)
+    assert outcomes == ["cancelled"]
+    assert runner.wait_all(5000)
+
+
+def test_a_failing_worker_reports_one_readable_failure(qtbot) -> None:  # noqa: ANN001
+    from tinyforge_gui.workers import TaskRunner
+
+    def fail(_self: Any) -> None:
+        raise ValueError("line 3: no 'output' field")
+
+    runner = TaskRunner()
+    worker = _worker("validate", fail)
+    failures: list[tuple[str, str]] = []
+    worker.failed.connect(lambda m, d: failures.append((m, d)))
+    with qtbot.waitSignal(worker.done, timeout=5000):
+        runner.start(worker)
+    assert runner.wait_all(5000)
+    assert len(failures) == 1 and failures[0][0] == "line 3: no 'output' field"
+    assert "ValueError" in failures[0][1]  # the details keep the traceback for the Details button
+
+
+# --------------------------------------------------------------------------- controllers
+
+
+@pytest.fixture
+def parts(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
+    """Everything a controller needs, and no MainWindow."""
+    from PySide6.QtWidgets import QStatusBar
+
+    from tinyforge_gui.__main__ import create_app
+    from tinyforge_gui.dataset_panel import DatasetPanel
+    from tinyforge_gui.options_panel import OptionsPanel
+    from tinyforge_gui.run_panel import RunPanel
+    from tinyforge_gui.settings import AppSettings
+    from tinyforge_gui.state import StudioState
+    from tinyforge_gui.studio_tabs import StudioTabs
+    from tinyforge_gui.widgets import MessageBar, Notifier
+    from tinyforge_gui.workers import TaskRunner
+
+    create_app([])
+    dataset, options, run_panel = DatasetPanel(), OptionsPanel(), RunPanel()
+    tabs, bar, status = StudioTabs(dataset), MessageBar(), QStatusBar()
+    for widget in (options, run_panel, tabs, bar, status):
+        qtbot.addWidget(widget)
+    options.output_dir.setText(str(tmp_path / "runs"))
+    options.dry_run.setChecked(True)
+    runner = TaskRunner()
+    yield {"tasks": runner, "state": StudioState(), "notifier": Notifier(bar, status), "bar": bar,
+           "status": status, "dataset": dataset, "options": options, "run_panel": run_panel, "tabs": tabs,
+           "settings": AppSettings()}
+    runner.cancel()
+    runner.wait_all(10000)
+
+
+def test_dataset_controller_puts_the_scan_in_the_state(qtbot, parts) -> None:  # noqa: ANN001
+    from tinyforge_gui.dataset_controller import DatasetController
+
+    p = parts
+    controller = DatasetController(p["tasks"], p["state"], p["notifier"], p["dataset"], p["options"], p["tabs"],
+                                   p["settings"])
+    changes: list[set[str]] = []
+    p["state"].subscribe(changes.append)
+    with qtbot.waitSignal(controller.recent_changed, timeout=2000):
+        assert controller.load(str(SAMPLE))
+    assert p["state"].dataset_path == str(SAMPLE.resolve()) and p["state"].dataset_report is None
+    qtbot.waitUntil(lambda: p["state"].dataset_report is not None, timeout=20000)
+    assert p["state"].dataset_report["valid"] is True
+    assert {"dataset_report"} in changes
+    assert str(SAMPLE.resolve()) in p["settings"].recent_datasets()
+
+
+def test_dataset_controller_refuses_a_non_dataset_through_the_notifier(parts, tmp_path: Path) -> None:  # noqa: ANN001
+    from tinyforge_gui.dataset_controller import DatasetController
+
+    p = parts
+    controller = DatasetController(p["tasks"], p["state"], p["notifier"], p["dataset"], p["options"], p["tabs"],
+                                   p["settings"])
+    picture = tmp_path / "photo.png"
+    picture.write_bytes(b"\x89PNG")
+    assert not controller.load(str(picture))
+    assert not p["bar"].isHidden() and "image" in p["bar"].text.text()
+    assert p["state"].dataset_path == ""  # nothing changed
+
+
+def test_run_controller_decides_from_the_state(qtbot, parts) -> None:  # noqa: ANN001
+    from tinyforge_gui.run_controller import RunController
+    from tinyforge_gui.state import RunStatus
+
+    p = parts
+    runs = RunController(p["tasks"], p["state"], p["notifier"], p["options"], p["run_panel"], p["tabs"],
+                         p["settings"])
+    state = p["state"]
+    assert runs.train_block_reason().startswith("Open a dataset first")
+    state.update(dataset_path=str(SAMPLE))
+    assert runs.train_block_reason().startswith("Waiting for the dataset scan")
+    state.update(dataset_report={"valid": False, "n_problems": 3})
+    assert "3 problem(s)" in runs.train_block_reason()
+    state.update(dataset_report={"valid": True, "n_records": 5, "sha256": "x"})
+    assert runs.train_block_reason() == ""
+    runs.update_actions()
+    assert p["run_panel"].train.isEnabled() and not p["run_panel"].export.isEnabled()  # nothing trained yet
+    assert runs.start_run(["train"])
+    assert state.run_status == RunStatus.RUNNING
+    qtbot.waitUntil(lambda: state.run_status.finished and not p["tasks"].is_busy(), timeout=60000)
+    assert state.run_status == RunStatus.COMPLETED and state.last_run == state.current_run
+    assert (Path(state.last_run) / "model" / "model_stub.json").is_file()  # the dry run's documented stub
