@@ -314,15 +314,23 @@ class MainWindow(QMainWindow):
         self.tabs.build_result_tabs()
         from tinyforge_gui.tasks import WarmupWorker
 
-        self.tasks.start(WarmupWorker())
+        warmup = WarmupWorker()
+        # Listing runs reads them through pydantic models: after the warm-up imported those in
+        # its thread, so the GUI thread never stalls on the import.
+        warmup.done.connect(self._list_past_runs)
+        self.tasks.start(warmup)
         self.options.refresh_models()
         self.options.request_targets()
+
+    @Slot()
+    def _list_past_runs(self) -> None:
         root = self.options.output_root()
-        if Path(root).is_dir():
-            try:
-                self.tabs.artifacts.set_root(root)
-            except OSError as exc:
-                logger.warning("cannot list runs in %s: %s", root, exc)
+        if self._closing or self.tabs.artifacts.root or not Path(root).is_dir():
+            return
+        try:
+            self.tabs.artifacts.set_root(root)
+        except OSError as exc:
+            logger.warning("cannot list runs in %s: %s", root, exc)
 
     # ------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

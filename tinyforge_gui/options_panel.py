@@ -6,7 +6,6 @@ the same shape is saved in QSettings, written to run.json and loaded back from a
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -43,27 +42,13 @@ FALLBACK_MODELS: dict[str, str] = {
     "tiny-causal": "tiny random Llama with a byte tokenizer (fast, for trying things out)",
     "tiny-seq2seq": "tiny random T5 with a byte tokenizer (fast, for trying things out)",
 }
-REAL_UNAVAILABLE = (
-    "Real training is not available in this build yet (core.training.child is missing); "
-    "dry runs validate the data and write the seed's stub model."
-)
 
 
 def builtin_models() -> dict[str, str]:
-    """Base model names with a description, from core.models when present."""
-    try:
-        from core.models.registry import BUILTIN_MODELS
-    except Exception:  # noqa: BLE001 - a half-landed registry must not break the window
-        return dict(FALLBACK_MODELS)
+    """Base model names with a description (the registry; it loads after the first paint)."""
+    from core.models.registry import BUILTIN_MODELS
+
     return dict(BUILTIN_MODELS)
-
-
-def real_training_available() -> bool:
-    """True when the child-process trainer exists (checked without importing it)."""
-    try:
-        return importlib.util.find_spec("core.training.child") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 DEVICES: dict[str, str] = {
@@ -169,7 +154,6 @@ class OptionsPanel(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.real_available = real_training_available()
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -216,15 +200,6 @@ class OptionsPanel(QScrollArea):
         self.dry_run.toggled.connect(self._on_dry_run_toggled)
         self.dry_run.toggled.connect(self._on_base_model_changed)
         form.addWidget(self.dry_run)
-        if not self.real_available:
-            self.dry_run.setEnabled(False)
-            self.dry_run.setToolTip(REAL_UNAVAILABLE)
-            note = QLabel("Real training arrives with the child-process trainer; dry runs work now.")
-            note.setWordWrap(True)
-            note.setObjectName("hintLabel")
-            style_label(note, "dim")
-            note.setToolTip(REAL_UNAVAILABLE)
-            form.addWidget(note)
         return group
 
     def _build_lora_group(self) -> QGroupBox:
@@ -336,8 +311,6 @@ class OptionsPanel(QScrollArea):
         form.addRow("Device", self.device)
         form.addRow("Precision", self.precision)
         form.addRow(self.recipe_label)
-        if not self.real_available:
-            group.setToolTip(REAL_UNAVAILABLE)
         return group
 
     def _build_export_group(self) -> QGroupBox:
@@ -381,12 +354,9 @@ class OptionsPanel(QScrollArea):
 
     @Slot()
     def _update_enabled(self, *_: object) -> None:
-        real = self.real_available and not self.dry_run.isChecked()
+        real = not self.dry_run.isChecked()
         self.real_group.setEnabled(real)
-        if not self.real_available:
-            self.real_group.setTitle("Real training (not available yet)")
-        else:
-            self.real_group.setTitle("Real training" if real else "Real training (off in dry run)")
+        self.real_group.setTitle("Real training" if real else "Real training (off in dry run)")
         lora = self.lora.isChecked()
         for w in (self.lora_rank, self.lora_alpha, self.lora_modules, self.lora_suggest):
             w.setEnabled(lora)
@@ -513,7 +483,7 @@ class OptionsPanel(QScrollArea):
         the recipe and an ONNX export. The dry run stays one click away."""
         from core.models.starter import starter_available
 
-        if self.real_available and starter_available():
+        if starter_available():
             # Quietly: the module listing for LoRA starts once the window is shown, not from here.
             for box, checked in ((self.dry_run, False), (self.lora, True), (self.export_onnx, True)):
                 with QSignalBlocker(box):
@@ -564,7 +534,7 @@ class OptionsPanel(QScrollArea):
         eval_split = self.eval_split.value()
         return {
             "train": {
-                "dry_run": self.dry_run.isChecked() or not self.real_available,
+                "dry_run": self.dry_run.isChecked(),
                 "base_model": self.base_model.currentText().strip() or defaults.DEFAULT_BASE_MODEL,
                 "lora": {
                     "enabled": self.lora.isChecked(),
@@ -595,7 +565,7 @@ class OptionsPanel(QScrollArea):
         export = data.get("export") or {}
         lora = train.get("lora") or {}
         try:
-            if "dry_run" in train and self.real_available:
+            if "dry_run" in train:
                 self.dry_run.setChecked(bool(train["dry_run"]))
             if "base_model" in train:
                 self.base_model.setCurrentText(str(train["base_model"]))

@@ -110,7 +110,7 @@ def take(out_dir: Path, real: bool = True) -> list[Path]:
     window.tabs.artifacts.show_path(str(stub))
     saved.append(_save(window, out_dir / "03-run-finished-artifact.png"))
 
-    if real and window.options.real_available:
+    if real:
         saved += _real_states(window, work, out_dir)
 
     window.close()

@@ -16,8 +16,6 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 def _real_options(window, epochs: float) -> None:  # noqa: ANN001
     opts = window.options
-    if not opts.real_available:
-        pytest.skip("core.training.child is not available")
     opts.dry_run.setChecked(False)
     assert opts.real_group.isEnabled()
     opts.base_model.setCurrentText("tiny-causal")
