@@ -28,12 +28,13 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check core tinyforge_gui tests benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/dataset_throughput.py
 
 screenshots: $(STAMP)
-	$(PY) -m tinyforge_gui.screenshots docs/screenshots
+	$(PY) -m tinyforge_gui.devtools.screenshots docs/screenshots
 
 # A real window on a virtual X display (Xvfb): the app started by `make run` (or the packaged
 # app, with TINYFORGE_SMOKE_APP=dist/TinyForgeStudio/TinyForgeStudio), its screenshot saved as

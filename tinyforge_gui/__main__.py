@@ -100,7 +100,7 @@ def create_app(argv: list[str] | None = None):  # noqa: ANN201 - QApplication, i
 
     from tinyforge_gui import APPLICATION, ORGANIZATION
     from tinyforge_gui.resources import app_icon_path
-    from tinyforge_gui.theme import apply_theme
+    from tinyforge_gui.widgets.theme import apply_theme
 
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setOrganizationName(ORGANIZATION)

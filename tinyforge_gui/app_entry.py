@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--serve"] and len(argv) >= 2:
         return _serve(argv[1:])
     if "--self-test" in argv:
-        from tinyforge_gui.selftest import main as selftest_main
+        from tinyforge_gui.devtools.selftest import main as selftest_main
 
         return int(selftest_main([a for a in argv if a != "--self-test"]) or 0)
     from tinyforge_gui.__main__ import main as gui_main

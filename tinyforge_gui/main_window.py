@@ -1,11 +1,11 @@
 """The main window: composes the panels, the menus, the shared state and the controllers.
 
-Layout: options on the left; on the right the tabs (:mod:`tinyforge_gui.studio_tabs`) above the
+Layout: options on the left; on the right the tabs (:mod:`tinyforge_gui.panels.studio_tabs`) above the
 run panel (actions, progress, log, loss chart). The shared state is a plain
 :class:`~tinyforge_gui.state.StudioState`; three controllers living in the GUI thread change it:
-:mod:`tinyforge_gui.dataset_controller` (open and scan a dataset),
-:mod:`tinyforge_gui.run_controller` (train/export runs, cancel, resume, estimate) and
-:mod:`tinyforge_gui.studio_controller` (LoRA targets, playground, local service). Each gets
+:mod:`tinyforge_gui.controllers.dataset_controller` (open and scan a dataset),
+:mod:`tinyforge_gui.controllers.run_controller` (train/export runs, cancel, resume, estimate) and
+:mod:`tinyforge_gui.controllers.studio_controller` (LoRA targets, playground, local service). Each gets
 only what it needs (the task runner, the state, a notifier, its panels); the window renders
 state changes (:meth:`MainWindow.update_actions`) and owns menus, settings, drops and shutdown.
 """
@@ -29,18 +29,18 @@ from PySide6.QtWidgets import (
 )
 
 from tinyforge_gui import APPLICATION
-from tinyforge_gui.dataset_controller import DatasetController
-from tinyforge_gui.dataset_panel import DatasetPanel
-from tinyforge_gui.options_panel import OptionsPanel
+from tinyforge_gui.controllers.dataset_controller import DatasetController
+from tinyforge_gui.controllers.run_controller import RunController
+from tinyforge_gui.controllers.studio_controller import StudioController
+from tinyforge_gui.panels.dataset_panel import DatasetPanel
+from tinyforge_gui.panels.options_panel import OptionsPanel
+from tinyforge_gui.panels.run_panel import RunPanel
+from tinyforge_gui.panels.studio_tabs import StudioTabs
 from tinyforge_gui.resources import app_icon_path
-from tinyforge_gui.run_controller import RunController
-from tinyforge_gui.run_panel import RunPanel
 from tinyforge_gui.settings import AppSettings
 from tinyforge_gui.state import StudioState, Task
-from tinyforge_gui.studio_controller import StudioController
-from tinyforge_gui.studio_tabs import StudioTabs
-from tinyforge_gui.widgets import MessageBar, Notifier, make_icon
-from tinyforge_gui.workers import TaskRunner
+from tinyforge_gui.widgets.common import MessageBar, Notifier, make_icon
+from tinyforge_gui.workers.runner import TaskRunner
 
 logger = logging.getLogger(__name__)
 
@@ -287,13 +287,13 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _about(self) -> None:
-        from tinyforge_gui.help import show_about
+        from tinyforge_gui.panels.help import show_about
 
         show_about(self)
 
     @Slot()
     def show_user_guide(self) -> None:
-        from tinyforge_gui.help import show_user_guide
+        from tinyforge_gui.panels.help import show_user_guide
 
         if self._help_dialog is not None and self._help_dialog.isVisible():
             self._help_dialog.raise_()
@@ -312,7 +312,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         self.tabs.build_result_tabs()
-        from tinyforge_gui.tasks import WarmupWorker
+        from tinyforge_gui.workers.tasks import WarmupWorker
 
         warmup = WarmupWorker()
         # Listing runs reads them through pydantic models: after the warm-up imported those in

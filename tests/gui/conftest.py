@@ -29,7 +29,7 @@ def no_dangling_threads() -> Iterator[None]:
     """Fail a test that leaves one of our worker QThreads running."""
     import shiboken6
 
-    from tinyforge_gui.workers import LIVE_THREADS
+    from tinyforge_gui.workers.runner import LIVE_THREADS
 
     yield
     running = []

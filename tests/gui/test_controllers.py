@@ -49,7 +49,7 @@ def test_a_broken_listener_does_not_stop_the_others() -> None:
 
 
 def _worker(name: str, work: Any):  # noqa: ANN202
-    from tinyforge_gui.workers import Worker
+    from tinyforge_gui.workers.runner import Worker
 
     class FakeWorker(Worker):
         def work(self) -> Any:
@@ -60,7 +60,7 @@ def _worker(name: str, work: Any):  # noqa: ANN202
 
 def test_runner_runs_a_worker_off_the_gui_thread_and_forgets_it_after(qtbot) -> None:  # noqa: ANN001
     from tinyforge_gui.state import Task
-    from tinyforge_gui.workers import TaskRunner
+    from tinyforge_gui.workers.runner import TaskRunner
 
     runner = TaskRunner()
     gui_thread = threading.get_ident()
@@ -75,7 +75,7 @@ def test_runner_runs_a_worker_off_the_gui_thread_and_forgets_it_after(qtbot) -> 
 def test_runner_cancels_by_name_and_the_worker_reports_cancelled(qtbot) -> None:  # noqa: ANN001
     from core.events import Cancelled
     from tinyforge_gui.state import Task
-    from tinyforge_gui.workers import TaskRunner
+    from tinyforge_gui.workers.runner import TaskRunner
 
     started = threading.Event()
 
@@ -102,7 +102,7 @@ def test_runner_cancels_by_name_and_the_worker_reports_cancelled(qtbot) -> None:
 
 
 def test_a_failing_worker_reports_one_readable_failure(qtbot) -> None:  # noqa: ANN001
-    from tinyforge_gui.workers import TaskRunner
+    from tinyforge_gui.workers.runner import TaskRunner
 
     def fail(_self: Any) -> None:
         raise ValueError("line 3: no 'output' field")
@@ -127,14 +127,14 @@ def parts(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
     from PySide6.QtWidgets import QStatusBar
 
     from tinyforge_gui.__main__ import create_app
-    from tinyforge_gui.dataset_panel import DatasetPanel
-    from tinyforge_gui.options_panel import OptionsPanel
-    from tinyforge_gui.run_panel import RunPanel
+    from tinyforge_gui.panels.dataset_panel import DatasetPanel
+    from tinyforge_gui.panels.options_panel import OptionsPanel
+    from tinyforge_gui.panels.run_panel import RunPanel
+    from tinyforge_gui.panels.studio_tabs import StudioTabs
     from tinyforge_gui.settings import AppSettings
     from tinyforge_gui.state import StudioState
-    from tinyforge_gui.studio_tabs import StudioTabs
-    from tinyforge_gui.widgets import MessageBar, Notifier
-    from tinyforge_gui.workers import TaskRunner
+    from tinyforge_gui.widgets.common import MessageBar, Notifier
+    from tinyforge_gui.workers.runner import TaskRunner
 
     create_app([])
     dataset, options, run_panel = DatasetPanel(), OptionsPanel(), RunPanel()
@@ -152,7 +152,7 @@ def parts(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
 
 
 def test_dataset_controller_puts_the_scan_in_the_state(qtbot, parts) -> None:  # noqa: ANN001
-    from tinyforge_gui.dataset_controller import DatasetController
+    from tinyforge_gui.controllers.dataset_controller import DatasetController
 
     p = parts
     controller = DatasetController(p["tasks"], p["state"], p["notifier"], p["dataset"], p["options"], p["tabs"],
@@ -169,7 +169,7 @@ def test_dataset_controller_puts_the_scan_in_the_state(qtbot, parts) -> None:  #
 
 
 def test_dataset_controller_refuses_a_non_dataset_through_the_notifier(parts, tmp_path: Path) -> None:  # noqa: ANN001
-    from tinyforge_gui.dataset_controller import DatasetController
+    from tinyforge_gui.controllers.dataset_controller import DatasetController
 
     p = parts
     controller = DatasetController(p["tasks"], p["state"], p["notifier"], p["dataset"], p["options"], p["tabs"],
@@ -182,7 +182,7 @@ def test_dataset_controller_refuses_a_non_dataset_through_the_notifier(parts, tm
 
 
 def test_run_controller_decides_from_the_state(qtbot, parts) -> None:  # noqa: ANN001
-    from tinyforge_gui.run_controller import RunController
+    from tinyforge_gui.controllers.run_controller import RunController
     from tinyforge_gui.state import RunStatus
 
     p = parts

@@ -327,7 +327,7 @@ def test_close_during_run_cancels_and_waits(qtbot, monkeypatch, output_root: Pat
 
 
 def test_log_view_batches_and_limits(qtbot) -> None:  # noqa: ANN001
-    from tinyforge_gui.log_view import MAX_BLOCKS, LogView
+    from tinyforge_gui.widgets.log_view import MAX_BLOCKS, LogView
 
     view = LogView()
     qtbot.addWidget(view)

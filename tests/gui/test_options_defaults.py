@@ -28,7 +28,7 @@ def _bound(name: str, kind: str, model: type[Any] = TrainConfig) -> float | None
 @pytest.fixture
 def panel(qtbot):  # noqa: ANN001, ANN201
     from tinyforge_gui.__main__ import create_app
-    from tinyforge_gui.options_panel import OptionsPanel
+    from tinyforge_gui.panels.options_panel import OptionsPanel
 
     create_app([])
     form = OptionsPanel()

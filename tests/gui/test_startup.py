@@ -49,8 +49,8 @@ def test_first_paint_imports_only_what_it_shows(tmp_path: Path) -> None:
     # pydantic (through core.runs / core.training.config) costs ~100 ms: not before the window shows.
     assert not [m for m in before if m.startswith("pydantic") or m in ("core.runs", "core.training.config")], before
     # The hidden tabs' panels are built after the first paint.
-    for module in ("tinyforge_gui.artifacts_panel", "tinyforge_gui.evaluation_panel", "tinyforge_gui.export_panel",
-                   "tinyforge_gui.playground_panel"):
+    for module in ("tinyforge_gui.panels.artifacts_panel", "tinyforge_gui.panels.evaluation_panel", "tinyforge_gui.panels.export_panel",
+                   "tinyforge_gui.panels.playground_panel"):
         assert module not in before
     assert result["built_after_show"] and result["artifacts_page"]
     assert result["tabs"] == ["Dataset", "Artifacts", "Evaluation", "Export", "Playground"]

@@ -1,5 +1,5 @@
 """Workers for the studio features: LoRA target suggestions, the run estimate, the playground
-answers and the service process. Each follows the one recipe of :mod:`tinyforge_gui.workers`;
+answers and the service process. Each follows the one recipe of :mod:`tinyforge_gui.workers.runner`;
 heavy libraries load inside ``work`` (in the worker thread), never at import.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 
 from tinyforge_gui.state import Task
-from tinyforge_gui.workers import Worker
+from tinyforge_gui.workers.runner import Worker
 
 logger = logging.getLogger(__name__)
 

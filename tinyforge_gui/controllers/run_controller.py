@@ -2,8 +2,8 @@
 
 :class:`RunController` keeps the run state (``current_run``, ``last_run``, ``run_status``,
 ``estimate``) in the shared :class:`~tinyforge_gui.state.StudioState` and decides which run
-actions are available. The work happens in :mod:`tinyforge_gui.tasks` /
-:mod:`tinyforge_gui.studio_tasks` workers on QThreads; this object lives in the GUI thread and
+actions are available. The work happens in :mod:`tinyforge_gui.workers.tasks` /
+:mod:`tinyforge_gui.workers.studio_tasks` workers on QThreads; this object lives in the GUI thread and
 only reacts to their plain-data signals. It knows its panels, the task runner and the notifier.
 """
 
@@ -17,12 +17,12 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from tinyforge_gui.state import RunStatus, StudioState, Task
 
 if TYPE_CHECKING:
-    from tinyforge_gui.options_panel import OptionsPanel
-    from tinyforge_gui.run_panel import RunPanel
+    from tinyforge_gui.panels.options_panel import OptionsPanel
+    from tinyforge_gui.panels.run_panel import RunPanel
+    from tinyforge_gui.panels.studio_tabs import StudioTabs
     from tinyforge_gui.settings import AppSettings
-    from tinyforge_gui.studio_tabs import StudioTabs
-    from tinyforge_gui.widgets import Notifier
-    from tinyforge_gui.workers import TaskRunner
+    from tinyforge_gui.widgets.common import Notifier
+    from tinyforge_gui.workers.runner import TaskRunner
 
 
 def _past_options(run_dir: str) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class RunController(QObject):
                 return False
         if self._tasks.is_busy(Task.RUN):
             return False
-        from tinyforge_gui.tasks import RunWorker
+        from tinyforge_gui.workers.tasks import RunWorker
 
         options = self.build_run_options(actions)
         if existing_run:
@@ -336,7 +336,7 @@ class RunController(QObject):
             if reason:
                 self._notify.show_message("info", reason)
             return
-        from tinyforge_gui.studio_tasks import EstimateWorker
+        from tinyforge_gui.workers.studio_tasks import EstimateWorker
 
         train = self.build_run_options(["train"])["train"]
         train["dry_run"] = False
@@ -358,8 +358,8 @@ class RunController(QObject):
 
     @Slot(object)
     def _on_estimate(self, result: dict[str, Any]) -> None:
-        from tinyforge_gui.dataset_panel import human_size
-        from tinyforge_gui.run_panel import format_eta
+        from tinyforge_gui.panels.dataset_panel import human_size
+        from tinyforge_gui.panels.run_panel import format_eta
 
         self._state.update(estimate=result)
         memory = human_size(int(result.get("peak_rss_bytes") or 0)) if result.get("peak_rss_bytes") else "?"

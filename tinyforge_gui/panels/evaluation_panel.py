@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tinyforge_gui.theme import style_label
+from tinyforge_gui.widgets.theme import style_label
 
 if TYPE_CHECKING:
     from core.run_layout import Evaluation, SplitMeans

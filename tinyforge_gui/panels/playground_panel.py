@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from core.models.prompting import DEFAULT_MAX_NEW_TOKENS
-from tinyforge_gui.theme import style_label
-from tinyforge_gui.widgets import make_icon
+from tinyforge_gui.widgets.common import make_icon
+from tinyforge_gui.widgets.theme import style_label
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tinyforge_gui.dataset_panel import human_size
-from tinyforge_gui.theme import style_label
-from tinyforge_gui.widgets import make_icon
+from tinyforge_gui.panels.dataset_panel import human_size
+from tinyforge_gui.widgets.common import make_icon
+from tinyforge_gui.widgets.theme import style_label
 
 if TYPE_CHECKING:
     from core.run_layout import ExportReport

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import QTabWidget, QWidget
 
-from tinyforge_gui.widgets import make_icon
+from tinyforge_gui.widgets.common import make_icon
 
 if TYPE_CHECKING:
-    from tinyforge_gui.artifacts_panel import ArtifactsPanel
-    from tinyforge_gui.dataset_panel import DatasetPanel
-    from tinyforge_gui.evaluation_panel import EvaluationPanel
-    from tinyforge_gui.export_panel import ExportPanel
-    from tinyforge_gui.playground_panel import PlaygroundPanel
+    from tinyforge_gui.panels.artifacts_panel import ArtifactsPanel
+    from tinyforge_gui.panels.dataset_panel import DatasetPanel
+    from tinyforge_gui.panels.evaluation_panel import EvaluationPanel
+    from tinyforge_gui.panels.export_panel import ExportPanel
+    from tinyforge_gui.panels.playground_panel import PlaygroundPanel
 
 RESULT_TABS = (("folder", "Artifacts"), ("ok", "Evaluation"), ("export", "Export"), ("train", "Playground"))
 
@@ -52,10 +52,10 @@ class StudioTabs(QTabWidget):
         """Build the four result panels and put them in their tabs (once)."""
         if self._artifacts is not None:
             return
-        from tinyforge_gui.artifacts_panel import ArtifactsPanel
-        from tinyforge_gui.evaluation_panel import EvaluationPanel
-        from tinyforge_gui.export_panel import ExportPanel
-        from tinyforge_gui.playground_panel import PlaygroundPanel
+        from tinyforge_gui.panels.artifacts_panel import ArtifactsPanel
+        from tinyforge_gui.panels.evaluation_panel import EvaluationPanel
+        from tinyforge_gui.panels.export_panel import ExportPanel
+        from tinyforge_gui.panels.playground_panel import PlaygroundPanel
 
         self._artifacts = ArtifactsPanel()
         self._evaluation = EvaluationPanel()

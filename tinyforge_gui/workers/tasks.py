@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 
 from tinyforge_gui.state import Task
-from tinyforge_gui.workers import Worker
+from tinyforge_gui.workers.runner import Worker
 
 logger = logging.getLogger(__name__)
 

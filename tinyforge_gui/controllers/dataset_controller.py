@@ -2,7 +2,7 @@
 
 :class:`DatasetController` keeps the current dataset (its path and scan report) in the shared
 :class:`~tinyforge_gui.state.StudioState`. Indexing and validation run on
-:mod:`tinyforge_gui.tasks` workers, one after the other; their plain-data signals arrive at this
+:mod:`tinyforge_gui.workers.tasks` workers, one after the other; their plain-data signals arrive at this
 object's slots in the GUI thread. It knows its panels, the task runner and the notifier, not
 the window.
 """
@@ -18,14 +18,14 @@ from PySide6.QtWidgets import QFileDialog
 
 from tinyforge_gui.resources import example_path
 from tinyforge_gui.state import StudioState, Task
-from tinyforge_gui.workers import TaskRunner, Worker
+from tinyforge_gui.workers.runner import TaskRunner, Worker
 
 if TYPE_CHECKING:
-    from tinyforge_gui.dataset_panel import DatasetPanel
-    from tinyforge_gui.options_panel import OptionsPanel
+    from tinyforge_gui.panels.dataset_panel import DatasetPanel
+    from tinyforge_gui.panels.options_panel import OptionsPanel
+    from tinyforge_gui.panels.studio_tabs import StudioTabs
     from tinyforge_gui.settings import AppSettings
-    from tinyforge_gui.studio_tabs import StudioTabs
-    from tinyforge_gui.widgets import Notifier
+    from tinyforge_gui.widgets.common import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class DatasetController(QObject):
         One after the other rather than side by side: two busy threads plus the GUI thread
         compete for the GIL and the window would stutter.
         """
-        from tinyforge_gui.tasks import IndexWorker
+        from tinyforge_gui.workers.tasks import IndexWorker
 
         index_worker = IndexWorker(path)
         index_worker.succeeded.connect(self._on_index_ready)
@@ -141,7 +141,7 @@ class DatasetController(QObject):
     def _start_validation(self) -> None:
         if not self._is_current_scan() or self.sender().cancel_token.cancelled:  # type: ignore[union-attr]
             return
-        from tinyforge_gui.tasks import ValidateWorker
+        from tinyforge_gui.workers.tasks import ValidateWorker
 
         validate = ValidateWorker(self.path)
         validate.progress.connect(self._dataset.on_scan_progress)

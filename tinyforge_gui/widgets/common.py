@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from tinyforge_gui.resources import icon_path
-from tinyforge_gui.theme import style_label
+from tinyforge_gui.widgets.theme import style_label
 
 logger = logging.getLogger(__name__)
 

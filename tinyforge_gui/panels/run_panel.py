@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tinyforge_gui.chart import LossChart
-from tinyforge_gui.log_view import LogView
-from tinyforge_gui.theme import accent_button, set_state_colour
-from tinyforge_gui.widgets import make_icon
+from tinyforge_gui.widgets.chart import LossChart
+from tinyforge_gui.widgets.common import make_icon
+from tinyforge_gui.widgets.log_view import LogView
+from tinyforge_gui.widgets.theme import accent_button, set_state_colour
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
-from tinyforge_gui.theme import style_label
+from tinyforge_gui.widgets.theme import style_label
 
 logger = logging.getLogger(__name__)
 

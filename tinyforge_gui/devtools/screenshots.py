@@ -1,4 +1,4 @@
-"""Save PNGs of the main window's main states: ``python -m tinyforge_gui.screenshots OUT_DIR``.
+"""Save PNGs of the main window's main states: ``python -m tinyforge_gui.devtools.screenshots OUT_DIR``.
 
 States: welcome (a first run's defaults), a dataset with problems, a finished dry run (train →
 export) with an artifact open, and (when real training is available) what a user came for: the

@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from core.training import config_defaults as defaults
-from tinyforge_gui.theme import style_label
-from tinyforge_gui.widgets import make_icon
+from tinyforge_gui.widgets.common import make_icon
+from tinyforge_gui.widgets.theme import style_label
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tinyforge_gui.dataset_model import DatasetTableModel
-from tinyforge_gui.theme import set_state_colour, style_label
-from tinyforge_gui.widgets import StatCard, make_icon
+from tinyforge_gui.widgets.common import StatCard, make_icon
+from tinyforge_gui.widgets.dataset_model import DatasetTableModel
+from tinyforge_gui.widgets.theme import set_state_colour, style_label
 
 logger = logging.getLogger(__name__)
 

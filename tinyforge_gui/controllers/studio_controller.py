@@ -1,6 +1,6 @@
 """The tools around a finished run: LoRA target suggestions, the playground, the local service.
 
-:class:`StudioController` starts the :mod:`tinyforge_gui.studio_tasks` workers for the options
+:class:`StudioController` starts the :mod:`tinyforge_gui.workers.studio_tasks` workers for the options
 form, the Playground tab and the Export tab's service button, and owns the service handle; the
 service's state lives in the shared :class:`~tinyforge_gui.state.StudioState`. It lives in the
 GUI thread; the workers' plain-data signals arrive at its slots.
@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Slot
 
 from tinyforge_gui.state import ServiceState, StudioState, Task
-from tinyforge_gui.studio_tasks import ServiceHandle
+from tinyforge_gui.workers.studio_tasks import ServiceHandle
 
 if TYPE_CHECKING:
-    from tinyforge_gui.options_panel import OptionsPanel
-    from tinyforge_gui.run_panel import RunPanel
-    from tinyforge_gui.studio_tabs import StudioTabs
-    from tinyforge_gui.widgets import Notifier
-    from tinyforge_gui.workers import TaskRunner, Worker
+    from tinyforge_gui.panels.options_panel import OptionsPanel
+    from tinyforge_gui.panels.run_panel import RunPanel
+    from tinyforge_gui.panels.studio_tabs import StudioTabs
+    from tinyforge_gui.widgets.common import Notifier
+    from tinyforge_gui.workers.runner import TaskRunner, Worker
 
 
 class StudioController(QObject):
@@ -38,7 +38,7 @@ class StudioController(QObject):
     # ------------------------------------------------------------------ LoRA targets
     @Slot(str)
     def start_lora_targets(self, base_model: str) -> None:
-        from tinyforge_gui.studio_tasks import LoraTargetsWorker
+        from tinyforge_gui.workers.studio_tasks import LoraTargetsWorker
 
         self._tasks.cancel(Task.LORA_TARGETS)
         worker = LoraTargetsWorker(base_model)
@@ -58,7 +58,7 @@ class StudioController(QObject):
     # ------------------------------------------------------------------ playground
     @Slot(str, int)
     def ask_playground(self, text: str, max_new_tokens: int) -> None:
-        from tinyforge_gui.studio_tasks import PlaygroundWorker
+        from tinyforge_gui.workers.studio_tasks import PlaygroundWorker
 
         playground = self._tabs.playground
         self._tasks.cancel(Task.PLAYGROUND)  # a newer question wins; late answers are ignored
@@ -96,7 +96,7 @@ class StudioController(QObject):
 
     @Slot()
     def toggle_service(self) -> None:
-        from tinyforge_gui.studio_tasks import ServiceStartWorker, ServiceStopWorker
+        from tinyforge_gui.workers.studio_tasks import ServiceStartWorker, ServiceStopWorker
 
         if self._tasks.is_busy(Task.SERVICE):
             return

@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tinyforge_gui.dataset_panel import human_size
-from tinyforge_gui.json_view import JsonHighlighter, JsonTree
-from tinyforge_gui.widgets import make_icon
+from tinyforge_gui.panels.dataset_panel import human_size
+from tinyforge_gui.widgets.common import make_icon
+from tinyforge_gui.widgets.json_view import JsonHighlighter, JsonTree
 
 if TYPE_CHECKING:
     from core.run_layout import RunRecord

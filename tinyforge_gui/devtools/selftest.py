@@ -1,7 +1,7 @@
 """``--self-test``: drive the real window end to end and exit 0 only when everything worked.
 
 Used by CI on the packaged app (``TinyForgeStudio --self-test``) and runnable from a checkout
-(``python -m tinyforge_gui.selftest``). Steps: open the window offscreen, load the bundled
+(``python -m tinyforge_gui.devtools.selftest``). Steps: open the window offscreen, load the bundled
 example, one-click dry-run Train → Export, then a real LoRA step on the tiny model (in the
 training child process) followed by a real ONNX export with its parity check and service
 self-test. Prints one line per step and a JSON summary.

@@ -1,0 +1,1 @@
+"""Small reusable widgets, the table model, the theme: no knowledge of runs or controllers."""
