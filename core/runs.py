@@ -30,11 +30,11 @@ from core.events import (
     CancelToken,
     Event,
     EventCallback,
-    Failed,
     Finished,
     Log,
     StageStarted,
 )
+from core.failures import describe
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
 from core.staging import OutputFolderError, new_staging, output_lock, remove_leftovers, swap_in
 from core.training.config import TrainConfig
@@ -295,8 +295,9 @@ def execute_run(
 ) -> str:
     """Run ``stages`` in order; return the final status (completed, failed or cancelled).
 
-    Never raises for a stage failure: the failure is recorded in run.json, written to
-    events.jsonl as a ``Failed`` event and forwarded to ``on_event``. Raises
+    Never raises for a stage failure: the stages only raise, and this is where a failure is
+    reported, once: recorded in run.json, written to events.jsonl as the run's one ``Failed``
+    event and forwarded to ``on_event``. Raises
     :class:`core.staging.OutputInUseError`, touching nothing, while another process executes
     the same run.
     """
@@ -348,14 +349,11 @@ def _execute_locked(
     except Cancelled:
         status = "cancelled"
         sink(Log(message="run cancelled; partial output removed", level="warning"))
-    except Exception as exc:  # errors are results: record, report, carry on
-        import traceback
-
+    except Exception as exc:  # errors are results: record, report (once), carry on
         status = "failed"
-        message = _readable(exc)
-        details = traceback.format_exc()
-        run.record["error"] = {"message": message, "details": details}
-        sink(Failed(message=message, details=details))
+        failure = describe(exc)
+        run.record["error"] = {"message": failure.headline, "details": failure.details}
+        sink(failure.event(short=True))
     finally:
         if current is not None and current.exists():
             shutil.rmtree(current, ignore_errors=True)
@@ -367,11 +365,6 @@ def _execute_locked(
         sink(Finished(status=status, result={"run_dir": str(run.path), "status": status}))
     sink.close()
     return status
-
-
-def _readable(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text if len(text) < 400 else text[:400] + "…"
 
 
 def _jsonable(value: Any) -> Any:

@@ -305,6 +305,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_export_command(args: argparse.Namespace) -> int:
     from core.console import ConsoleReporter
+    from core.failures import print_error
     from core.sigint import cancel_on_sigint
 
     reporter = ConsoleReporter(quiet=args.quiet)
@@ -323,10 +324,9 @@ def run_export_command(args: argparse.Namespace) -> int:
         reporter.close()
         print("Cancelled: the output folder was not changed.", file=sys.stderr)
         return 130
-    except (ExportError, OSError, ValueError) as exc:
+    except (ExportError, OSError, ValueError) as exc:  # the boundary: one error line
         reporter.close()
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
     finally:
         reporter.close()
     if not args.quiet:

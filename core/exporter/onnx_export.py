@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from core.events import (
     Cancelled,
     CancelToken,
     EventCallback,
-    Failed,
     Log,
     Metric,
     Progress,
@@ -190,15 +188,10 @@ def export_real(
         with staged_output_dir(target, overwrite) as staging:
             report = _export_into(staging, target, resolved, quantize, stages, emit, parity_inputs, max_new_tokens,
                                   self_test, exporter, gate or Gate())
-    except Cancelled:
+    except (Cancelled, ExportError):
         raise
-    except ExportError as exc:
-        emit(Failed(str(exc), "export error"))
-        raise
-    except Exception as exc:
-        message = f"ONNX export failed while {stages.current}: {type(exc).__name__}: {exc}"
-        emit(Failed(message, traceback.format_exc()))
-        raise ExportError(message) from exc
+    except Exception as exc:  # say which stage broke; the caller's boundary reports it
+        raise ExportError(f"ONNX export failed while {stages.current}: {type(exc).__name__}: {exc}") from exc
     return announce_service_folder(target, report, emit)
 
 

@@ -18,7 +18,8 @@ Cancel (the token, or Ctrl-C through the CLI's SIGINT handler) is polled after e
 step: the trainer saves a checkpoint under ``OUT/checkpoints/`` that ``resume=True`` continues,
 and the function *returns* the report with status ``"cancelled"`` (it does not raise). A cancel
 before the first step returns status ``"cancelled"`` and writes nothing. Any other failure
-emits ``Failed`` and raises (``TrainingError`` for bad input).
+raises (``TrainingError`` for bad input); the caller's boundary reports it (see
+:mod:`core.failures`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import math
 import os
 import shutil
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,6 @@ from core.events import (
     Cancelled,
     CancelToken,
     EventCallback,
-    Failed,
     Finished,
     Log,
     Metric,
@@ -105,12 +104,8 @@ def run_real_training(
     emit = (on_event or noop) if rank == 0 else noop
     token = cancel or CancelToken()
     started = time.time()
-    try:
-        plan = _validate(config, emit, rank, world_size)
-        release = _lock_output(plan.output, rank)
-    except TrainingError as error:
-        emit(Failed(str(error), "bad input"))
-        raise
+    plan = _validate(config, emit, rank, world_size)
+    release = _lock_output(plan.output, rank)
     try:
         return _run_locked(plan, emit, token, started)
     finally:
@@ -142,9 +137,8 @@ def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: f
         emit(Log("cancelled before training started; nothing was written", "warning"))
         emit(Finished("cancelled", report))
         return report
-    except TrainingError as error:
+    except TrainingError:
         _remove(staging)
-        emit(Failed(str(error), "bad input"))
         raise
     except BaseException as error:
         _remove(staging)
@@ -156,7 +150,6 @@ def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: f
                 write_json_atomic(plan.output / REPORT_NAME, failed)
             except OSError:
                 logger.exception("could not write the failed report")
-        emit(Failed(message, traceback.format_exc()))
         raise
     emit(Finished(report["status"], report))
     return report
