@@ -33,9 +33,12 @@ from core.events import (
 )
 from core.exporter.candidates import CANDIDATES, Gate, choose_served
 from core.exporter.errors import ExportError, ModelNotFoundError
+from core.exporter.model_source import MANIFEST_FILENAME, resolve_model_source
 from core.exporter.onnx_graphs import cache_layout as cache_layout
 from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
+from core.exporter.service_folder import announce_service_folder, copy_service_template, staged_output_dir
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
+from core.staging import staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +54,7 @@ __all__ = [
 ]
 
 EXPORT_FORMAT_VERSION = "1.0"
-MANIFEST_FILENAME = "model_manifest.json"
 PROMPT_FILENAME = "tinyforge_prompt.json"
-SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
 _LATENCY_PROMPTS = 4
 _STAGES = (
     "loading the trained model",
@@ -175,8 +176,6 @@ def export_real(
     mistakes and failures, :class:`core.events.Cancelled` when ``cancel`` is set; in every
     failure case nothing is left at ``output_dir`` that was not there before.
     """
-    from core.exporter.builder import announce_service_folder, staged_output_dir
-
     emit = on_event or noop
     if quantize not in ("int8", "none"):
         raise ExportError(f"Unknown quantization {quantize!r}: use 'int8' or 'none'")
@@ -468,16 +467,7 @@ def _hf_encode(tokenizer: Any, prompt: dict[str, Any], text: str) -> list[int]:
 
 def _copy_service_files(staging: Path, model_dir: Path, tokenizer: Any, prompt: dict[str, Any]) -> None:
     """Service template, tokenizer.json and the prompt format into the service folder."""
-    for item in SERVICE_TEMPLATE.iterdir():
-        if item.name == "__pycache__" or item.name.endswith(".pyc"):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, staging / item.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(item, staging / item.name)
-    run_script = staging / "run.sh"
-    if run_script.exists():
-        run_script.chmod(0o755)
+    copy_service_template(staging)
     if (model_dir / "tokenizer.json").is_file():
         shutil.copy2(model_dir / "tokenizer.json", staging / "tokenizer.json")
     else:
@@ -503,8 +493,6 @@ def export_to_onnx(model_path: str | os.PathLike[str], output_dir: str | os.Path
     (:class:`ExportError`) for a file that is not a model. Only the graph files it writes are
     replaced in ``output_dir``; use :func:`core.exporter.builder.build` for a runnable service.
     """
-    from core.exporter.builder import resolve_model_source
-
     source = resolve_model_source(model_path)
     out = Path(output_dir).expanduser().absolute()
     if source.kind == "stub":
@@ -561,16 +549,11 @@ def _export_placeholder(stub_path: Path, out: Path) -> Path:
 def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
     """Export the real fp32 graph(s) of a trained model into ``out`` with their metadata.
 
-    The graphs are exported and checked in a temp folder inside ``out`` and moved into place
-    only when complete, so a failure leaves ``out`` as it was.
+    The graphs are exported and checked in a staging folder beside ``out/model.onnx`` and moved
+    into place only when complete, so a failure leaves ``out`` as it was.
     """
-    import tempfile
-
-
     model, _tokenizer, architecture = _load_torch_model(resolved)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=out))
-    try:
+    with staging_folder(out / "model.onnx") as work:  # beside the graph; removed however this ends
         try:
             exported = export_graphs(model, architecture, work)
             files = {role: Path(rel).name for role, rel in exported["files"].items()}
@@ -585,6 +568,4 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
         names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
         for name in names:
             os.replace(work / name, out / name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return out / "model.onnx"

@@ -149,12 +149,12 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
 def _remove_stale_staging(output: Path) -> None:
     """A killed child cannot clean up: remove the temp output folders of dead processes (its own
     among them, and its lock file), never those of a live run."""
-    from core.staging import OutputInUseError, output_lock, remove_leftovers
+    from core.staging import OutputInUseError, locked_output, remove_leftovers
 
     output = output.expanduser().resolve()
     try:
-        with output_lock(output):  # free now that the child is dead; releasing removes the file
-            remove_leftovers(output)
+        with locked_output(output):  # free now that the child is dead; releasing removes the file
+            pass
     except OutputInUseError:  # another run took the folder meanwhile: its files are its own
         remove_leftovers(output)
 

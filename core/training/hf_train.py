@@ -28,7 +28,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,9 +50,9 @@ from core.jsonio import read_json, utc_now_iso, write_json_atomic
 from core.staging import (
     OutputFolderError,
     check_replaceable,
-    new_staging,
-    output_lock,
-    remove_leftovers,
+    discard,
+    locked_output,
+    staging_folder,
     swap_in,
 )
 from core.training.config import TrainConfig
@@ -118,30 +117,27 @@ def _lock_output(output: Path, rank: int) -> Callable[[], None]:
         return lambda: None
     held = contextlib.ExitStack()
     try:
-        held.enter_context(output_lock(output))
+        held.enter_context(locked_output(output))
     except OutputFolderError as error:
         raise TrainingError(str(error)) from error
-    remove_leftovers(output)
     return held.close
 
 
 def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: float) -> dict[str, Any]:
     """Train into a staging folder beside the output and publish it (rank 0 holds the lock)."""
     rank = plan.rank
-    staging = _staging_dir(plan.output, plan.world_size)
     try:
-        report = _train(plan, staging, emit, token, started)
+        # Rank 0 alone removes what is left of the shared staging folder (failed, cancelled).
+        with staging_folder(plan.output, _staging_tag(plan.world_size), owner=rank == 0) as staging:
+            report = _train(plan, staging, emit, token, started)
     except Cancelled:
-        _remove(staging)
         report = {**_base_report(plan, "cancelled", started), "checkpoint": None}
         emit(Log("cancelled before training started; nothing was written", "warning"))
         emit(Finished("cancelled", report))
         return report
     except TrainingError:
-        _remove(staging)
         raise
     except BaseException as error:
-        _remove(staging)
         message = f"training failed: {type(error).__name__}: {error}"
         # The failed report goes only where it replaces nothing: a previous output stays as it was.
         if rank == 0 and not isinstance(error, KeyboardInterrupt) and _absent_or_empty(plan.output):
@@ -287,12 +283,12 @@ def _resolve_precision(precision: str, device: str) -> Any:
     return choose_precision(precision, device, cpu_flags() if device == "cpu" else None, cuda_bf16)
 
 
-def _staging_dir(output: Path, world_size: int) -> Path:
-    """A temp folder beside ``output`` (the same on every rank under torchrun)."""
+def _staging_tag(world_size: int) -> str | None:
+    """The staging folder's tag under torchrun, so every rank builds in the same one."""
     if world_size > 1:
         run_id = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("MASTER_PORT", "dist")
-        return new_staging(output, tag=f"dist{run_id}")
-    return new_staging(output)
+        return f"dist{run_id}"
+    return None
 
 
 def _check_replaceable(output: Path) -> None:
@@ -307,11 +303,6 @@ def _absent_or_empty(folder: Path) -> bool:
         return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
     except OSError:
         return False
-
-
-def _remove(path: Path) -> None:
-    if _dist_rank() == 0:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- training
@@ -693,17 +684,15 @@ def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:
     """
     _check_replaceable(output)  # again: a user may have put files there while we trained
     if completed:
-        shutil.rmtree(staging / CHECKPOINTS_DIR, ignore_errors=True)  # nothing left to resume
+        discard(staging / CHECKPOINTS_DIR)  # nothing left to resume
     if completed or not (output / MANIFEST_NAME).is_file():
         swap_in(staging, output)
         return sorted(output.iterdir())
     checkpoints = staging / CHECKPOINTS_DIR
     if not checkpoints.is_dir():
-        shutil.rmtree(staging, ignore_errors=True)
-        return []
+        return []  # the rest of the staging folder goes when the run's staging block ends
     os.replace(staging / REPORT_NAME, checkpoints / REPORT_NAME)
     swap_in(checkpoints, output / CHECKPOINTS_DIR)
-    shutil.rmtree(staging, ignore_errors=True)
     return [output / CHECKPOINTS_DIR]
 
 

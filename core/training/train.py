@@ -35,7 +35,7 @@ from core.events import (  # noqa: E402
 )
 from core.failures import print_error  # noqa: E402
 from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
-from core.staging import output_lock, remove_leftovers  # noqa: E402
+from core.staging import locked_output  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
 from core.training.outputs import check_output_dir  # noqa: E402
@@ -114,8 +114,7 @@ def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | Non
         stub = apply_lora(stub, _seed_lora_config(config.lora))
         emit(Log(f"LoRA applied (dry run): {stub['lora_config']}"))
     out = Path(config.output_dir)
-    with output_lock(out):  # a concurrent run into the same folder is refused
-        remove_leftovers(out)
+    with locked_output(out):  # a concurrent run into the same folder is refused
         path = write_json_atomic(out / STUB_FILENAME, stub)
     log.info("Wrote %s", path)
     emit(ArtifactWritten(str(path)))
