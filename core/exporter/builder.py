@@ -31,8 +31,6 @@ from core.events import (  # noqa: E402
     noop,
 )
 from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError  # noqa: E402
-# The model source and the service folder live in leaf modules (no builder <-> onnx_export
-# cycle); their names stay importable from here, the builder's API since the seed.
 from core.exporter.model_source import ModelSource, resolve_model_source  # noqa: E402
 from core.exporter.service_folder import (  # noqa: E402
     SERVICE_TEMPLATE,
@@ -45,6 +43,8 @@ from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_at
 log = logging.getLogger(__name__)
 
 
+# The model source and the service folder live in leaf modules (no builder <-> onnx_export
+# cycle); their names stay importable from here, the builder's API since the seed.
 __all__ = [
     "ModelSource",
     "announce_service_folder",

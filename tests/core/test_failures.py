@@ -22,7 +22,10 @@ from tests.core.training_fixtures import ROOT, SAMPLE, tiny_config
 
 
 def test_describe_words_a_failure_once_for_every_boundary() -> None:
-    bad = describe(TrainingError("unknown base model 'x'"), doing="training failed", bad_input=(TrainingError,))
+    try:
+        raise TrainingError("unknown base model 'x'")
+    except TrainingError as error:
+        bad = describe(error, doing="training failed", bad_input=(TrainingError,))
     assert (bad.message, bad.bad_input, bad.exit_code) == ("unknown base model 'x'", True, 1)
     assert "Traceback" in bad.details and "TrainingError" in bad.details
     crash = describe(RuntimeError("disk on fire"), doing="training failed", bad_input=(TrainingError,))
