@@ -501,10 +501,7 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
     ins_append = block.ins.append
     outs_append = block.outs.append
     rlines_append = block.rlines.append
-    block_warnings = block.warnings
-    key_counts = block.key_counts
     problems = scan.problems
-    start = scan.start
     lineno = scan.lineno
     utf16_file = scan.utf16_file
     extra_keys = 0
@@ -522,7 +519,7 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
                     if utf16_file:  # counted, but listed once (on line 1)
                         problems.count(p.kind)
                         continue
-                    utf16_file = start == 0 and lineno == 1
+                    utf16_file = scan.start == 0 and lineno == 1
                 problems.add(lineno, p.kind, p.message)
                 continue
             if rec is BLANK:
@@ -540,12 +537,12 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
                             continue
                         if extra:
                             names = ", ".join(repr(k) for k in extra[:10])
-                            block_warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
+                            block.warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
                     # Nested objects deeper than metadata's keys are not counted: such a
                     # line fails the fast test and is checked exactly (rare and correct).
                     meta = rec.get("metadata")
                     n_keys = len(rec) + len(meta) if type(meta) is dict else len(rec)
-                    key_counts[lineno] = n_keys
+                    block.key_counts[lineno] = n_keys
                     extra_keys += n_keys - 2
                 ins_append(inp)
                 outs_append(out)
