@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from core import __version__
+from core.failures import print_error
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,9 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         with cancel_on_sigint() as token:
             report = validate_file(args.data, on_event=reporter, cancel=token)
-    except FileNotFoundError as exc:
+    except (DatasetError, OSError) as exc:  # missing, a folder, FIFO, device, link loop, unreadable
         reporter.close()
-        print(f"Error: file not found: {exc.filename or exc}", file=sys.stderr)
-        return 1
-    except (DatasetError, OSError) as exc:  # a folder, FIFO, device, link loop, unreadable file
-        reporter.close()
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
     except Cancelled:
         reporter.close()
         print("Cancelled.", file=sys.stderr)
@@ -119,8 +115,7 @@ def _predict(args: argparse.Namespace) -> int:
             return 1
         print(answer(args.input))
     except (ValueError, OSError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
     return 0
 
 
@@ -130,8 +125,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         return run_evaluate(args)
     except (ValueError, OSError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -146,8 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
             return 0
         serve(args.service, host=args.host, port=args.port, api_key=args.api_key)
     except (ValueError, OSError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
     return 0
 
 

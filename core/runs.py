@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,11 +27,11 @@ from core.events import (
     CancelToken,
     Event,
     EventCallback,
-    Failed,
     Finished,
     Log,
     StageStarted,
 )
+from core.failures import describe
 from core.jsonio import utc_now_iso, write_json_atomic
 from core.run_layout import (  # noqa: F401 - the layout's names and input models, re-exported
     EVENTS_FILE,
@@ -49,7 +48,7 @@ from core.run_layout import (  # noqa: F401 - the layout's names and input model
     read_object,
 )
 from core.run_layout import list_runs as _list_records
-from core.staging import OutputFolderError, new_staging, output_lock, remove_leftovers, swap_in
+from core.staging import OutputFolderError, discard, output_lock, remove_leftovers, staging_folder, swap_in
 
 logger = logging.getLogger(__name__)
 
@@ -250,18 +249,6 @@ class _EventSink:
             self._handle.close()
 
 
-def _staging_dir(run: RunFolder, target: str) -> Path:
-    """A new staging folder for ``target`` (dead runs' leftovers beside it are removed first)."""
-    final = run.path / target
-    legacy = run.path / f".{target}.partial"  # the fixed name earlier versions used
-    if legacy.exists():
-        shutil.rmtree(legacy)
-    remove_leftovers(final)
-    staging = new_staging(final)
-    staging.rmdir()  # a unique name (pid + random); the stage creates the folder when it writes
-    return staging
-
-
 def _promote(staging: Path, final: Path, overwrite: bool) -> None:
     """Swap a finished staging folder in as ``final`` (replacing it only when allowed, and only
     inside a run folder); a failure leaves the old ``final`` as it was."""
@@ -282,8 +269,9 @@ def execute_run(
 ) -> str:
     """Run ``stages`` in order; return the final status (completed, failed or cancelled).
 
-    Never raises for a stage failure: the failure is recorded in run.json, written to
-    events.jsonl as a ``Failed`` event and forwarded to ``on_event``. Raises
+    Never raises for a stage failure: the stages only raise, and this is where a failure is
+    reported, once: recorded in run.json, written to events.jsonl as the run's one ``Failed``
+    event and forwarded to ``on_event``. Raises
     :class:`core.staging.OutputInUseError`, touching nothing, while another process executes
     the same run.
     """
@@ -301,30 +289,11 @@ def _execute_locked(
     run.save()
     started = time.perf_counter()
     status = "completed"
-    current: Path | None = None
     try:
         for stage in stages:
             cancel.raise_if_cancelled()
-            final = run.path / stage.target
-            if final.exists() and not overwrite:
-                raise FileExistsError(
-                    f"{stage.target}/ already exists in {run.path.name} (enable overwrite to replace it)"
-                )
-            if stage.staged:
-                current = _staging_dir(run, stage.target)
-                sink.remap = {str(current): str(final)}
-                out = current
-            else:
-                current = None if final.exists() else final
-                sink.remap = {}
-                out = final
-            sink(StageStarted(stage=stage.name, message=f"{stage.name} started"))
             t0 = time.perf_counter()
-            result = stage.fn(run, out, sink, cancel)
-            cancel.raise_if_cancelled()
-            if stage.staged and out.exists():
-                _promote(out, final, overwrite)
-            current = None
+            result = _run_stage(run, stage, sink, cancel, overwrite)
             elapsed = round(time.perf_counter() - t0, 3)
             run.record["timings"][stage.name] = elapsed
             run.record["stages"].append(
@@ -335,17 +304,11 @@ def _execute_locked(
     except Cancelled:
         status = "cancelled"
         sink(Log(message="run cancelled; partial output removed", level="warning"))
-    except Exception as exc:  # errors are results: record, report, carry on
-        import traceback
-
+    except Exception as exc:  # errors are results: record, report (once), carry on
         status = "failed"
-        message = _readable(exc)
-        details = traceback.format_exc()
-        run.record["error"] = {"message": message, "details": details}
-        sink(Failed(message=message, details=details))
-    finally:
-        if current is not None and current.exists():
-            shutil.rmtree(current, ignore_errors=True)
+        failure = describe(exc)
+        run.record["error"] = {"message": failure.headline, "details": failure.details}
+        sink(failure.event(short=True))
     run.record["status"] = status
     run.record["finished_time"] = utc_now_iso()
     run.record["timings"]["total"] = round(time.perf_counter() - started, 3)
@@ -356,9 +319,37 @@ def _execute_locked(
     return status
 
 
-def _readable(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return text if len(text) < 400 else text[:400] + "…"
+def _run_stage(run: RunFolder, stage: Stage, sink: _EventSink, cancel: CancelToken, overwrite: bool) -> dict[str, Any]:
+    """One stage into its target: staged (built beside, swapped in) or written in place (a new
+    target is removed again when the stage fails or is cancelled)."""
+    final = run.path / stage.target
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{stage.target}/ already exists in {run.path.name} (enable overwrite to replace it)")
+    if not stage.staged:
+        new = not final.exists()
+        sink.remap = {}
+        sink(StageStarted(stage=stage.name, message=f"{stage.name} started"))
+        try:
+            result = stage.fn(run, final, sink, cancel)
+            cancel.raise_if_cancelled()
+        except BaseException:
+            if new:
+                discard(final)
+            raise
+        return result
+    legacy = run.path / f".{stage.target}.partial"  # the fixed name earlier versions used
+    if legacy.exists():
+        discard(legacy)
+    remove_leftovers(final)  # of dead runs (this run is locked)
+    with staging_folder(final) as staging:
+        staging.rmdir()  # a unique name (pid + random); the stage creates the folder when it writes
+        sink.remap = {str(staging): str(final)}
+        sink(StageStarted(stage=stage.name, message=f"{stage.name} started"))
+        result = stage.fn(run, staging, sink, cancel)
+        cancel.raise_if_cancelled()
+        if staging.exists():
+            _promote(staging, final, overwrite)
+    return result
 
 
 def _jsonable(value: Any) -> Any:
@@ -387,7 +378,7 @@ def _keep_checkpoint(run: RunFolder, out: Path, report: dict[str, Any] | None, o
         if (out / "model_manifest.json").is_file():  # an earlier completed model stays where it is
             return
         keep = run.path / RESUME_DIR
-        shutil.rmtree(keep, ignore_errors=True)
+        discard(keep)
         out.rename(keep)
         on_event(Log(message=f"checkpoint kept in {RESUME_DIR}/: resume continues from it", level="warning"))
 

@@ -13,6 +13,9 @@ folder) follows the same steps:
    are removed; a live process's never are.
 4. :func:`new_staging` + :func:`swap_in`: the new folder is built beside the target, renamed in
    (the old one renamed aside first, then deleted); any failure puts the old one back as it was.
+
+:func:`locked_output` is steps 2 and 3 together, and :func:`staging_folder` step 4 as a ``with``
+block that removes the staging folder however the block ends unless it was swapped in.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ __all__ = [
     "OutputInUseError",
     "check_replaceable",
     "current_umask",
+    "discard",
     "lock_path",
+    "locked_output",
     "new_staging",
     "normalize_modes",
     "output_lock",
     "pid_alive",
     "remove_leftovers",
+    "staging_folder",
     "swap_in",
 ]
 
@@ -140,6 +146,14 @@ def output_lock(target: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             path.unlink()
         _release(fd)
+
+
+@contextlib.contextmanager
+def locked_output(target: Path) -> Iterator[Path]:
+    """Hold ``target``'s lock (see :func:`output_lock`) with dead runs' leftovers beside it removed."""
+    with output_lock(target) as lock:
+        remove_leftovers(target)
+        yield lock
 
 
 def _acquire(path: Path, target: Path) -> int:
@@ -260,10 +274,27 @@ def swap_in(staging: Path, target: Path) -> None:
     except BaseException:
         os.rename(old, target)
         raise
-    _remove_tree(old)
+    discard(old)
 
 
-def _remove_tree(path: Path) -> None:
+@contextlib.contextmanager
+def staging_folder(target: Path, tag: str | None = None, owner: bool = True) -> Iterator[Path]:
+    """A new staging folder beside ``target`` (see :func:`new_staging`) for the ``with`` block.
+
+    The block publishes it with :func:`swap_in`; whatever is left of it when the block ends
+    (failed, cancelled, or not published) is removed. ``owner=False``: a torchrun rank that
+    shares the folder with rank 0, which alone removes it.
+    """
+    folder = new_staging(target, tag)
+    try:
+        yield folder
+    finally:
+        if owner:
+            discard(folder)
+
+
+def discard(path: Path) -> None:
+    """Remove a folder (or file, or link) we built, if it is there; never raises."""
     if path.is_symlink() or not path.is_dir():
         with contextlib.suppress(OSError):
             path.unlink()
@@ -301,7 +332,7 @@ def remove_leftovers(target: Path) -> list[Path]:
             os.rename(path, target)
             continue
         logger.info("removing %s, left by a process that is no longer running", path)
-        _remove_tree(path)
+        discard(path)
         removed.append(path)
     return removed
 

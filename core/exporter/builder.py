@@ -18,126 +18,47 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
-from collections.abc import Iterator, Sequence  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
 from core.events import (  # noqa: E402
-    ArtifactWritten,
     Cancelled,
     CancelToken,
     EventCallback,
-    Finished,
-    Log,
     Progress,
     StageStarted,
     noop,
 )
 from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError  # noqa: E402
-from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
-from core.staging import (  # noqa: E402
-    OutputFolderError,
-    check_replaceable,
-    new_staging,
-    output_lock,
-    remove_leftovers,
-    swap_in,
+from core.exporter.model_source import ModelSource, resolve_model_source  # noqa: E402
+from core.exporter.service_folder import (  # noqa: E402
+    SERVICE_TEMPLATE,
+    announce_service_folder,
+    copy_service_template,
+    staged_output_dir,
 )
+from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-STUB_FILENAME = "model_stub.json"
-MANIFEST_FILENAME = "model_manifest.json"
-SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
-_MAX_STUB_BYTES = 16 << 20  # a model_stub.json is a few hundred bytes
 
-__all__ = ["ModelSource", "build", "get_template_dir", "main", "resolve_model_source", "staged_output_dir"]
+# The model source and the service folder live in leaf modules (no builder <-> onnx_export
+# cycle); their names stay importable from here, the builder's API since the seed.
+__all__ = [
+    "ModelSource",
+    "announce_service_folder",
+    "build",
+    "get_template_dir",
+    "main",
+    "resolve_model_source",
+    "staged_output_dir",
+]
 
 
 def get_template_dir() -> Path:
     """The folder of the service template copied into every service folder (the seed's API)."""
     return SERVICE_TEMPLATE
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """What a model path points at: a dry-run stub file or a real trained model folder."""
-
-    kind: Literal["stub", "hf"]
-    path: Path  # the stub file, or the folder holding model_manifest.json / config.json
-
-
-def resolve_model_source(model_path: str | os.PathLike[str]) -> ModelSource:
-    """Accept a stub file, a training output folder, its ``model/`` folder or a run folder."""
-    path = Path(model_path).expanduser()
-    if not path.exists():
-        raise ModelNotFoundError(f"Model path not found: {path}")
-    if path.is_file():
-        if path.name == MANIFEST_FILENAME:
-            return ModelSource("hf", path.parent)
-        if path.stat().st_size > _MAX_STUB_BYTES:  # a weights file, say: do not read it into memory
-            raise ExportError(
-                f"{path} is not a model artifact. Expected JSON (a model_stub.json) or a training output "
-                "folder; pass the folder that holds model_manifest.json"
-            )
-        try:
-            data = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise ExportError(
-                f"{path} is not a model artifact. Expected JSON (a model_stub.json), but it is not readable JSON: {exc}"
-            ) from exc
-        if not isinstance(data, dict) or "model_type" not in data:
-            raise ExportError(f"{path} is not a model artifact: it has no 'model_type'")
-        return ModelSource("stub", path)
-    for folder in (path, path / "model", path.parent):
-        if (folder / MANIFEST_FILENAME).is_file():
-            return ModelSource("hf", folder)
-        if folder is not path.parent and (folder / STUB_FILENAME).is_file():
-            return ModelSource("stub", folder / STUB_FILENAME)
-    if (path / "config.json").is_file():
-        return ModelSource("hf", path)
-    raise ExportError(
-        f"{path} is not a model: expected {STUB_FILENAME} (dry run), {MANIFEST_FILENAME} "
-        "(a TinyForge training output) or a Hugging Face model folder with config.json"
-    )
-
-
-SERVICE_MARKER = "model_metadata.json"  # what makes a folder a TinyForge service (to replace)
-
-
-@contextmanager
-def staged_output_dir(output_dir: str | os.PathLike[str], overwrite: bool) -> Iterator[Path]:
-    """Yield a temp folder beside ``output_dir``; on success it replaces ``output_dir`` whole.
-
-    An existing ``output_dir`` without ``overwrite`` is refused before anything is written, and
-    with ``overwrite`` too unless it is a TinyForge service (its ``model_metadata.json`` is
-    there) or empty. The folder is locked for the whole build (a second export into it is
-    refused), leftovers of dead builds beside it are removed, and on any error the temp folder
-    is removed and the existing folder is left exactly as it was.
-    """
-    target = Path(output_dir).expanduser().absolute()
-    exists = target.exists() or target.is_symlink()
-    if exists and not overwrite:
-        raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
-    try:
-        check_replaceable(target, [SERVICE_MARKER], "service folder")
-        with output_lock(target):
-            check_replaceable(target, [SERVICE_MARKER], "service folder")  # as it is now, locked
-            if (target.exists() or target.is_symlink()) and not overwrite:
-                raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
-            remove_leftovers(target)
-            folder = new_staging(target)
-            try:
-                yield folder
-                swap_in(folder, target)
-            finally:
-                if folder.exists():
-                    shutil.rmtree(folder, ignore_errors=True)
-    except OutputFolderError as exc:
-        raise ExportError(str(exc)) from exc
 
 
 def build(
@@ -189,7 +110,7 @@ def _build_stub(
     steps = 4 if export_onnx else 2
     emit(StageStarted("export", f"building the service for {model_ref}"))
     with staged_output_dir(target, overwrite) as staging:
-        _copy_service_template(staging)
+        copy_service_template(staging)
         _step(emit, cancel, 1, steps, "service files")
         metadata = {
             "model_path": model_ref,
@@ -203,19 +124,6 @@ def _build_stub(
         if export_onnx:
             result = _write_onnx_placeholders(staging, target, stub, model_ref, quantize, emit, cancel, steps)
     return announce_service_folder(target, result, emit, "dry-run placeholders")
-
-
-def announce_service_folder(
-    target: Path, report: dict[str, Any], emit: EventCallback, note: str = ""
-) -> dict[str, Any]:
-    """Report every file of a finished service folder, its warnings, and the end of the export."""
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
-        emit(ArtifactWritten(str(path)))
-    for warning in report.get("warnings", []):
-        emit(Log(warning, "warning"))
-    emit(Log(f"Service folder ready: {target}" + (f" ({note})" if note else "")))
-    emit(Finished("completed", report))
-    return report
 
 
 def _write_onnx_placeholders(
@@ -268,19 +176,6 @@ def _write_onnx_placeholders(
     return report
 
 
-def _copy_service_template(destination: Path) -> None:
-    for item in SERVICE_TEMPLATE.iterdir():
-        if item.name == "__pycache__":
-            continue
-        if item.is_dir():
-            shutil.copytree(item, destination / item.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(item, destination / item.name)
-    run_script = destination / "run.sh"
-    if run_script.exists():
-        run_script.chmod(0o755)
-
-
 def _step(emit: EventCallback, cancel: CancelToken | None, step: int, total: int, message: str) -> None:
     if cancel is not None:
         cancel.raise_if_cancelled()
@@ -305,6 +200,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_export_command(args: argparse.Namespace) -> int:
     from core.console import ConsoleReporter
+    from core.failures import print_error
     from core.sigint import cancel_on_sigint
 
     reporter = ConsoleReporter(quiet=args.quiet)
@@ -323,10 +219,9 @@ def run_export_command(args: argparse.Namespace) -> int:
         reporter.close()
         print("Cancelled: the output folder was not changed.", file=sys.stderr)
         return 130
-    except (ExportError, OSError, ValueError) as exc:
+    except (ExportError, OSError, ValueError) as exc:  # the boundary: one error line
         reporter.close()
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc)
     finally:
         reporter.close()
     if not args.quiet:

@@ -17,8 +17,7 @@ import logging
 import os
 import shutil
 import time
-import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from core.events import (
     Cancelled,
     CancelToken,
     EventCallback,
-    Failed,
     Log,
     Metric,
     Progress,
@@ -35,9 +33,12 @@ from core.events import (
 )
 from core.exporter.candidates import CANDIDATES, Gate, choose_served
 from core.exporter.errors import ExportError, ModelNotFoundError
+from core.exporter.model_source import MANIFEST_FILENAME, resolve_model_source
 from core.exporter.onnx_graphs import cache_layout as cache_layout
 from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
+from core.exporter.service_folder import announce_service_folder, copy_service_template, staged_output_dir
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
+from core.staging import staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,7 @@ __all__ = [
 ]
 
 EXPORT_FORMAT_VERSION = "1.0"
-MANIFEST_FILENAME = "model_manifest.json"
 PROMPT_FILENAME = "tinyforge_prompt.json"
-SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
 _LATENCY_PROMPTS = 4
 _STAGES = (
     "loading the trained model",
@@ -177,8 +176,6 @@ def export_real(
     mistakes and failures, :class:`core.events.Cancelled` when ``cancel`` is set; in every
     failure case nothing is left at ``output_dir`` that was not there before.
     """
-    from core.exporter.builder import announce_service_folder, staged_output_dir
-
     emit = on_event or noop
     if quantize not in ("int8", "none"):
         raise ExportError(f"Unknown quantization {quantize!r}: use 'int8' or 'none'")
@@ -190,16 +187,48 @@ def export_real(
         with staged_output_dir(target, overwrite) as staging:
             report = _export_into(staging, target, resolved, quantize, stages, emit, parity_inputs, max_new_tokens,
                                   self_test, exporter, gate or Gate())
-    except Cancelled:
+    except (Cancelled, ExportError):
         raise
-    except ExportError as exc:
-        emit(Failed(str(exc), "export error"))
-        raise
-    except Exception as exc:
-        message = f"ONNX export failed while {stages.current}: {type(exc).__name__}: {exc}"
-        emit(Failed(message, traceback.format_exc()))
-        raise ExportError(message) from exc
+    except Exception as exc:  # say which stage broke; the caller's boundary reports it
+        raise ExportError(f"ONNX export failed while {stages.current}: {type(exc).__name__}: {exc}") from exc
     return announce_service_folder(target, report, emit)
+
+
+@dataclass
+class _Export:
+    """What the stages of one export build up, stage by stage (see :func:`_export_into`)."""
+
+    staging: Path
+    target: Path
+    resolved: ResolvedModel
+    gate: Gate
+    model: Any = None
+    tokenizer: Any = None
+    architecture: str = ""
+    prompt: dict[str, Any] = field(default_factory=dict)
+    exported: dict[str, Any] = field(default_factory=dict)
+    graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision -> role -> path
+    quant_info: dict[str, Any] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    stop_ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    inputs_source: str = ""
+    generators: dict[str, Any] = field(default_factory=dict)
+    hf_prompts: list[list[int]] = field(default_factory=list)
+    check: Any = None
+    parity_report: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    served: str = "fp32"
+    served_reason: str = ""
+    candidates: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def onnx_dir(self) -> Path:
+        return self.staging / "onnx"
 
 
 def _export_into(
@@ -215,46 +244,64 @@ def _export_into(
     exporter: str,
     gate: Gate,
 ) -> dict[str, Any]:
-
-    from core.exporter import parity, serve
-
+    """Run the export's stages into ``staging`` (the service folder that becomes ``target``)."""
+    job = _Export(staging, target, resolved, gate)
     stages.next(_STAGES[0])
-    model, tokenizer, architecture = _load_torch_model(resolved)
-    prompt = _prompt_format(resolved, tokenizer, model, architecture)
-    onnx_dir = staging / "onnx"
-
+    job.model, job.tokenizer, job.architecture = _load_torch_model(resolved)
+    job.prompt = _prompt_format(resolved, job.tokenizer, job.model, job.architecture)
     stages.next(_STAGES[1])
-    emit(Log(f"exporting {architecture} model ({sum(p.numel() for p in model.parameters()):,} parameters)"))
-    exported = export_graphs(model, architecture, onnx_dir, exporter=exporter)
-    emit(Log(f"fp32 graph written with the {exported['exporter']} exporter (opset {exported['opset']})"))
-
+    _export_fp32(job, emit, exporter)
     stages.next(_STAGES[2])
-    check_graphs(staging, exported["files"])
-
+    check_graphs(staging, job.exported["files"])
     stages.next(_STAGES[3])
-    graphs: dict[str, dict[str, str]] = {"fp32": dict(exported["files"])}
-    quant_info: dict[str, Any] = {}
-    descriptions = {"fp32": "fp32 (the exact export)"}
-    if quantize == "int8":
-        for candidate in CANDIDATES:
-            stages.check_cancel()
-            emit(Log(f"quantizing: {candidate.description}"))
-            graphs[candidate.precision] = {}
-            descriptions[candidate.precision] = candidate.description
-            for role, rel in exported["files"].items():
-                name = candidate.file if role == "decoder" else f"{role}_{candidate.file}"
-                quant_info[candidate.precision] = candidate.build(staging / rel, onnx_dir / "quant" / name)
-                graphs[candidate.precision][role] = f"onnx/quant/{name}"
-
+    _quantize_candidates(job, quantize, stages, emit)
     stages.next(_STAGES[4])
-    stop_ids = sorted({int(i) for i in (prompt.get("stop_token_ids") or [prompt["eos_token_id"]])})
-    runtime = {
+    _assemble_service(job)
+    stages.next(_STAGES[5])
+    _check_parity(job, parity_inputs, max_new_tokens, emit)
+    stages.next(_STAGES[6])
+    _choose_served(job, max_new_tokens, emit)
+    stages.next(_STAGES[7])
+    test = _self_test(job, self_test, max_new_tokens)
+    stages.next(_STAGES[8])
+    return _write_report(job, test, stages.timings)
+
+
+def _export_fp32(job: _Export, emit: EventCallback, exporter: str) -> None:
+    """The fp32 ONNX graph(s) under ``onnx/``."""
+    emit(Log(f"exporting {job.architecture} model ({sum(p.numel() for p in job.model.parameters()):,} parameters)"))
+    job.exported = export_graphs(job.model, job.architecture, job.onnx_dir, exporter=exporter)
+    emit(Log(f"fp32 graph written with the {job.exported['exporter']} exporter (opset {job.exported['opset']})"))
+    job.graphs = {"fp32": dict(job.exported["files"])}
+    job.descriptions = {"fp32": "fp32 (the exact export)"}
+
+
+def _quantize_candidates(job: _Export, quantize: str, stages: _Stages, emit: EventCallback) -> None:
+    """Every quantized candidate's graphs under ``onnx/quant/`` (none with ``quantize="none"``)."""
+    if quantize != "int8":
+        return
+    for candidate in CANDIDATES:
+        stages.check_cancel()
+        emit(Log(f"quantizing: {candidate.description}"))
+        job.graphs[candidate.precision] = {}
+        job.descriptions[candidate.precision] = candidate.description
+        for role, rel in job.exported["files"].items():
+            name = candidate.file if role == "decoder" else f"{role}_{candidate.file}"
+            job.quant_info[candidate.precision] = candidate.build(job.staging / rel, job.onnx_dir / "quant" / name)
+            job.graphs[candidate.precision][role] = f"onnx/quant/{name}"
+
+
+def _assemble_service(job: _Export) -> None:
+    """The graphs' metadata (runtime layout, sizes), the service files and ``model_metadata.json``."""
+    model, exported, graphs, staging = job.model, job.exported, job.graphs, job.staging
+    job.stop_ids = sorted({int(i) for i in (job.prompt.get("stop_token_ids") or [job.prompt["eos_token_id"]])})
+    job.runtime = {
         "format_version": EXPORT_FORMAT_VERSION,
-        "architecture": architecture,
+        "architecture": job.architecture,
         "graphs": graphs,
         **exported["layout"],
-        "stop_token_ids": stop_ids,
-        "max_positions": getattr(model.config, "max_position_embeddings", None) if architecture == "causal" else None,
+        "stop_token_ids": job.stop_ids,
+        "max_positions": getattr(model.config, "max_position_embeddings", None) if job.architecture == "causal" else None,
         "max_prompt_tokens": 2048,
         "vocab_size": int(model.config.vocab_size),
     }
@@ -266,107 +313,120 @@ def _export_into(
         if precision != "fp32":
             sizes[f"{precision}_bytes"] = sum(graph_bytes(staging / rel) for rel in graphs[precision].values())
             sizes[f"{precision}_to_fp32_ratio"] = round(sizes[f"{precision}_bytes"] / sizes["fp32_bytes"], 4)
-    meta = {
-        **_graph_meta(resolved, model, architecture, exported, dict(exported["files"])),
+    job.sizes = sizes
+    job.meta = {
+        **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported["files"])),
         "sizes": sizes,
-        "quantization": quant_info.get("int8"),
-        "quantization_candidates": quant_info,
-        "runtime": runtime,
+        "quantization": job.quant_info.get("int8"),
+        "quantization_candidates": job.quant_info,
+        "runtime": job.runtime,
     }
-    export_time = meta["export_time"]
-    write_json_atomic(onnx_dir / "model.onnx.meta.json", meta)
-    _copy_service_files(staging, resolved.model_dir, tokenizer, prompt)
-    model_ref = str(resolved.root)
+    write_json_atomic(job.onnx_dir / "model.onnx.meta.json", job.meta)
+    _copy_service_files(staging, job.resolved.model_dir, job.tokenizer, job.prompt)
     write_json_atomic(
         staging / "model_metadata.json",
         {
-            "model_path": model_ref,
-            "created_time": export_time,
+            "model_path": str(job.resolved.root),
+            "created_time": job.meta["export_time"],
             "source": "tinyforge-exporter",
             "model_stub": False,
-            "architecture": architecture,
-            "base_model": resolved.manifest.get("base_model"),
+            "architecture": job.architecture,
+            "base_model": job.resolved.manifest.get("base_model"),
         },
     )
 
-    stages.next(_STAGES[5])
-    texts, inputs_source = parity.parity_texts(resolved.root, resolved.manifest, parity_inputs)
+
+def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens: int, emit: EventCallback) -> None:
+    """Every precision's answers against the trained model's (teacher-forced and generated)."""
+    from core.exporter import parity
     from core.exporter.onnx_predict import load_runtime_module
 
-    generators = {p: load_runtime_module().OnnxGenerator(staging, precision=p) for p in graphs}
-    hf_prompts = [_hf_encode(tokenizer, prompt, t) for t in texts]
-    warnings_out: list[str] = []
-    if exported["fallback_errors"]:
-        fallback = "; ".join(exported["fallback_errors"])
-        warnings_out.append(f"fell back to the {exported['exporter']} exporter ({fallback})")
-    check = parity.check_parity(
-        model, architecture, generators, texts, hf_prompts, stop_ids, prompt.get("decoder_start_token_id"),
-        max_new_tokens, gate,
+    job.texts, job.inputs_source = parity.parity_texts(job.resolved.root, job.resolved.manifest, parity_inputs)
+    job.generators = {p: load_runtime_module().OnnxGenerator(job.staging, precision=p) for p in job.graphs}
+    job.hf_prompts = [_hf_encode(job.tokenizer, job.prompt, t) for t in job.texts]
+    if job.exported["fallback_errors"]:
+        fallback = "; ".join(job.exported["fallback_errors"])
+        job.warnings.append(f"fell back to the {job.exported['exporter']} exporter ({fallback})")
+    job.check = parity.check_parity(
+        job.model, job.architecture, job.generators, job.texts, job.hf_prompts, job.stop_ids,
+        job.prompt.get("decoder_start_token_id"), max_new_tokens, job.gate,
     )
-    parity_report = {"n_inputs": len(texts), "inputs_source": inputs_source, **check.report}
-    warnings_out += check.warnings
-    for precision in generators:
-        emit(_parity_metric(precision, parity_report[precision]))
+    job.parity_report = {"n_inputs": len(job.texts), "inputs_source": job.inputs_source, **job.check.report}
+    job.warnings += job.check.warnings
+    for precision in job.generators:
+        emit(_parity_metric(precision, job.parity_report[precision]))
 
-    stages.next(_STAGES[6])
+
+def _choose_served(job: _Export, max_new_tokens: int, emit: EventCallback) -> None:
+    """Time every precision, serve the fastest that passed the gate, drop the failed candidates."""
+    from core.exporter import parity
+
     timed = _LATENCY_PROMPTS  # a few prompts time every backend well; parity uses them all
-    latency = parity.measure_all_latency(
-        model, architecture, generators, check.onnx_prompts[:timed], hf_prompts[:timed], stop_ids,
-        prompt.get("decoder_start_token_id"), max_new_tokens,
+    job.latency = parity.measure_all_latency(
+        job.model, job.architecture, job.generators, job.check.onnx_prompts[:timed], job.hf_prompts[:timed],
+        job.stop_ids, job.prompt.get("decoder_start_token_id"), max_new_tokens,
     )
-
-    quantized = {p: parity_report[p] for p in graphs if p != "fp32"}
-    service_precision, served_reason = choose_served(quantized, latency, gate)
-    emit(Log(f"serving {service_precision}: {served_reason}"))
-    candidates = _candidate_table(graphs, descriptions, sizes, latency, parity_report, service_precision)
+    graphs = job.graphs
+    quantized = {p: job.parity_report[p] for p in graphs if p != "fp32"}
+    job.served, job.served_reason = choose_served(quantized, job.latency, job.gate)
+    emit(Log(f"serving {job.served}: {job.served_reason}"))
+    job.candidates = _candidate_table(graphs, job.descriptions, job.sizes, job.latency, job.parity_report, job.served)
     for precision in list(graphs):  # a failed candidate is not shipped (the seed's quantized.onnx stays)
-        if precision not in ("fp32", "int8", service_precision):
+        if precision not in ("fp32", "int8", job.served):
             for rel in graphs.pop(precision).values():
-                _remove_graph(staging / rel)
-            del generators[precision]
-            candidates[precision]["kept"] = False
-    runtime["graphs"] = graphs
-    runtime["served_precision"] = service_precision
-    write_json_atomic(onnx_dir / "model.onnx.meta.json", meta)
+                _remove_graph(job.staging / rel)
+            del job.generators[precision]
+            job.candidates[precision]["kept"] = False
+    job.runtime["graphs"] = graphs
+    job.runtime["served_precision"] = job.served
+    write_json_atomic(job.onnx_dir / "model.onnx.meta.json", job.meta)
 
-    stages.next(_STAGES[7])
-    if self_test:
-        test = serve.self_test(staging, texts, check.onnx_answers[service_precision], max_new_tokens, precision=service_precision)
-        if not test.get("passed"):
-            warnings_out.append(f"service self-test failed: {test.get('error') or 'answers differ from predict'}")
-    else:
-        test = {"passed": None, "skipped": True}
 
-    stages.next(_STAGES[8])
+def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> dict[str, Any]:
+    """Start the service on loopback and compare its answers with predict's (unless disabled)."""
+    from core.exporter import serve
+
+    if not enabled:
+        return {"passed": None, "skipped": True}
+    test = serve.self_test(job.staging, job.texts, job.check.onnx_answers[job.served], max_new_tokens,
+                           precision=job.served)
+    if not test.get("passed"):
+        job.warnings.append(f"service self-test failed: {test.get('error') or 'answers differ from predict'}")
+    return test
+
+
+def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    """``export_report.json``: where everything is, how it measured and what is served."""
+    graphs, target, check = job.graphs, job.target, job.check
     report = {
         "onnx_path": str(target / graphs["fp32"]["decoder"]),
         "quantized_path": str(target / graphs["int8"]["decoder"]) if "int8" in graphs else None,
-        "export_time": export_time,
-        "model_path": model_ref,
+        "export_time": job.meta["export_time"],
+        "model_path": str(job.resolved.root),
         "model_stub": False,
-        "architecture": architecture,
-        "base_model": resolved.manifest.get("base_model"),
-        "exporter": exported["exporter"],
-        "opset": exported["opset"],
+        "architecture": job.architecture,
+        "base_model": job.resolved.manifest.get("base_model"),
+        "exporter": job.exported["exporter"],
+        "opset": job.exported["opset"],
         "graphs": {p: {role: str(target / rel) for role, rel in files.items()} for p, files in graphs.items()},
-        "sizes": sizes,
-        "parity": parity_report,
-        "latency": latency,
+        "sizes": job.sizes,
+        "parity": job.parity_report,
+        "latency": job.latency,
         "self_test": test,
-        "served_precision": service_precision,
-        "served_reason": served_reason,
-        "service_precision": service_precision,
-        "gate": asdict(gate),
-        "candidates": candidates,
+        "served_precision": job.served,
+        "served_reason": job.served_reason,
+        "service_precision": job.served,
+        "gate": asdict(job.gate),
+        "candidates": job.candidates,
         "samples": [
             {"input": t, "torch": a, **{f"onnx_{p}": check.onnx_answers[p][i] for p in check.onnx_answers}}
-            for i, (t, a) in enumerate(zip(texts, check.torch_answers, strict=True))
+            for i, (t, a) in enumerate(zip(job.texts, check.torch_answers, strict=True))
         ][:4],
-        "warnings": warnings_out,
-        "durations_s": stages.timings,
+        "warnings": job.warnings,
+        "durations_s": timings,
     }
-    del generators
-    write_json_atomic(staging / "export_report.json", report)
+    job.generators.clear()  # the ONNX sessions, before the folder is renamed into place
+    write_json_atomic(job.staging / "export_report.json", report)
     return report
 
 
@@ -475,16 +535,7 @@ def _hf_encode(tokenizer: Any, prompt: dict[str, Any], text: str) -> list[int]:
 
 def _copy_service_files(staging: Path, model_dir: Path, tokenizer: Any, prompt: dict[str, Any]) -> None:
     """Service template, tokenizer.json and the prompt format into the service folder."""
-    for item in SERVICE_TEMPLATE.iterdir():
-        if item.name == "__pycache__" or item.name.endswith(".pyc"):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, staging / item.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(item, staging / item.name)
-    run_script = staging / "run.sh"
-    if run_script.exists():
-        run_script.chmod(0o755)
+    copy_service_template(staging)
     if (model_dir / "tokenizer.json").is_file():
         shutil.copy2(model_dir / "tokenizer.json", staging / "tokenizer.json")
     else:
@@ -510,8 +561,6 @@ def export_to_onnx(model_path: str | os.PathLike[str], output_dir: str | os.Path
     (:class:`ExportError`) for a file that is not a model. Only the graph files it writes are
     replaced in ``output_dir``; use :func:`core.exporter.builder.build` for a runnable service.
     """
-    from core.exporter.builder import resolve_model_source
-
     source = resolve_model_source(model_path)
     out = Path(output_dir).expanduser().absolute()
     if source.kind == "stub":
@@ -568,16 +617,11 @@ def _export_placeholder(stub_path: Path, out: Path) -> Path:
 def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
     """Export the real fp32 graph(s) of a trained model into ``out`` with their metadata.
 
-    The graphs are exported and checked in a temp folder inside ``out`` and moved into place
-    only when complete, so a failure leaves ``out`` as it was.
+    The graphs are exported and checked in a staging folder beside ``out/model.onnx`` and moved
+    into place only when complete, so a failure leaves ``out`` as it was.
     """
-    import tempfile
-
-
     model, _tokenizer, architecture = _load_torch_model(resolved)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=out))
-    try:
+    with staging_folder(out / "model.onnx") as work:  # beside the graph; removed however this ends
         try:
             exported = export_graphs(model, architecture, work)
             files = {role: Path(rel).name for role, rel in exported["files"].items()}
@@ -592,6 +636,4 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
         names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
         for name in names:
             os.replace(work / name, out / name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return out / "model.onnx"

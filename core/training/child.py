@@ -3,9 +3,10 @@
 The child is :mod:`core.training.worker`; its JSON-line events are relayed to ``on_event`` in
 the calling thread. Cancel asks politely (SIGINT, or CTRL_BREAK on Windows: the child saves a
 checkpoint and reports cancelled), then kills the child after ``grace_seconds``. A child that
-dies without finishing becomes a ``Failed`` event and a :class:`TrainingProcessError` naming the
-exit code and the last lines of its stderr; a bad-input error in the child is re-raised here as
-:class:`TrainingError`.
+dies without finishing raises :class:`TrainingProcessError` naming the exit code and the last
+lines of its stderr; a bad-input error in the child is re-raised here as :class:`TrainingError`.
+The child's own ``Failed`` event becomes that exception, not a relayed event: the caller's
+boundary reports the failure, once.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
         if isinstance(event, Finished):
             finished = event
         elif isinstance(event, Failed):
-            failed = event
+            failed = event  # raised below, as an exception
+            continue
         emit(event)
     code = proc.wait()
     for thread in readers:
@@ -140,20 +142,19 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
     message = _describe_exit(code, failed)
     if stderr_tail:
         message += "\nlast lines of its error output:\n" + "\n".join(list(tail)[-8:])
-    if failed is None:
-        emit(Failed(message, stderr_tail))
-    raise TrainingProcessError(message, exit_code=code, stderr_tail=stderr_tail)
+    details = failed.details if failed is not None and failed.details else stderr_tail
+    raise TrainingProcessError(message, exit_code=code, stderr_tail=stderr_tail, details=details)
 
 
 def _remove_stale_staging(output: Path) -> None:
     """A killed child cannot clean up: remove the temp output folders of dead processes (its own
     among them, and its lock file), never those of a live run."""
-    from core.staging import OutputInUseError, output_lock, remove_leftovers
+    from core.staging import OutputInUseError, locked_output, remove_leftovers
 
     output = output.expanduser().resolve()
     try:
-        with output_lock(output):  # free now that the child is dead; releasing removes the file
-            remove_leftovers(output)
+        with locked_output(output):  # free now that the child is dead; releasing removes the file
+            pass
     except OutputInUseError:  # another run took the folder meanwhile: its files are its own
         remove_leftovers(output)
 

@@ -422,121 +422,161 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
     is fed every byte of the range when given. Duplicates are reported by the caller from the
     returned digests, so they work across ranges.
     """
-    problems = _Issues()
-    warnings = _Issues()
-    # 64-bit SipHash digests (Python's hash) of each input and output; the caller combines them
-    # into pair digests. They only compare within one process or across workers started with
-    # the same PYTHONHASHSEED.
-    in_digests = array("q")
-    out_digests = array("q")
-    rec_lines = array("q")
-    n_records = 0
-    in_tokens = 0
-    out_tokens = 0
-    lineno = 0
-    was_cancelled = False
-    utf16_file = False  # line 1 of the file is UTF-16: report that once, not on every line
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
+    scan = _RangeScan(start)
     with open_dataset(path) as f:
         if hasher is not None:
             f = _HashingReader(f, hasher)  # type: ignore[assignment]
         for lines, done in iter_line_blocks(f, start, end):
             # The per-line loop only sorts lines into records and problems; the per-record
             # checks, digests and token counts run once per block over whole lists (C loops).
-            ins: list[str] = []
-            outs: list[str] = []
-            rlines: list[int] = []
-            block_warnings: list[tuple[int, str, str]] = []
-            ins_append = ins.append
-            outs_append = outs.append
-            rlines_append = rlines.append
-            first_line = lineno + 1
-            problems_before = problems.total
-            extra_keys = 0  # object keys beyond input/output (the record's and its metadata's)
-            key_counts: dict[int, int] = {}  # line -> its keys, for records with more than two
-            for raw in lines:
-                lineno += 1
-                try:
-                    rec = loads(raw)
-                except decode_error:
-                    try:
-                        rec = parse_slow(raw)
-                    except LineProblem as p:
-                        if p.kind == UTF16:
-                            if utf16_file:  # counted, but listed once (on line 1)
-                                problems.count(p.kind)
-                                continue
-                            utf16_file = start == 0 and lineno == 1
-                        problems.add(lineno, p.kind, p.message)
-                        continue
-                    if rec is BLANK:
-                        continue
-                if type(rec) is dict:
-                    inp = rec.get("input")
-                    out = rec.get("output")
-                    if type(inp) is str and type(out) is str:
-                        if len(rec) > 2:
-                            if not (len(rec) == 3 and type(rec.get("metadata")) is dict):
-                                try:
-                                    extra = check_record(rec)
-                                except LineProblem as p:
-                                    problems.add(lineno, p.kind, p.message)
-                                    continue
-                                if extra:
-                                    names = ", ".join(repr(k) for k in extra[:10])
-                                    block_warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
-                            # Nested objects deeper than metadata's keys are not counted: such a
-                            # line fails the fast test and is checked exactly (rare and correct).
-                            meta = rec.get("metadata")
-                            n_keys = len(rec) + len(meta) if type(meta) is dict else len(rec)
-                            key_counts[lineno] = n_keys
-                            extra_keys += n_keys - 2
-                        ins_append(inp)
-                        outs_append(out)
-                        rlines_append(lineno)
-                        continue
-                try:
-                    check_record(rec)
-                except LineProblem as p:
-                    problems.add(lineno, p.kind, p.message)
-            if ins:
-                _check_block(ins, outs, rlines, block_warnings)
-                if problems.total != problems_before or not _key_marks_match(lines, 2 * len(ins) + extra_keys):
-                    _duplicate_key_warnings(lines, first_line, rlines, key_counts, block_warnings)
-                in_digests.extend(map(hash, ins))
-                out_digests.extend(map(hash, outs))
-                rec_lines.extend(rlines)
-                n_records += len(ins)
-                counted = count_tokens_pair(ins, outs)
-                in_tokens += counted[0]
-                out_tokens += counted[1]
-            if block_warnings:
-                block_warnings.sort()
-                for line, kind, message in block_warnings:
-                    warnings.add(line, kind, message)
+            block = _sort_lines(scan, lines)
+            _add_block(scan, lines, block)
             if progress is not None:
                 progress(done)
             if cancelled is not None and cancelled():
-                was_cancelled = True
+                scan.cancelled = True
                 break
-    return {
-        "start": start,
-        "n_lines": lineno,
-        "n_records": n_records,
-        "in_tokens": in_tokens,
-        "out_tokens": out_tokens,
-        "problems": problems.kept,
-        "n_problems": problems.total,
-        "problem_counts": problems.counts,
-        "warnings": warnings.kept,
-        "n_warnings": warnings.total,
-        "warning_counts": warnings.counts,
-        "in_digests": in_digests.tobytes(),
-        "out_digests": out_digests.tobytes(),
-        "rec_lines": rec_lines.tobytes(),
-        "cancelled": was_cancelled,
-    }
+    return scan.result()
+
+
+class _RangeScan:
+    """The running totals of one :func:`scan_range`."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.problems = _Issues()
+        self.warnings = _Issues()
+        # 64-bit SipHash digests (Python's hash) of each input and output; the caller combines
+        # them into pair digests. They only compare within one process or across workers
+        # started with the same PYTHONHASHSEED.
+        self.in_digests = array("q")
+        self.out_digests = array("q")
+        self.rec_lines = array("q")
+        self.n_records = 0
+        self.in_tokens = 0
+        self.out_tokens = 0
+        self.lineno = 0
+        self.cancelled = False
+        self.utf16_file = False  # line 1 of the file is UTF-16: report that once, not on every line
+
+    def result(self) -> dict[str, Any]:
+        """The scan's result, as :func:`scan_range` returns it."""
+        problems, warnings = self.problems, self.warnings
+        return {
+            "start": self.start,
+            "n_lines": self.lineno,
+            "n_records": self.n_records,
+            "in_tokens": self.in_tokens,
+            "out_tokens": self.out_tokens,
+            "problems": problems.kept,
+            "n_problems": problems.total,
+            "problem_counts": problems.counts,
+            "warnings": warnings.kept,
+            "n_warnings": warnings.total,
+            "warning_counts": warnings.counts,
+            "in_digests": self.in_digests.tobytes(),
+            "out_digests": self.out_digests.tobytes(),
+            "rec_lines": self.rec_lines.tobytes(),
+            "cancelled": self.cancelled,
+        }
+
+
+class _Block:
+    """One block's well-formed records (inputs, outputs, line numbers) and their warnings."""
+
+    def __init__(self, first_line: int, problems_before: int) -> None:
+        self.first_line = first_line
+        self.problems_before = problems_before
+        self.ins: list[str] = []
+        self.outs: list[str] = []
+        self.rlines: list[int] = []
+        self.warnings: list[tuple[int, str, str]] = []
+        self.extra_keys = 0  # object keys beyond input/output (the record's and its metadata's)
+        self.key_counts: dict[int, int] = {}  # line -> its keys, for records with more than two
+
+
+def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
+    """Sort one block's lines into records and problems (the hot loop: locals, no calls per record)."""
+    block = _Block(scan.lineno + 1, scan.problems.total)
+    ins_append = block.ins.append
+    outs_append = block.outs.append
+    rlines_append = block.rlines.append
+    problems = scan.problems
+    lineno = scan.lineno
+    utf16_file = scan.utf16_file
+    extra_keys = 0
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    for raw in lines:
+        lineno += 1
+        try:
+            rec = loads(raw)
+        except decode_error:
+            try:
+                rec = parse_slow(raw)
+            except LineProblem as p:
+                if p.kind == UTF16:
+                    if utf16_file:  # counted, but listed once (on line 1)
+                        problems.count(p.kind)
+                        continue
+                    utf16_file = scan.start == 0 and lineno == 1
+                problems.add(lineno, p.kind, p.message)
+                continue
+            if rec is BLANK:
+                continue
+        if type(rec) is dict:
+            inp = rec.get("input")
+            out = rec.get("output")
+            if type(inp) is str and type(out) is str:
+                if len(rec) > 2:
+                    if not (len(rec) == 3 and type(rec.get("metadata")) is dict):
+                        try:
+                            extra = check_record(rec)
+                        except LineProblem as p:
+                            problems.add(lineno, p.kind, p.message)
+                            continue
+                        if extra:
+                            names = ", ".join(repr(k) for k in extra[:10])
+                            block.warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
+                    # Nested objects deeper than metadata's keys are not counted: such a
+                    # line fails the fast test and is checked exactly (rare and correct).
+                    meta = rec.get("metadata")
+                    n_keys = len(rec) + len(meta) if type(meta) is dict else len(rec)
+                    block.key_counts[lineno] = n_keys
+                    extra_keys += n_keys - 2
+                ins_append(inp)
+                outs_append(out)
+                rlines_append(lineno)
+                continue
+        try:
+            check_record(rec)
+        except LineProblem as p:
+            problems.add(lineno, p.kind, p.message)
+    scan.lineno = lineno
+    scan.utf16_file = utf16_file
+    block.extra_keys = extra_keys
+    return block
+
+
+def _add_block(scan: _RangeScan, lines: list[bytes], block: _Block) -> None:
+    """Check a block's records together (C loops over lists) and add them to the scan's totals."""
+    if block.ins:
+        _check_block(block.ins, block.outs, block.rlines, block.warnings)
+        if scan.problems.total != block.problems_before or not _key_marks_match(
+            lines, 2 * len(block.ins) + block.extra_keys
+        ):
+            _duplicate_key_warnings(lines, block.first_line, block.rlines, block.key_counts, block.warnings)
+        scan.in_digests.extend(map(hash, block.ins))
+        scan.out_digests.extend(map(hash, block.outs))
+        scan.rec_lines.extend(block.rlines)
+        scan.n_records += len(block.ins)
+        counted = count_tokens_pair(block.ins, block.outs)
+        scan.in_tokens += counted[0]
+        scan.out_tokens += counted[1]
+    if block.warnings:
+        block.warnings.sort()
+        for line, kind, message in block.warnings:
+            scan.warnings.add(line, kind, message)
 
 
 def _key_marks(raw: bytes) -> int:

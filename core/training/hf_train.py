@@ -18,7 +18,8 @@ Cancel (the token, or Ctrl-C through the CLI's SIGINT handler) is polled after e
 step: the trainer saves a checkpoint under ``OUT/checkpoints/`` that ``resume=True`` continues,
 and the function *returns* the report with status ``"cancelled"`` (it does not raise). A cancel
 before the first step returns status ``"cancelled"`` and writes nothing. Any other failure
-emits ``Failed`` and raises (``TrainingError`` for bad input).
+raises (``TrainingError`` for bad input); the caller's boundary reports it (see
+:mod:`core.failures`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,6 @@ from core.events import (
     Cancelled,
     CancelToken,
     EventCallback,
-    Failed,
     Finished,
     Log,
     Metric,
@@ -52,9 +50,9 @@ from core.jsonio import read_json, utc_now_iso, write_json_atomic
 from core.staging import (
     OutputFolderError,
     check_replaceable,
-    new_staging,
-    output_lock,
-    remove_leftovers,
+    discard,
+    locked_output,
+    staging_folder,
     swap_in,
 )
 from core.training.config import TrainConfig
@@ -105,12 +103,8 @@ def run_real_training(
     emit = (on_event or noop) if rank == 0 else noop
     token = cancel or CancelToken()
     started = time.time()
-    try:
-        plan = _validate(config, emit, rank, world_size)
-        release = _lock_output(plan.output, rank)
-    except TrainingError as error:
-        emit(Failed(str(error), "bad input"))
-        raise
+    plan = _validate(config, emit, rank, world_size)
+    release = _lock_output(plan.output, rank)
     try:
         return _run_locked(plan, emit, token, started)
     finally:
@@ -123,31 +117,27 @@ def _lock_output(output: Path, rank: int) -> Callable[[], None]:
         return lambda: None
     held = contextlib.ExitStack()
     try:
-        held.enter_context(output_lock(output))
+        held.enter_context(locked_output(output))
     except OutputFolderError as error:
         raise TrainingError(str(error)) from error
-    remove_leftovers(output)
     return held.close
 
 
 def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: float) -> dict[str, Any]:
     """Train into a staging folder beside the output and publish it (rank 0 holds the lock)."""
     rank = plan.rank
-    staging = _staging_dir(plan.output, plan.world_size)
     try:
-        report = _train(plan, staging, emit, token, started)
+        # Rank 0 alone removes what is left of the shared staging folder (failed, cancelled).
+        with staging_folder(plan.output, _staging_tag(plan.world_size), owner=rank == 0) as staging:
+            report = _train(plan, staging, emit, token, started)
     except Cancelled:
-        _remove(staging)
         report = {**_base_report(plan, "cancelled", started), "checkpoint": None}
         emit(Log("cancelled before training started; nothing was written", "warning"))
         emit(Finished("cancelled", report))
         return report
-    except TrainingError as error:
-        _remove(staging)
-        emit(Failed(str(error), "bad input"))
+    except TrainingError:
         raise
     except BaseException as error:
-        _remove(staging)
         message = f"training failed: {type(error).__name__}: {error}"
         # The failed report goes only where it replaces nothing: a previous output stays as it was.
         if rank == 0 and not isinstance(error, KeyboardInterrupt) and _absent_or_empty(plan.output):
@@ -156,7 +146,6 @@ def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: f
                 write_json_atomic(plan.output / REPORT_NAME, failed)
             except OSError:
                 logger.exception("could not write the failed report")
-        emit(Failed(message, traceback.format_exc()))
         raise
     emit(Finished(report["status"], report))
     return report
@@ -294,12 +283,12 @@ def _resolve_precision(precision: str, device: str) -> Any:
     return choose_precision(precision, device, cpu_flags() if device == "cpu" else None, cuda_bf16)
 
 
-def _staging_dir(output: Path, world_size: int) -> Path:
-    """A temp folder beside ``output`` (the same on every rank under torchrun)."""
+def _staging_tag(world_size: int) -> str | None:
+    """The staging folder's tag under torchrun, so every rank builds in the same one."""
     if world_size > 1:
         run_id = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("MASTER_PORT", "dist")
-        return new_staging(output, tag=f"dist{run_id}")
-    return new_staging(output)
+        return f"dist{run_id}"
+    return None
 
 
 def _check_replaceable(output: Path) -> None:
@@ -314,11 +303,6 @@ def _absent_or_empty(folder: Path) -> bool:
         return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
     except OSError:
         return False
-
-
-def _remove(path: Path) -> None:
-    if _dist_rank() == 0:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- training
@@ -354,14 +338,73 @@ def _usable_cores() -> int:
 
 def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: CancelToken,
                   started: float) -> dict[str, Any]:
-    import torch
-    from transformers import PrinterCallback, TrainingArguments
+    """Load, prepare, train, then write and publish the output (rank 0): the training's stages."""
+    config = plan.config
+    model, tokenizer, fmt, examples = _load_and_encode(plan, emit, token)
+    device = _resolve_device(config.device)
+    default_attention = _set_training_attention(model, device, plan.spec.architecture, examples, emit)
+    model, lora_info = _apply_lora(model, plan, emit)
+    choice, n_bf16 = _apply_precision(model, config, device, emit)
+    precision = choice.precision
+    trainer, callback, collator, steps = _make_trainer(plan, staging, model, tokenizer, fmt, examples, device,
+                                                       precision, emit, token)
+    world_size = int(trainer.args.world_size)
+    emit(StageStarted("train", f"training {config.base_model} ({'LoRA' if config.lora.enabled else 'full'}), "
+                      f"{steps['total']} steps of {steps['per_step']} examples on {device} ({precision})"))
+    if plan.resume_from is not None:
+        emit(Log(f"resuming from {plan.resume_from.name}"))
+    train_started = time.time()
+    output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+    cancelled = callback.cancelled
+    if trainer.eval_dataset is not None and not cancelled and trainer.state.global_step % steps["eval"] != 0:
+        trainer.evaluate()
+    train_seconds = time.time() - train_started
+    _release_memory()  # the training step's activations and logits, before the fp32 base comes back
+    if n_bf16 and not cancelled:
+        _restore_base(model, plan)
+        _release_memory()
+    if default_attention:
+        _unwrap_peft(model).set_attn_implementation(default_attention)  # generation, merge and save as loaded
+    tokens = _all_reduce_sum(collator.train_tokens, world_size)
+    report = _base_report(plan, "cancelled" if cancelled else "completed", started)
+    report.update(
+        architecture=plan.spec.architecture,
+        n_train=len(plan.train_idx),
+        n_eval=len(plan.eval_idx),
+        n_truncated=sum(ex.truncated for ex in examples),
+        world_size=world_size,
+        device=device,
+        precision=precision,
+        precision_reason=choice.reason,
+        threads=int(_torch_threads()),
+        global_step=int(trainer.state.global_step),
+        total_steps=steps["total"],
+        train_loss=float(output.training_loss) if output.training_loss is not None else None,
+        log_history=_clean_history(trainer.state.log_history),
+        train_seconds=round(train_seconds, 3),
+        train_tokens=int(tokens),
+        tokens_per_second=round(tokens / train_seconds if train_seconds > 0 else 0.0, 2),
+        resumed_from=plan.resume_from.name if plan.resume_from else None,
+        recipe=plan.recipe.as_record() if plan.recipe else None,
+        **lora_info,
+    )
+    if trainer.is_world_process_zero():
+        _save_and_publish(trainer, model, tokenizer, fmt, plan, staging, report, lora_info, cancelled, started,
+                          emit, token)
+    trainer.accelerator.wait_for_everyone()
+    return report
 
-    from core.models.batching import DynamicPadCollator, ExampleDataset
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _load_and_encode(plan: _Plan, emit: EventCallback, token: CancelToken) -> tuple[Any, Any, Any, list[Any]]:
+    """The base model, its tokenizer and prompt format, and every record encoded (truncation said)."""
     from core.models.prompting import build_prompt_format, encode_example
     from core.models.registry import BaseModelError, load_base_model
-    from core.training.answer_loss import make_answer_only_trainer
-    from core.training.attention import EAGER_MAX_TOKENS, training_attention
 
     config = plan.config
     try:
@@ -369,59 +412,106 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     except BaseModelError as error:
         raise TrainingError(str(error)) from error
     token.raise_if_cancelled()
-    arch = plan.spec.architecture
-    fmt = build_prompt_format(tokenizer, arch, config.max_length,
+    fmt = build_prompt_format(tokenizer, plan.spec.architecture, config.max_length,
                               getattr(model.config, "decoder_start_token_id", None))
     examples = [encode_example(tokenizer, fmt, i, o, config.max_length) for i, o in plan.records]
     n_cut = sum(ex.truncated for ex in examples)
     if n_cut:
         emit(Log(f"{n_cut} record(s) are longer than max_length {config.max_length} tokens and were "
                  "truncated (raise max_length to keep them whole)", "warning"))
-    device = _resolve_device(config.device)
+    return model, tokenizer, fmt, examples
+
+
+def _set_training_attention(model: Any, device: str, arch: str, examples: list[Any], emit: EventCallback) -> str | None:
+    """Switch to the attention that trains fastest here; return the one to put back after (or None)."""
+    from core.training.attention import EAGER_MAX_TOKENS, training_attention
+
     attention = training_attention(device, arch, max((len(ex.input_ids) for ex in examples), default=0))
     default_attention = getattr(model.config, "_attn_implementation", None)
     if attention and attention != default_attention and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(attention)
         emit(Log(f"attention {attention} while training: every record fits in {EAGER_MAX_TOKENS} tokens, "
                  "where it is faster than the fused kernel on a CPU"))
-    else:
-        default_attention = None  # nothing to put back
-    train_set = ExampleDataset([examples[i] for i in plan.train_idx], arch, train=True)
-    eval_set = ExampleDataset([examples[i] for i in plan.eval_idx], arch, train=False) if plan.eval_idx else None
+        return default_attention
+    return None  # nothing to put back
 
-    lora_info: dict[str, Any] = {}
-    if config.lora.enabled:
-        from peft import LoraConfig, TaskType, get_peft_model
 
-        peft_config = LoraConfig(
-            r=config.lora.r,
-            lora_alpha=config.lora.alpha,
-            lora_dropout=config.lora.dropout,
-            target_modules=plan.lora_targets,
-            task_type=TaskType.SEQ_2_SEQ_LM if arch == "seq2seq" else TaskType.CAUSAL_LM,
-        )
-        model = get_peft_model(model, peft_config)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        emit(Log(f"LoRA on {', '.join(plan.lora_targets or [])}: {trainable:,} of {total:,} parameters train"))
-        lora_info = _seed_lora_keys(config, plan.lora_targets or [])
+def _apply_lora(model: Any, plan: _Plan, emit: EventCallback) -> tuple[Any, dict[str, Any]]:
+    """Wrap the model in a LoRA adapter when asked; return it and the seed's LoRA report keys."""
+    config = plan.config
+    if not config.lora.enabled:
+        return model, {}
+    from peft import LoraConfig, TaskType, get_peft_model
 
+    peft_config = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=plan.lora_targets,
+        task_type=TaskType.SEQ_2_SEQ_LM if plan.spec.architecture == "seq2seq" else TaskType.CAUSAL_LM,
+    )
+    model = get_peft_model(model, peft_config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    emit(Log(f"LoRA on {', '.join(plan.lora_targets or [])}: {trainable:,} of {total:,} parameters train"))
+    return model, _seed_lora_keys(config, plan.lora_targets or [])
+
+
+def _apply_precision(model: Any, config: TrainConfig, device: str, emit: EventCallback) -> tuple[Any, int]:
+    """Choose the precision (said in the log); with bf16 + LoRA store the frozen base in bf16 once.
+
+    Returns the choice and how many tensors went to bf16 (restored to fp32 after training).
+    """
     choice = _resolve_precision(config.precision, device)
     precision = choice.precision
-    emit(Log(f"precision {precision}: {choice.reason}; {torch.get_num_threads()} CPU thread(s)"
+    emit(Log(f"precision {precision}: {choice.reason}; {_torch_threads()} CPU thread(s)"
              if device == "cpu" else f"precision {precision}: {choice.reason}"))
-    n_bf16 = 0
     if precision == "bf16" and config.lora.enabled:
         # The frozen base in bf16 once: no per-step weight casts, half the memory (see precision.py).
         from core.training.precision import store_frozen_in_bf16
 
-        n_bf16 = store_frozen_in_bf16(model)
-    per_step = config.batch_size * config.grad_accum * plan.world_size
+        return choice, store_frozen_in_bf16(model)
+    return choice, 0
+
+
+def _make_trainer(plan: _Plan, staging: Path, model: Any, tokenizer: Any, fmt: Any, examples: list[Any], device: str,
+                  precision: str, emit: EventCallback, token: CancelToken) -> tuple[Any, Any, Any, dict[str, int]]:
+    """The HF trainer (answer-only loss), our event callback, the collator and the step counts."""
+    from transformers import PrinterCallback
+
+    from core.models.batching import DynamicPadCollator, ExampleDataset
+    from core.training.answer_loss import make_answer_only_trainer
+
+    config, arch = plan.config, plan.spec.architecture
+    train_set = ExampleDataset([examples[i] for i in plan.train_idx], arch, train=True)
+    eval_set = ExampleDataset([examples[i] for i in plan.eval_idx], arch, train=False) if plan.eval_idx else None
     per_epoch = steps_per_epoch(len(train_set), config.batch_size, config.grad_accum, plan.world_size)
     total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * per_epoch))
-    eval_steps = max(config.logging_steps, total_steps // 5)
+    steps = {"total": total_steps, "per_step": config.batch_size * config.grad_accum * plan.world_size,
+             "eval": max(config.logging_steps, total_steps // 5)}
+    args = _training_arguments(plan, staging, device, precision, eval_set is not None, steps["eval"])
     collator = DynamicPadCollator(fmt.pad_token_id, arch)
-    args = TrainingArguments(
+    callback = _make_callback(emit, token, collator, int(args.world_size))
+    trainer = make_answer_only_trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.remove_callback(PrinterCallback)  # our callback reports; keep stdout clean
+    return trainer, callback, collator, steps
+
+
+def _training_arguments(plan: _Plan, staging: Path, device: str, precision: str, has_eval: bool,
+                        eval_steps: int) -> Any:
+    """The HF ``TrainingArguments`` of this plan (checkpoints under the staging folder)."""
+    from transformers import TrainingArguments
+
+    config = plan.config
+    return TrainingArguments(
         output_dir=str(staging / CHECKPOINTS_DIR),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -433,8 +523,8 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         warmup_steps=0,
         logging_strategy="steps",
         logging_steps=config.logging_steps,
-        eval_strategy="steps" if eval_set is not None else "no",
-        eval_steps=eval_steps if eval_set is not None else None,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps if has_eval else None,
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
@@ -451,74 +541,24 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         ddp_find_unused_parameters=False,
         ddp_backend="gloo" if device == "cpu" and plan.world_size > 1 else None,
     )
-    world_size = int(args.world_size)
-    callback = _make_callback(emit, token, collator, world_size)
-    trainer = make_answer_only_trainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=[callback],
-    )
-    trainer.remove_callback(PrinterCallback)  # our callback reports; keep stdout clean
-    emit(StageStarted("train", f"training {config.base_model} ({'LoRA' if config.lora.enabled else 'full'}), "
-                      f"{total_steps} steps of {per_step} examples on {device} ({precision})"))
-    if plan.resume_from is not None:
-        emit(Log(f"resuming from {plan.resume_from.name}"))
-    train_started = time.time()
-    output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-    cancelled = callback.cancelled
-    if eval_set is not None and not cancelled and trainer.state.global_step % eval_steps != 0:
-        trainer.evaluate()
-    train_seconds = time.time() - train_started
-    _release_memory()  # the training step's activations and logits, before the fp32 base comes back
-    if n_bf16 and not cancelled:
-        _restore_base(model, plan)
-        _release_memory()
-    if default_attention:
-        _unwrap_peft(model).set_attn_implementation(default_attention)  # generation, merge and save as loaded
-    tokens = _all_reduce_sum(collator.train_tokens, world_size)
-    tokens_per_second = tokens / train_seconds if train_seconds > 0 else 0.0
 
-    report = _base_report(plan, "cancelled" if cancelled else "completed", started)
-    report.update(
-        architecture=arch,
-        n_train=len(plan.train_idx),
-        n_eval=len(plan.eval_idx),
-        n_truncated=n_cut,
-        world_size=world_size,
-        device=device,
-        precision=precision,
-        precision_reason=choice.reason,
-        threads=int(torch.get_num_threads()),
-        global_step=int(trainer.state.global_step),
-        total_steps=total_steps,
-        train_loss=float(output.training_loss) if output.training_loss is not None else None,
-        log_history=_clean_history(trainer.state.log_history),
-        train_seconds=round(train_seconds, 3),
-        train_tokens=int(tokens),
-        tokens_per_second=round(tokens_per_second, 2),
-        resumed_from=plan.resume_from.name if plan.resume_from else None,
-        recipe=plan.recipe.as_record() if plan.recipe else None,
-        **lora_info,
-    )
-    if trainer.is_world_process_zero():
-        emit(StageStarted("save", "writing the model" if not cancelled else "writing the checkpoint"))
-        if cancelled:
-            _write_cancelled(trainer, staging, report)
-        else:
-            _evaluate(model, tokenizer, fmt, plan, staging, report, emit, token)
-            _release_memory()
-            _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
-        report["duration_seconds"] = round(time.time() - started, 3)
-        write_json_atomic(staging / REPORT_NAME, report)
-        written = _publish(staging, plan.output, completed=not cancelled)
-        for path in written:
-            emit(ArtifactWritten(str(path)))
-    trainer.accelerator.wait_for_everyone()
-    return report
+
+def _save_and_publish(trainer: Any, model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path,
+                      report: dict[str, Any], lora_info: dict[str, Any], cancelled: bool, started: float,
+                      emit: EventCallback, token: CancelToken) -> None:
+    """Rank 0: evaluate and write the model (or keep the checkpoint), the report, then publish."""
+    emit(StageStarted("save", "writing the model" if not cancelled else "writing the checkpoint"))
+    if cancelled:
+        _write_cancelled(trainer, staging, report)
+    else:
+        _evaluate(model, tokenizer, fmt, plan, staging, report, emit, token)
+        _release_memory()
+        _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
+    report["duration_seconds"] = round(time.time() - started, 3)
+    write_json_atomic(staging / REPORT_NAME, report)
+    written = _publish(staging, plan.output, completed=not cancelled)
+    for path in written:
+        emit(ArtifactWritten(str(path)))
 
 
 def _release_memory() -> None:
@@ -693,17 +733,15 @@ def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:
     """
     _check_replaceable(output)  # again: a user may have put files there while we trained
     if completed:
-        shutil.rmtree(staging / CHECKPOINTS_DIR, ignore_errors=True)  # nothing left to resume
+        discard(staging / CHECKPOINTS_DIR)  # nothing left to resume
     if completed or not (output / MANIFEST_NAME).is_file():
         swap_in(staging, output)
         return sorted(output.iterdir())
     checkpoints = staging / CHECKPOINTS_DIR
     if not checkpoints.is_dir():
-        shutil.rmtree(staging, ignore_errors=True)
-        return []
+        return []  # the rest of the staging folder goes when the run's staging block ends
     os.replace(staging / REPORT_NAME, checkpoints / REPORT_NAME)
     swap_in(checkpoints, output / CHECKPOINTS_DIR)
-    shutil.rmtree(staging, ignore_errors=True)
     return [output / CHECKPOINTS_DIR]
 
 

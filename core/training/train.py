@@ -28,15 +28,15 @@ from core.events import (  # noqa: E402
     Cancelled,
     CancelToken,
     EventCallback,
-    Failed,
     Finished,
     Log,
     StageStarted,
     noop,
 )
+from core.failures import print_error  # noqa: E402
 from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
 from core.run_layout import MODEL_STUB_FILE  # noqa: E402
-from core.staging import output_lock, remove_leftovers  # noqa: E402
+from core.staging import locked_output  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
 from core.training.outputs import check_output_dir  # noqa: E402
@@ -115,8 +115,7 @@ def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | Non
         stub = apply_lora(stub, _seed_lora_config(config.lora))
         emit(Log(f"LoRA applied (dry run): {stub['lora_config']}"))
     out = Path(config.output_dir)
-    with output_lock(out):  # a concurrent run into the same folder is refused
-        remove_leftovers(out)
+    with locked_output(out):  # a concurrent run into the same folder is refused
         path = write_json_atomic(out / STUB_FILENAME, stub)
     log.info("Wrote %s", path)
     emit(ArtifactWritten(str(path)))
@@ -235,29 +234,16 @@ def run_train_command(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as exc:
         reporter(Log(f"invalid option: {_first_error(exc)}", level="error"))
         return 2
-    shown: list[str] = []  # Failed messages the reporter printed already (printed once, not twice)
-
-    def on_event(event: Any) -> None:
-        if isinstance(event, Failed):
-            shown.append(event.message)
-        reporter(event)
-
     try:
         with cancel_on_sigint() as token:
-            result = run_training(config.data_path, config.output_dir, config=config, on_event=on_event, cancel=token)
+            result = run_training(config.data_path, config.output_dir, config=config, on_event=reporter, cancel=token)
     except Cancelled:
         reporter.close()
         print("Cancelled: nothing was written.", file=sys.stderr)
         return 130
-    except FileNotFoundError as exc:
+    except Exception as exc:  # the boundary: core raised, the one error line is said here
         reporter.close()
-        print(f"Error: file not found: {exc.filename or exc}", file=sys.stderr)
-        return 1
-    except (DatasetError, ValueError, RuntimeError, OSError) as exc:
-        reporter.close()
-        if str(exc) not in shown:
-            print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return print_error(exc, doing="training failed", bad_input=(ValueError, RuntimeError, OSError))
     finally:
         reporter.close()
     status = result.get("status", "completed")

@@ -9,7 +9,8 @@ Protocol: each event is one line ``@@tinyforge-event@@ {json}`` on the process's
 stdout. Before anything else runs, file descriptor 1 is pointed at stderr, so stray prints
 (ours, a library's, native code's) cannot break the protocol. SIGINT (SIGBREAK on Windows)
 sets the cancel token: the run saves a checkpoint and ends with status cancelled.
-Exit codes: 0 completed or cancelled, 2 bad input (``TrainingError``), 1 any other failure.
+Exit codes: 0 completed or cancelled, 2 bad input (``TrainingError``), 1 any other failure; a
+failure also sends one ``Failed`` event (worded by :func:`core.failures.describe`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
 
-    from core.events import CancelToken, Event, Failed
+    from core.events import CancelToken, Event
+    from core.failures import describe
 
     token = CancelToken()
 
@@ -66,27 +68,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         channel.write(EVENT_MARKER + json.dumps(event.to_dict(), default=str) + "\n")
         channel.flush()
 
+    # This is a boundary: the training only raises; here its exception becomes the run's one
+    # Failed event and the exit code the parent reads.
     try:
-        from core.jsonio import read_json
-        from core.training.config import TrainConfig
         from core.training.errors import TrainingError
-        from core.training.hf_train import run_real_training
 
         try:
-            config = TrainConfig.model_validate(read_json(args[0]))
-        except (OSError, ValueError) as error:
-            send(Failed(f"cannot read the training config {args[0]}: {error}", "bad input"))
-            return EXIT_BAD_INPUT
-        try:
-            run_real_training(config, on_event=send, cancel=token)
-        except TrainingError:
-            return EXIT_BAD_INPUT  # run_real_training already sent Failed
-        except Exception:
-            logger.exception("training failed")
-            return EXIT_FAILED
+            _train(args[0], send, token)
+        except Exception as error:
+            failure = describe(error, doing="training failed", bad_input=(TrainingError,))
+            if not failure.bad_input:
+                logger.exception("training failed")  # the traceback, for the parent's stderr tail
+            send(failure.event())
+            return EXIT_BAD_INPUT if failure.bad_input else EXIT_FAILED
         return EXIT_OK
     finally:
         channel.flush()
+
+
+def _train(config_path: str, send: Any, token: Any) -> None:
+    """Read the config and run the training (events through ``send``); raise on failure."""
+    from core.jsonio import read_json
+    from core.training.config import TrainConfig
+    from core.training.errors import TrainingError
+    from core.training.hf_train import run_real_training
+
+    try:
+        config = TrainConfig.model_validate(read_json(config_path))
+    except (OSError, ValueError) as error:
+        raise TrainingError(f"cannot read the training config {config_path}: {error}") from error
+    run_real_training(config, on_event=send, cancel=token)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_child_bad_input_raises_training_error(tmp_path) -> None:
     recorder = EventRecorder()
     with pytest.raises(TrainingError, match="unknown base model"):
         run_training_subprocess(tiny_config(tmp_path / "out", base="nope"), on_event=recorder)
-    assert recorder.of("failed")
+    assert not recorder.of("failed"), "the child's Failed event became the exception, not a second report"
     assert not (tmp_path / "out").exists()
 
 
@@ -50,7 +50,7 @@ def test_killed_child_gives_training_process_error(tmp_path) -> None:
     with pytest.raises(TrainingProcessError, match="killed by SIGKILL") as info:
         run_training_subprocess(tiny_config(tmp_path / "out", epochs=5000), on_event=recorder)
     assert info.value.exit_code == -signal.SIGKILL
-    assert recorder.of("failed")
+    assert not recorder.of("failed"), "raised, not reported: the caller's boundary reports it"
     assert not list(tmp_path.glob(".out.*")), "the dead child's temp folder was cleaned up"
 
 

@@ -17,7 +17,7 @@ def _fails(config, match: str) -> None:
     with pytest.raises(TrainingError, match=match):
         run_real_training(config, on_event=recorder)
     assert time.monotonic() - start < 30
-    assert recorder.of("failed"), "a Failed event is emitted"
+    assert not recorder.of("failed"), "core raises; only a boundary (run, child, CLI, GUI) reports"
 
 
 def test_invalid_dataset(tmp_path) -> None:

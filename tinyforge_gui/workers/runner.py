@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 import weakref
 from typing import Any
 
@@ -27,6 +26,7 @@ from core.events import (
     Progress,
     StageStarted,
 )
+from core.failures import describe
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ class Worker(QObject):
         self.cancel_token = CancelToken()
         self._last_progress: tuple[str, int, int] = ("", -1, -1)
         self._last_progress_time = 0.0
-        self._failed_emitted = False
 
     def work(self) -> Any:  # pragma: no cover - every worker defines its own
         raise TypeError(f"{type(self).__name__} must define work()")
@@ -67,10 +66,10 @@ class Worker(QObject):
             result = self.work()
         except Cancelled:
             self.cancelled.emit()
-        except Exception as exc:  # errors are results
+        except Exception as exc:  # errors are results; core only raises, so this reports it once
             logger.debug("worker %s failed", self.name, exc_info=True)
-            if not self._failed_emitted:
-                self.failed.emit(str(exc).strip() or exc.__class__.__name__, traceback.format_exc())
+            failure = describe(exc)
+            self.failed.emit(failure.message, failure.details)
         else:
             if self.cancel_token.cancelled:
                 self.cancelled.emit()
@@ -92,8 +91,7 @@ class Worker(QObject):
             self.metric.emit(int(event.step), {str(k): float(v) for k, v in event.values.items()})
         elif isinstance(event, ArtifactWritten):
             self.artifact.emit(event.path)
-        elif isinstance(event, Failed):
-            self._failed_emitted = True
+        elif isinstance(event, Failed):  # a run's one failure, reported by core.runs.execute_run
             self.failed.emit(event.message, event.details)
         # Finished events of inner steps carry nothing the window shows; the worker's own
         # outcome signals (succeeded / cancelled) report the end of the work.
