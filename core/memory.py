@@ -10,8 +10,15 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
+import os
 
-__all__ = ["release_memory", "trim_heap"]
+__all__ = ["KERNEL_CACHE_CAPACITY", "limit_kernel_cache", "release_memory", "trim_heap"]
+
+# oneDNN (torch's CPU matmul library) keeps a compiled kernel, with its buffers, for every
+# matmul shape it has seen, up to 1024 of them. Records of varying length give new shapes every
+# batch: on a 40-step LoRA run of the starter model the cache held about 0.25 GB by the end
+# (peak RSS 2.08 GB, 1.82 GB with a small cache). A step reuses a few dozen shapes.
+KERNEL_CACHE_CAPACITY = 64
 
 
 @functools.cache
@@ -36,3 +43,9 @@ def release_memory() -> None:
     """Collect garbage cycles (which may hold tensors), then trim the heap."""
     gc.collect()
     trim_heap()
+
+
+def limit_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> None:
+    """Cap oneDNN's kernel cache (read when torch first multiplies: call before that; a value
+    the user set in ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` wins)."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))

@@ -99,6 +99,9 @@ def run_real_training(
     config: TrainConfig, on_event: EventCallback | None = None, cancel: CancelToken | None = None
 ) -> dict[str, Any]:
     """Fine-tune ``config.base_model`` on ``config.data_path`` and return the training report."""
+    from core.memory import limit_kernel_cache
+
+    limit_kernel_cache()
     rank, world_size = _dist_rank(), _dist_world_size()
     emit = (on_event or noop) if rank == 0 else noop
     token = cancel or CancelToken()

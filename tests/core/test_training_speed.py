@@ -261,3 +261,16 @@ def test_restore_from_files_gives_back_every_fp32_tensor_including_tied_ones(tmp
         assert restored[key].dtype == torch.float32, name
         assert torch.equal(restored[key], tensor), name  # the published values, not the bf16 rounding
     assert restore_frozen_from_files(model, tmp_path / "nowhere") is None
+
+
+def test_the_kernel_cache_is_capped_unless_the_user_chose(monkeypatch) -> None:
+    from core.memory import KERNEL_CACHE_CAPACITY, limit_kernel_cache
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    limit_kernel_cache()
+    import os
+
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(KERNEL_CACHE_CAPACITY)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+    limit_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
