@@ -109,9 +109,23 @@ class DatasetPanel(QStackedWidget):
         self.report: dict[str, Any] | None = None
 
     def _build_dataset_page(self) -> QWidget:
+        """The page: the file's header, the summary cards, the table above problems and record."""
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(self._build_header())
+        layout.addLayout(self._build_cards())
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.setObjectName("datasetSplitter")
+        self.split.addWidget(self._build_table())
+        self.split.addWidget(self._build_problems_and_record())
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 1)
+        layout.addWidget(self.split, 1)
+        return page
+
+    def _build_header(self) -> QHBoxLayout:
+        """The file's name and folder, the scan's status and progress."""
         header = QHBoxLayout()
         icon = QLabel()
         icon.setPixmap(make_icon("dataset").pixmap(28, 28))
@@ -138,8 +152,10 @@ class DatasetPanel(QStackedWidget):
         header.addLayout(names, 1)
         header.addWidget(self.status_label)
         header.addWidget(self.scan_progress)
-        layout.addLayout(header)
+        return header
 
+    def _build_cards(self) -> QHBoxLayout:
+        """One summary card per figure of the scan report."""
         cards = QHBoxLayout()
         self.cards: dict[str, StatCard] = {}
         for key, caption in (
@@ -154,8 +170,10 @@ class DatasetPanel(QStackedWidget):
             card.setObjectName(f"stat_{key}")
             self.cards[key] = card
             cards.addWidget(card)
-        layout.addLayout(cards)
+        return cards
 
+    def _build_table(self) -> QTableView:
+        """The rows, read on demand from the file (:class:`DatasetTableModel`)."""
         self.model = DatasetTableModel(self)
         self.table = QTableView()
         self.table.setObjectName("datasetTable")
@@ -176,7 +194,10 @@ class DatasetPanel(QStackedWidget):
         vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vh.setDefaultSectionSize(24)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        return self.table
 
+    def _build_problems_and_record(self) -> QSplitter:
+        """The problems list beside the whole selected record."""
         self.problems = QListWidget()
         self.problems.setObjectName("problemsList")
         self.problems.setAccessibleName("Problems")
@@ -211,14 +232,7 @@ class DatasetPanel(QStackedWidget):
         self.bottom_split.setObjectName("datasetBottomSplitter")
         self.bottom_split.addWidget(problems_box)
         self.bottom_split.addWidget(detail_box)
-        self.split = QSplitter(Qt.Orientation.Vertical)
-        self.split.setObjectName("datasetSplitter")
-        self.split.addWidget(self.table)
-        self.split.addWidget(self.bottom_split)
-        self.split.setStretchFactor(0, 3)
-        self.split.setStretchFactor(1, 1)
-        layout.addWidget(self.split, 1)
-        return page
+        return self.bottom_split
 
     # --- states ---
     def show_welcome(self) -> None:
