@@ -43,6 +43,14 @@ class RunStatus(StrEnum):
     def finished(self) -> bool:
         return self not in (RunStatus.NONE, RunStatus.RUNNING)
 
+    @classmethod
+    def of(cls, value: object) -> RunStatus:
+        """The status a run's result names; an unknown one counts as failed (never an exception in a slot)."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.FAILED
+
 
 class ServiceState(StrEnum):
     STOPPED = "stopped"

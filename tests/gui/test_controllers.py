@@ -25,6 +25,7 @@ def test_state_tells_its_listeners_what_changed() -> None:
     assert seen == [{"dataset_path", "run_status"}, {"busy"}]
     assert state.run_status == "running" and f"{state.run_status}" == "running"  # str enums
     assert not state.run_status.finished and RunStatus.CANCELLED.finished
+    assert RunStatus.of("completed") is RunStatus.COMPLETED and RunStatus.of("exploded") is RunStatus.FAILED
     assert state.service_state is ServiceState.STOPPED
     with pytest.raises(AttributeError, match="no field"):
         state.update(dataset="x")

@@ -246,7 +246,7 @@ class RunController(QObject):
 
     @Slot(object)
     def _on_run_result(self, result: dict[str, Any]) -> None:
-        self._state.update(run_status=RunStatus(str(result.get("status") or RunStatus.COMPLETED.value)),
+        self._state.update(run_status=RunStatus.of(result.get("status") or RunStatus.COMPLETED),
                            current_run=str(result.get("run_dir") or self._state.current_run))
 
     @Slot()
