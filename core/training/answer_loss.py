@@ -27,12 +27,13 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IGNORE_INDEX", "answer_loss", "answer_positions", "make_answer_only_trainer", "output_head"]
+__all__ = ["IGNORE_INDEX", "answer_loss", "answer_positions", "inner_model", "make_answer_only_trainer",
+           "output_head"]
 
 IGNORE_INDEX = -100
 
 
-def _unwrap(model: Any) -> Any:
+def inner_model(model: Any) -> Any:
     """The transformers model inside DDP (``module``) and PEFT (``get_base_model``) wrappers."""
     model = getattr(model, "module", model)
     get_base = getattr(model, "get_base_model", None)
@@ -41,14 +42,14 @@ def _unwrap(model: Any) -> Any:
 
 def output_head(model: Any) -> Any:
     """The module that turns hidden states into vocabulary logits (``lm_head``)."""
-    head = _unwrap(model).get_output_embeddings()
+    head = inner_model(model).get_output_embeddings()
     if head is None:
-        raise ValueError(f"{type(_unwrap(model)).__name__} has no output embeddings (lm_head)")
+        raise ValueError(f"{type(inner_model(model)).__name__} has no output embeddings (lm_head)")
     return head
 
 
 def is_encoder_decoder(model: Any) -> bool:
-    return bool(getattr(_unwrap(model).config, "is_encoder_decoder", False))
+    return bool(getattr(inner_model(model).config, "is_encoder_decoder", False))
 
 
 def target_mask(labels: Any, seq2seq: bool) -> tuple[Any, Any]:
@@ -95,7 +96,7 @@ def answer_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = No
     labels = inputs.pop("labels")
     seq2seq = is_encoder_decoder(model)
     if seq2seq and "decoder_input_ids" not in inputs and "decoder_inputs_embeds" not in inputs:
-        inputs["decoder_input_ids"] = _unwrap(model).prepare_decoder_input_ids_from_labels(labels=labels)
+        inputs["decoder_input_ids"] = inner_model(model).prepare_decoder_input_ids_from_labels(labels=labels)
     rows, targets = target_mask(labels, seq2seq)
     with answer_positions(model, rows):
         outputs = model(**inputs, use_cache=False)

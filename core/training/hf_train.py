@@ -47,6 +47,7 @@ from core.events import (
     noop,
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
+from core.memory import release_memory
 from core.staging import (
     OutputFolderError,
     check_replaceable,
@@ -362,12 +363,14 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     if trainer.eval_dataset is not None and not cancelled and trainer.state.global_step % steps["eval"] != 0:
         trainer.evaluate()
     train_seconds = time.time() - train_started
-    _release_memory()  # the training step's activations and logits, before the fp32 base comes back
+    release_memory()  # the training step's activations and logits, before the fp32 base comes back
     if n_bf16 and not cancelled:
         _restore_base(model, plan)
-        _release_memory()
+        release_memory()
     if default_attention:
-        _unwrap_peft(model).set_attn_implementation(default_attention)  # generation, merge and save as loaded
+        from core.training.answer_loss import inner_model
+
+        inner_model(model).set_attn_implementation(default_attention)  # generation, merge and save as loaded
     tokens = _all_reduce_sum(collator.train_tokens, world_size)
     report = _base_report(plan, "cancelled" if cancelled else "completed", started)
     report.update(
@@ -555,19 +558,13 @@ def _save_and_publish(trainer: Any, model: Any, tokenizer: Any, fmt: Any, plan: 
         _write_cancelled(trainer, staging, report)
     else:
         _evaluate(model, tokenizer, fmt, plan, staging, report, emit, token)
-        _release_memory()
+        release_memory()
         _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
     report["duration_seconds"] = round(time.time() - started, 3)
     write_json_atomic(staging / REPORT_NAME, report)
     written = _publish(staging, plan.output, completed=not cancelled)
     for path in written:
         emit(ArtifactWritten(str(path)))
-
-
-def _release_memory() -> None:
-    from core.memory import release_memory
-
-    release_memory()
 
 
 def _restore_base(model: Any, plan: _Plan) -> None:
@@ -716,13 +713,6 @@ def _write_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report
 
 def _unwrap(model: Any) -> Any:
     return getattr(model, "module", model)
-
-
-def _unwrap_peft(model: Any) -> Any:
-    """The transformers model inside DDP and PEFT wrappers."""
-    model = _unwrap(model)
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
 
 
 def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:

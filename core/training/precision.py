@@ -103,9 +103,9 @@ def _frozen_bf16(model: Any) -> dict[str, Any]:
     ``.base_layer.`` taken out); a tied weight appears under each of its names."""
     import torch
 
-    inner = getattr(model, "module", model)
-    get_base = getattr(inner, "get_base_model", None)
-    inner = get_base() if callable(get_base) else inner
+    from core.training.answer_loss import inner_model
+
+    inner = inner_model(model)
     return {name.replace(".base_layer.", "."): param
             for name, param in inner.named_parameters(remove_duplicate=False)
             if not param.requires_grad and param.dtype == torch.bfloat16}
@@ -146,9 +146,9 @@ def restore_frozen(model: Any, original: Any) -> int:
     fp32 original is simply cast back to fp32."""
     import torch
 
-    inner = getattr(model, "module", model)
-    get_base = getattr(inner, "get_base_model", None)
-    inner = get_base() if callable(get_base) else inner
+    from core.training.answer_loss import inner_model
+
+    inner = inner_model(model)
     fresh = dict(original.named_parameters(remove_duplicate=False))
     restored = 0
     for name, param in inner.named_parameters(remove_duplicate=False):

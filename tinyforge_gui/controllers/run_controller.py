@@ -9,6 +9,7 @@ only reacts to their plain-data signals. It knows its panels, the task runner an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -272,15 +273,11 @@ class RunController(QObject):
         self._tabs.artifacts.refresh_runs()
         if self._state.last_run:
             self._tabs.artifacts.select_run(self._state.last_run)
-        # update_actions runs once the thread is gone (is_busy is then False).
-        QTimer.singleShot(0, self._after_run)
+        self._when_idle(Task.RUN, self._after_run)
 
     # ------------------------------------------------------------------ after a run
     @Slot()
     def _after_run(self) -> None:
-        if self._tasks.is_busy(Task.RUN):
-            QTimer.singleShot(20, self._after_run)
-            return
         self._state.notify()
         if self._state.run_status == RunStatus.COMPLETED:
             target = self._best_artifact()
@@ -390,11 +387,16 @@ class RunController(QObject):
 
     @Slot()
     def _after_estimate(self) -> None:
-        QTimer.singleShot(0, self._refresh_after_worker)
+        self._when_idle(Task.ESTIMATE, self._state.notify)
 
-    @Slot()
-    def _refresh_after_worker(self) -> None:
-        if self._tasks.is_busy(Task.ESTIMATE):
-            QTimer.singleShot(20, self._refresh_after_worker)
-            return
-        self._state.notify()
+    def _when_idle(self, task: Task, then: Callable[[], None]) -> None:
+        """Call ``then`` once no ``task`` worker is left: a worker's ``done`` arrives just before
+        its thread ends, and the actions must be rendered with ``is_busy`` already False."""
+
+        def check() -> None:
+            if self._tasks.is_busy(task):
+                QTimer.singleShot(20, check)
+            else:
+                then()
+
+        QTimer.singleShot(0, check)
