@@ -7,12 +7,15 @@ grows with every later stage. ``malloc_trim`` returns the free pages; a no-op wi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import gc
 import os
+from collections.abc import Iterator
 
-__all__ = ["KERNEL_CACHE_CAPACITY", "limit_kernel_cache", "release_memory", "trim_heap"]
+__all__ = ["KERNEL_CACHE_CAPACITY", "limit_kernel_cache", "objects_alive_now_left_out_of_gc", "release_memory",
+           "trim_heap"]
 
 # oneDNN (torch's CPU matmul library) keeps a compiled kernel, with its buffers, for every
 # matmul shape it has seen, up to 1024 of them. Records of varying length give new shapes every
@@ -49,3 +52,20 @@ def limit_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> None:
     """Cap oneDNN's kernel cache (read when torch first multiplies: call before that; a value
     the user set in ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` wins)."""
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
+@contextlib.contextmanager
+def objects_alive_now_left_out_of_gc() -> Iterator[None]:
+    """While the block runs, the garbage collector skips every object alive when it started.
+
+    A training process holds a few million long-lived objects (torch, transformers, the model's
+    modules); a full collection walks them all, about 0.2 s on the starter model, and the HF
+    Trainer runs one before its first step (accelerate's ``free_memory``). Frozen, they are
+    skipped; objects made inside the block are collected as usual. Afterwards they are
+    collectable again (:func:`release_memory` then frees any cycles among them).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -47,7 +47,7 @@ from core.events import (
     noop,
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
-from core.memory import release_memory
+from core.memory import objects_alive_now_left_out_of_gc, release_memory
 from core.staging import (
     OutputFolderError,
     check_replaceable,
@@ -59,6 +59,8 @@ from core.staging import (
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
 from core.training.evaluate import EVALUATION_NAME, EVALUATIONS_DIR, split_indices
+from core.training.lean_layers import lean_layers
+from core.training.precision import lora_inputs_as_they_come
 from core.training.recipe import Recipe, choose_recipe, resolve_config, steps_per_epoch
 
 logger = logging.getLogger(__name__)
@@ -358,10 +360,13 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     if plan.resume_from is not None:
         emit(Log(f"resuming from {plan.resume_from.name}"))
     train_started = time.time()
-    output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-    cancelled = callback.cancelled
-    if trainer.eval_dataset is not None and not cancelled and trainer.state.global_step % steps["eval"] != 0:
-        trainer.evaluate()
+    lora_mixed = config.lora.enabled and precision != "fp32"
+    with (objects_alive_now_left_out_of_gc(), lora_inputs_as_they_come(model, active=lora_mixed),
+          lean_layers(model, active=lora_mixed and precision == "bf16" and device == "cpu")):
+        output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        cancelled = callback.cancelled
+        if trainer.eval_dataset is not None and not cancelled and trainer.state.global_step % steps["eval"] != 0:
+            trainer.evaluate()
     train_seconds = time.time() - train_started
     release_memory()  # the training step's activations and logits, before the fp32 base comes back
     if n_bf16 and not cancelled:

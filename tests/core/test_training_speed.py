@@ -170,18 +170,28 @@ def test_bf16_run_of_a_tiny_model_learns_the_sample_like_fp32(tmp_path) -> None:
     assert losses["bf16"][-1] < losses["bf16"][0] / 10
 
 
-def test_bf16_lora_trains_on_a_bf16_base_and_saves_the_fp32_base(tmp_path) -> None:
+def test_bf16_lora_trains_on_a_bf16_base_and_saves_the_fp32_base(tmp_path, monkeypatch) -> None:
     """The frozen base is kept in bf16 while training and restored before the merge, so the
     saved model is the fp32 base plus the adapter (a zero adapter would give the base exactly)."""
     import torch
     from safetensors.torch import load_file
 
+    import core.training.hf_train as hf_train
     from core.models.tiny import build_tiny_model
 
+    uncast = []
+    original = hf_train.lora_inputs_as_they_come
+
+    def spy(model, active):
+        uncast.append(active)
+        return original(model, active)
+
+    monkeypatch.setattr(hf_train, "lora_inputs_as_they_come", spy)
     out = tmp_path / "out"
     report = run_real_training(tiny_config(out, lora=True, max_steps=3, precision="bf16",
                                            learning_rate=1e-3))
     assert report["status"] == "completed" and report["precision"] == "bf16"
+    assert uncast == [True]  # the adapters took their inputs in bf16 while training
     base, _ = build_tiny_model("tiny-causal", seed=0)
     saved = load_file(str(out / "model" / "model.safetensors"))
     untouched = [n for n in saved if "norm" in n or "embed" in n]
@@ -274,3 +284,164 @@ def test_the_kernel_cache_is_capped_unless_the_user_chose(monkeypatch) -> None:
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
     limit_kernel_cache()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
+
+
+# --------------------------------------------------------------------------- LoRA inputs under autocast
+
+
+def test_lora_layers_take_bf16_inputs_as_they_come_for_the_same_loss_and_gradients() -> None:
+    """PEFT's cast of each adapted layer's input to fp32 (undone at once by autocast) is skipped
+    while training in mixed precision: fewer activation copies, the same numbers."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from core.training.answer_loss import answer_loss
+    from core.training.precision import lora_inputs_as_they_come, store_frozen_in_bf16
+
+    class ActivationCasts(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default and args[0].dim() > 2:  # [batch, tokens, hidden]
+                self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    model, batch = _batch("tiny-causal", lora=True)
+    store_frozen_in_bf16(model)
+    model.train()
+    results = {}
+    for active in (False, True):
+        with ActivationCasts() as casts, lora_inputs_as_they_come(model, active):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss, _ = answer_loss(model, batch)
+            results[active] = (casts.count, *_loss_and_grads(model, loss))
+    (plain_casts, plain_loss, plain_grads), (our_casts, our_loss, our_grads) = results[False], results[True]
+    assert our_casts < plain_casts
+    assert our_loss == plain_loss
+    for name, grad in plain_grads.items():
+        assert torch.equal(our_grads[name], grad), name
+    layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert layers and all(m.cast_input_dtype_enabled for m in layers)  # PEFT's behaviour is back afterwards
+
+
+# --------------------------------------------------------------------------- lean layers
+
+
+def _bf16_step(model, batch, lean: bool):
+    import torch
+
+    from core.training.answer_loss import answer_loss
+    from core.training.lean_layers import lean_layers
+
+    with lean_layers(model, active=lean) as swapped, torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = answer_loss(model, batch)
+    return swapped, *_loss_and_grads(model, loss)
+
+
+def test_lean_layers_give_peft_and_hf_loss_and_gradients_as_single_nodes() -> None:
+    """One autograd node per adapted layer and per norm, the same numbers as PEFT's and HF's
+    layers (bf16 rounding apart), and the model's own layers back afterwards."""
+    import torch
+    from peft.tuners.lora import Linear as PeftLoraLinear
+
+    from core.training.precision import store_frozen_in_bf16
+
+    model, batch = _batch("tiny-causal", lora=True)  # adapters with random (non-zero) B
+    store_frozen_in_bf16(model)
+    model.train()
+    _, plain_loss, plain_grads = _bf16_step(model, batch, lean=False)
+    swapped, lean_loss, lean_grads = _bf16_step(model, batch, lean=True)
+
+    adapted = [m for m in model.modules() if isinstance(m, PeftLoraLinear)]
+    norms = [m for m in model.modules() if type(m).__name__ == "LlamaRMSNorm"]
+    assert swapped == len(adapted) + len(norms) > len(norms) > 0
+    assert lean_loss == pytest.approx(plain_loss, rel=2e-3)
+    assert lean_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():  # fp32 gradients of bf16 products: a bf16 tolerance
+        torch.testing.assert_close(lean_grads[name], grad, rtol=0.05, atol=0.02 * float(grad.abs().max()),
+                                   msg=name)
+    assert not any("forward" in vars(m) for m in adapted + norms)  # PEFT's and HF's forwards are back
+
+
+def test_lean_functions_have_the_gradients_of_the_formulas_they_replace() -> None:
+    """The hand-written backwards against autograd's: gradcheck for the adapter, HF's norm for the norm."""
+    import torch
+
+    from core.training.lean_layers import lora_linear_function, rms_norm_function
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, 8, dtype=torch.float64)
+    a = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, a, b: lora_linear_function().apply(x, weight, a, b, 2.0), (x, a, b))
+    expected = x @ weight.t() + 2.0 * (x @ a.t()) @ b.t()
+    torch.testing.assert_close(lora_linear_function().apply(x, weight, a, b, 2.0), expected)
+
+    # The norm computes in fp32 like HF's, so it is checked against HF's module (autograd) in fp32.
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    hf_norm = LlamaRMSNorm(8, eps=1e-5).requires_grad_(False)
+    hf_norm.weight.copy_(torch.randn(8))
+    x32 = torch.randn(2, 3, 8, requires_grad=True)
+    grad = torch.randn(2, 3, 8)
+    expected, = torch.autograd.grad(hf_norm(x32), x32, grad)
+    ours = rms_norm_function().apply(x32, hf_norm.weight, 1e-5)
+    torch.testing.assert_close(ours, hf_norm(x32))
+    torch.testing.assert_close(torch.autograd.grad(ours, x32, grad)[0], expected)
+
+
+def test_lean_layers_leave_other_layers_alone() -> None:
+    """A LoRA dropout (or anything else PEFT's layer does beyond the plain adapter) keeps PEFT's forward."""
+    from peft import LoraConfig, get_peft_model
+
+    from core.models.tiny import build_tiny_model
+    from core.training.lean_layers import lean_layers
+    from core.training.precision import store_frozen_in_bf16
+
+    model, _ = build_tiny_model("tiny-causal", seed=0)
+    model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.1, target_modules=["q_proj"]))
+    store_frozen_in_bf16(model)
+    norms = sum(type(m).__name__ == "LlamaRMSNorm" for m in model.modules())
+    with lean_layers(model, active=True) as swapped:
+        assert swapped == norms  # the norms only
+    with lean_layers(model, active=False) as swapped:
+        assert swapped == 0
+
+
+# --------------------------------------------------------------------------- fixed costs of a run
+
+
+def test_the_trainers_flops_estimate_is_hfs_with_the_parameters_counted_once(monkeypatch) -> None:
+    from transformers import Trainer, TrainingArguments
+
+    from core.training.answer_loss import make_answer_only_trainer
+
+    model, batch = _batch("tiny-causal", lora=True)
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none")
+    trainer = make_answer_only_trainer(model=model, args=args)
+    expected = Trainer.floating_point_ops(trainer, batch)
+    counted = []
+    inner = type(model.get_base_model())  # PEFT hands num_parameters on to the transformers model
+    original = inner.num_parameters
+
+    def counting(self, *args, **kwargs):
+        counted.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(inner, "num_parameters", counting)
+    assert [trainer.floating_point_ops(batch) for _ in range(3)] == [expected] * 3
+    assert expected > 0 and len(counted) == 1
+
+
+def test_objects_alive_at_the_start_are_left_out_of_gc_only_inside_the_block() -> None:
+    import gc
+
+    from core.memory import objects_alive_now_left_out_of_gc
+
+    before = gc.get_freeze_count()
+    with objects_alive_now_left_out_of_gc():
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == 0
