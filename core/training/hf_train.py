@@ -47,7 +47,7 @@ from core.events import (
     noop,
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
-from core.memory import objects_alive_now_left_out_of_gc, release_memory
+from core.memory import objects_alive_now_left_out_of_gc, release_memory, steady_heap
 from core.staging import (
     OutputFolderError,
     check_replaceable,
@@ -361,7 +361,8 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         emit(Log(f"resuming from {plan.resume_from.name}"))
     train_started = time.time()
     lora_mixed = config.lora.enabled and precision != "fp32"
-    with (objects_alive_now_left_out_of_gc(), lora_inputs_as_they_come(model, active=lora_mixed),
+    with (objects_alive_now_left_out_of_gc(), steady_heap(), _zero_grad_of_trainable(model),
+          lora_inputs_as_they_come(model, active=lora_mixed),
           lean_layers(model, active=lora_mixed and precision == "bf16" and device == "cpu")):
         output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
         cancelled = callback.cancelled
@@ -404,6 +405,29 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
                           emit, token)
     trainer.accelerator.wait_for_everyone()
     return report
+
+
+@contextlib.contextmanager
+def _zero_grad_of_trainable(model: Any) -> Any:
+    """The Trainer's ``model.zero_grad()`` after every step, over the trainable parameters only:
+    the frozen ones never hold a gradient, and walking all of a LoRA model's modules for them
+    took 12 ms a step on the starter model (1% of a step)."""
+    trainable = [param for param in model.parameters() if param.requires_grad]
+
+    def zero_grad(set_to_none: bool = True) -> None:
+        for param in trainable:
+            if param.grad is None:
+                continue
+            if set_to_none:
+                param.grad = None
+            else:
+                param.grad.detach_().zero_()
+
+    model.zero_grad = zero_grad
+    try:
+        yield
+    finally:
+        model.__dict__.pop("zero_grad", None)
 
 
 def _torch_threads() -> int:
