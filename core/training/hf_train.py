@@ -363,7 +363,9 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
     lora_mixed = config.lora.enabled and precision != "fp32"
     with (objects_alive_now_left_out_of_gc(), steady_heap(), _zero_grad_of_trainable(model),
           lora_inputs_as_they_come(model, active=lora_mixed),
-          lean_layers(model, active=lora_mixed and precision == "bf16" and device == "cpu")):
+          lean_layers(model, active=lora_mixed and precision == "bf16" and device == "cpu") as lean):
+        if lean:
+            emit(Log(f"{lean} adapted layers and norms train as single autograd steps (bf16 on a CPU)"))
         output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
         cancelled = callback.cancelled
         if trainer.eval_dataset is not None and not cancelled and trainer.state.global_step % steps["eval"] != 0:

@@ -188,10 +188,12 @@ def test_bf16_lora_trains_on_a_bf16_base_and_saves_the_fp32_base(tmp_path, monke
 
     monkeypatch.setattr(hf_train, "lora_inputs_as_they_come", spy)
     out = tmp_path / "out"
-    report = run_real_training(tiny_config(out, lora=True, max_steps=3, precision="bf16",
-                                           learning_rate=1e-3))
+    recorder = EventRecorder()
+    report = run_real_training(tiny_config(out, lora=True, max_steps=3, precision="bf16", device="cpu",
+                                           learning_rate=1e-3), on_event=recorder)
     assert report["status"] == "completed" and report["precision"] == "bf16"
     assert uncast == [True]  # the adapters took their inputs in bf16 while training
+    assert any("train as single autograd steps" in e.message for e in recorder.of("log"))
     base, _ = build_tiny_model("tiny-causal", seed=0)
     saved = load_file(str(out / "model" / "model.safetensors"))
     untouched = [n for n in saved if "norm" in n or "embed" in n]
