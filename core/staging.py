@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
@@ -40,6 +41,7 @@ __all__ = [
     "OutputFolderError",
     "OutputInUseError",
     "check_replaceable",
+    "OWNED_LIST",
     "current_umask",
     "discard",
     "lock_path",
@@ -51,12 +53,18 @@ __all__ = [
     "remove_leftovers",
     "staging_folder",
     "swap_in",
+    "write_owned_list",
 ]
 
 LOCK_SUFFIX = ".tinyforge.lock"
 _TAG = "tinyforge"
 # Files an OS drops into any folder a user browses: never a reason to refuse a replacement.
 OS_JUNK = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+# Every file and folder a writer put in its output, recorded in the output itself: a later
+# replacement removes nothing that is not on this list (a user's .env, certs/, src/ ...).
+OWNED_LIST = ".tinyforge-files.json"
+# Written by Python when the service's own modules run: ours to remove, though not on the list.
+_REGENERATED = ("__pycache__",)
 
 
 class OutputFolderError(ValueError):
@@ -78,9 +86,11 @@ def check_replaceable(
 ) -> None:
     """Raise :class:`OutputFolderError` unless ``target`` may be replaced whole.
 
-    Absent or empty: fine. Otherwise it must hold one of ``markers`` (what makes it ours) and,
-    when ``allowed`` is given, nothing but those names (so no file a user put there is lost).
-    The current folder, or a folder that contains it, is never replaced.
+    Absent or empty: fine. Otherwise it must hold one of ``markers`` (what makes it ours) and
+    nothing we did not write: when it holds :data:`OWNED_LIST`, every file and folder in it must
+    be on that list; a folder written before the list existed may hold only the ``allowed``
+    top-level names (when given). The current folder, or a folder that contains it, is never
+    replaced.
     """
     target = Path(target)
     if not target.exists() and not target.is_symlink():
@@ -95,21 +105,63 @@ def check_replaceable(
                 f"refusing to replace {target}: it is not a TinyForge {what} (no {' or '.join(markers)} in it); "
                 "choose a new or empty folder"
             )
-        if allowed is not None:
-            known = set(allowed) | OS_JUNK
+        if (target / OWNED_LIST).is_file() or (target / OWNED_LIST).is_symlink():
+            foreign = _not_on_owned_list(target)
+        elif allowed is not None:
+            known = set(allowed) | OS_JUNK | set(_REGENERATED)
             foreign = [name for name in entries if name not in known]
-            if foreign:
-                shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-                raise OutputFolderError(
-                    f"refusing to replace {target}: it holds {shown}, which TinyForge did not write; "
-                    "move them out or choose another folder"
-                )
+        else:
+            foreign = []
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise OutputFolderError(
+                f"refusing to replace {target}: it holds {shown}, which TinyForge did not write; "
+                "move them out or choose another folder"
+            )
     cwd = _cwd()
     resolved = target.resolve()
     if cwd is not None and (cwd == resolved or resolved in cwd.parents):
         raise OutputFolderError(
             f"refusing to replace {target}: it is the current folder (or contains it); run from outside it"
         )
+
+
+def write_owned_list(folder: Path) -> None:
+    """Record every file and folder under ``folder`` in its :data:`OWNED_LIST` (call it last)."""
+    folder = Path(folder)
+    owned = sorted(_relative_entries(folder) | {OWNED_LIST})
+    _write_new_file(folder / OWNED_LIST, json.dumps({"written_by": "TinyForge", "entries": owned}, indent=1) + "\n")
+
+
+def _not_on_owned_list(target: Path) -> list[str]:
+    """The entries of ``target`` missing from its owned list (all of them when the list is unreadable)."""
+    list_path = target / OWNED_LIST
+    try:
+        if list_path.is_symlink():
+            raise ValueError("a link")
+        owned = set(json.loads(list_path.read_text(encoding="utf-8"))["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return [f"{OWNED_LIST} (unreadable)"]
+    return sorted(
+        rel for rel in _relative_entries(target)
+        if rel not in owned and not set(Path(rel).parts) & set(_REGENERATED) and Path(rel).name not in OS_JUNK
+    )
+
+
+def _relative_entries(folder: Path) -> set[str]:
+    """Every file, link and folder below ``folder`` as a POSIX path relative to it (links not followed)."""
+    found: set[str] = set()
+    for root, dirs, files in os.walk(folder):
+        base = Path(root).relative_to(folder)
+        found.update((base / name).as_posix() for name in (*dirs, *files))
+    return found
+
+
+def _write_new_file(path: Path, text: str) -> None:
+    """Create ``path`` (never through a link, never over an existing file) holding ``text``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def _cwd() -> Path | None:
@@ -156,9 +208,12 @@ def locked_output(target: Path) -> Iterator[Path]:
         yield lock
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 def _acquire(path: Path, target: Path) -> int:
     for _ in range(20):  # the file can be removed between open and lock by the previous holder
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock_file(path)
         try:
             if not _try_lock(fd):
                 holder = _read_holder(fd)
@@ -180,6 +235,23 @@ def _acquire(path: Path, target: Path) -> int:
             raise
         os.close(fd)
     raise OutputInUseError(f"{target} is in use by another TinyForge run: wait for it to finish")
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) the lock file without following a link: a link planted where our lock
+    goes would make us overwrite whatever it points to."""
+    if path.is_symlink():
+        raise OutputFolderError(f"refusing to use the lock file {path}: it is a symbolic link; remove it")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link appeared between the check and the open
+            raise OutputFolderError(f"refusing to use the lock file {path}: it is a symbolic link; remove it") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputFolderError(f"refusing to use the lock file {path}: it is not a regular file; remove it")
+    return fd
 
 
 def _read_holder(fd: int) -> str:

@@ -17,7 +17,14 @@ from typing import Any
 
 from core.events import ArtifactWritten, EventCallback, Finished, Log
 from core.exporter.errors import ExportError, OutputExistsError
-from core.staging import OutputFolderError, check_replaceable, locked_output, staging_folder, swap_in
+from core.staging import (
+    OutputFolderError,
+    check_replaceable,
+    locked_output,
+    staging_folder,
+    swap_in,
+    write_owned_list,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +33,12 @@ __all__ = ["SERVICE_MARKER", "SERVICE_TEMPLATE", "announce_service_folder", "cop
 
 SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
 SERVICE_MARKER = "model_metadata.json"  # what makes a folder a TinyForge service (to replace)
+# What an export writes at the top of a service folder, for folders exported before each one
+# recorded its own list of files (``core.staging.OWNED_LIST``): anything else there is the user's.
+_SERVICE_ENTRIES = frozenset(
+    {p.name for p in SERVICE_TEMPLATE.iterdir()}
+    | {SERVICE_MARKER, "export_report.json", "onnx", "gguf", "tokenizer.json", "model_config", "tinyforge_prompt.json"}
+)
 
 
 def copy_service_template(destination: Path) -> None:
@@ -48,7 +61,7 @@ def staged_output_dir(output_dir: str | os.PathLike[str], overwrite: bool) -> It
 
     An existing ``output_dir`` without ``overwrite`` is refused before anything is written, and
     with ``overwrite`` too unless it is a TinyForge service (its ``model_metadata.json`` is
-    there) or empty. The folder is locked for the whole build (a second export into it is
+    there) holding only files an export wrote, or empty. The folder is locked for the whole build (a second export into it is
     refused), leftovers of dead builds beside it are removed, and on any error the temp folder
     is removed and the existing folder is left exactly as it was.
     """
@@ -56,13 +69,16 @@ def staged_output_dir(output_dir: str | os.PathLike[str], overwrite: bool) -> It
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
     try:
-        check_replaceable(target, [SERVICE_MARKER], "service folder")
+        check_replaceable(target, [SERVICE_MARKER], "service folder", _SERVICE_ENTRIES)
         with locked_output(target):
-            check_replaceable(target, [SERVICE_MARKER], "service folder")  # as it is now, locked
+            check_replaceable(target, [SERVICE_MARKER], "service folder", _SERVICE_ENTRIES)  # as it is now, locked
             if (target.exists() or target.is_symlink()) and not overwrite:
                 raise OutputExistsError(f"Output folder already exists: {target} (use --overwrite to replace it)")
             with staging_folder(target) as folder:
                 yield folder
+                write_owned_list(folder)
+                # Again at the last moment: a user may have put files there while we exported.
+                check_replaceable(target, [SERVICE_MARKER], "service folder", _SERVICE_ENTRIES)
                 swap_in(folder, target)
     except OutputFolderError as exc:
         raise ExportError(str(exc)) from exc

@@ -100,13 +100,14 @@ def test_overwrite_replaces_an_existing_service(tiny_models: dict[str, Path], tm
 
     target = tmp_path / "svc"
     target.mkdir()
-    (target / "old.txt").write_text("old")
+    (target / "onnx").mkdir()
+    (target / "onnx" / "old.onnx").write_text("old")  # an older export's (no list of files yet): ours
     (target / "model_metadata.json").write_text("{}")  # a TinyForge service: --overwrite may replace it
     report = export_real(
         tiny_models["causal"], target, overwrite=True, quantize="none", self_test=False, max_new_tokens=4,
         exporter="torchscript",
     )
-    assert not (target / "old.txt").exists()
+    assert not (target / "onnx" / "old.onnx").exists()
     assert report["quantized_path"] is None and set(report["graphs"]) == {"fp32"}
     assert report["exporter"] == "torchscript"
     assert report["parity"]["fp32"]["passed"] is True

@@ -72,15 +72,65 @@ def test_overwrite_replaces_a_service_whole_and_an_empty_folder(tmp_path: Path) 
     stub = write_stub(tmp_path / "model")
     service = tmp_path / "svc"
     build(stub, service, export_onnx=True)
-    (service / "extra.txt").write_text("from an older export")
     build(stub, service, overwrite=True)  # without ONNX this time: nothing of the old one is left
-    assert not (service / "onnx").exists() and not (service / "extra.txt").exists()
+    assert not (service / "onnx").exists()
     assert (service / "model_metadata.json").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
     build(stub, empty, overwrite=True)
     assert (empty / "model_metadata.json").is_file()
     assert hidden_beside(service) == [] and hidden_beside(empty) == []
+
+
+def test_cli_export_overwrite_keeps_a_folder_that_only_has_our_marker(tmp_path: Path) -> None:
+    """A ``model_metadata.json`` alone does not make a folder ours: ``src/`` beside it stays."""
+    stub = write_stub(tmp_path / "model")
+    project = _project(tmp_path / "project")
+    (project / "model_metadata.json").write_text("{}", encoding="utf-8")
+    before = snapshot(project)
+    result = _cli("-m", "core.cli", "export", "--model-path", str(stub), "--output-dir", str(project),
+                  "--overwrite", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.lower().startswith("error:")]
+    assert len(errors) == 1 and "notes.txt, src" in errors[0] and "did not write" in errors[0], result.stderr
+    assert snapshot(project) == before and hidden_beside(project) == []
+
+
+def test_overwrite_refuses_a_real_service_that_holds_the_users_files(tmp_path: Path) -> None:
+    """An exported service records what it wrote; a user's ``.env`` and ``certs/`` stop a replace."""
+    stub = write_stub(tmp_path / "model")
+    service = tmp_path / "svc"
+    build(stub, service, export_onnx=True)
+    owned = json.loads((service / staging.OWNED_LIST).read_text())["entries"]
+    assert {"model_metadata.json", "onnx", "onnx/model.onnx", "export_report.json", "app.py"} <= set(owned)
+    (service / ".env").write_text("API_KEY=secret\n")
+    (service / "certs").mkdir()
+    (service / "certs" / "server.pem").write_text("pem")
+    (service / "onnx" / "my_notes.txt").write_text("mine")
+    before = snapshot(service)
+    with pytest.raises(ExportError, match=r"\.env, certs, certs/server\.pem and 1 more, which TinyForge did not write"):
+        build(stub, service, overwrite=True)
+    assert snapshot(service) == before and hidden_beside(service) == []
+    for path in (service / ".env", service / "certs" / "server.pem", service / "onnx" / "my_notes.txt"):
+        path.unlink()
+    (service / "certs").rmdir()
+    (service / "__pycache__").mkdir()  # Python's own, when the service ran: ours to replace
+    (service / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"x")
+    build(stub, service, overwrite=True)
+    assert not (service / "onnx").exists() and not (service / "__pycache__").exists()
+
+
+def test_a_service_exported_before_the_list_may_hold_only_what_an_export_writes(tmp_path: Path) -> None:
+    stub = write_stub(tmp_path / "model")
+    service = tmp_path / "svc"
+    build(stub, service, export_onnx=True)
+    (service / staging.OWNED_LIST).unlink()  # as an older version wrote it
+    (service / ".env").write_text("API_KEY=secret\n")
+    with pytest.raises(ExportError, match=r"\.env, which TinyForge did not write"):
+        build(stub, service, overwrite=True)
+    (service / ".env").unlink()
+    build(stub, service, overwrite=True)
+    assert (service / staging.OWNED_LIST).is_file()
 
 
 def test_the_current_folder_is_never_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,3 +389,23 @@ def test_normalize_modes_follows_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     assert (folder / "a.bin").stat().st_mode & 0o777 == 0o640
     assert (folder / "sub").stat().st_mode & 0o777 == 0o750
+
+
+def test_a_link_where_the_lock_goes_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """``ln -s victim .out.tinyforge.lock``: neither train nor export writes through it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    stub = write_stub(tmp_path / "model")
+    for name in ("out", "svc"):
+        (tmp_path / f".{name}{staging.LOCK_SUFFIX}").symlink_to(victim)
+    result = _cli("-m", "core.cli", "train", "--data", str(SAMPLE), "--out", "out", "--dry-run", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "symbolic link" in result.stderr and str(tmp_path / ".out.tinyforge.lock") in result.stderr
+    with pytest.raises(ExportError, match="symbolic link"):
+        build(stub, tmp_path / "svc")
+    assert victim.read_text() == "precious\n"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "svc").exists()
+    os.symlink(tmp_path / "nowhere", tmp_path / f".x{staging.LOCK_SUFFIX}")
+    with pytest.raises(staging.OutputFolderError, match="symbolic link"), staging.output_lock(tmp_path / "x"):
+        pass
+    assert not (tmp_path / "nowhere").exists()
