@@ -198,9 +198,12 @@ def test_export_refuses_an_existing_folder_and_leaves_it_untouched(tmp_path: Pat
     with pytest.raises(ExportError, match="not a TinyForge service"):
         build(stub, out, export_onnx=True, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
-    (out / "model_metadata.json").write_text("{}")
+    (out / "model_metadata.json").write_text("{}")  # our marker beside a file we did not write: still refused
+    with pytest.raises(ExportError, match="keep.txt, which TinyForge did not write"):
+        build(stub, out, export_onnx=True, overwrite=True)
+    (out / "keep.txt").unlink()
     build(stub, out, export_onnx=True, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "export_report.json").is_file()
+    assert (out / "export_report.json").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
