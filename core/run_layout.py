@@ -44,6 +44,7 @@ __all__ = [
     "EXPORT_REPORT_FILE",
     "MODEL_DIR",
     "MODEL_MANIFEST_FILE",
+    "VARIANTS_FILE",
     "MODEL_METADATA_FILE",
     "MODEL_STUB_FILE",
     "RESUME_DIR",
@@ -88,6 +89,7 @@ MODEL_STUB_FILE = "model_stub.json"  # a dry run's placeholder model (the seed's
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 EVALUATION_FILE = "evaluation.json"
+VARIANTS_FILE = "variants.jsonl"  # every phrasing a real run trained or held out (core.training.variants)
 EVALUATIONS_DIR = "evaluations"  # `foremforge evaluate --data FILE` results, one per file
 EXPORT_REPORT_FILE = "export_report.json"
 MODEL_METADATA_FILE = "model_metadata.json"
@@ -254,6 +256,7 @@ class TrainingReport(_Result):
     tokens_per_second: float | None = None
     resumed_from: str | None = None
     recipe: dict[str, Any] | None = None
+    variants: dict[str, Any] | None = None
     lora_applied: bool | None = None
     lora_config: dict[str, Any] | None = None
     evaluation: EvaluationSummary | None = None
@@ -271,6 +274,10 @@ class SplitMeans(_Result):
     tuned_exact: float | None = None
     base_exact: float | None = None
     reproduced: int = 0
+    tuned_fact_recall: float | None = None
+    base_fact_recall: float | None = None
+    answered: int = 0  # questions answered with every checkable fact of the reference (facts.answered)
+    base_answered: int = 0
     loss: float | None = None
     perplexity: float | None = None
     base_loss: float | None = None
@@ -289,6 +296,10 @@ class EvaluationRow(_Result):
     tuned_rouge_l: float = 0.0
     base_exact: bool = False
     tuned_exact: bool = False
+    base_fact_recall: float | None = None
+    tuned_fact_recall: float | None = None
+    base_answered: bool = False
+    tuned_answered: bool = False
 
 
 class Evaluation(_Result):

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from tinyforge_gui import APPLICATION
 from tinyforge_gui.controllers.dataset_controller import DatasetController
+from tinyforge_gui.controllers.phrasings_controller import PhrasingsController
 from tinyforge_gui.controllers.run_controller import RunController
 from tinyforge_gui.controllers.studio_controller import StudioController
 from tinyforge_gui.panels.dataset_panel import DatasetPanel
@@ -119,6 +120,7 @@ class MainWindow(QMainWindow):
         self.run_controller = RunController(*common, self.options, self.run_panel, self.tabs, self.settings,
                                             parent=self)
         self.studio_controller = StudioController(*common, self.options, self.run_panel, self.tabs, parent=self)
+        self.phrasings_controller = PhrasingsController(*common, self.dataset, self.options, parent=self)
         datasets, runs, studio = self.dataset_controller, self.run_controller, self.studio_controller
         datasets.recent_changed.connect(self.rebuild_recent_menu)
         self.dataset.open_requested.connect(datasets.open_dialog)

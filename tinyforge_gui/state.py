@@ -28,6 +28,7 @@ class Task(StrEnum):
     LORA_TARGETS = "lora-targets"
     PLAYGROUND = "playground"
     SERVICE = "service"
+    VARIANTS = "variants"
 
 
 class RunStatus(StrEnum):

@@ -59,6 +59,9 @@ class TrainConfig(BaseModel):
     grad_accum: int = _field(d.GRAD_ACCUM)
     max_length: int = _field(d.MAX_LENGTH)
     eval_split: float | None = _field(d.EVAL_SPLIT)  # None: 0.1 with >= 10 records, else 0
+    variants: int | None = _field(d.VARIANTS)  # None: the recipe's; 0: --no-variants
+    variant_generator: str | None = None  # the model that writes rephrasings; None: the base model
+    eval_data_path: str | None = None  # the user's own evaluation file, scored after training
     seed: int = _field(d.SEED)
     device: Literal["auto", "cpu", "cuda", "mps"] = _field(d.DEVICE)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(d.PRECISION)

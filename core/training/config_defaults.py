@@ -42,6 +42,9 @@ BATCH_SIZE = Limits(8, ge=1)
 GRAD_ACCUM = Limits(1, ge=1)
 MAX_LENGTH = Limits(256, ge=8)
 EVAL_SPLIT = Limits(None, ge=0, lt=1)  # None: 0.1 with >= 10 records, else 0
+# Model-written rephrasings per question (core.training.variants). None: the recipe's (4, with
+# surface variants); 0: no variants at all, the user's records only (and a held-out record split).
+VARIANTS = Limits(None, ge=0, lt=33)
 SEED = Limits(42)
 LOGGING_STEPS = Limits(1, ge=1)
 DEVICE = Limits("auto")

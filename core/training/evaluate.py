@@ -1,10 +1,13 @@
 """Did the model learn? Base and fine-tuned answers side by side, scored against the references.
 
 After every real training (and with ``foremforge evaluate``), the fine-tuned model and its base
-model answer the held-out records and a bounded sample of training records, greedily, with the
-default answer length. Each row keeps the input, the reference, both answers and their ROUGE-L
-F1 / exact match; each split gets its means, the fine-tuned model's loss and perplexity on the
-references, and the run one plain verdict sentence. Written as ``evaluation.json`` beside
+model answer, greedily and with the default answer length, a bounded sample of each split:
+``train`` (the user's questions word for word), ``unseen`` (phrasings of the same facts held out
+of training: questions asked in other words), ``eval`` (held-out records, when a run trains
+without variants) and ``data`` (the user's own evaluation file). Each row keeps the input, the
+reference, both answers and their ROUGE-L F1, exact match and fact recall
+(:mod:`core.training.facts`); each split gets its means, the fine-tuned model's loss and
+perplexity on the references, and the run one plain verdict sentence that names both halves. Written as ``evaluation.json`` beside
 ``training_report.json``. Metrics are pure Python; models load lazily.
 """
 
@@ -22,8 +25,16 @@ from typing import Any
 
 from core.events import CancelToken, EventCallback, Log, Progress, StageStarted, noop
 from core.jsonio import utc_now_iso, write_json_atomic
-from core.run_layout import EVALUATION_FILE, EVALUATIONS_DIR, TRAINING_REPORT_FILE, Evaluation, TrainingReport
+from core.run_layout import (
+    EVALUATION_FILE,
+    EVALUATIONS_DIR,
+    TRAINING_REPORT_FILE,
+    VARIANTS_FILE,
+    Evaluation,
+    TrainingReport,
+)
 from core.run_layout import read_training_report as _read_training_report
+from core.training.facts import answered, fact_recall
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +48,7 @@ __all__ = [
     "exact_match",
     "rouge_l_f1",
     "split_indices",
+    "splits_from_phrasings",
     "splits_from_records",
     "verdict",
 ]
@@ -123,7 +135,7 @@ def evaluate_loaded(
     done = 0
     emit(StageStarted("evaluate", f"answering {total // 2} records with the base and the fine-tuned model"))
 
-    def answer(model: Any, pairs: Sequence[Pair]) -> list[str]:
+    def answer(model: Any, pairs: Sequence[Pair], limit: int | None = None) -> list[str]:
         nonlocal done
         offset = done
 
@@ -133,12 +145,13 @@ def evaluate_loaded(
             emit(Progress("evaluate", done, total))
             token.raise_if_cancelled()
 
-        return generate_answers(model, tokenizer, fmt, [q for q, _ in pairs], on_batch=step)
+        return generate_answers(model, tokenizer, fmt, [q for q, _ in pairs], max_new_tokens=limit, on_batch=step)
 
     tuned_answers = {name: answer(tuned, pairs) for name, pairs in splits.items()}
     tuned_loss = {name: _answer_loss(tuned, tokenizer, fmt, pairs) for name, pairs in splits.items()}
     with base() as base_model:
-        base_answers = {name: answer(base_model, pairs) for name, pairs in splits.items()}
+        base_answers = {name: answer(base_model, pairs, _base_answer_limit(tokenizer, fmt, pairs))
+                        for name, pairs in splits.items()}
         base_loss = {name: _answer_loss(base_model, tokenizer, fmt, pairs) for name, pairs in splits.items()}
     result: dict[str, Any] = {"created_time": utc_now_iso(), "max_new_tokens": fmt.max_new_tokens,
                               "reproduced_rouge_l": REPRODUCED_ROUGE, "splits": {}, "rows": []}
@@ -153,17 +166,32 @@ def evaluate_loaded(
     return result
 
 
+def _base_answer_limit(tokenizer: Any, fmt: Any, pairs: Sequence[Pair]) -> int:
+    """The base model's answer length: twice the longest reference (at most the default).
+
+    An untuned base model rarely stops by itself; tokens past twice the reference can only
+    lower its scores, and generating them took most of an evaluation's time.
+    """
+    longest = max((len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for _, ref in pairs), default=0)
+    return max(8, min(int(fmt.max_new_tokens), 2 * longest + 8))
+
+
 def _row(split: str, question: str, reference: str, base_answer: str, tuned_answer: str) -> dict[str, Any]:
+    base_rouge, tuned_rouge = rouge_l_f1(base_answer, reference), rouge_l_f1(tuned_answer, reference)
     return {
         "split": split,
         "input": question,
         "reference": reference,
         "base_answer": base_answer,
         "tuned_answer": tuned_answer,
-        "base_rouge_l": round(rouge_l_f1(base_answer, reference), 4),
-        "tuned_rouge_l": round(rouge_l_f1(tuned_answer, reference), 4),
+        "base_rouge_l": round(base_rouge, 4),
+        "tuned_rouge_l": round(tuned_rouge, 4),
         "base_exact": exact_match(base_answer, reference),
         "tuned_exact": exact_match(tuned_answer, reference),
+        "base_fact_recall": fact_recall(base_answer, reference),
+        "tuned_fact_recall": fact_recall(tuned_answer, reference),
+        "base_answered": answered(base_answer, reference, base_rouge, REPRODUCED_ROUGE),
+        "tuned_answered": answered(tuned_answer, reference, tuned_rouge, REPRODUCED_ROUGE),
     }
 
 
@@ -171,7 +199,8 @@ def _means(rows: list[dict[str, Any]], tuned_loss: float | None, base_loss: floa
     n = len(rows)
 
     def mean(key: str) -> float | None:
-        return round(sum(float(r[key]) for r in rows) / n, 4) if n else None
+        values = [float(r[key]) for r in rows if r[key] is not None]
+        return round(sum(values) / len(values), 4) if values else None
 
     return {
         "n": n,
@@ -180,6 +209,10 @@ def _means(rows: list[dict[str, Any]], tuned_loss: float | None, base_loss: floa
         "tuned_exact": mean("tuned_exact"),
         "base_exact": mean("base_exact"),
         "reproduced": sum(r["tuned_rouge_l"] >= REPRODUCED_ROUGE for r in rows),
+        "tuned_fact_recall": mean("tuned_fact_recall"),
+        "base_fact_recall": mean("base_fact_recall"),
+        "answered": sum(bool(r["tuned_answered"]) for r in rows),
+        "base_answered": sum(bool(r["base_answered"]) for r in rows),
         "loss": tuned_loss,
         "perplexity": _perplexity(tuned_loss),
         "base_loss": base_loss,
@@ -194,31 +227,37 @@ def _perplexity(loss: float | None) -> float | None:
 
 
 def verdict(splits: dict[str, dict[str, Any]]) -> str:
-    """One plain sentence: did the model learn its training answers, and does it generalise?"""
+    """One plain sentence with both halves: are the training answers reproduced, and are the
+    same facts given when the question is asked in other words?"""
     parts = []
     train = splits.get("train")
     if train and train["n"]:
         t, b = train["tuned_rouge_l"], train["base_rouge_l"]
         if train["reproduced"] >= train["n"] / 2:
-            parts.append(f"learned: {train['reproduced']} of {train['n']} training answers reproduced "
+            parts.append(f"learned: reproduces {train['reproduced']} of {train['n']} training answers "
                          f"(ROUGE-L {t:.2f} vs the base model's {b:.2f})")
         elif t > b + 0.1:
-            parts.append(f"partly learned: {train['reproduced']} of {train['n']} training answers reproduced "
+            parts.append(f"partly learned: reproduces {train['reproduced']} of {train['n']} training answers "
                          f"(ROUGE-L {t:.2f} vs the base model's {b:.2f}); train longer or raise the learning rate")
         else:
             parts.append(f"not learned: training answers no closer to the references than the base model's "
                          f"(ROUGE-L {t:.2f} vs {b:.2f}); train longer or raise the learning rate")
+    unseen = splits.get("unseen")
+    if unseen and unseen["n"]:
+        parts.append(f"answers {unseen['answered']} of {unseen['n']} questions asked in other words with the "
+                     f"right facts (the base model: {unseen.get('base_answered', 0)})")
     held = splits.get("eval")
     if held and held["n"]:
         t, b = held["tuned_rouge_l"], held["base_rouge_l"]
         closer = "closer to" if t > b else "no closer to"
         parts.append(f"held-out answers {closer} the references than the base model's ({t:.2f} vs {b:.2f})")
-    elif train:
-        parts.append("no held-out records to check generalisation")
+    elif train and not (unseen and unseen["n"]):
+        parts.append("no held-out phrasings or records to check questions asked in other words")
     data = splits.get("data")
     if data and data["n"]:
         t, b = data["tuned_rouge_l"], data["base_rouge_l"]
-        parts.append(f"{data['reproduced']} of {data['n']} answers match their reference (ROUGE-L >= "
+        parts.append(f"your evaluation file: {data['answered']} of {data['n']} questions answered with the right "
+                     f"facts, {data['reproduced']} of {data['n']} answers match their reference (ROUGE-L >= "
                      f"{REPRODUCED_ROUGE}); mean ROUGE-L {t:.2f} vs the base model's {b:.2f}")
     return "; ".join(parts) if parts else "nothing to evaluate"
 
@@ -258,6 +297,16 @@ def splits_from_records(records: Sequence[Pair], train_idx: list[int], eval_idx:
     return {name: pairs for name, pairs in splits.items() if pairs}
 
 
+def splits_from_phrasings(originals: Sequence[Pair], unseen: Sequence[Pair], seed: int) -> dict[str, list[Pair]]:
+    """The evaluated splits of a run with variants: the user's questions word for word
+    (``train``) and the held-out phrasings of the same facts (``unseen``), each bounded."""
+    splits = {
+        "train": [originals[i] for i in _bounded(list(range(len(originals))), seed)],
+        "unseen": [unseen[i] for i in _bounded(list(range(len(unseen))), seed)],
+    }
+    return {name: pairs for name, pairs in splits.items() if pairs}
+
+
 def evaluate_output(
     output_dir: str | Path,
     data_path: str | Path | None = None,
@@ -290,8 +339,16 @@ def evaluate_output(
         if config is None or not source or not Path(source).is_file():
             raise FileNotFoundError(f"the run's dataset {source!r} is not there any more; pass --data FILE")
         records = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(source)]
-        train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)
-        splits = splits_from_records(records, train_idx, eval_idx, config.seed)
+        if (root / VARIANTS_FILE).is_file():  # trained with variants: the same phrasings as after training
+            from core.training.variants import read_variants_jsonl
+
+            rows = read_variants_jsonl(root / VARIANTS_FILE)
+            originals = [(r["input"], r["output"]) for r in rows if r["source"] == "original" and r["split"] == "train"]
+            unseen = [(r["input"], r["output"]) for r in rows if r["split"] == "unseen"]
+            splits = splits_from_phrasings(originals, unseen, config.seed)
+        else:
+            train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)
+            splits = splits_from_records(records, train_idx, eval_idx, config.seed)
     tuned, tokenizer, fmt = load_for_predict(model_dir)
     try:
         spec = resolve_base_model(base_name)

@@ -58,6 +58,7 @@ from core.staging import (
 )
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
+from core.run_layout import VARIANTS_FILE
 from core.training.evaluate import EVALUATION_NAME, EVALUATIONS_DIR, split_indices
 from core.training.lean_layers import lean_layers
 from core.training.precision import lora_inputs_as_they_come
@@ -65,14 +66,14 @@ from core.training.recipe import Recipe, choose_recipe, resolve_config, steps_pe
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingError", "run_real_training"]
+__all__ = ["TrainingError", "load_records", "run_real_training"]
 
 REPORT_NAME = "training_report.json"
 MANIFEST_NAME = "model_manifest.json"
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
-_OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_NAME, EVALUATION_NAME)
+_OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_NAME, EVALUATION_NAME, VARIANTS_FILE)
 # An existing output is replaced only when one of these says it is ours ...
 _MARKERS = (REPORT_NAME, MANIFEST_NAME, "model_stub.json")
 # ... and it holds nothing else (a file a user put there is never deleted by a retrain).
@@ -96,6 +97,7 @@ class _Plan:
     rank: int = 0
     world_size: int = 1
     recipe: Recipe | None = None
+    pairs: Any = None  # core.training.phrasings.RunPairs, once the base model is loaded
 
 
 def run_real_training(
@@ -175,7 +177,7 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
 
     emit(StageStarted("validate", f"checking {config.data_path}"))
     check_output_dir(config.output_dir)
-    records, n_records, sha256 = _load_records(config.data_path, emit)
+    records, n_records, sha256 = load_records(config.data_path, emit)
     try:
         spec = resolve_base_model(config.base_model)
         targets = None
@@ -191,21 +193,39 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
         raise TrainingError(f"nothing to resume: no checkpoint under {output / CHECKPOINTS_DIR}")
     if resume_from is not None:
         _check_resume_matches(config, output)
-    train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)
+    from core.training.phrasings import variants_wanted
+
+    with_variants = variants_wanted(config) > 0
+    if with_variants:  # phrasings are held out, not records: every answer trains
+        train_idx, eval_idx = list(range(len(records))), []
+    else:
+        train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)
+    if config.eval_data_path:
+        load_records(config.eval_data_path, noop)  # a bad evaluation file fails now, not after training
     if not train_idx:
         raise TrainingError(
             f"no training records left: {len(records)} record(s), {len(eval_idx)} held out for evaluation "
             f"(eval_split {config.eval_split}); lower eval_split or add records"
         )
     _check_device(config)
+    if with_variants:
+        emit(Log(f"{n_records} records: every answer trains; phrasings of each question are held out"))
+        return _Plan(config, records, n_records, sha256, spec, targets, train_idx, eval_idx, output, resume_from,
+                     rank, world_size)
     emit(Log(f"{n_records} records: {len(train_idx)} for training, {len(eval_idx)} held out"))
-    recipe = choose_recipe(config, len(train_idx), targets, world_size)
+    return _choose_recipe(_Plan(config, records, n_records, sha256, spec, targets, train_idx, eval_idx,
+                                output, resume_from, rank, world_size), len(train_idx), emit)
+
+
+def _choose_recipe(plan: _Plan, n_train: int, emit: EventCallback) -> _Plan:
+    """The recipe for ``n_train`` training pairs, logged, and the config it resolves to."""
+    recipe = choose_recipe(plan.config, n_train, plan.lora_targets, plan.world_size)
     emit(Log(recipe.summary()))
-    return _Plan(resolve_config(config, recipe), records, n_records, sha256, spec, targets, train_idx, eval_idx,
-                 output, resume_from, rank, world_size, recipe)
+    plan.recipe, plan.config = recipe, resolve_config(plan.config, recipe)
+    return plan
 
 
-def _load_records(path: str, emit: EventCallback) -> tuple[list[tuple[str, str]], int, str]:
+def load_records(path: str, emit: EventCallback) -> tuple[list[tuple[str, str]], int, str]:
     """Validate the whole file, then read its (input, output) pairs."""
     from core.training.dataset import DatasetError, stream_jsonl, validate_file
     from core.training.dataset_scan import DatasetFileError, DatasetNotFoundError
@@ -346,14 +366,17 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
                   started: float) -> dict[str, Any]:
     """Load, prepare, train, then write and publish the output (rank 0): the training's stages."""
     config = plan.config
-    model, tokenizer, fmt, examples = _load_and_encode(plan, emit, token)
+    model, tokenizer, fmt = _load(plan, token)
+    _prepare_pairs(plan, model, tokenizer, emit, token)
+    config = plan.config  # with the recipe's values
+    examples, eval_examples = _encode(plan, tokenizer, fmt, emit)
     device = _resolve_device(config.device)
     default_attention = _set_training_attention(model, device, plan.spec.architecture, examples, emit)
     model, lora_info = _apply_lora(model, plan, emit)
     choice, n_bf16 = _apply_precision(model, config, device, emit)
     precision = choice.precision
-    trainer, callback, collator, steps = _make_trainer(plan, staging, model, tokenizer, fmt, examples, device,
-                                                       precision, emit, token)
+    trainer, callback, collator, steps = _make_trainer(plan, staging, model, tokenizer, fmt, examples, eval_examples,
+                                                       device, precision, emit, token)
     world_size = int(trainer.args.world_size)
     emit(StageStarted("train", f"training {config.base_model} ({'LoRA' if config.lora.enabled else 'full'}), "
                       f"{steps['total']} steps of {steps['per_step']} examples on {device} ({precision})"))
@@ -370,6 +393,9 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         cancelled = callback.cancelled
         if trainer.eval_dataset is not None and not cancelled and trainer.state.global_step % steps["eval"] != 0:
             trainer.evaluate()
+        stopping = steps.get("early_stop")
+        if stopping is not None and not cancelled:
+            stopping.restore_best(model)
     train_seconds = time.time() - train_started
     release_memory()  # the training step's activations and logits, before the fp32 base comes back
     if n_bf16 and not cancelled:
@@ -385,7 +411,11 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         architecture=plan.spec.architecture,
         n_train=len(plan.train_idx),
         n_eval=len(plan.eval_idx),
+        n_train_pairs=len(examples),
+        n_eval_pairs=len(eval_examples),
         n_truncated=sum(ex.truncated for ex in examples),
+        variants=plan.pairs.record,
+        early_stopping=steps["early_stop"].record() if steps.get("early_stop") else None,
         world_size=world_size,
         device=device,
         precision=precision,
@@ -438,9 +468,9 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def _load_and_encode(plan: _Plan, emit: EventCallback, token: CancelToken) -> tuple[Any, Any, Any, list[Any]]:
-    """The base model, its tokenizer and prompt format, and every record encoded (truncation said)."""
-    from core.models.prompting import build_prompt_format, encode_example
+def _load(plan: _Plan, token: CancelToken) -> tuple[Any, Any, Any]:
+    """The base model, its tokenizer and the prompt format training and predict use."""
+    from core.models.prompting import build_prompt_format
     from core.models.registry import BaseModelError, load_base_model
 
     config = plan.config
@@ -451,12 +481,33 @@ def _load_and_encode(plan: _Plan, emit: EventCallback, token: CancelToken) -> tu
     token.raise_if_cancelled()
     fmt = build_prompt_format(tokenizer, plan.spec.architecture, config.max_length,
                               getattr(model.config, "decoder_start_token_id", None))
-    examples = [encode_example(tokenizer, fmt, i, o, config.max_length) for i, o in plan.records]
+    return model, tokenizer, fmt
+
+
+def _prepare_pairs(plan: _Plan, model: Any, tokenizer: Any, emit: EventCallback, token: CancelToken) -> None:
+    """Question variants (written by the loaded base model), the split, then the recipe for them."""
+    from core.training.phrasings import prepare_pairs
+
+    model.eval()  # the variants are written before training, with the base model as it was loaded
+    plan.pairs = prepare_pairs(plan.config, plan.records, plan.train_idx, plan.eval_idx, plan.sha256,
+                               (model, tokenizer), emit, token)
+    token.raise_if_cancelled()
+    if plan.recipe is None:
+        _choose_recipe(plan, len(plan.pairs.train), emit)
+
+
+def _encode(plan: _Plan, tokenizer: Any, fmt: Any, emit: EventCallback) -> tuple[list[Any], list[Any]]:
+    """The training and evaluation pairs encoded (truncation said)."""
+    from core.models.prompting import encode_example
+
+    max_length = plan.config.max_length
+    examples = [encode_example(tokenizer, fmt, i, o, max_length) for i, o in plan.pairs.train]
+    eval_examples = [encode_example(tokenizer, fmt, i, o, max_length) for i, o in plan.pairs.eval]
     n_cut = sum(ex.truncated for ex in examples)
     if n_cut:
-        emit(Log(f"{n_cut} record(s) are longer than max_length {config.max_length} tokens and were "
+        emit(Log(f"{n_cut} training example(s) are longer than max_length {max_length} tokens and were "
                  "truncated (raise max_length to keep them whole)", "warning"))
-    return model, tokenizer, fmt, examples
+    return examples, eval_examples
 
 
 def _set_training_attention(model: Any, device: str, arch: str, examples: list[Any], emit: EventCallback) -> str | None:
@@ -511,24 +562,37 @@ def _apply_precision(model: Any, config: TrainConfig, device: str, emit: EventCa
     return choice, 0
 
 
-def _make_trainer(plan: _Plan, staging: Path, model: Any, tokenizer: Any, fmt: Any, examples: list[Any], device: str,
-                  precision: str, emit: EventCallback, token: CancelToken) -> tuple[Any, Any, Any, dict[str, int]]:
-    """The HF trainer (answer-only loss), our event callback, the collator and the step counts."""
+def _make_trainer(plan: _Plan, staging: Path, model: Any, tokenizer: Any, fmt: Any, examples: list[Any],
+                  eval_examples: list[Any], device: str, precision: str, emit: EventCallback,
+                  token: CancelToken) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The HF trainer (answer-only loss), our event callback, the collator and the step counts
+    (with ``early_stop``: the best-so-far keeper when the recipe chose the run's length)."""
     from transformers import PrinterCallback
 
     from core.models.batching import DynamicPadCollator, ExampleDataset
     from core.training.answer_loss import make_answer_only_trainer
+    from core.training.early_stop import EVALS_PER_RUN, make_early_stop
 
     config, arch = plan.config, plan.spec.architecture
-    train_set = ExampleDataset([examples[i] for i in plan.train_idx], arch, train=True)
-    eval_set = ExampleDataset([examples[i] for i in plan.eval_idx], arch, train=False) if plan.eval_idx else None
+    train_set = ExampleDataset(examples, arch, train=True)
+    eval_set = ExampleDataset(eval_examples, arch, train=False) if eval_examples else None
     per_epoch = steps_per_epoch(len(train_set), config.batch_size, config.grad_accum, plan.world_size)
     total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * per_epoch))
-    steps = {"total": total_steps, "per_step": config.batch_size * config.grad_accum * plan.world_size,
-             "eval": max(config.logging_steps, total_steps // 5)}
+    # The run stops early on the held-out loss only when the recipe chose its length (not the user).
+    # With variants only: a --no-variants run trains as many steps as it always did.
+    chosen = plan.recipe is not None and ("epochs" in plan.recipe.reasons or "steps" in plan.recipe.reasons)
+    early = eval_set is not None and chosen and plan.world_size == 1 and plan.pairs.eval_name == "unseen"
+    steps: dict[str, Any] = {
+        "total": total_steps, "per_step": config.batch_size * config.grad_accum * plan.world_size,
+        "eval": max(config.logging_steps, total_steps // (EVALS_PER_RUN if early else 5)),
+    }
     args = _training_arguments(plan, staging, device, precision, eval_set is not None, steps["eval"])
     collator = DynamicPadCollator(fmt.pad_token_id, arch)
     callback = _make_callback(emit, token, collator, int(args.world_size))
+    callbacks = [callback]
+    if early:
+        steps["early_stop"] = make_early_stop(model, total_steps, plan.pairs.eval_name, emit)
+        callbacks.append(steps["early_stop"])
     trainer = make_answer_only_trainer(
         model=model,
         args=args,
@@ -536,7 +600,7 @@ def _make_trainer(plan: _Plan, staging: Path, model: Any, tokenizer: Any, fmt: A
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[callback],
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # our callback reports; keep stdout clean
     return trainer, callback, collator, steps
@@ -585,6 +649,10 @@ def _save_and_publish(trainer: Any, model: Any, tokenizer: Any, fmt: Any, plan: 
                       emit: EventCallback, token: CancelToken) -> None:
     """Rank 0: evaluate and write the model (or keep the checkpoint), the report, then publish."""
     emit(StageStarted("save", "writing the model" if not cancelled else "writing the checkpoint"))
+    if plan.pairs.rows:
+        from core.training.variants import write_variants_jsonl
+
+        write_variants_jsonl(staging / VARIANTS_FILE, plan.pairs.rows)
     if cancelled:
         _write_cancelled(trainer, staging, report)
     else:
@@ -623,7 +691,7 @@ def _evaluate(model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path, 
 
     from core.events import Cancelled
     from core.models.registry import load_base_model
-    from core.training.evaluate import base_of_lora, evaluate_loaded, splits_from_records
+    from core.training.evaluate import base_of_lora, evaluate_loaded
 
     model = _unwrap(model)
     model.eval()
@@ -637,7 +705,7 @@ def _evaluate(model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path, 
         base_model, _ = load_base_model(plan.spec, seed=plan.config.seed)
         yield base_model.to(model.device).eval()
 
-    splits = splits_from_records(plan.records, plan.train_idx, plan.eval_idx, plan.config.seed)
+    splits = plan.pairs.splits
     try:
         evaluation = evaluate_loaded(model, base, tokenizer, fmt, splits, emit, token)
     except Cancelled:

@@ -184,7 +184,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--grad-accum", type=int, default=_default("grad_accum"), help="gradient accumulation steps")
     real.add_argument("--max-length", type=int, default=_default("max_length"), help="maximum tokens per record")
     real.add_argument("--eval-split", type=float, default=_default("eval_split"),
-                      help="held-out fraction (default 0.1 with >= 10 records)")
+                      help="held-out share: with variants, of each question's phrasings (default: one phrasing "
+                           "per question); with --no-variants, of the records (default 0.1 with >= 10 records)")
+    variants = real.add_mutually_exclusive_group()
+    variants.add_argument("--variants", type=int, default=_default("variants"), metavar="N",
+                          help="rephrasings a local model writes for each question before training, besides cheap "
+                               "surface variants (default: the recipe's 4; 0 is --no-variants)")
+    variants.add_argument("--no-variants", dest="variants", action="store_const", const=0,
+                          help="train on your records only and hold out whole records for the evaluation")
+    real.add_argument("--variant-generator", default=_default("variant_generator"), metavar="MODEL",
+                      help="the model that writes the rephrasings (default: the base model)")
+    real.add_argument("--eval-data", default=_default("eval_data_path"), metavar="FILE",
+                      help="your own evaluation JSONL (questions in your customers' words), scored after training")
     real.add_argument("--seed", type=int, default=_default("seed"))
     real.add_argument("--device", choices=_choices("device"), default=_default("device"))
     real.add_argument("--precision", choices=_choices("precision"), default=_default("precision"))
@@ -216,6 +227,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         grad_accum=args.grad_accum,
         max_length=args.max_length,
         eval_split=args.eval_split,
+        variants=args.variants,
+        variant_generator=args.variant_generator,
+        eval_data_path=args.eval_data,
         seed=args.seed,
         device=args.device,
         precision=args.precision,

@@ -25,7 +25,8 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 def tiny_config(out: Path, base: str = "tiny-causal", data: Path = SAMPLE, lora: bool = False,
                 **overrides: Any) -> TrainConfig:
     """A fast real-training config on a tiny model (CPU, seed 0)."""
-    values: dict[str, Any] = {"epochs": 1.0, "learning_rate": 3e-3, "seed": 0, "device": "cpu"}
+    # No question variants unless a test asks: the tests of other mechanics keep their record split.
+    values: dict[str, Any] = {"epochs": 1.0, "learning_rate": 3e-3, "seed": 0, "device": "cpu", "variants": 0}
     values.update(overrides)
     return TrainConfig(data_path=str(data), output_dir=str(out), base_model=base,
                        lora=LoraSettings(enabled=lora), **values)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tinyforge_gui.panels.phrasings_box import PhrasingsBox
 from tinyforge_gui.widgets.common import StatCard, make_icon
 from tinyforge_gui.widgets.dataset_model import DatasetTableModel
 from tinyforge_gui.widgets.theme import set_state_colour, style_label
@@ -232,6 +233,9 @@ class DatasetPanel(QStackedWidget):
         self.bottom_split.setObjectName("datasetBottomSplitter")
         self.bottom_split.addWidget(problems_box)
         self.bottom_split.addWidget(detail_box)
+        self.phrasings = PhrasingsBox()
+        self.phrasings.dropped_changed.connect(self.refresh_phrasing_counts)
+        self.bottom_split.addWidget(self.phrasings)
         return self.bottom_split
 
     # --- states ---
@@ -239,7 +243,9 @@ class DatasetPanel(QStackedWidget):
         self.setCurrentIndex(0)
 
     def begin(self, path: str, head: list[tuple[int, str]]) -> None:
-        """A new file: show its head rows at once and reset summary and problems."""
+        """A new file: show its head rows at once and reset summary, problems and phrasings."""
+        self.phrasings.clear()
+        self.model.set_phrasing_counts({})
         self.path = path
         self.report = None
         p = Path(path)
@@ -356,3 +362,16 @@ class DatasetPanel(QStackedWidget):
             return
         header = f"// line {parsed.line}" + (f" — {parsed.error}" if parsed.error else "")
         self.detail.setPlainText(f"{header}\n{parsed.pretty()}")
+        self.phrasings.show_question(parsed.cells[0] if not parsed.error else "")
+
+    def show_phrasings(self, rows: list[dict[str, Any]], dropped: set[str], summary: str) -> None:
+        """The variants of every question: the count column and the selected record's list."""
+        self.phrasings.set_rows(rows, dropped, summary)
+        self.model.set_phrasing_counts(self.phrasings.counts())
+        current = self.table.currentIndex()
+        if current.isValid():
+            self._show_detail(current)
+
+    @Slot(str, bool)
+    def refresh_phrasing_counts(self, _text: str = "", _dropped: bool = False) -> None:
+        self.model.set_phrasing_counts(self.phrasings.counts())

@@ -1,5 +1,7 @@
 """The Evaluation tab: did the model learn? The verdict on top, then reference, base and
-fine-tuned answers side by side with their ROUGE-L scores (``model/evaluation.json`` of a run)."""
+fine-tuned answers side by side with their ROUGE-L and fact recall (``model/evaluation.json`` of
+a run). Questions asked in other words (held-out phrasings, the user's own file) come first:
+they are what a customer sees."""
 
 from __future__ import annotations
 
@@ -26,17 +28,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("split", "input", "reference", "base answer", "fine-tuned answer", "base ROUGE-L", "fine-tuned ROUGE-L")
+COLUMNS = ("asked", "question", "reference", "base answer", "fine-tuned answer", "base ROUGE-L",
+           "fine-tuned ROUGE-L", "fine-tuned facts")
+SPLIT_LABELS = {"unseen": "in other words", "data": "your file", "eval": "held-out record", "train": "as trained"}
+_ORDER = {"unseen": 0, "data": 1, "eval": 2, "train": 3}
 _GOOD, _BAD = QColor(46, 160, 67, 60), QColor(218, 54, 51, 50)
 
 
 def split_summary(name: str, means: SplitMeans) -> str:
-    """One line per split: records, mean ROUGE-L of both models, loss."""
-    label = {"train": "training sample", "eval": "held out", "data": "file"}.get(name, name)
+    """One line per split: questions, answered with the right facts, mean ROUGE-L of both models, loss."""
+    label = {"train": "as trained", "unseen": "asked in other words", "eval": "held-out records",
+             "data": "your evaluation file"}.get(name, name)
     loss = means.loss
     loss_text = f", loss {loss:.3f} (perplexity {means.perplexity:.2f})" if isinstance(loss, float) else ""
-    return (f"{label}: {means.n} records, ROUGE-L fine-tuned {means.tuned_rouge_l or 0:.2f} vs "
-            f"base {means.base_rouge_l or 0:.2f}, {means.reproduced} reproduced{loss_text}")
+    recall = means.tuned_fact_recall
+    facts = f", fact recall {recall:.2f}" if isinstance(recall, float) else ""
+    return (f"{label}: {means.answered} of {means.n} answered with the right facts (base {means.base_answered}){facts}, "
+            f"ROUGE-L fine-tuned {means.tuned_rouge_l or 0:.2f} vs base {means.base_rouge_l or 0:.2f}, "
+            f"{means.reproduced} reproduced{loss_text}")
 
 
 class EvaluationPanel(QWidget):
@@ -66,7 +75,7 @@ class EvaluationPanel(QWidget):
         self.table.setWordWrap(True)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
-        for column in (0, 5, 6):
+        for column in (0, 5, 6, 7):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         for column in (1, 2, 3, 4):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
@@ -101,17 +110,22 @@ class EvaluationPanel(QWidget):
         verdict = evaluation.verdict or "no verdict"
         self.verdict.setText(f"<b>{verdict[:1].upper()}{verdict[1:]}</b>")
         self.summary.setText("\n".join(split_summary(name, means) for name, means in evaluation.splits.items()))
-        rows = evaluation.rows
+        rows = sorted(evaluation.rows, key=lambda r: _ORDER.get(r.split, len(_ORDER)))
         threshold = evaluation.reproduced_rouge_l or 0.8
         self.table.setRowCount(len(rows))
         for index, row in enumerate(rows):
-            cells = (row.split, row.input, row.reference, row.base_answer, row.tuned_answer,
-                     f"{row.base_rouge_l:.2f}", f"{row.tuned_rouge_l:.2f}")
+            recall = row.tuned_fact_recall
+            cells = (SPLIT_LABELS.get(row.split, row.split), row.input, row.reference, row.base_answer,
+                     row.tuned_answer, f"{row.base_rouge_l:.2f}", f"{row.tuned_rouge_l:.2f}",
+                     "-" if recall is None else f"{recall:.0%}")
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 if column == 6:
-                    good = row.tuned_rouge_l >= threshold
-                    item.setBackground(QBrush(_GOOD if good else _BAD))
+                    item.setBackground(QBrush(_GOOD if row.tuned_rouge_l >= threshold else _BAD))
+                if column == 7 and "tuned_answered" in row.model_fields_set:  # older files have no facts
+                    item.setBackground(QBrush(_GOOD if row.tuned_answered else _BAD))
+                    item.setToolTip("the share of the reference's numbers, times, prices, addresses and names "
+                                    "that the fine-tuned answer states")
                 self.table.setItem(index, column, item)
         self.table.resizeRowsToContents()

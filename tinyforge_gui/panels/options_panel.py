@@ -142,6 +142,34 @@ def _check(text: str, name: str, tip: str, checked: bool = False) -> QCheckBox:
     return box
 
 
+class VariantsSpin(QSpinBox):
+    """Rephrasings per question: -1 reads "auto" (the recipe's), 0 reads "off"."""
+
+    def textFromValue(self, value: int) -> str:  # noqa: N802 - Qt override
+        return {-1: "auto", 0: "off"}.get(value, str(value))
+
+    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt override
+        lowered = text.strip().casefold()
+        if lowered in ("auto", ""):
+            return -1
+        if lowered == "off":
+            return 0
+        try:
+            return int(lowered)
+        except ValueError:
+            return -1
+
+    def validate(self, text: str, pos: int) -> object:
+        from PySide6.QtGui import QValidator
+
+        lowered = text.strip().casefold()
+        if lowered in ("auto", "off") or lowered.isdigit():
+            return QValidator.State.Acceptable
+        if "auto".startswith(lowered) or "off".startswith(lowered):
+            return QValidator.State.Intermediate
+        return QValidator.State.Invalid
+
+
 class OptionsPanel(QScrollArea):
     """The left column: training mode, LoRA, real-training fields, export and output folder."""
 
@@ -170,7 +198,7 @@ class OptionsPanel(QScrollArea):
             check.toggled.connect(self._emit_changed)
         for spin in self.findChildren(QSpinBox) + self.findChildren(QDoubleSpinBox):
             spin.valueChanged.connect(self._emit_changed)
-        for edit in (self.lora_modules, self.output_dir):
+        for edit in (self.lora_modules, self.output_dir, self.eval_data):
             edit.textChanged.connect(self._emit_changed)
         self.base_model.currentTextChanged.connect(self._emit_changed)
         for combo in (self.device, self.precision):
@@ -307,6 +335,31 @@ class OptionsPanel(QScrollArea):
         self.recipe_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         style_label(self.recipe_label, "dim")
         form.addRow("Eval split", self.eval_split)
+        self.variants = VariantsSpin()
+        self.variants.setRange(-1, int(defaults.VARIANTS.lt) - 1)
+        self.variants.setValue(-1)
+        self.variants.setObjectName("variantsSpin")
+        self.variants.setToolTip("Question variants. Before training, a local model writes this many rephrasings of "
+                                 "each question (besides cheap surface variants), so the model answers customers "
+                                 "who ask in their own words; auto: 4, off: your records only.")
+        self.variants.setAccessibleName("Question variants")
+        form.addRow("Variants", self.variants)
+        self.eval_data = QLineEdit()
+        self.eval_data.setObjectName("evalDataEdit")
+        self.eval_data.setPlaceholderText("optional: your own test questions (JSONL)")
+        self.eval_data.setToolTip("Evaluation file. Questions asked the way your customers ask them, with the "
+                                  "answers you expect; scored after training beside the base model.")
+        self.eval_data.setAccessibleName("Evaluation file")
+        eval_browse = QToolButton()
+        eval_browse.setObjectName("evalDataBrowse")
+        eval_browse.setIcon(make_icon("folder"))
+        eval_browse.setToolTip("Choose an evaluation file (JSONL)")
+        eval_browse.setAccessibleName("Choose an evaluation file")
+        eval_browse.clicked.connect(self._browse_eval_data)
+        eval_row = QHBoxLayout()
+        eval_row.addWidget(self.eval_data, 1)
+        eval_row.addWidget(eval_browse)
+        form.addRow("Eval file", eval_row)
         form.addRow("Seed", self.seed)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.precision)
@@ -462,6 +515,11 @@ class OptionsPanel(QScrollArea):
             self.output_dir.setText(folder)
 
     @Slot()
+    def _browse_eval_data(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose an evaluation file", "", "JSON Lines (*.jsonl);;All files (*)")
+        if path:
+            self.eval_data.setText(path)
+
     def _browse_model(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (Hugging Face format)")
         if folder:
@@ -519,7 +577,13 @@ class OptionsPanel(QScrollArea):
         summary = recipe.summary().removeprefix("recipe: ")
         if config.lora.enabled and config.lora.target_modules is None and not targets:
             summary += "; LoRA targets every linear projection"
-        self.recipe_label.setText(f"Recipe for {n_train} training records, {recipe.total_steps} steps: {summary}")
+        if config.variants == 0:
+            data = f"{n_train} training records"
+        else:
+            data = f"{n_records} questions with variants (about {n_train} phrasings; one of each held out)"
+        self.recipe_label.setText(f"Recipe for {data}, {recipe.total_steps} steps (fewer when the held-out "
+                                  f"loss stops improving): {summary}" if config.variants != 0 else
+                                  f"Recipe for {data}, {recipe.total_steps} steps: {summary}")
 
     # --- data ---
     def output_root(self) -> str:
@@ -547,6 +611,8 @@ class OptionsPanel(QScrollArea):
                 "batch_size": self.batch_size.value(),
                 "max_length": self.max_length.value(),
                 "eval_split": None if eval_split < 0 else round(eval_split, 3),
+                "variants": None if self.variants.value() < 0 else self.variants.value(),
+                "eval_data_path": self.eval_data.text().strip() or None,
                 "seed": self.seed.value(),
                 "device": self.device.currentText(),
                 "precision": self.precision.currentText(),
@@ -586,6 +652,11 @@ class OptionsPanel(QScrollArea):
             for key, combo in (("device", self.device), ("precision", self.precision)):
                 if key in train and combo.findText(str(train[key])) >= 0:
                     combo.setCurrentText(str(train[key]))
+            if "variants" in train:
+                value = train["variants"]
+                self.variants.setValue(-1 if value is None else int(value))
+            if "eval_data_path" in train:
+                self.eval_data.setText(str(train["eval_data_path"] or ""))
             if "eval_split" in train:
                 value = train["eval_split"]
                 self.eval_split.setValue(self.eval_split.minimum() if value is None else float(value))

@@ -17,7 +17,8 @@ from PySide6.QtGui import QBrush, QColor
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("input", "output", "metadata")
+COLUMNS = ("input", "output", "metadata", "phrasings")
+PHRASINGS_COLUMN = 3  # how many more ways the question is asked (after variants are written)
 _ELIDE = 160
 _TOOLTIP_MAX = 4000
 _CACHE_ROWS = 4096
@@ -98,6 +99,7 @@ class DatasetTableModel(QAbstractTableModel):
         self._index: LineSource | None = None
         self._cache: OrderedDict[int, ParsedRow] = OrderedDict()
         self._problem_lines: dict[int, str] = {}
+        self._phrasing_counts: dict[str, int] = {}
         self._error_brush = QBrush(QColor(224, 49, 49, 40))
 
     # --- feeding ---
@@ -121,6 +123,12 @@ class DatasetTableModel(QAbstractTableModel):
         self._index = index
         self._cache.clear()
         self.endResetModel()
+
+    def set_phrasing_counts(self, counts: dict[str, int]) -> None:
+        """The number of phrasings of each question (question text -> count); empty clears them."""
+        self._phrasing_counts = dict(counts)
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0, PHRASINGS_COLUMN), self.index(self.rowCount() - 1, PHRASINGS_COLUMN))
 
     def set_problems(self, problems: dict[int, str]) -> None:
         """Highlight rows whose file line has a problem (line -> message)."""
@@ -190,6 +198,13 @@ class DatasetTableModel(QAbstractTableModel):
         if parsed is None:
             return None
         col = index.column()
+        if col == PHRASINGS_COLUMN:
+            count = self._phrasing_counts.get(parsed.cells[0]) if not parsed.error else None
+            if role == Qt.ItemDataRole.DisplayRole:
+                return "" if count is None else str(count)
+            if role == Qt.ItemDataRole.ToolTipRole and count is not None:
+                return f"asked {count} more ways in training (select the row to see them)"
+            return None
         if role == Qt.ItemDataRole.DisplayRole:
             if parsed.error:
                 return f"⚠ {parsed.error}" if col == 0 else ""

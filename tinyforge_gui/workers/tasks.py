@@ -110,3 +110,17 @@ class RunWorker(Worker):
         return {"status": status, "run_dir": str(run.path)}
 
 
+class VariantsWorker(Worker):
+    """Writes the question variants a real run of ``config`` trains on (or reads them from the
+    cache); the result is the :class:`core.training.variants.VariantSet`."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__("variants")
+        self.config = config
+
+    def work(self) -> Any:
+        from core.training.config import TrainConfig
+        from core.training.phrasings import dataset_variants
+
+        return dataset_variants(TrainConfig(**self.config), on_event=self.relay, cancel=self.cancel_token)
+
