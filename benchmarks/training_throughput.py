@@ -101,7 +101,7 @@ def run_ours(data: Path, out: Path, hp: dict[str, Any], base: str) -> dict[str, 
 
     config = TrainConfig(data_path=str(data), output_dir=str(out), base_model=base,
                          epochs=hp["epochs"], learning_rate=hp["lr"], batch_size=hp["batch_size"],
-                         max_length=hp["max_length"], seed=hp["seed"], eval_split=0.0, device="cpu",
+                         max_length=hp["max_length"], seed=hp["seed"], eval_split=0.0, device="cpu", variants=0,
                          logging_steps=hp["logging_steps"])
     report = run_real_training(config)
     tokenizer = build_byte_tokenizer("causal")
@@ -230,7 +230,8 @@ def run_ours_starter(mode: str, steps: int, out: Path) -> dict[str, Any]:
     hf_train._evaluate = lambda *args, **kwargs: None
     start = time.perf_counter()
     config = TrainConfig(data_path=str(HARBOR), output_dir=str(out), lora=LoraSettings(enabled=mode == "lora"),
-                         max_steps=steps, eval_split=0.0, device="cpu", seed=0)
+                         max_steps=steps, eval_split=0.0, device="cpu", seed=0,
+                         variants=0)  # the script's records, not our question variants: same data each side
     report = run_real_training(config)
     return {"steps": report["global_step"], "train_seconds": report["train_seconds"],
             "tokens": report["train_tokens"], "tokens_per_second": report["tokens_per_second"],

@@ -1,4 +1,8 @@
-"""Ctrl-C as a cancel request: the first press sets the token, the second one interrupts."""
+"""Ctrl-C and SIGTERM as a cancel request: the first sets the token, a second one interrupts.
+
+SIGTERM is what ``timeout``, ``docker stop`` and systemd send: it stops work at its next step
+the way Ctrl-C does (a training saves its checkpoint for ``--resume``), instead of killing it.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +27,15 @@ def cancel_on_sigint(token: CancelToken | None = None) -> Iterator[CancelToken]:
         if token.cancelled:
             raise KeyboardInterrupt
         token.cancel()
-        print("\nCancelling at the next step (press Ctrl-C again to stop at once)...", file=sys.stderr)
+        what = "Ctrl-C again" if signum == signal.SIGINT else "send the signal again"
+        print(f"\nCancelling at the next step ({what} to stop at once)...", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, handle)
+    previous = {signum: signal.signal(signum, handle) for signum in _CANCEL_SIGNALS}
     try:
         yield token
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+_CANCEL_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)

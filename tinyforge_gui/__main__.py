@@ -188,6 +188,26 @@ def missing_display(
     )
 
 
+def _close_on_sigterm(window: object) -> None:
+    """SIGTERM (a logout, systemd, ``kill``) closes the window as Quit does, without asking: a
+    run is cancelled (a training saves its checkpoint), threads and the training child end and
+    the settings are saved. Python runs signal handlers only between bytecodes, so a timer
+    gives the interpreter a moment several times a second while Qt's loop waits."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def handle(signum: int, frame: object) -> None:
+        window.terminate_requested = True  # type: ignore[attr-defined]
+        QTimer.singleShot(0, window.close)  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGTERM, handle)
+    heartbeat = QTimer(window)  # type: ignore[arg-type]
+    heartbeat.setObjectName("signalHeartbeat")
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(250)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Open the main window; with a path argument, load that dataset."""
     argv = list(sys.argv if argv is None else argv)
@@ -205,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     window = MainWindow()
     window.show()
+    _close_on_sigterm(window)
     QTimer.singleShot(200, open_log_file)  # after the first paint
     if os.environ.get("TINYFORGE_STARTUP_PROBE") == "1":
         _install_probe(window)

@@ -372,7 +372,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         busy = self.tasks.is_busy(Task.RUN) or self.tasks.is_busy(Task.ESTIMATE)
-        if busy and not self.confirm_close():
+        if busy and not getattr(self, "terminate_requested", False) and not self.confirm_close():
             event.ignore()
             return
         self._closing = True

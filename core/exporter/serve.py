@@ -35,6 +35,7 @@ __all__ = [
     "self_test",
     "serve",
     "serve_dry_run",
+    "service_api_key",
     "start_service_process",
     "stop_service_process",
     "uvicorn_command",
@@ -93,6 +94,18 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
     )
 
 
+def service_api_key(api_key: str | None = None) -> str:
+    """The key a service started from here requires (``api_key``, else ``$TINYFORGE_API_KEY``),
+    "" when it is open. A key of only spaces is refused: it would silently mean no key at all."""
+    for value, where in ((api_key, "--api-key"), (os.environ.get(API_KEY_ENV), API_KEY_ENV)):
+        if value is None:
+            continue
+        if not value.strip():
+            raise ValueError(f"{where} is blank: give a real key, or leave it out to serve without one")
+        return value.strip()
+    return ""
+
+
 def serve_dry_run(
     service_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None
 ) -> str:
@@ -100,17 +113,19 @@ def serve_dry_run(
     import shlex
 
     _check_service_dir(service_dir, need_metadata=False)
+    key = service_api_key(api_key)
     shown = Path(os.path.abspath(Path(service_dir).expanduser()))  # the folder as the user named it
-    lines = [
-        "Dry run: would run, in the service folder:",
-        f"  cd {shlex.quote(str(shown))}",
+    lines = ["Dry run: would run, in the service folder:", f"  cd {shlex.quote(str(shown))}"]
+    if key:  # the key is not printed: the command reads it from the environment, as the service does
+        lines.append(f"  export {API_KEY_ENV}='<your key>'   # the service requires it; without it, it serves openly")
+    lines += [
         f"  {shlex.join(uvicorn_command(shown, host, int(port)))}",
         f"service folder: {shown}",
         f"serving: http://{host}:{int(port)} (GET /health, GET /info, POST /predict)",
     ]
-    if (api_key or os.environ.get(API_KEY_ENV, "")).strip():
-        lines.append("requests except /health need: Authorization: Bearer <key>")
-    warning = exposure_warning(host, api_key or os.environ.get(API_KEY_ENV))
+    if key:
+        lines.append(f"requests except /health need: Authorization: Bearer <key> (the key comes from {API_KEY_ENV})")
+    warning = exposure_warning(host, key)
     if warning:
         lines.append(warning)
     return "\n".join(lines)
@@ -130,8 +145,9 @@ def serve(
     import uvicorn
 
     folder = _check_service_dir(service_dir)
-    if api_key:
-        os.environ[API_KEY_ENV] = api_key  # app.py reads it when uvicorn imports it, below
+    key = service_api_key(api_key)
+    if key:
+        os.environ[API_KEY_ENV] = key  # app.py reads it when uvicorn imports it, below
     warning = exposure_warning(host, os.environ.get(API_KEY_ENV))
     if warning:
         print(warning, file=sys.stderr)
@@ -149,13 +165,16 @@ def find_free_port(host: str = "127.0.0.1") -> int:
 
 
 def http_json(
-    url: str, payload: Any = None, raw: bytes | None = None, timeout: float = 60.0
+    url: str, payload: Any = None, raw: bytes | None = None, timeout: float = 60.0, api_key: str = ""
 ) -> tuple[int, Any]:
-    """GET (no body) or POST JSON to ``url``; return ``(status, parsed body or text)``."""
+    """GET (no body) or POST JSON to ``url`` (with ``api_key`` as a bearer token when given);
+    return ``(status, parsed body or text)``."""
     data = raw if raw is not None else (None if payload is None else json.dumps(payload).encode("utf-8"))
     request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, body = response.status, response.read()
@@ -279,6 +298,8 @@ def self_test(
     (the answers ``predict_onnx`` gives), check that bad requests get a 4xx and the service
     stays up, then stop it. Never raises: a failure is reported in the result."""
     result: dict[str, Any] = {"passed": False, "n_checked": 0, "n_matched": 0, "precision": precision}
+    key = service_api_key()  # the service inherits the shell's key: ask as an authorised client
+    result["auth"] = bool(key)
     started = time.perf_counter()
     process = None
     try:
@@ -288,7 +309,7 @@ def self_test(
         mismatches: list[dict[str, str]] = []
         for text, want in zip(inputs, expected, strict=True):
             begun = time.perf_counter()
-            status, body = http_json(f"{url}/predict", {"input": text, "max_new_tokens": max_new_tokens})
+            status, body = http_json(f"{url}/predict", {"input": text, "max_new_tokens": max_new_tokens}, api_key=key)
             latencies.append((time.perf_counter() - begun) * 1000)
             result["n_checked"] += 1
             if status == 200 and isinstance(body, dict) and body.get("output") == want:
@@ -296,8 +317,8 @@ def self_test(
             else:
                 mismatches.append({"input": text, "expected": want, "got": str(body)[:300], "status": str(status)})
         bad_requests = {
-            "malformed_json": http_json(f"{url}/predict", raw=b"{not json")[0],
-            "empty_input": http_json(f"{url}/predict", {"input": ""})[0],
+            "malformed_json": http_json(f"{url}/predict", raw=b"{not json", api_key=key)[0],
+            "empty_input": http_json(f"{url}/predict", {"input": ""}, api_key=key)[0],
         }
         healthy = http_json(f"{url}/health")[0] == 200
         result.update(

@@ -48,6 +48,7 @@ from core.events import (
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
 from core.memory import objects_alive_now_left_out_of_gc, release_memory, steady_heap
+from core.run_layout import VARIANTS_FILE
 from core.staging import (
     OutputFolderError,
     check_replaceable,
@@ -58,15 +59,15 @@ from core.staging import (
 )
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
-from core.run_layout import VARIANTS_FILE
 from core.training.evaluate import EVALUATION_NAME, EVALUATIONS_DIR, split_indices
 from core.training.lean_layers import lean_layers
 from core.training.precision import lora_inputs_as_they_come
 from core.training.recipe import Recipe, choose_recipe, resolve_config, steps_per_epoch
+from core.training.records import load_records
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingError", "load_records", "run_real_training"]
+__all__ = ["TrainingError", "run_real_training"]
 
 REPORT_NAME = "training_report.json"
 MANIFEST_NAME = "model_manifest.json"
@@ -223,30 +224,6 @@ def _choose_recipe(plan: _Plan, n_train: int, emit: EventCallback) -> _Plan:
     emit(Log(recipe.summary()))
     plan.recipe, plan.config = recipe, resolve_config(plan.config, recipe)
     return plan
-
-
-def load_records(path: str, emit: EventCallback) -> tuple[list[tuple[str, str]], int, str]:
-    """Validate the whole file, then read its (input, output) pairs."""
-    from core.training.dataset import DatasetError, stream_jsonl, validate_file
-    from core.training.dataset_scan import DatasetFileError, DatasetNotFoundError
-
-    try:
-        report = validate_file(path)
-        if not report.valid:
-            shown = "; ".join(f"line {p.line}: {p.message}" if p.line else p.message for p in report.problems[:5])
-            more = report.n_problems - min(5, len(report.problems)) if hasattr(report, "n_problems") else 0
-            suffix = f" (and {more} more)" if more > 0 else ""
-            raise TrainingError(f"invalid dataset {path}: {shown}{suffix}")
-        records = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(path)]
-    except DatasetNotFoundError as error:
-        raise TrainingError(f"dataset not found: {path}") from error
-    except DatasetFileError as error:  # a folder, FIFO, device, link loop, unreadable file
-        raise TrainingError(f"dataset {error}") from error
-    except DatasetError as error:
-        raise TrainingError(f"invalid dataset: {error}") from error
-    if not records:
-        raise TrainingError(f"no training records in {path}")
-    return records, int(report.n_records), str(report.sha256)
 
 
 def _find_checkpoint(folder: Path) -> Path | None:
@@ -413,7 +390,7 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         n_eval=len(plan.eval_idx),
         n_train_pairs=len(examples),
         n_eval_pairs=len(eval_examples),
-        n_truncated=sum(ex.truncated for ex in examples),
+        n_truncated=sum(ex.truncated for ex in (*examples, *eval_examples)),
         variants=plan.pairs.record,
         early_stopping=steps["early_stop"].record() if steps.get("early_stop") else None,
         world_size=world_size,

@@ -82,6 +82,9 @@ def prepare_pairs(
     variant_set = build_variant_set(records, wanted, config.seed, generator, load_generator,
                                     cache_key=dataset_sha256, cache_dir=variants_cache(), on_event=emit,
                                     cancel=cancel)
+    from core.memory import release_memory
+
+    release_memory()  # generation's key/value caches, before training makes the heap steady
     split = split_phrasings(variant_set, held_out_phrasings(config), config.seed)
     emit(Log(variant_set.summary()))
     emit(Log(f"split: {split.reason}"))
@@ -103,10 +106,14 @@ def prepare_pairs(
 
 
 def variants_cache() -> Path:
-    """Where rephrasings are cached (by dataset hash + generator + settings)."""
+    """Where rephrasings are cached (by dataset hash + generator + settings):
+    ``$TINYFORGE_VARIANTS_CACHE``, else ``variants/`` in the model cache."""
+    import os
+
     from core.models.starter import cache_root
 
-    return cache_root() / "variants"
+    env = os.environ.get("TINYFORGE_VARIANTS_CACHE")
+    return Path(env).expanduser() if env else cache_root() / "variants"
 
 
 def dataset_variants(config: TrainConfig, on_event: EventCallback | None = None,
@@ -114,7 +121,8 @@ def dataset_variants(config: TrainConfig, on_event: EventCallback | None = None,
     """The variants a real run of ``config`` will train on (a :class:`VariantSet`), written now
     (or read from the cache), so the window can show them and a user can drop bad ones first."""
     from core.events import noop
-    from core.training.hf_train import TrainingError, load_records
+    from core.training.errors import TrainingError
+    from core.training.records import load_records
 
     emit = on_event or noop
     token = cancel or CancelToken()

@@ -116,11 +116,24 @@ def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | Non
         emit(Log(f"LoRA applied (dry run): {stub['lora_config']}"))
     out = Path(config.output_dir)
     with locked_output(out):  # a concurrent run into the same folder is refused
+        _refuse_a_real_output(out)
         path = write_json_atomic(out / STUB_FILENAME, stub)
     log.info("Wrote %s", path)
     emit(ArtifactWritten(str(path)))
     emit(Finished("completed", {"model_path": str(path), **stub}))
     return stub
+
+
+def _refuse_a_real_output(out: Path) -> None:
+    """A dry run never writes its placeholder beside a real trained model: ``predict`` would
+    then refuse the model and ``export`` serve it, each taking the folder for another thing."""
+    from core.run_layout import MODEL_MANIFEST_FILE, TRAINING_REPORT_FILE
+    from core.training.errors import TrainingError
+
+    real = [name for name in (MODEL_MANIFEST_FILE, TRAINING_REPORT_FILE) if (out / name).exists()]
+    if real:
+        raise TrainingError(f"{out} holds a real training output ({real[0]}); a dry run would mix its "
+                            "placeholder into it: choose another --out")
 
 
 def _seed_lora_config(lora: LoraSettings) -> dict[str, Any]:

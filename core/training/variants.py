@@ -54,7 +54,7 @@ DEFAULT_REPHRASINGS = 4  # model-written rephrasings per question (the recipe's 
 MAX_GENERATED_QUESTIONS = 400  # beyond this many questions only surface variants: minutes, not hours
 _CANDIDATES_PER_QUESTION = 8  # sampled per question (half per prompt); the filter keeps the good ones
 _MAX_NEW_TOKENS = 24  # one question; generation also stops at the end of its line
-_BATCH_QUESTIONS = 8
+_BATCH_QUESTIONS = 4  # 32 sequences a batch: their key/value caches stay a few hundred MB
 CACHE_VERSION = 2  # bump when the prompt, the sampling or the filter change
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’-]*")

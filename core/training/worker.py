@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         token.cancel()
 
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)  # `kill`, systemd, docker stop: a checkpoint, not a loss
     if hasattr(signal, "SIGBREAK"):  # Windows: the parent sends CTRL_BREAK_EVENT
         signal.signal(signal.SIGBREAK, on_signal)
 

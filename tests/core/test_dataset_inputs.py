@@ -113,7 +113,7 @@ calls = {
     "LineIndex.build": lambda: __import__("core.training.line_index", fromlist=["x"]).LineIndex.build(path),
     "read_head": lambda: __import__("core.training.line_index", fromlist=["x"]).read_head(path, 5),
     "runs._file_sha256": lambda: __import__("core.runs", fromlist=["x"])._file_sha256(Path(path)),
-    "hf_train.load_records": lambda: __import__("core.training.hf_train", fromlist=["x"]).load_records(path, print),
+    "records.load_records": lambda: __import__("core.training.records", fromlist=["x"]).load_records(path, print),
     "run_training(dry_run)": lambda: __import__("core.training.train", fromlist=["x"]).run_training(
         path, sys.argv[2], dry_run=True),
 }
@@ -143,13 +143,13 @@ def test_every_reader_refuses_a_bad_path_at_once(tmp_path: Path, kind: str) -> N
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 9, result.stdout
     for name, seconds, exc_type, message, *rest in rows:
-        expected = "TrainingError" if name == "hf_train.load_records" else (
+        expected = "TrainingError" if name == "records.load_records" else (
             "DatasetNotFoundError" if kind == "missing" else "DatasetFileError")
         assert exc_type == expected, (name, exc_type, message)
         assert REASONS[kind] in message, (name, message)
         assert str(path) in message or path.name in message, (name, message)
         assert seconds < 1.0, (name, seconds)
-        if kind == "missing" and name != "hf_train.load_records":
+        if kind == "missing" and name != "records.load_records":
             assert rest == [True], "a missing file stays a FileNotFoundError for old callers"
     assert not (tmp_path / "out").exists(), "nothing is written for a bad dataset"
 

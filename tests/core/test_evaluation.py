@@ -37,10 +37,10 @@ def test_verdict_says_plainly_what_happened() -> None:
     learned = {"train": {"n": 36, "reproduced": 34, "tuned_rouge_l": 0.93, "base_rouge_l": 0.12},
                "eval": {"n": 4, "reproduced": 0, "tuned_rouge_l": 0.41, "base_rouge_l": 0.12}}
     text = verdict(learned)
-    assert text.startswith("learned: 34 of 36 training answers reproduced")
+    assert text.startswith("learned: reproduces 34 of 36 training answers")
     assert "held-out answers closer to the references than the base model's (0.41 vs 0.12)" in text
     not_learned = {"train": {"n": 36, "reproduced": 0, "tuned_rouge_l": 0.13, "base_rouge_l": 0.12}}
-    assert verdict(not_learned).startswith("not learned:") and "no held-out records" in verdict(not_learned)
+    assert verdict(not_learned).startswith("not learned:") and "no held-out phrasings or records" in verdict(not_learned)
 
 
 def test_training_writes_an_evaluation_that_shows_learning(tmp_path) -> None:
@@ -53,7 +53,7 @@ def test_training_writes_an_evaluation_that_shows_learning(tmp_path) -> None:
     # The memorised training answers are reproduced word for word; the random base model's are not.
     assert train["tuned_rouge_l"] == 1.0 and train["reproduced"] == 2 and train["tuned_exact"] == 1.0
     assert train["base_rouge_l"] < 0.3 and train["loss"] < train["base_loss"]
-    assert held["perplexity"] > 1 and evaluation["verdict"].startswith("learned: 2 of 2 training answers")
+    assert held["perplexity"] > 1 and evaluation["verdict"].startswith("learned: reproduces 2 of 2 training answers")
     rows = evaluation["rows"]
     assert {r["split"] for r in rows} == {"train", "eval"} and len(rows) == 3
     by_input = {r["input"]: r for r in rows}

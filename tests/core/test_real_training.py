@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -146,34 +147,35 @@ def test_prompt_format_file_is_plain_json(tmp_path) -> None:
     assert load_prompt_format(out / "model") == PromptFormat.from_dict(raw)
 
 
-FACTS = [
-    {"input": "When does the Lantern Lane pool open?", "output": "The pool opens at 6:45 every weekday and at 8:00 on weekends."},
-    {"input": "How much is a swim pass?", "output": "A ten-swim pass costs 38 euros and never expires."},
-    {"input": "Can children swim alone?", "output": "Children under 11 must be accompanied by an adult in the water."},
-    {"input": "Is there a sauna?", "output": "The cedar sauna on level 2 is open to members over 16."},
-    {"input": "Where do I park my bike?", "output": "Bike racks for 40 bicycles are beside the north entrance."},
-    {"input": "Do you rent towels?", "output": "Towels can be rented at reception for 2 euros each."},
-]
+
+
+REPHRASED_FACTS = Path(__file__).parent / "data" / "rephrased_facts"
 
 
 @pytest.mark.slow
 def test_starter_model_learns_facts_with_the_default_recipe(tmp_path) -> None:
-    """The seed's --use-lora and nothing else: the starter model reproduces facts it never saw."""
+    """The seed's --use-lora and nothing else: the starter model states facts it never saw before,
+    asked word for word and asked in words written by hand (never trained, never generated)."""
     from core.training.config import LoraSettings, TrainConfig
     from core.training.evaluate import rouge_l_f1
 
-    data = write_jsonl(tmp_path / "pool.jsonl", FACTS)
     out = tmp_path / "out"
-    config = TrainConfig(data_path=str(data), output_dir=str(out), lora=LoraSettings(enabled=True), device="cpu")
+    config = TrainConfig(data_path=str(REPHRASED_FACTS / "train.jsonl"), output_dir=str(out),
+                         lora=LoraSettings(enabled=True), device="cpu",
+                         eval_data_path=str(REPHRASED_FACTS / "rephrased.jsonl"))
     report = run_real_training(config)
     assert report["status"] == "completed" and report["total_steps"] >= 40
     assert len(report["lora_config"]["target_modules"]) == 7 and report["recipe"]["chosen"]
+    assert report["variants"]["questions"] == 6 and report["variants"]["phrasings_per_question"] >= 5
     assert read_json(out / "model" / "tinyforge_prompt.json")["template"] == "chat"
     evaluation = read_json(out / "evaluation.json")
-    train = evaluation["splits"]["train"]
+    train, mine = evaluation["splits"]["train"], evaluation["splits"]["data"]
     assert train["reproduced"] >= 5 and train["tuned_rouge_l"] >= 0.8 > train["base_rouge_l"], evaluation["verdict"]
     assert evaluation["verdict"].startswith("learned:")
-    scores = [rouge_l_f1(predict(out, fact["input"]), fact["output"]) for fact in FACTS[:2]]
+    # Asked in other words: the right facts, where the base model states none of them.
+    assert mine["n"] == 6 and mine["answered"] >= 3 > mine["base_answered"], evaluation["verdict"]
+    records = [json.loads(line) for line in (REPHRASED_FACTS / "train.jsonl").read_text().splitlines()]
+    scores = [rouge_l_f1(predict(out, r["input"]), r["output"]) for r in records[:2]]
     assert min(scores) >= 0.8, scores
 
 

@@ -230,3 +230,43 @@ def test_the_packaged_apps_serve_entry_still_serves(stub_service: Path, monkeypa
             "log_level": "info", "http": "http_timeouts:TimeoutH11Protocol",
         }
     ]
+
+
+# ----------------------------------------------------------------------------- keys (reliability round two)
+
+
+def test_a_blank_api_key_is_refused(stub_service: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--api-key "   "`` would have served with no authentication at all."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("must not serve"))
+    monkeypatch.delenv("TINYFORGE_API_KEY", raising=False)
+    for flags in (["--api-key", "   "], ["--api-key", "", "--dry-run"]):
+        code, out, err = _cli(["serve", "--service", str(stub_service), *flags], capsys)
+        assert code == 1 and "--api-key is blank" in err and "Traceback" not in err, err
+    monkeypatch.setenv("TINYFORGE_API_KEY", "  ")
+    code, _, err = _cli(["serve", "--service", str(stub_service)], capsys)
+    assert code == 1 and "TINYFORGE_API_KEY is blank" in err
+
+
+def test_serve_dry_run_keeps_the_key_in_the_printed_command(
+    stub_service: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TINYFORGE_API_KEY", raising=False)
+    code, out, err = _cli(["serve", "--service", str(stub_service), "--api-key", "s3cret", "--dry-run"], capsys)
+    assert code == 0, err
+    assert "export TINYFORGE_API_KEY=" in out and "s3cret" not in out  # the key is not printed
+    assert out.index("export TINYFORGE_API_KEY") < out.index("uvicorn app:app")
+    assert "Authorization: Bearer <key>" in out
+
+
+def test_the_self_test_authenticates_with_the_shells_key(stub_service: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service the export starts inherits ``TINYFORGE_API_KEY``: its self-test must send it."""
+    from core.exporter import serve
+
+    monkeypatch.setenv("TINYFORGE_API_KEY", "k5")
+    result = serve.self_test(stub_service, ["hi"], ["(compared elsewhere)"], 4)
+    assert result["auth"] is True and result["n_checked"] == 1
+    assert [m["status"] for m in result["mismatches"]] == ["200"]  # answered, not refused with 401
+    assert all(code in (400, 422) for code in result["bad_request_status"].values()), result

@@ -103,3 +103,33 @@ def test_real_ctrl_c_early_never_claims_both(tmp_path: Path) -> None:
     assert (SAVED in err) != (NOTHING in err), err
     has_checkpoint = any((out / "checkpoints").glob("checkpoint-*"))
     assert has_checkpoint == (SAVED in err), err
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM (``timeout``, ``docker stop``, systemd) at a training step: a checkpoint and a clean
+    exit, so ``--resume`` continues; before, the process died with 143 and nothing to resume."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "train", *_args(out, "--max-steps", "2000",
+                                                                              "--no-variants")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("train: ") and "/2000" in line and not line.startswith("train: 0/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = "".join(lines) + rest
+    assert proc.returncode == 130, err
+    assert SAVED in err and "Traceback" not in err, err
+    assert any((out / "checkpoints").glob("checkpoint-*")), err

@@ -16,6 +16,7 @@ from core.training import hf_train
 from core.training.errors import TrainingError
 from core.training.hf_train import run_real_training
 from tests.core.output_fixtures import fail_rename_into, hidden_beside, snapshot, usual_modes
+from tests.core.training_fixtures import SAMPLE as ROOT_SAMPLE
 from tests.core.training_fixtures import EventRecorder, tiny_config
 
 _CACHE: dict[str, Path] = {}
@@ -139,3 +140,13 @@ def test_export_refuses_pickle_only_weights(lora_output: Path, tmp_path: Path) -
     assert "pytorch_model.bin" in message and "safetensors" in message and "save_pretrained" in message
     assert "\n" not in message
     assert not (tmp_path / "svc").exists()
+
+
+def test_a_dry_run_into_a_real_training_output_is_refused(lora_output: Path) -> None:
+    """Before, it added model_stub.json: predict then refused the real model and export served it."""
+    from core.training.train import run_training
+
+    before = snapshot(lora_output)
+    with pytest.raises(TrainingError, match="holds a real training output"):
+        run_training(str(ROOT_SAMPLE), lora_output, dry_run=True)
+    assert snapshot(lora_output) == before and hidden_beside(lora_output) == []

@@ -240,16 +240,25 @@ def test_early_stop_keeps_the_best_weights_and_stops_when_the_loss_stalls() -> N
     logs: list[Any] = []
     keeper = make_early_stop(model, total_steps=100, split="unseen", emit=logs.append)
     state, control = TrainerState(), TrainerControl()
-    for step, loss, value in ((10, 1.0, 1.0), (20, 0.5, 2.0), (30, 0.6, 3.0), (40, 0.7, 4.0)):
+    for step, loss, value in ((10, 1.0, 1.0), (20, 0.5, 2.0), (30, 0.6, 3.0), (40, 0.7, 4.0), (60, 0.7, 5.0)):
         state.global_step = step
         with torch.no_grad():
             model.weight.fill_(value)
         keeper.on_evaluate(None, state, control, metrics={"eval_loss": loss})
-    assert control.should_training_stop and keeper.stopped_at == 40 and keeper.best_step == 20
+    assert control.should_training_stop and keeper.stopped_at == 60 and keeper.best_step == 20
     keeper.restore_best(model)
     assert torch.all(model.weight == 2.0)
     record = keeper.record()
-    assert record["best_step"] == 20 and "stopped at step 40 of 100" in record["reason"]
+    assert record["best_step"] == 20 and "stopped at step 60 of 100" in record["reason"]
+    # A last loss within noise of the best keeps the later (better memorised) weights.
+    close = make_early_stop(model, total_steps=100, split="unseen", emit=logs.append)
+    for step, loss, value in ((20, 0.5, 2.0), (70, 0.52, 7.0)):
+        state.global_step = step
+        with torch.no_grad():
+            model.weight.fill_(value)
+        close.on_evaluate(None, state, TrainerControl(), metrics={"eval_loss": loss})
+    close.restore_best(model)
+    assert torch.all(model.weight == 7.0)
     early = make_early_stop(model, total_steps=100, split="unseen", emit=logs.append)
     control = TrainerControl()
     for step, loss in ((10, 1.0), (20, 1.1), (30, 1.2)):  # stalls, but before 40% of the run: goes on

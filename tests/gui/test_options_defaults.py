@@ -40,7 +40,7 @@ def test_a_fresh_form_sends_trainconfigs_defaults(panel) -> None:  # noqa: ANN00
     options = panel.to_dict()
     train = options["train"]
     for name in ("base_model", "epochs", "learning_rate", "batch_size", "max_length", "eval_split", "seed",
-                 "device", "precision"):
+                 "device", "precision", "variants", "eval_data_path"):
         assert train[name] == _default(name), name
     lora = train["lora"]
     for name in ("enabled", "r", "alpha", "target_modules"):
@@ -64,9 +64,15 @@ def test_the_forms_limits_are_trainconfigs_bounds(panel) -> None:  # noqa: ANN00
     assert panel.eval_split.maximum() < _bound("eval_split", "lt")
     for box in (panel.epochs, panel.learning_rate, panel.eval_split, panel.lora_rank, panel.lora_alpha):
         assert box.specialValueText() == "auto" and box.value() == box.minimum()
+    # Variants: "auto" (None) just below "off" (0), the recipe's choice and none at all.
+    assert panel.variants.text() == "auto" and panel.variants.minimum() + 1 == _bound("variants", "ge")
+    assert panel.variants.maximum() < _bound("variants", "lt")
+    panel.variants.setValue(0)
+    assert panel.variants.text() == "off" and panel.to_dict()["train"]["variants"] == 0
+    panel.variants.setValue(-1)
     # Every value the form can send at its limits validates.
     for box in (panel.batch_size, panel.max_length, panel.eval_split, panel.lora_rank, panel.lora_alpha,
-                panel.epochs, panel.learning_rate):
+                panel.epochs, panel.learning_rate, panel.variants):
         for value in (box.minimum(), box.maximum()):
             box.setValue(value)
             train = panel.to_dict()["train"]

@@ -94,3 +94,26 @@ def test_log_file_opens_after_start_up_with_the_early_records(tmp_path: Path) ->
     assert done.stdout.strip() == "False"  # not imported before the window's first paint
     lines = (tmp_path / "studio.log").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 and "early record" in lines[0] and "late record" in lines[1]
+
+
+def test_sigterm_closes_the_window_as_quit_does(tmp_path: Path) -> None:
+    """SIGTERM (a logout, systemd, `kill`) closes the app cleanly: exit 0, settings saved."""
+    import signal
+    import time
+
+    settings = tmp_path / "settings.ini"
+    env = {**os.environ, "TINYFORGE_SETTINGS_FILE": str(settings), "TINYFORGE_LOG_DIR": str(tmp_path),
+           "QT_QPA_PLATFORM": "offscreen"}
+    app = subprocess.Popen([sys.executable, "-m", "tinyforge_gui"], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("*.log")) and time.monotonic() < deadline:  # the log opens after the first paint
+            time.sleep(0.1)
+        app.send_signal(signal.SIGTERM)
+        _, stderr = app.communicate(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert app.returncode == 0, stderr
+    assert settings.is_file() and "geometry" in settings.read_text(encoding="utf-8").lower()

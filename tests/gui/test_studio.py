@@ -24,6 +24,7 @@ def _real_options(window, epochs: float) -> None:  # noqa: ANN001
     opts.learning_rate.setValue(0.003)
     opts.seed.setValue(0)
     opts.device.setCurrentText("cpu")
+    opts.variants.setValue(0)  # the sample's three records as they are: the projection counts them
 
 
 def test_lora_suggestions_list_the_models_modules(window, qtbot) -> None:  # noqa: ANN001

@@ -321,7 +321,7 @@ class ExportPanel(QWidget):
         self.service_button.setEnabled(state == "running" or (state == "stopped" and can_start))
         if state == "running":
             self.service_url.setText(f'Service running at <a href="{url}/docs">{url}</a> '
-                                     f'(POST {url}/predict, GET {url}/health)')
+                                     f'(POST {url}/predict, GET {url}/health)' + _key_note())
         elif state == "starting":
             self.service_url.setText("Starting the service…")
         else:
@@ -333,3 +333,15 @@ class ExportPanel(QWidget):
     def _copy_url(self) -> None:
         if self.url:
             QGuiApplication.clipboard().setText(self.url)
+
+
+def _key_note() -> str:
+    """Say so when the service inherits an API key from the environment (it then answers 401
+    to any client that does not send it)."""
+    import os
+
+    if os.environ.get("TINYFORGE_API_KEY", "").strip():
+        return ("; it requires the API key set in TINYFORGE_API_KEY (send Authorization: Bearer &lt;key&gt; "
+                "on every request but /health)")
+    return ""
+

@@ -133,6 +133,20 @@ def _auto(value: float) -> float | None:
     return value if value > 0 else None
 
 
+def _with_browse(field: QWidget, name: str, tip: str, slot: Any) -> QHBoxLayout:
+    """``field`` with a folder button beside it that calls ``slot``."""
+    browse = QToolButton()
+    browse.setObjectName(name)
+    browse.setIcon(make_icon("folder"))
+    browse.setToolTip(tip)
+    browse.setAccessibleName(tip.split(" (")[0])
+    browse.clicked.connect(slot)
+    row = QHBoxLayout()
+    row.addWidget(field, 1)
+    row.addWidget(browse)
+    return row
+
+
 def _check(text: str, name: str, tip: str, checked: bool = False) -> QCheckBox:
     box = QCheckBox(text)
     box.setObjectName(name)
@@ -292,16 +306,8 @@ class OptionsPanel(QScrollArea):
         self.base_model.setToolTip("Base model: a built-in name, a Hugging Face hub id already cached, or a local folder.")
         self.base_model.lineEdit().setPlaceholderText("name, owner/model hub id, or a folder")
         self.base_model.setAccessibleName("Base model")
-        browse = QToolButton()
-        browse.setObjectName("baseModelBrowse")
-        browse.setIcon(make_icon("folder"))
-        browse.setToolTip("Choose a local model folder (Hugging Face format)")
-        browse.setAccessibleName("Choose a local model folder")
-        browse.clicked.connect(self._browse_model)
-        row = QHBoxLayout()
-        row.addWidget(self.base_model, 1)
-        row.addWidget(browse)
-        form.addRow("Base model", row)
+        form.addRow("Base model", _with_browse(self.base_model, "baseModelBrowse",
+                                               "Choose a local model folder (Hugging Face format)", self._browse_model))
         # The form's defaults and lower limits are TrainConfig's (core.training.config_defaults);
         # the upper limits are the form's own (the config has none). "auto" is the config's None.
         self.epochs = _dspin(_lowest(defaults.EPOCHS), 1000, _lowest(defaults.EPOCHS), 1, 0.5, "epochsSpin",
@@ -318,7 +324,8 @@ class OptionsPanel(QScrollArea):
                                 "maxLengthSpin", "Max length. Tokens per example after truncation.")
         auto_split = _lowest(defaults.EVAL_SPLIT) - 0.05  # one step below the smallest fraction: auto
         self.eval_split = _dspin(auto_split, 0.9, auto_split, 2, 0.05, "evalSplitSpin",
-                                 "Eval split. Fraction held out for eval loss; auto uses 0.1 with 10+ records.")
+                                 "Eval split. Held out to check questions asked in other words; auto: one phrasing "
+                                 "of each fact (without variants: 0.1 of the records with 10+).")
         self.eval_split.setSpecialValueText("auto")
         self.seed = _spin(0, 2**31 - 1, defaults.SEED.default, "seedSpin", "Seed. Makes a run reproducible.")
         form.addRow("Epochs", self.epochs)
@@ -350,16 +357,8 @@ class OptionsPanel(QScrollArea):
         self.eval_data.setToolTip("Evaluation file. Questions asked the way your customers ask them, with the "
                                   "answers you expect; scored after training beside the base model.")
         self.eval_data.setAccessibleName("Evaluation file")
-        eval_browse = QToolButton()
-        eval_browse.setObjectName("evalDataBrowse")
-        eval_browse.setIcon(make_icon("folder"))
-        eval_browse.setToolTip("Choose an evaluation file (JSONL)")
-        eval_browse.setAccessibleName("Choose an evaluation file")
-        eval_browse.clicked.connect(self._browse_eval_data)
-        eval_row = QHBoxLayout()
-        eval_row.addWidget(self.eval_data, 1)
-        eval_row.addWidget(eval_browse)
-        form.addRow("Eval file", eval_row)
+        form.addRow("Eval file", _with_browse(self.eval_data, "evalDataBrowse", "Choose an evaluation file (JSONL)",
+                                              self._browse_eval_data))
         form.addRow("Seed", self.seed)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.precision)
