@@ -686,7 +686,12 @@ def _evaluate(model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path, 
     try:
         evaluation = evaluate_loaded(model, base, tokenizer, fmt, splits, emit, token)
     except Cancelled:
-        emit(Log("cancelled during the evaluation: the trained model is saved without evaluation.json", "warning"))
+        # Training finished: its model is kept (published) rather than thrown away; the report
+        # says the evaluation was cancelled, and the CLI exits as for a cancel.
+        report["evaluation"] = {"cancelled": True, "file": None}
+        report["evaluation_cancelled"] = True
+        emit(Log("cancelled during the evaluation: the trained model is saved without evaluation.json "
+                 "(`foremforge evaluate --model OUT` computes it)", "warning"))
         return
     evaluation.update(base_model=plan.config.base_model, model=str(plan.output))
     write_json_atomic(staging / EVALUATION_NAME, evaluation)

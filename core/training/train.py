@@ -288,6 +288,10 @@ def run_train_command(args: argparse.Namespace) -> int:
         return 130
     if status == "failed":
         return 1
+    if result.get("evaluation_cancelled"):
+        print(f"Cancelled during the evaluation: the trained model was saved in {config.output_dir}, without "
+              f"evaluation.json; `foremforge evaluate --model {config.output_dir}` computes it.", file=sys.stderr)
+        return 130
     if config.dry_run and not args.quiet:
         _print_dry_run_summary(config, result)
     return 0

@@ -7,6 +7,7 @@ trainer's log) and "a checkpoint was saved ... continue with --resume" (the comm
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -133,3 +134,27 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert SAVED in err and "Traceback" not in err, err
     assert any((out / "checkpoints").glob("checkpoint-*")), err
+
+
+def test_cancel_during_the_evaluation_keeps_the_model_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, Ctrl-C while evaluating exited 0 and published silently without evaluation.json."""
+    token = CancelToken()
+    _patch_cancel(monkeypatch, token)
+    from core import console
+
+    class CancelWhenEvaluating(console.ConsoleReporter):
+        def __call__(self, event: object) -> None:
+            super().__call__(event)  # type: ignore[arg-type]
+            if getattr(event, "stage", "") == "evaluate":
+                token.cancel()
+
+    monkeypatch.setattr(console, "ConsoleReporter", CancelWhenEvaluating)
+    out = tmp_path / "out"
+    code = run_train_command(build_parser().parse_args(_args(out, "--max-steps", "2", "--no-variants")))
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert "Cancelled during the evaluation: the trained model was saved" in err and "foremforge evaluate" in err
+    assert (out / "model" / "model.safetensors").is_file() and not (out / "evaluation.json").exists()
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["status"] == "completed" and report["evaluation_cancelled"] is True

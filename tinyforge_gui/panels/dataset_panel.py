@@ -121,7 +121,7 @@ class DatasetPanel(QStackedWidget):
         self.split.addWidget(self._build_table())
         self.split.addWidget(self._build_problems_and_record())
         self.split.setStretchFactor(0, 3)
-        self.split.setStretchFactor(1, 1)
+        self.split.setStretchFactor(1, 2)  # room for the problems, the record and its phrasings
         layout.addWidget(self.split, 1)
         return page
 
@@ -236,6 +236,8 @@ class DatasetPanel(QStackedWidget):
         self.phrasings = PhrasingsBox()
         self.phrasings.dropped_changed.connect(self.refresh_phrasing_counts)
         self.bottom_split.addWidget(self.phrasings)
+        for pane, stretch in enumerate((1, 2, 2)):
+            self.bottom_split.setStretchFactor(pane, stretch)
         return self.bottom_split
 
     # --- states ---
