@@ -28,15 +28,20 @@ _SENTENCE_END = re.compile(r"(?:^|[.!?:]\s*|\n)\s*$")
 # Capitalised words that start many answers without naming anything.
 _COMMON = frozenset(
     "i i'm i've i'll a an the yes no we our you your it its this that these those there here please "
-    "monday tuesday wednesday thursday friday saturday sunday wi-fi wifi ok".split()
+    "wi-fi wifi ok".split()
 )
+# Days and months are facts wherever they stand ("closed every Monday"), in any case.
+_CALENDAR = re.compile(
+    r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|may|june|july|"
+    r"august|september|october|november|december)s?\b", re.IGNORECASE)
 
 
 def checkable_facts(reference: str) -> list[str]:
     """The reference's facts in a normal form (lower case, digits without separators), in order.
 
-    E-mail addresses, web addresses, phone numbers (digits only), numbers (times keep their
-    ``:``; ``9:00`` and ``9`` count alike, ``£12.50`` is ``12.50``) and names.
+    E-mail addresses, web addresses, phone numbers (digits only), codes that mix letters and
+    digits, numbers (times keep their ``:``; ``9:00`` and ``9`` count alike, ``£12.50`` is
+    ``12.50``), days and months, and names.
     """
     facts: list[str] = []
     rest = _CLOCK_UNIT.sub(r"\1", reference)
@@ -52,7 +57,8 @@ def checkable_facts(reference: str) -> list[str]:
     facts.extend(code.casefold() for code in _CODE.findall(rest))
     rest = _CODE.sub(" ", rest)
     facts.extend(_normal_number(m) for m in _NUMBER.findall(rest))
-    facts.extend(_names(rest))
+    facts.extend(day.casefold() for day in _CALENDAR.findall(rest))
+    facts.extend(_names(_CALENDAR.sub(" ", rest)))
     return list(dict.fromkeys(facts))
 
 

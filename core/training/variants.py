@@ -98,6 +98,8 @@ _SYNONYMS: tuple[tuple[str, str], ...] = (
     ("where is", "how do I find"), ("when", "what time"), ("do you have", "is there"),
     ("can i", "am I allowed to"), ("allowed", "permitted"), ("need", "have to bring"),
 )
+
+
 # --------------------------------------------------------------------------- facts
 
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,27 +79,9 @@ def test_cancel_after_a_step_names_the_checkpoint(tmp_path: Path, monkeypatch: p
 def test_real_ctrl_c_early_never_claims_both(tmp_path: Path) -> None:
     """A real SIGINT as soon as the dataset check starts: one true statement, matching the disk."""
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "train", *_args(out, "--max-steps", "400")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("== validate"):
-                proc.send_signal(signal.SIGINT)
-                break
-        _, rest = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = "".join(lines) + rest
-    assert proc.returncode == 130, err
+    code, err = _train_and_signal(_args(out, "--max-steps", "400"), lambda line: line.startswith("== validate"),
+                                  signal.SIGINT)
+    assert code == 130, err
     assert "Traceback" not in err
     assert (SAVED in err) != (NOTHING in err), err
     has_checkpoint = any((out / "checkpoints").glob("checkpoint-*"))
@@ -110,8 +92,20 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path: Path) -> None:
     """SIGTERM (``timeout``, ``docker stop``, systemd) at a training step: a checkpoint and a clean
     exit, so ``--resume`` continues; before, the process died with 143 and nothing to resume."""
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "train", *_args(out, "--max-steps", "2000",
-                                                                              "--no-variants")],
+
+    def training(line: str) -> bool:
+        return line.startswith("train: ") and "/2000" in line and not line.startswith("train: 0/")
+
+    code, err = _train_and_signal(_args(out, "--max-steps", "2000", "--no-variants"), training, signal.SIGTERM)
+    assert code == 130, err
+    assert SAVED in err and "Traceback" not in err, err
+    assert any((out / "checkpoints").glob("checkpoint-*")), err
+
+
+def _train_and_signal(args: list[str], when: Callable[[str], bool], signum: int) -> tuple[int, str]:
+    """Run ``foremforge train ARGS``, send ``signum`` at the first stderr line ``when`` accepts;
+    return the exit code and everything it wrote to stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "train", *args],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -122,18 +116,15 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path: Path) -> None:
             if not line:
                 break
             lines.append(line)
-            if line.startswith("train: ") and "/2000" in line and not line.startswith("train: 0/"):
-                proc.send_signal(signal.SIGTERM)
+            if when(line):
+                proc.send_signal(signum)
                 break
         _, rest = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = "".join(lines) + rest
-    assert proc.returncode == 130, err
-    assert SAVED in err and "Traceback" not in err, err
-    assert any((out / "checkpoints").glob("checkpoint-*")), err
+    return proc.returncode, "".join(lines) + rest
 
 
 def test_cancel_during_the_evaluation_keeps_the_model_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -20,7 +20,7 @@ def _facts(tmp_path: Path) -> Path:
 
 
 def test_write_drop_and_export_phrasings(qtbot, window, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    monkeypatch.setenv("TINYFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TINYFORGE_VARIANTS_CACHE", str(tmp_path / "variants"))  # its own dropped list
     win = window
     win.options.dry_run.setChecked(False)
     win.options.base_model.setCurrentText("tiny-causal")

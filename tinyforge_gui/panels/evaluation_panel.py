@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -82,6 +82,11 @@ class EvaluationPanel(QWidget):
         layout.addWidget(self.verdict)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 1)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        """Rows fit their wrapped text at the widths the columns have once the tab is shown."""
+        super().showEvent(event)
+        self.table.resizeRowsToContents()
 
     def show_run(self, run_dir: str) -> bool:
         """Show ``run_dir``'s evaluation; True when it has one."""
