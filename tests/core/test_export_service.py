@@ -102,3 +102,20 @@ def test_service_on_loopback_answers_rejects_and_stops(exported: dict[str, Any])
     finally:
         stop_service_process(process)
     assert process.poll() is not None
+
+
+def test_generation_stops_when_the_caller_no_longer_wants_it(exported: dict[str, tuple[Path, dict[str, Any]]]) -> None:
+    """The service asks ``should_stop`` before every token (a client that went away)."""
+    from core.exporter.onnx_predict import load_runtime_module
+
+    generator = load_runtime_module().OnnxGenerator(exported["causal"][0], precision="fp32")
+    prompt = generator.fit_prompt(generator.encode("How do I reset my password?"))
+    asked: list[int] = []
+
+    def stop_after_three() -> bool:
+        asked.append(1)
+        return len(asked) >= 3
+
+    ids = generator.generate_ids(prompt, max_new_tokens=50, stop_at_eos=False, should_stop=stop_after_three)
+    assert len(ids) == 3 and len(asked) == 3
+    assert generator.generate_with_confidence("hi", 50, should_stop=lambda: True) == ("", 0.0)

@@ -413,3 +413,42 @@ def test_foremforge_serve_runs_the_guarded_service(stub_service: Path) -> None:
             process.wait(timeout=15)
         if process.stderr:
             process.stderr.close()
+
+
+def test_a_client_that_goes_away_stops_its_prediction_and_frees_its_place(stub_service: Path) -> None:
+    """A client that disconnects: its generation stops at the next token and its admission slot
+    is free at once; before, it ran to the end (minutes for 512 tokens on the starter) and the
+    requests after it got 503."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from tests.core.export_fixtures import service_app
+
+    class SlowModel:  # a generation of up to 20 s, token by token, asking before each one
+        name, placeholder, confidence, default_max_new_tokens = "slow", False, 1.0, None
+
+        def __init__(self) -> None:
+            self.stopped_after: float | None = None
+
+        def predict(self, text: str, max_new_tokens: int | None = None, should_stop=None):  # noqa: ANN001, ANN201
+            started = time.perf_counter()
+            while time.perf_counter() - started < 20:
+                if should_stop is not None and should_stop():
+                    self.stopped_after = time.perf_counter() - started
+                    return "", 0.0
+                time.sleep(0.01)
+            return "all of it", 1.0
+
+    async def gone() -> dict[str, str]:
+        return {"type": "http.disconnect"}
+
+    with service_app(stub_service):
+        service = sys.modules["app"]
+        service.model = SlowModel()
+        request = Request({"type": "http", "method": "POST", "path": "/predict", "headers": []}, gone)
+        started = time.perf_counter()
+        response = asyncio.run(service.predict(service.PredictRequest(input="hi", max_new_tokens=512), request))
+        waited = time.perf_counter() - started
+        assert response.status_code == 499 and waited < 2, waited  # not the 20 s the generation would take
+        assert service.model.stopped_after is not None and service._admitted == 0

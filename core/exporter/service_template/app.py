@@ -9,6 +9,7 @@ importable package). A dry-run folder answers with a labelled placeholder, an ex
 its ONNX graphs with ONNX Runtime. Bad requests get a 4xx, never a 500, and error answers never
 repeat the request. Predictions run one at a time in their own thread; at most
 ``$TINYFORGE_MAX_QUEUE`` (default 32) are admitted at once, the rest get 503 with Retry-After.
+A client that goes away stops its prediction at the next token and frees its place.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -96,10 +98,22 @@ async def info() -> dict[str, Any]:
     }
 
 
-def _timed_predict(text: str, max_new_tokens: int | None) -> tuple[str, float, float]:
+def _timed_predict(text: str, max_new_tokens: int | None, gone: threading.Event) -> tuple[str, float, float]:
     started = time.perf_counter()
-    output, confidence = model.predict(text, max_new_tokens)
+    output, confidence = model.predict(text, max_new_tokens, should_stop=gone.is_set)
     return output, confidence, time.perf_counter() - started
+
+
+async def _watch_client(http_request: Request, gone: threading.Event) -> None:
+    """Set ``gone`` when the client disconnects (the body is read: only a disconnect can come)."""
+    while not gone.is_set():
+        if await http_request.is_disconnected():
+            gone.set()
+            return
+        await asyncio.sleep(_DISCONNECT_POLL_S)
+
+
+_DISCONNECT_POLL_S = 0.05
 
 
 @app.post(
@@ -107,7 +121,7 @@ def _timed_predict(text: str, max_new_tokens: int | None) -> tuple[str, float, f
     response_model=PredictResponse,
     responses={503: {"description": "too many predictions queued; retry after Retry-After seconds"}},
 )
-async def predict(request: PredictRequest) -> Any:
+async def predict(request: PredictRequest, http_request: Request) -> Any:
     global _admitted, _mean_predict_s
     if _admitted >= MAX_QUEUE:
         retry_after = max(1, min(60, math.ceil(_mean_predict_s)))
@@ -118,13 +132,18 @@ async def predict(request: PredictRequest) -> Any:
         )
     _admitted += 1
     started = time.perf_counter()
+    gone = threading.Event()
+    watcher = asyncio.create_task(_watch_client(http_request, gone))
     try:
         loop = asyncio.get_running_loop()
         output, confidence, seconds = await loop.run_in_executor(
-            _predict_pool, _timed_predict, request.input, request.max_new_tokens
+            _predict_pool, _timed_predict, request.input, request.max_new_tokens, gone
         )
     finally:
         _admitted -= 1
+        watcher.cancel()
+    if gone.is_set():  # nobody to answer: the prediction stopped early, its place is free
+        return Response(status_code=499)
     _mean_predict_s = 0.8 * _mean_predict_s + 0.2 * seconds
     return PredictResponse(
         output=output,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +31,8 @@ class StubModel:
     confidence = PLACEHOLDER_CONFIDENCE
     default_max_new_tokens = None
 
-    def predict(self, text: str, max_new_tokens: int | None = None) -> tuple[str, float]:
+    def predict(self, text: str, max_new_tokens: int | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[str, float]:
         """``(placeholder answer, PLACEHOLDER_CONFIDENCE)``."""
         return f"[dry-run placeholder] no model was trained; this service echoes your input: {text}", self.confidence
 
@@ -51,10 +53,12 @@ class OnnxModel:
         override = os.environ.get("TINYFORGE_MAX_NEW_TOKENS", "").strip()
         self.default_max_new_tokens = int(override) if override else self.generator.max_new_tokens
 
-    def predict(self, text: str, max_new_tokens: int | None = None) -> tuple[str, float]:
-        """``(answer, confidence)``: the greedy answer and the geometric mean probability of its tokens."""
+    def predict(self, text: str, max_new_tokens: int | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[str, float]:
+        """``(answer, confidence)``: the greedy answer and the geometric mean probability of its
+        tokens; ``should_stop`` is asked before every token (a client that went away)."""
         return self.generator.generate_with_confidence(
-            text, max_new_tokens=max_new_tokens or self.default_max_new_tokens
+            text, max_new_tokens=max_new_tokens or self.default_max_new_tokens, should_stop=should_stop
         )
 
 

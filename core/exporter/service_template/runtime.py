@@ -20,6 +20,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,7 @@ class OnnxGenerator:
         stop_at_eos: bool = True,
         stats: GenerationStats | None = None,
         logprobs: list[float] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[int]:
         """Greedy ids after the prompt (stop id excluded), at most ``max_new_tokens`` (default:
         the model's saved answer length).
@@ -272,6 +274,8 @@ class OnnxGenerator:
                 generated.append(token)
                 if len(generated) >= max_new_tokens or self._context_full(state):
                     break
+                if should_stop is not None and should_stop():  # the caller no longer wants it
+                    break
                 started = time.perf_counter()
                 logits = self.step(state, token)
                 if stats is not None:
@@ -287,11 +291,15 @@ class OnnxGenerator:
         """The greedy answer to ``text`` (the same string torch ``predict`` gives in fp32)."""
         return self.decode(self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens))
 
-    def generate_with_confidence(self, text: str, max_new_tokens: int | None = None) -> tuple[str, float]:
+    def generate_with_confidence(self, text: str, max_new_tokens: int | None = None,
+                                 should_stop: Callable[[], bool] | None = None) -> tuple[str, float]:
         """The greedy answer to ``text`` and its confidence in [0, 1]: the geometric mean of the
         probabilities of the tokens chosen (the stop token included when the answer ends on it)."""
         logprobs: list[float] = []
-        ids = self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens, logprobs=logprobs)
+        if should_stop is not None and should_stop():  # gone before its turn came: no prefill either
+            return "", 0.0
+        ids = self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens, logprobs=logprobs,
+                                should_stop=should_stop)
         return self.decode(ids), confidence_from_logprobs(logprobs)
 
 
