@@ -46,7 +46,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"avg output {report.avg_output_len:.2f} tokens, {report.file_size} bytes, sha256 {report.sha256[:12]}\n"
     )
     for problem in report.problems[:_MAX_PROBLEMS_SHOWN]:
-        out.write(f"  line {problem.line}: {problem.message}\n")
+        out.write(f"  line {problem.line}: {problem.message}\n" if problem.line else f"  {problem.message}\n")
     if report.n_problems > _MAX_PROBLEMS_SHOWN:
         out.write(f"  ... and {report.n_problems - _MAX_PROBLEMS_SHOWN} more problems (use --json for the list)\n")
     if report.n_warnings:
@@ -54,8 +54,10 @@ def _validate(args: argparse.Namespace) -> int:
         for warning in report.warnings:
             kinds[warning.kind] = kinds.get(warning.kind, 0) + 1
         summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-        out.write(f"  {report.n_warnings} warnings ({summary})\n")
-    out.write("valid\n" if report.valid else f"invalid: {report.n_problems} problems\n")
+        kept = f"; the first {len(report.warnings)} are listed by kind" if len(report.warnings) < report.n_warnings else ""
+        out.write(f"  {report.n_warnings} warnings ({summary}{kept}; use --json for the list)\n")
+    problems = "problem" if report.n_problems == 1 else "problems"
+    out.write("valid\n" if report.valid else f"invalid: {report.n_problems} {problems}\n")
     return 0 if report.valid else 1
 
 

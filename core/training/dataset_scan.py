@@ -295,7 +295,12 @@ def parse_slow(raw: bytes) -> Any:
         if "\r" in stripped and _lone_cr(stripped):
             raise LineProblem(LONE_CR, LONE_CR_MESSAGE) from None
         raise LineProblem(INVALID_JSON, f"invalid JSON at column {lead + exc.pos + 1}: {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep, huge integers
+    except RecursionError:
+        raise LineProblem(INVALID_JSON, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's own advice means nothing to a user
+            raise LineProblem(INVALID_JSON, "invalid JSON: a number with more than 4300 digits; "
+                                            "write it as a string") from None
         raise LineProblem(INVALID_JSON, f"invalid JSON: {exc}") from None
 
 

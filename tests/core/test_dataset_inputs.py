@@ -324,3 +324,25 @@ def test_no_duplicate_key_warning_on_ordinary_files(tmp_path: Path) -> None:
     report = validate_file(generated_file(tmp_path, n=2000))
     assert "duplicate_key" not in report.warning_counts
     assert "duplicate_key" not in validate_file(SAMPLE).warning_counts
+
+
+def test_validate_says_plainly_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty file has no "line None:", a huge integer no Python advice, and a capped warning
+    list says it is capped (reliability round two, item 8)."""
+    from core.cli import main
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["validate", "--data", str(empty)]) == 1
+    out = capsys.readouterr().out
+    assert "line None" not in out and "holds no records" in out and "invalid: 1 problem\n" in out
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text('{"input": "a", "output": "b", "metadata": {"n": ' + "9" * 5000 + "}}\n")
+    assert main(["validate", "--data", str(huge)]) == 1
+    out = capsys.readouterr().out
+    assert "line 1: invalid JSON: a number with more than 4300 digits" in out and "set_int_max_str_digits" not in out
+    many = tmp_path / "extra.jsonl"
+    many.write_text("".join(f'{{"input": "q{i}", "output": "a", "x{i}": 1}}\n' for i in range(1200)))
+    assert main(["validate", "--data", str(many)]) == 0
+    out = capsys.readouterr().out
+    assert "1200 warnings" in out and "the first 1000 are listed" in out

@@ -199,7 +199,7 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_is_read(
         response = b""
         with socket.create_connection(_address(url), timeout=10) as sock:
             sock.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n" + _chunk(b'{"input": "xxxx')
             )
             frame = _chunk(chunk)
@@ -227,7 +227,7 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(
     with _start(stub_service, monkeypatch) as (_, url):
         with socket.create_connection(_address(url), timeout=10) as sock:
             sock.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 52428800\r\n\r\n"
             )
             response = _read_response(sock, 5)
@@ -240,7 +240,7 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(
 def test_a_request_head_sent_byte_by_byte_is_dropped(stub_service: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with _start(stub_service, monkeypatch, TINYFORGE_HEADER_TIMEOUT="1") as (_, url):
         with socket.create_connection(_address(url), timeout=10) as sock:
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             started = time.monotonic()
             closed, _ = _closed_within(sock, 8, b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
             elapsed = time.monotonic() - started
@@ -256,7 +256,7 @@ def test_a_body_sent_byte_by_byte_is_dropped(stub_service: Path, monkeypatch: py
     with _start(stub_service, monkeypatch, TINYFORGE_BODY_TIMEOUT="1") as (_, url):
         with socket.create_connection(_address(url), timeout=10) as sock:
             sock.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
             )
             started = time.monotonic()
             closed, received = _closed_within(sock, 8, b'{"input": "' + b"y" * 600)
@@ -452,3 +452,21 @@ def test_a_client_that_goes_away_stops_its_prediction_and_frees_its_place(stub_s
         waited = time.perf_counter() - started
         assert response.status_code == 499 and waited < 2, waited  # not the 20 s the generation would take
         assert service.model.stopped_after is not None and service._admitted == 0
+
+
+def test_a_keyless_loopback_service_answers_only_requests_for_this_machine(
+    stub_service: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a web page's own name pointed at 127.0.0.1 reached a keyless local service."""
+    body = b'{"input": "hi"}'
+    with _start(stub_service, monkeypatch) as (_, url):
+        port = urlparse(url).port
+        status, _, answer = _request(url, "POST", "/predict", body, {"host": f"attacker.example:{port}"})
+        assert status == 421 and "TINYFORGE_ALLOWED_HOSTS" in answer.decode()
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+            assert _request(url, "POST", "/predict", body, {"host": host})[0] == 200, host
+    with _start(stub_service, monkeypatch, TINYFORGE_ALLOWED_HOSTS="studio.lan") as (_, url):
+        assert _request(url, "POST", "/predict", body, {"host": "studio.lan"})[0] == 200
+    with _start(stub_service, monkeypatch, TINYFORGE_API_KEY="k") as (_, url):  # a key guards it instead
+        headers = {"host": "anything.example", "authorization": "Bearer k"}
+        assert _request(url, "POST", "/predict", body, headers)[0] == 200

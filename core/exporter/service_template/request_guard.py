@@ -7,6 +7,10 @@ It runs before FastAPI sees a request, so a refused request costs almost nothing
 * a body is read here chunk by chunk, chunked transfer encoding included, and refused with 413
   as soon as it passes the limit (never buffered whole), or with 408 when it is not complete
   within ``$TINYFORGE_BODY_TIMEOUT`` seconds (default 30: a slowloris body);
+* without a key, a service bound to a loopback address answers only requests whose ``Host``
+  names this machine (``localhost``, ``127.0.0.1``, ``[::1]``, or a name listed in
+  ``$TINYFORGE_ALLOWED_HOSTS``) with 421 otherwise: a web page cannot reach it through DNS
+  rebinding (a name it controls, pointed at 127.0.0.1);
 * these answers close the connection and never repeat anything the client sent.
 """
 
@@ -29,6 +33,27 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health"})
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def allowed_hosts() -> frozenset[str]:
+    """Host names a keyless loopback service answers: this machine's, and ``$TINYFORGE_ALLOWED_HOSTS``."""
+    extra = {name.strip().lower() for name in os.environ.get("TINYFORGE_ALLOWED_HOSTS", "").split(",") if name.strip()}
+    return _LOOPBACK_HOSTS | extra
+
+
+def _host_name(value: bytes) -> str:
+    """``Host`` header value without its port: ``[::1]:8000`` -> ``::1``, ``a.b:80`` -> ``a.b``."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def _bound_to_loopback(scope: Scope) -> bool:
+    server = scope.get("server") or ("", 0)
+    host = str(server[0] or "")
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def api_key() -> str:
@@ -59,6 +84,7 @@ class RequestGuard:
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float, key: str = "") -> None:
         self.app = app
+        self.hosts = allowed_hosts()
         self.max_body_bytes = int(max_body_bytes)
         self.body_timeout_s = float(body_timeout_s)
         self.key = key.encode("utf-8")
@@ -66,6 +92,10 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not self.key and _bound_to_loopback(scope) and not self._host_allowed(scope):
+            await reply(send, 421, "this service answers requests for this machine only (Host: localhost); "
+                                   "add other names to TINYFORGE_ALLOWED_HOSTS")
             return
         if self.key and scope["path"] not in OPEN_PATHS and not self._authorized(scope):
             await reply(
@@ -114,6 +144,10 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _host_allowed(self, scope: Scope) -> bool:
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        return bool(hosts) and _host_name(hosts[0]) in self.hosts
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
