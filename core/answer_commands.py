@@ -36,16 +36,42 @@ def answerer(model_dir: Path, is_service: bool, precision: str | None,
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of a valid dataset file; raises DatasetError on the first problem."""
-    from core.training.dataset import DatasetError, validate_file
+    """Every record of ``path`` (see :func:`_read_records`), after the whole file was checked:
+    a bad line is reported before any answer is spent."""
+    for _ in _read_records(path):
+        pass
+    yield from _read_records(path)
 
-    report = validate_file(str(path))
-    if not report.valid:
-        raise DatasetError.from_report(str(path), report)
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                yield number, json.loads(line)
+
+def _read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every record with a string ``input`` (``output``, the reference,
+    is optional here); raises DatasetError naming the line of the first bad one. Lines end at
+    ``\n`` only: a ``\r`` is JSON whitespace inside a record, as the dataset scan reads it."""
+    from core.training.dataset_scan import (
+        EMPTY_FILE,
+        INVALID_JSON,
+        MISSING_FIELD,
+        DatasetError,
+        check_dataset_path,
+    )
+
+    check_dataset_path(path)
+    found = False
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.decode("utf-8", "replace").removeprefix("\ufeff") if number == 1 else raw.decode("utf-8", "replace")
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise DatasetError(path, number, INVALID_JSON, f"invalid JSON ({exc})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("input"), str):
+                raise DatasetError(path, number, MISSING_FIELD, 'a record needs a string "input"')
+            found = True
+            yield number, record
+    if not found:
+        raise DatasetError(path, None, EMPTY_FILE, "the file holds no records")
 
 
 def run_predict_file(answer: Callable[[str], str], data: Path) -> int:
