@@ -70,7 +70,12 @@ def _init(args: argparse.Namespace) -> int:
         except EOFError:
             return None
 
-    return run_init(Path.cwd(), args.yes, sys.stdout, sys.stderr, ask)
+    try:
+        root = Path.cwd()
+    except FileNotFoundError:
+        print("Error: the current folder no longer exists; cd into a folder and run init again", file=sys.stderr)
+        return 1
+    return run_init(root, args.yes, sys.stdout, sys.stderr, ask)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -122,7 +122,12 @@ def run_init(
     ``ask`` shows a prompt and returns the answer (None at end of input). Without ``yes`` the
     user confirms first; anything but y/yes aborts with status 1.
     """
+    import os
+
     plan = plan_init(root)
+    if not plan.empty and not plan.blocked and not os.access(root, os.W_OK | os.X_OK):
+        print(f"Error: cannot create files in {root} (no write permission); nothing was created", file=err)
+        return 1
     for blocked in plan.blocked:
         print(f"Error: {root / blocked}; move it away and run init again (nothing was created)", file=err)
     if plan.blocked:
@@ -142,6 +147,20 @@ def run_init(
         if (answer or "").strip().lower() not in ("y", "yes"):
             print("Aborted: nothing was created." + (" (no answer; use --yes)" if answer is None else ""), file=out)
             return 1
+    try:
+        _create(root, plan, out)
+    except OSError as exc:  # the disk filled, or the folder changed under us
+        print(f"Error: could not create {exc.filename or root}: {exc.strerror or exc}; what was created "
+              "above stays (run init again once fixed)", file=err)
+        return 1
+    print(
+        f"Initialization complete: {len(plan.dirs)} directories and {len(plan.files)} files created in {root}.",
+        file=out,
+    )
+    return 0
+
+
+def _create(root: Path, plan: InitPlan, out: TextIO) -> None:
     for name in plan.dirs:
         (root / name).mkdir(parents=True, exist_ok=True)
         print(f"Created directory: {name}/", file=out)
@@ -156,8 +175,3 @@ def run_init(
             print(f"Already exists: {name}", file=out)
             continue
         print(f"Created file: {name}", file=out)
-    print(
-        f"Initialization complete: {len(plan.dirs)} directories and {len(plan.files)} files created in {root}.",
-        file=out,
-    )
-    return 0

@@ -416,3 +416,32 @@ def test_int4_quantizer_import_leaves_logging_alone() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_init_in_a_read_only_or_deleted_folder_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a traceback, after part of the layout was created (reliability round two, item 8)."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    code, _, err = _cli(capsys, "init", "--yes")
+    assert code == 1 and "no write permission" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing created
+    monkeypatch.setattr(os, "access", real_access)
+
+    def disk_full(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", disk_full)
+    code, _, err = _cli(capsys, "init", "--yes")
+    assert code == 1 and "No space left on device" in err and "Traceback" not in err
+    monkeypatch.undo()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    code, _, err = _cli(capsys, "init", "--yes")
+    assert code == 1 and "the current folder no longer exists" in err
