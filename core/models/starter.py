@@ -14,7 +14,8 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -131,10 +132,12 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.jsonio import utc_now_iso, write_json_atomic
+    from core.staging import new_staging, remove_leftovers
 
     logger.info("converting %s to safetensors (once) into %s", gguf.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _remove_dead_conversions(target, remove_leftovers)
+    tmp = new_staging(target)  # named with our pid: a killed conversion's half copy is found and removed
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(
@@ -170,3 +173,21 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_OLD_TMP_AGE_S = 3600  # a conversion takes under a minute: an older ``.tmp`` was left by a killed one
+
+
+def _remove_dead_conversions(target: Path, remove_leftovers: Callable[[Path], list[Path]]) -> None:
+    """Half-finished copies beside ``target`` (up to 538 MB each) left by killed conversions:
+    ours of a dead process, and the ``.NAME.*.tmp`` folders of older versions past an hour."""
+    removed = remove_leftovers(target)
+    for path in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            if time.time() - path.stat().st_mtime > _OLD_TMP_AGE_S:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except OSError:
+            continue
+    for path in removed:
+        logger.info("removed %s, left by a conversion that was killed", path.name)

@@ -409,3 +409,20 @@ def test_a_link_where_the_lock_goes_is_refused_and_its_target_untouched(tmp_path
     with pytest.raises(staging.OutputFolderError, match="symbolic link"), staging.output_lock(tmp_path / "x"):
         pass
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_killed_starter_conversion_leaves_no_half_copy_behind(tmp_path: Path) -> None:
+    """SIGTERM during the starter's first conversion left a .tmp of up to 538 MB in the cache."""
+    from core.models.starter import _remove_dead_conversions
+
+    target = tmp_path / "smollm2-135m-instruct"
+    dead = tmp_path / f".{target.name}.tinyforge-{_dead_pid()}-ab12.partial"
+    live = tmp_path / f".{target.name}.tinyforge-{os.getpid()}-cd34.partial"
+    old = tmp_path / f".{target.name}.x1y2z3.tmp"  # an older version's temp folder
+    recent = tmp_path / f".{target.name}.q9r8.tmp"
+    for folder in (dead, live, old, recent):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x" * 10)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    _remove_dead_conversions(target, staging.remove_leftovers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, recent.name])
