@@ -331,7 +331,7 @@ def _assemble_service(job: _Export) -> None:
             "source": "tinyforge-exporter",
             "model_stub": False,
             "architecture": job.architecture,
-            "base_model": job.resolved.manifest.get("base_model"),
+            "base_model": public_model_name(job.resolved.manifest.get("base_model")),
         },
     )
 
@@ -447,7 +447,7 @@ def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported
         "source_model": {
             "model_type": resolved.manifest.get("model_type", "hf"),
             "architecture": architecture,
-            "base_model": resolved.manifest.get("base_model"),
+            "base_model": public_model_name(resolved.manifest.get("base_model")),
             "hf_model_type": getattr(model.config, "model_type", None),
             "n_records": resolved.manifest.get("n_records"),
         },
@@ -548,6 +548,17 @@ def _copy_service_files(staging: Path, model_dir: Path, tokenizer: Any, prompt: 
 
 
 # --------------------------------------------------------------------------- the seed's helpers
+
+
+def public_model_name(name: str | None) -> str | None:
+    """What a service folder says its base model is: a hub id or built-in name as it is, a local
+    folder by its last part only (the folder's absolute path would ship with the service, its
+    Docker image and every answer it gives)."""
+    if not name:
+        return name
+    if Path(name).is_absolute() or name.startswith((".", "~")):
+        return Path(name).name or name
+    return name
 
 
 def export_to_onnx(model_path: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> str:

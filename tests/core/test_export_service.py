@@ -119,3 +119,28 @@ def test_generation_stops_when_the_caller_no_longer_wants_it(exported: dict[str,
     ids = generator.generate_ids(prompt, max_new_tokens=50, stop_at_eos=False, should_stop=stop_after_three)
     assert len(ids) == 3 and len(asked) == 3
     assert generator.generate_with_confidence("hi", 50, should_stop=lambda: True) == ("", 0.0)
+
+
+def test_a_local_base_models_path_never_ships_with_the_service(
+    exported: dict[str, tuple[Path, dict[str, Any]]], tmp_path: Path
+) -> None:
+    """/info and /predict carried the absolute folder of a local base model (reliability round two)."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from core.exporter.onnx_export import public_model_name
+
+    assert public_model_name("/home/me/models/secret-llama") == "secret-llama"
+    assert public_model_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert public_model_name("smollm2-135m-instruct") == "smollm2-135m-instruct" and public_model_name(None) is None
+    service = tmp_path / "svc"
+    shutil.copytree(exported["causal"][0], service)
+    metadata = json.loads((service / "model_metadata.json").read_text())
+    metadata["base_model"] = "/home/me/models/secret-llama"  # as an export before the fix wrote it
+    (service / "model_metadata.json").write_text(json.dumps(metadata))
+    with service_app(service) as app, TestClient(app) as client:
+        info = client.get("/info").json()
+        answer = client.post("/predict", json={"input": "hi", "max_new_tokens": 2}).json()
+    assert "/home/me" not in json.dumps(info) and "/home/me" not in json.dumps(answer)
+    assert info["model"].startswith("secret-llama")

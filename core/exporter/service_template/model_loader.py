@@ -47,7 +47,9 @@ class OnnxModel:
 
         self.precision = default_precision(folder)
         self.generator = OnnxGenerator(folder, precision=self.precision)
-        base = metadata.get("base_model") or "model"
+        base = str(metadata.get("base_model") or "model")
+        if base.startswith(("/", "~", ".")) or ":\\" in base:  # a local folder (older exports): its name only
+            base = Path(base).name or "model"
         self.name = f"{base} (onnx {self.precision})"
         # The model's own answer length (tinyforge_prompt.json), as `foremforge predict` uses it.
         override = os.environ.get("TINYFORGE_MAX_NEW_TOKENS", "").strip()
