@@ -227,8 +227,13 @@ def _acquire(path: Path, target: Path) -> int:
                 same = False
             if same:
                 info = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                os.ftruncate(fd, 0)
-                os.write(fd, info.encode("utf-8"))
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, info.encode("utf-8"))
+                except OSError as exc:  # a full disk: no empty lock file left behind, and its name said
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                    raise OSError(exc.errno, f"{exc.strerror} (writing the lock file {path})", str(path)) from exc
                 return fd
         except BaseException:
             os.close(fd)

@@ -426,3 +426,34 @@ def test_a_killed_starter_conversion_leaves_no_half_copy_behind(tmp_path: Path) 
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     _remove_dead_conversions(target, staging.remove_leftovers)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, recent.name])
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_empty_folder_or_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk-full errors named no path and left an empty evaluations/ and empty lock files."""
+    import errno
+
+    from core.jsonio import write_json_atomic
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "out" / "evaluations" / "mine.json"
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", full)
+        with pytest.raises(OSError, match=r"No space left on device \(writing .*mine\.json\)"):
+            write_json_atomic(target, {"a": 1})
+    assert list(tmp_path.iterdir()) == []  # out/ and out/evaluations/ were ours, and are gone
+    real_write = os.write
+
+    def full_for_locks(fd: int, data: bytes) -> int:
+        if data.startswith(b"pid "):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_locks)
+    with pytest.raises(OSError, match=r"writing the lock file .*\.svc\.tinyforge\.lock"), \
+            staging.output_lock(tmp_path / "svc"):
+        pass
+    assert list(tmp_path.iterdir()) == []
