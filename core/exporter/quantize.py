@@ -42,6 +42,9 @@ def quantize_int8(
 
     source, destination = Path(source), Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    from core.exporter.onnx_graphs import graph_bytes
+
+    require_space(destination.parent, 2 * graph_bytes(source), f"quantizing {source.name}")
     started = time.perf_counter()
     info: dict[str, Any] = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": weight_type}
     work = Path(tempfile.mkdtemp(prefix=".quant-", dir=destination.parent))
@@ -73,6 +76,21 @@ def quantize_int8(
         }
     )
     return info
+
+
+def require_space(folder: Path, needed: int, doing: str) -> None:
+    """Raise a plain "no space left" naming ``folder`` before ``doing`` would run out of it:
+    onnxruntime's quantizer, short of disk, fails later with "Failed to find proper ai.onnx
+    domain" about a half-written file."""
+    import errno
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device: {doing} needs about {needed // 2**20} MB in "
+                                    f"{folder}, {free // 2**20} MB free", str(folder))
 
 
 # --------------------------------------------------------------------------- the seed's hook

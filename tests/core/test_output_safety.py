@@ -457,3 +457,20 @@ def test_a_full_disk_names_the_file_and_leaves_no_empty_folder_or_lock(
             staging.output_lock(tmp_path / "svc"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quantizing_without_room_says_so_before_the_quantizer_fails_oddly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short of disk, onnxruntime's quantizer failed with "Failed to find proper ai.onnx domain"."""
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    from core.exporter import quantize
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(100, 99, 1024))
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"x" * 4096)
+    with pytest.raises(OSError, match=r"No space left on device: quantizing model\.onnx needs about .* free"):
+        quantize.quantize_int8(graph, tmp_path / "quant" / "q.onnx")
