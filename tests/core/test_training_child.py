@@ -65,3 +65,18 @@ def test_child_cancel_is_polite_then_resumable(tmp_path) -> None:
     report = run_training_subprocess(tiny_config(tmp_path / "out", epochs=5000), EventRecorder(cancel_at_two),
                                      token, grace_seconds=30)
     assert report["status"] == "cancelled" and report["checkpoint"].startswith("checkpoints/checkpoint-")
+
+
+def test_sigterm_to_the_child_saves_a_checkpoint(tmp_path) -> None:
+    """``kill -TERM`` of the training child (systemd, a container stop): the child stops at the
+    next step with a checkpoint and reports a cancelled run, as for Ctrl-C; before, it died."""
+    import psutil
+
+    def terminate_child(event) -> None:
+        if isinstance(event, Progress) and event.stage == "train" and event.step == 2:
+            for child in psutil.Process().children():
+                os.kill(child.pid, signal.SIGTERM)
+
+    report = run_training_subprocess(tiny_config(tmp_path / "out", epochs=5000), EventRecorder(terminate_child))
+    assert report["status"] == "cancelled" and report["checkpoint"].startswith("checkpoints/checkpoint-")
+    assert (tmp_path / "out" / report["checkpoint"] / "trainer_state.json").is_file()

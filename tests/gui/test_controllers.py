@@ -204,3 +204,19 @@ def test_run_controller_decides_from_the_state(qtbot, parts) -> None:  # noqa: A
     qtbot.waitUntil(lambda: state.run_status.finished and not p["tasks"].is_busy(), timeout=60000)
     assert state.run_status == RunStatus.COMPLETED and state.last_run == state.current_run
     assert (Path(state.last_run) / "model" / "model_stub.json").is_file()  # the dry run's documented stub
+
+
+def test_the_export_tab_says_when_the_service_needs_a_key(qtbot, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The window's Start Service inherits TINYFORGE_API_KEY: say so, or a client gets 401 unexplained."""
+    from tinyforge_gui.__main__ import create_app
+    from tinyforge_gui.panels.export_panel import ExportPanel
+
+    create_app([])
+    panel = ExportPanel()
+    qtbot.addWidget(panel)
+    monkeypatch.delenv("TINYFORGE_API_KEY", raising=False)
+    panel.set_service_state("running", "http://127.0.0.1:8123", can_start=True)
+    assert "API key" not in panel.service_url.text()
+    monkeypatch.setenv("TINYFORGE_API_KEY", "k")
+    panel.set_service_state("running", "http://127.0.0.1:8123", can_start=True)
+    assert "requires the API key set in TINYFORGE_API_KEY" in panel.service_url.text()
