@@ -342,7 +342,6 @@ def _usable_cores() -> int:
 def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: CancelToken,
                   started: float) -> dict[str, Any]:
     """Load, prepare, train, then write and publish the output (rank 0): the training's stages."""
-    config = plan.config
     model, tokenizer, fmt = _load(plan, token)
     _prepare_pairs(plan, model, tokenizer, emit, token)
     config = plan.config  # with the recipe's values

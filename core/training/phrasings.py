@@ -8,7 +8,7 @@ out whole records (``eval``), as TinyForge did before variants.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,16 +69,7 @@ def prepare_pairs(
                         _with_user_file(splits, config))
     from core.training.variants import build_variant_set, split_phrasings
 
-    generator = config.variant_generator or config.base_model
-
-    def load_generator() -> tuple[Any, Any]:
-        if not config.variant_generator or config.variant_generator == config.base_model:
-            return base
-        from core.models.registry import load_base_model, resolve_base_model
-
-        model, tokenizer = load_base_model(resolve_base_model(config.variant_generator), seed=config.seed)
-        return model.eval(), tokenizer
-
+    generator, load_generator = _generator(config, base)
     variant_set = build_variant_set(records, wanted, config.seed, generator, load_generator,
                                     cache_key=dataset_sha256, cache_dir=variants_cache(), on_event=emit,
                                     cancel=cancel)
@@ -103,6 +94,26 @@ def prepare_pairs(
     }
     splits = splits_from_phrasings(split.originals, split.unseen, config.seed)
     return RunPairs(split.train, split.unseen, "unseen", _with_user_file(splits, config), split.rows, record)
+
+
+def _generator(config: TrainConfig, base: tuple[Any, Any] | None) -> tuple[str, Callable[[], tuple[Any, Any]]]:
+    """The rephrasing writer's name and a loader for it: ``base`` (the loaded base model) when it
+    is the base model and already loaded, else loaded on first use."""
+    name = config.variant_generator or config.base_model
+
+    def load() -> tuple[Any, Any]:
+        if base is not None and name == config.base_model:
+            return base
+        from core.models.registry import BaseModelError, load_base_model, resolve_base_model
+        from core.training.errors import TrainingError
+
+        try:
+            model, tokenizer = load_base_model(resolve_base_model(name), seed=config.seed)
+        except BaseModelError as error:
+            raise TrainingError(str(error)) from error
+        return model.eval(), tokenizer
+
+    return name, load
 
 
 def variants_cache() -> Path:
@@ -130,18 +141,9 @@ def dataset_variants(config: TrainConfig, on_event: EventCallback | None = None,
     if wanted == 0:
         raise TrainingError("question variants are off (variants 0): nothing to write")
     records, _, sha256 = load_records(config.data_path, emit)
-    from core.models.registry import BaseModelError, load_base_model, resolve_base_model
     from core.training.variants import build_variant_set
 
-    name = config.variant_generator or config.base_model
-
-    def load_generator() -> tuple[Any, Any]:
-        try:
-            model, tokenizer = load_base_model(resolve_base_model(name), seed=config.seed)
-        except BaseModelError as error:
-            raise TrainingError(str(error)) from error
-        return model.eval(), tokenizer
-
+    name, load_generator = _generator(config, None)
     variant_set = build_variant_set(records, wanted, config.seed, name, load_generator, cache_key=sha256,
                                     cache_dir=variants_cache(), on_event=emit, cancel=token)
     emit(Log(variant_set.summary()))
