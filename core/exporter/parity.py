@@ -363,13 +363,29 @@ def parity_texts(
     data_path = _find_data_path(report, manifest)
     if data_path is not None:
         texts = _read_inputs(data_path)
-        held_out = _held_out(texts, report.get("config") or {})
+        # Trained with question variants: every record trained, and the phrasings held out are
+        # the questions asked in other words, where a quantized graph drifts first.
+        held_out = _unseen_phrasings(train_root) or _held_out(texts, report.get("config") or {})
         # Both kinds matter: held-out inputs (how it generalises) and training inputs (what it learned).
         trained = [t for t in texts if t not in set(held_out)]
         chosen = held_out[: limit // 2] + trained[: limit - min(len(held_out), limit // 2)]
         if chosen:
             return chosen[:limit], f"{min(len(held_out), limit // 2)} held-out and training records of {data_path}"
     return list(FIXED_PROMPTS), "fixed prompts"
+
+
+def _unseen_phrasings(train_root: Path) -> list[str]:
+    """The phrasings a run with question variants held out (``variants.jsonl``), or []."""
+    from core.run_layout import VARIANTS_FILE
+    from core.training.variants import read_variants_jsonl
+
+    path = train_root / VARIANTS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return [str(row["input"]) for row in read_variants_jsonl(path) if row.get("split") == "unseen"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _held_out(texts: list[str], config: dict[str, Any]) -> list[str]:

@@ -135,3 +135,23 @@ def test_predict_data_reads_what_the_dataset_scan_reads(tmp_path, monkeypatch) -
 
     with pytest.raises(DatasetError, match="line 2"):
         list(answer_commands._records(bad))
+
+
+def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> None:  # noqa: ANN001
+    """With variants every record trained: the export's parity check asks the phrasings held out
+    (questions in other words, where a quantized graph drifts first), not records it trained on."""
+    from core.exporter.parity import parity_texts
+    from core.training.variants import write_variants_jsonl
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"input": f"q{i}?", "output": f"a{i}"}) + "\n" for i in range(12)))
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "training_report.json").write_text(json.dumps({"config": {"data_path": str(data), "seed": 42}}))
+    rows = [{"input": f"q{i}?", "output": f"a{i}", "fact": i, "source": "original", "split": "train"} for i in range(12)]
+    rows += [{"input": f"in other words {i}?", "output": f"a{i}", "fact": i, "source": "generated", "split": "unseen"}
+             for i in range(3)]
+    write_variants_jsonl(root / "variants.jsonl", rows)
+    texts, _ = parity_texts(root, {}, None)
+    assert texts[:3] == ["in other words 0?", "in other words 1?", "in other words 2?"]
+    assert set(texts[3:]) <= {f"q{i}?" for i in range(12)} and len(texts) == 12
