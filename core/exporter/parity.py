@@ -365,12 +365,14 @@ def parity_texts(
         texts = _read_inputs(data_path)
         # Trained with question variants: every record trained, and the phrasings held out are
         # the questions asked in other words, where a quantized graph drifts first.
-        held_out = _unseen_phrasings(train_root) or _held_out(texts, report.get("config") or {})
+        unseen = _unseen_phrasings(train_root)
+        held_out = unseen or _held_out(texts, report.get("config") or {})
         # Both kinds matter: held-out inputs (how it generalises) and training inputs (what it learned).
         trained = [t for t in texts if t not in set(held_out)]
         chosen = held_out[: limit // 2] + trained[: limit - min(len(held_out), limit // 2)]
         if chosen:
-            return chosen[:limit], f"{min(len(held_out), limit // 2)} held-out and training records of {data_path}"
+            kind = "held-out phrasings" if unseen else "held-out"
+            return chosen[:limit], f"{min(len(held_out), limit // 2)} {kind} and training records of {data_path}"
     return list(FIXED_PROMPTS), "fixed prompts"
 
 
