@@ -20,7 +20,12 @@ __all__ = ["add_evaluate_arguments", "answerer", "run_evaluate", "run_predict_fi
 
 def answerer(model_dir: Path, is_service: bool, precision: str | None,
              max_new_tokens: int | None) -> Callable[[str], str]:
-    """A function answering one input with the model in ``model_dir``, loaded once."""
+    """A function answering one input with the model in ``model_dir`` (a training output, a
+    service folder or a GGUF file of one), loaded once."""
+    if model_dir.suffix == ".gguf" and model_dir.is_file():
+        from core.exporter.gguf_predict import gguf_answerer
+
+        return gguf_answerer(model_dir, max_new_tokens)
     if is_service:
         from core.exporter.onnx_predict import load_generator
 

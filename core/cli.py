@@ -201,7 +201,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     predict = commands.add_parser("predict", help="answer one input with a trained model or an exported service")
-    predict.add_argument("--model", required=True, help="training output folder, or an exported service folder")
+    predict.add_argument("--model", required=True,
+                         help="training output folder, an exported service folder, or a GGUF file of one "
+                              "(answered by llama.cpp)")
     predict.add_argument("--input", default=None, help="the question to answer")
     predict.add_argument("--data", default=None, help="answer every record of this JSONL file (one JSON line each)")
     predict.add_argument("--max-new-tokens", type=int, default=None,

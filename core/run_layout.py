@@ -11,7 +11,8 @@ The one place that knows what a run folder looks like, for core and the GUI alik
         model_manifest.json, model/ (merged model), adapter/ (LoRA), checkpoints/ (cancelled)
     RUN/model.cancelled/             a cancelled real training's checkpoint (Resume)
     RUN/service/                     the exported service
-        export_report.json           ExportReport (with its quantization candidates)
+        export_report.json           ExportReport (with its quantization candidates and GGUF files)
+        gguf/                        GGUF files for llama.cpp/Ollama, their Modelfile and README
         model_metadata.json          ModelMetadata
 
 The readers tolerate older and newer files: every field is optional and unknown keys are kept
@@ -42,6 +43,8 @@ __all__ = [
     "EVALUATION_FILE",
     "EVENTS_FILE",
     "EXPORT_REPORT_FILE",
+    "GGUF_DIR",
+    "MODELFILE",
     "MODEL_DIR",
     "MODEL_MANIFEST_FILE",
     "VARIANTS_FILE",
@@ -57,6 +60,9 @@ __all__ = [
     "EvaluationRow",
     "ExportOptions",
     "ExportReport",
+    "GgufFile",
+    "GgufReport",
+    "GgufTokenization",
     "ModelMetadata",
     "RunFileError",
     "RunOptions",
@@ -93,6 +99,8 @@ VARIANTS_FILE = "variants.jsonl"  # every phrasing a real run trained or held ou
 EVALUATIONS_DIR = "evaluations"  # `foremforge evaluate --data FILE` results, one per file
 EXPORT_REPORT_FILE = "export_report.json"
 MODEL_METADATA_FILE = "model_metadata.json"
+GGUF_DIR = "gguf"  # in a service folder: GGUF files for llama.cpp/Ollama, Modelfile, README.md
+MODELFILE = "Modelfile"
 
 RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
 
@@ -123,6 +131,7 @@ class ExportOptions(BaseModel):
     export_onnx: bool = False
     quantize: Literal["int8", "none"] = "int8"
     overwrite: bool = False
+    gguf: bool = False  # also gguf/ for llama.cpp and Ollama (a trained Llama-family model)
 
 
 class RunOptions(BaseModel):
@@ -357,6 +366,47 @@ class SelfTest(_Result):
     error: str | None = None
 
 
+class GgufFile(_Result):
+    """One GGUF file the export wrote and checked (``export_report.json`` → ``gguf.files``)."""
+
+    file: str = ""
+    file_type: str = ""
+    size_mb: float | None = None
+    agreement: float | None = None  # teacher-forced top-1 agreement with the trained model
+    exact_match: float | None = None  # share of inputs whose greedy answer is identical
+    mean_token_agreement: float | None = None
+    tokens_per_s: float | None = None
+    passed: bool | None = None
+    recommended: bool = False
+    checked_in: str | None = None  # "llama.cpp 0.3.36" or "transformers gguf loader"
+
+
+class GgufTokenization(_Result):
+    """llama.cpp's tokenizer against the trained model's on prompts and sample texts."""
+
+    checked_in: str | None = None
+    passed: bool | None = None
+    n_checked: int | None = None
+    n_matched: int | None = None
+    mismatches: list[dict[str, Any]] = Field(default_factory=list)
+    skipped: str | None = None
+
+
+class GgufReport(_Result):
+    """``export_report.json`` → ``gguf``: the files for llama.cpp and Ollama and their checks."""
+
+    folder: str | None = None
+    files: list[GgufFile] = Field(default_factory=list)
+    recommended: str | None = None
+    recommended_reason: str = ""
+    checked_in: str | None = None
+    max_new_tokens: int | None = None
+    n_inputs: int | None = None
+    tokenization: GgufTokenization | None = None
+    modelfile: str | None = None
+    durations_s: dict[str, float] = Field(default_factory=dict)
+
+
 class ExportReport(_Result):
     """``export_report.json``: a real export (graphs, parity, latency, candidates, self-test)
     or a dry run's placeholders (paths and time only)."""
@@ -385,6 +435,7 @@ class ExportReport(_Result):
     samples: list[dict[str, Any]] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     durations_s: dict[str, float | None] = Field(default_factory=dict)
+    gguf: GgufReport | None = None
 
     def parity_of(self, precision: str) -> ParityResult | None:
         part = self.parity.get(precision)

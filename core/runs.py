@@ -432,6 +432,7 @@ def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Can
         overwrite=options.export.overwrite,
         export_onnx=options.export.export_onnx,
         quantize=options.export.quantize,
+        gguf=options.export.gguf,
         on_event=on_event,
         cancel=cancel,
     )

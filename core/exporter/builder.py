@@ -2,7 +2,9 @@
 
 From a dry-run ``model_stub.json`` it writes the seed's documented placeholders (they say
 so in their content); from a real trained model it exports real ONNX graphs via
-:mod:`core.exporter.onnx_export`. The folder is always assembled beside its target and
+:mod:`core.exporter.onnx_export`, and with ``gguf`` GGUF files for llama.cpp and Ollama. The
+seed documents no GGUF placeholder, so a dry run with ``gguf`` says in one line that GGUF needs
+a trained model and writes what it always wrote. The folder is always assembled beside its target and
 renamed into place, so a crash or cancel never leaves half a service behind.
 """
 
@@ -26,6 +28,7 @@ from core.events import (  # noqa: E402
     Cancelled,
     CancelToken,
     EventCallback,
+    Log,
     Progress,
     StageStarted,
     noop,
@@ -69,8 +72,10 @@ def build(
     quantize: Literal["int8", "none"] = "int8",
     on_event: EventCallback | None = None,
     cancel: CancelToken | None = None,
+    gguf: bool = False,
 ) -> dict[str, Any]:
-    """Build the service folder ``output_dir`` from ``model_path``.
+    """Build the service folder ``output_dir`` from ``model_path`` (with ``gguf``, also its
+    ``gguf/`` folder for llama.cpp and Ollama; a trained Llama-family model only).
 
     Returns ``export_report.json``'s content when ONNX is exported, else
     ``model_metadata.json``'s. Raises :class:`ExportError` for user mistakes; a missing model
@@ -91,8 +96,11 @@ def build(
         from core.exporter.onnx_export import export_real
 
         return export_real(
-            source.path, output_dir, quantize=quantize, overwrite=overwrite, on_event=emit, cancel=cancel
+            source.path, output_dir, quantize=quantize, overwrite=overwrite, on_event=emit, cancel=cancel, gguf=gguf
         )
+    if gguf:
+        emit(Log("GGUF export needs a trained model; this is a dry-run stub, so no gguf/ folder is written",
+                 "warning"))
     return _build_stub(source.path, Path(output_dir).expanduser().absolute(), overwrite, export_onnx, quantize, emit, cancel)
 
 
@@ -195,6 +203,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--export-onnx", action="store_true", help="export ONNX graphs (placeholders for a dry run)")
     parser.add_argument("--quantize", choices=["int8", "none"], default="int8", help="int8 dynamic quantization (default int8)")
+    parser.add_argument("--gguf", action="store_true",
+                        help="also write gguf/: F16, Q8_0 and Q4_0 files for llama.cpp and Ollama, a Modelfile, "
+                             "each checked against the trained model (Llama-family models)")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
 
 
@@ -214,6 +225,7 @@ def run_export_command(args: argparse.Namespace) -> int:
                 quantize=args.quantize,
                 on_event=reporter,
                 cancel=token,
+                gguf=args.gguf,
             )
     except Cancelled:
         reporter.close()
@@ -239,6 +251,9 @@ def _print_summary(target: Path, report: dict[str, Any]) -> None:
         print(f"  quantized_path: {report.get('quantized_path')}")
     if report.get("served_precision"):
         print(f"  served_precision: {report['served_precision']} ({report.get('served_reason', '')})")
+    gguf = report.get("gguf")
+    if gguf:
+        print(f"  gguf: {gguf['folder']} (recommended {gguf['recommended']}, checked in {gguf['checked_in']})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,8 @@ This module is the orchestration: resolving the trained model, the stages and th
 the staging folder, metadata and the report. Turning the loaded torch model into checked ONNX
 graph files (the wrappers, the exporters, the graph layout) lives in
 :mod:`core.exporter.onnx_graphs`; ``export_graphs`` is re-exported here for existing callers.
+With ``gguf=True`` the same staging folder also gets ``gguf/`` (:mod:`core.exporter.gguf_export`),
+from the same loaded model and checked on the same parity inputs.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ _STAGES = (
     "self-testing the service",
     "writing the report",
 )
+_GGUF_STAGE = "writing and checking GGUF files"  # before the report, with ``gguf=True``
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 class _Stages:
     """Progress over the fixed list of stages, with cancel polled at every boundary."""
 
-    def __init__(self, emit: EventCallback, cancel: CancelToken | None) -> None:
-        self.emit, self.cancel, self.index, self.current = emit, cancel, 0, _STAGES[0]
+    def __init__(self, emit: EventCallback, cancel: CancelToken | None, total: int) -> None:
+        self.emit, self.cancel, self.index, self.current, self.total = emit, cancel, 0, _STAGES[0], total
         self.timings: dict[str, float] = {}
         self._started = time.perf_counter()
 
@@ -150,7 +153,7 @@ class _Stages:
         self._started = now
         self.index += 1
         self.current = name
-        self.emit(Progress("export", self.index, len(_STAGES), name))
+        self.emit(Progress("export", self.index, self.total, name))
 
 
 def export_real(
@@ -166,11 +169,13 @@ def export_real(
     self_test: bool = True,
     exporter: str = "auto",
     gate: Gate | None = None,
+    gguf: bool = False,
 ) -> dict[str, Any]:
     """Export a trained model to a runnable ONNX service folder and return its report.
 
     With ``quantize="int8"`` every quantized candidate is built and checked against the trained
-    model; the service serves the fastest one that passes ``gate``, else fp32.
+    model; the service serves the fastest one that passes ``gate``, else fp32. With ``gguf`` the
+    folder also gets ``gguf/`` (:mod:`core.exporter.gguf_export`), gated the same way.
 
     Raises :class:`ExportError` (or ``OutputExistsError``) with a readable message for user
     mistakes and failures, :class:`core.events.Cancelled` when ``cancel`` is set; in every
@@ -181,16 +186,17 @@ def export_real(
         raise ExportError(f"Unknown quantization {quantize!r}: use 'int8' or 'none'")
     resolved = resolve_trained_model(model_path)
     target = Path(output_dir).expanduser().absolute()
-    stages = _Stages(emit, cancel)
-    emit(StageStarted("export", f"exporting {resolved.model_dir} to ONNX"))
+    stages = _Stages(emit, cancel, len(_STAGES) + int(gguf))
+    emit(StageStarted("export", f"exporting {resolved.model_dir} to ONNX" + (" and GGUF" if gguf else "")))
     try:
         with staged_output_dir(target, overwrite) as staging:
             report = _export_into(staging, target, resolved, quantize, stages, emit, parity_inputs, max_new_tokens,
-                                  self_test, exporter, gate or Gate())
+                                  self_test, exporter, gate or Gate(), gguf)
     except (Cancelled, ExportError):
         raise
     except Exception as exc:  # say which stage broke; the caller's boundary reports it
-        raise ExportError(f"ONNX export failed while {stages.current}: {type(exc).__name__}: {exc}") from exc
+        what = "GGUF export" if stages.current == _GGUF_STAGE else "ONNX export"
+        raise ExportError(f"{what} failed while {stages.current}: {type(exc).__name__}: {exc}") from exc
     return announce_service_folder(target, report, emit)
 
 
@@ -225,6 +231,8 @@ class _Export:
     served_reason: str = ""
     candidates: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    gguf_plan: Any = None  # core.exporter.gguf_export.GgufPlan, with gguf=True
+    gguf_report: dict[str, Any] | None = None
 
     @property
     def onnx_dir(self) -> Path:
@@ -243,12 +251,18 @@ def _export_into(
     self_test: bool,
     exporter: str,
     gate: Gate,
+    gguf: bool,
 ) -> dict[str, Any]:
     """Run the export's stages into ``staging`` (the service folder that becomes ``target``)."""
     job = _Export(staging, target, resolved, gate)
     stages.next(_STAGES[0])
     job.model, job.tokenizer, job.architecture = _load_torch_model(resolved)
     job.prompt = _prompt_format(resolved, job.tokenizer, job.model, job.architecture)
+    if gguf:  # refused now, before an hour of ONNX work, when the model cannot be written as GGUF
+        from core.exporter.gguf_export import prepare_gguf
+        from core.models.prompting import PromptFormat
+
+        job.gguf_plan = prepare_gguf(job.model, job.tokenizer, PromptFormat.from_dict(job.prompt))
     stages.next(_STAGES[1])
     _export_fp32(job, emit, exporter)
     stages.next(_STAGES[2])
@@ -263,6 +277,9 @@ def _export_into(
     _choose_served(job, max_new_tokens, emit)
     stages.next(_STAGES[7])
     test = _self_test(job, self_test, max_new_tokens)
+    if gguf:
+        stages.next(_GGUF_STAGE)
+        _export_gguf(job, emit, stages.cancel)
     stages.next(_STAGES[8])
     return _write_report(job, test, stages.timings)
 
@@ -395,6 +412,19 @@ def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> dict[str, An
     return test
 
 
+def _export_gguf(job: _Export, emit: EventCallback, cancel: CancelToken | None) -> None:
+    """``gguf/``: the files for llama.cpp and Ollama, checked against the trained model."""
+    from core.exporter.gguf_export import export_gguf
+    from core.run_layout import GGUF_DIR
+
+    name = public_model_name(job.resolved.manifest.get("base_model")) or job.resolved.root.name
+    report, warnings = export_gguf(job.staging / GGUF_DIR, job.gguf_plan, job.model, job.tokenizer, job.texts,
+                                   f"{name} (TinyForge fine-tune)", job.gate, emit, cancel)
+    report.folder = str(job.target / GGUF_DIR)
+    job.gguf_report = report.model_dump(mode="json")
+    job.warnings += warnings
+
+
 def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
     """``export_report.json``: where everything is, how it measured and what is served."""
     graphs, target, check = job.graphs, job.target, job.check
@@ -425,6 +455,8 @@ def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float])
         "warnings": job.warnings,
         "durations_s": timings,
     }
+    if job.gguf_report is not None:
+        report["gguf"] = job.gguf_report
     job.generators.clear()  # the ONNX sessions, before the folder is renamed into place
     write_json_atomic(job.staging / "export_report.json", report)
     return report

@@ -1,0 +1,184 @@
+"""GGUF export of a trained Llama-family model: files for llama.cpp and Ollama, parity-gated.
+
+The real export (:func:`core.exporter.onnx_export.export_real` with ``gguf=True``) calls
+:func:`prepare_gguf` before it writes anything (every refusal is one line, nothing written) and
+:func:`export_gguf` inside its staging folder, so the files are published with the service
+folder or not at all. Each file (F16, Q8_0, Q4_0) is checked against the trained torch model
+on the export's parity inputs with the ONNX candidates' gate; the Modelfile points at the
+smallest file that passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.events import CancelToken, EventCallback, Log, Progress
+from core.exporter.candidates import Gate
+from core.exporter.errors import ExportError
+from core.exporter.gguf_vocab import GgufVocab, read_vocab
+from core.exporter.gguf_writer import (
+    FILE_TYPES,
+    LlamaHparams,
+    TensorPlan,
+    gguf_file_name,
+    llama_hparams,
+    llama_tensors,
+    write_gguf,
+)
+from core.exporter.modelfile import OllamaTemplate, modelfile_text, ollama_template, readme_text
+from core.jsonio import write_text_atomic
+from core.models.prompting import PromptFormat, encode_prompt
+from core.run_layout import MODELFILE, GgufFile, GgufReport, GgufTokenization
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GgufPlan", "export_gguf", "prepare_gguf", "require_gguf"]
+
+_STAGE = "gguf"
+
+
+@dataclass(frozen=True)
+class GgufPlan:
+    """Everything decided about a model's GGUF files before any is written."""
+
+    fmt: PromptFormat
+    hparams: LlamaHparams
+    vocab: GgufVocab
+    tensors: list[TensorPlan]
+    template: OllamaTemplate
+    stop_words: list[str]
+
+
+def require_gguf() -> None:
+    """:class:`ExportError` when the ``gguf`` package (which writes the files) is missing."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError as exc:
+        raise ExportError("GGUF export needs the gguf package: pip install gguf==0.19.0") from exc
+
+
+def prepare_gguf(model: Any, tokenizer: Any, fmt: PromptFormat) -> GgufPlan:
+    """Check that ``model`` can be written as GGUF and plan its files; :class:`ExportError` if not."""
+    require_gguf()
+    hparams = llama_hparams(model.config)
+    stop_words = [tokenizer.decode([i], skip_special_tokens=False) for i in fmt.stop_token_ids]
+    template = ollama_template(tokenizer, fmt)
+    modelfile_text("model.gguf", template, stop_words, hparams.context_length, fmt.max_new_tokens)  # quotable
+    return GgufPlan(fmt, hparams, read_vocab(tokenizer, fmt, hparams.vocab_size), llama_tensors(model, hparams),
+                    template, stop_words)
+
+
+def export_gguf(
+    folder: Path,
+    plan: GgufPlan,
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    model_name: str,
+    gate: Gate,
+    emit: EventCallback,
+    cancel: CancelToken | None = None,
+) -> tuple[GgufReport, list[str]]:
+    """Write ``folder`` (the service's ``gguf/``): the files, the Modelfile and the README.
+
+    Returns the report section and its warnings. The files are checked in llama.cpp when
+    ``llama_cpp`` is importable, else through transformers' GGUF loader.
+    """
+    from core.exporter.gguf_check import check_file, check_tokenization
+    from core.exporter.gguf_runtime import llama_cpp_available, open_runtime
+    from core.exporter.parity import torch_greedy
+
+    fmt = plan.fmt
+    total = 2 * len(FILE_TYPES) + 2
+    step = _Steps(emit, cancel, total)
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_type in FILE_TYPES:
+        name = gguf_file_name(file_type)
+        with step(f"writing {name}", f"write_{file_type}"):
+            write_gguf(folder / name, file_type, plan.tensors, plan.hparams, plan.vocab, model_name, fmt.to_dict(),
+                       cancel)
+    prompts = [encode_prompt(tokenizer, fmt, t) for t in texts]
+    stop_ids = set(fmt.stop_token_ids)
+    with step("the trained model's answers (torch)", "torch_reference"):
+        torch_runs = [torch_greedy(model, "causal", p, fmt.max_new_tokens, stop_ids) for p in prompts]
+    n_ctx = max([len(p) for p in prompts] + [1]) + fmt.max_new_tokens + 1
+    rows: list[GgufFile] = []
+    for file_type in FILE_TYPES:
+        name = gguf_file_name(file_type)
+        with step(f"checking {name} against the trained model", f"check_{file_type}"):
+            runtime = open_runtime(folder / name, n_ctx)
+            try:
+                result = check_file(runtime, prompts, torch_runs, fmt.max_new_tokens, stop_ids, gate)
+            finally:
+                runtime.close()
+        rows.append(GgufFile(file=name, file_type=file_type, size_mb=round((folder / name).stat().st_size / 1e6, 2),
+                             checked_in=runtime.checked_in, **result))
+        emit(Log(f"{name}: agreement {result['agreement']:.3f}, exact match {result['exact_match']:.2f}, "
+                 f"{'passed' if result['passed'] else 'drifts'} ({runtime.checked_in})"))
+    with step("llama.cpp's tokenizer against the trained model's", "tokenization"):
+        tokenization = GgufTokenization(**check_tokenization(folder / gguf_file_name("F16"), tokenizer, fmt, texts))
+    recommended, reason, warnings = _recommend(rows, gate)
+    if tokenization.passed is False:
+        warnings.append(f"llama.cpp tokenizes {tokenization.n_checked - (tokenization.n_matched or 0)} of "
+                        f"{tokenization.n_checked} texts differently from the trained model's tokenizer: "
+                        "answers in Ollama and llama.cpp may differ")
+    if not llama_cpp_available():
+        emit(Log("GGUF files checked with transformers' GGUF loader; install llama-cpp-python to check them "
+                 "in llama.cpp itself"))
+    write_text_atomic(folder / MODELFILE, modelfile_text(recommended, plan.template, plan.stop_words,
+                                                         plan.hparams.context_length, fmt.max_new_tokens))
+    write_text_atomic(folder / "README.md", readme_text([r.model_dump() for r in rows], recommended,
+                                                       plan.hparams.context_length, fmt.max_new_tokens,
+                                                       rows[0].checked_in or ""))
+    report = GgufReport(
+        files=rows, recommended=recommended, recommended_reason=reason, checked_in=rows[0].checked_in,
+        max_new_tokens=fmt.max_new_tokens, n_inputs=len(texts), tokenization=tokenization, modelfile=MODELFILE,
+        durations_s=step.durations,
+    )
+    return report, warnings
+
+
+def _recommend(rows: list[GgufFile], gate: Gate) -> tuple[str, str, list[str]]:
+    """The smallest file that passes the gate (F16 when none does), why, and the warnings."""
+    for row in rows:
+        row.recommended = False
+    passing = sorted((r for r in rows if r.passed), key=lambda r: r.size_mb or 0.0)
+    warnings = [f"{r.file} answers drift from the trained model: agreement {r.agreement:.3f}, exact match "
+                f"{r.exact_match:.2f} (gate {gate.min_teacher_forced} / {gate.min_greedy_match}): not recommended"
+                for r in rows if not r.passed]
+    if passing:
+        best = passing[0]
+        reason = (f"{best.file} is the smallest file that answers like the trained model (agreement "
+                  f"{best.agreement:.3f}, exact match {best.exact_match:.2f})")
+    else:
+        best = rows[0]
+        reason = "no GGUF file passed the gate; the Modelfile uses the unquantized F16 file"
+        warnings.append(reason)
+    best.recommended = True
+    return best.file, reason, warnings
+
+
+class _Steps:
+    """Progress events of the GGUF stage, cancel polled before each step, each step's seconds."""
+
+    def __init__(self, emit: EventCallback, cancel: CancelToken | None, total: int) -> None:
+        self.emit, self.cancel, self.total, self.done = emit, cancel, total, 0
+        self.durations: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, message: str, key: str) -> Iterator[None]:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+        self.emit(Progress(_STAGE, self.done, self.total, message))
+        started = time.perf_counter()
+        yield
+        self.durations[key] = round(time.perf_counter() - started, 3)
+        self.done += 1
+        if self.done == self.total:
+            self.emit(Progress(_STAGE, self.done, self.total, "GGUF files checked"))
