@@ -31,17 +31,29 @@ QUESTIONS = [
 
 def make_trained_model(name: str, out: Path, steps: int = 40, seed: int = 0) -> Path:
     """Build ``name`` (tiny-causal | tiny-seq2seq), fit it briefly and save a training output."""
+    from core.models.tiny import TINY_SEQ2SEQ, build_tiny_model
+
+    model, tokenizer = build_tiny_model(name, seed=seed)
+    return save_trained_model(model, tokenizer, name, "seq2seq" if name == TINY_SEQ2SEQ else "causal", out,
+                              steps, seed)
+
+
+def save_trained_model(model: Any, tokenizer: Any, name: str, architecture: str, out: Path, steps: int = 40,
+                       seed: int = 0, max_new_tokens: int | None = None) -> Path:
+    """Fit ``model`` briefly on the sample dataset and save it as a training output (``name`` is
+    its base model); ``max_new_tokens`` sets the saved default answer length."""
+    import dataclasses
+
     import torch
 
     from core.jsonio import utc_now_iso, write_json_atomic
     from core.models.prompting import build_prompt_format, encode_example
-    from core.models.tiny import TINY_SEQ2SEQ, build_tiny_model
 
-    model, tokenizer = build_tiny_model(name, seed=seed)
-    architecture = "seq2seq" if name == TINY_SEQ2SEQ else "causal"
     fmt = build_prompt_format(
         tokenizer, architecture, max_length=128, decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None)
     )
+    if max_new_tokens is not None:
+        fmt = dataclasses.replace(fmt, max_new_tokens=max_new_tokens)
     records = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
     examples = [encode_example(tokenizer, fmt, r["input"], r["output"], 128) for r in records]
     torch.manual_seed(seed)
