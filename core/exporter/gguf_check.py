@@ -77,7 +77,7 @@ def check_tokenization(path: Path, tokenizer: Any, fmt: PromptFormat, texts: lis
     :data:`TOKENIZER_SAMPLES` as plain text. Skipped without ``llama_cpp``."""
     if not llama_cpp_available():
         return {"checked_in": None, "passed": None, "skipped": "llama-cpp-python is not installed"}
-    runtime = LlamaCppRuntime(path, n_ctx=512, vocab_only=True)
+    runtime = LlamaCppRuntime(path, n_ctx=512)
     try:
         cases = [(fmt.render(t), encode_prompt(tokenizer, fmt, t), True) for t in texts]
         cases += [(t, list(tokenizer(t, add_special_tokens=False)["input_ids"]), False) for t in TOKENIZER_SAMPLES]

@@ -122,7 +122,8 @@ def export_gguf(
         emit(Log(f"{name}: agreement {result['agreement']:.3f}, exact match {result['exact_match']:.2f}, "
                  f"{'passed' if result['passed'] else 'drifts'} ({runtime.checked_in})"))
     with step("llama.cpp's tokenizer against the trained model's", "tokenization"):
-        tokenization = GgufTokenization(**check_tokenization(folder / gguf_file_name("F16"), tokenizer, fmt, texts))
+        smallest = folder / gguf_file_name(FILE_TYPES[-1])  # every file holds the same tokenizer
+        tokenization = GgufTokenization(**check_tokenization(smallest, tokenizer, fmt, texts))
     recommended, reason, warnings = _recommend(rows, gate)
     if tokenization.passed is False:
         warnings.append(f"llama.cpp tokenizes {tokenization.n_checked - (tokenization.n_matched or 0)} of "

@@ -63,21 +63,26 @@ def require_llama_cpp(doing: str) -> None:
 
 
 def _threads() -> int:
+    """One llama.cpp thread per physical core (llama-cpp-python's own default, for the CPUs this
+    process may use). Its threads spin at every layer's barrier, so one that loses its core to
+    another process stalls the others: on a shared 2-core machine two threads decoded 2 tokens/s
+    where one decoded 80."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        usable = os.cpu_count() or 1
+    return max(1, usable // 2)
 
 
 class LlamaCppRuntime:
     """A GGUF file loaded in llama.cpp, with every position's logits kept (``logits_all``)."""
 
-    def __init__(self, path: Path, n_ctx: int, vocab_only: bool = False) -> None:
+    def __init__(self, path: Path, n_ctx: int) -> None:
         from llama_cpp import Llama
 
         self.checked_in = llama_cpp_version()
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True,
-                         verbose=False, n_threads=_threads(), vocab_only=vocab_only)
+                         verbose=False, n_threads=_threads())
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         """llama.cpp's tokens for ``text``: special tokens parsed, BOS added when ``add_special``

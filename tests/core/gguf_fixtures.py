@@ -88,7 +88,7 @@ def tiny_llama(tokenizer: Any, seed: int = 0, tied: bool = True) -> Any:
         return AutoModelForCausalLM.from_config(config).eval()
 
 
-def make_chat_model(out: Path, steps: int = 200) -> Path:
+def make_chat_model(out: Path, steps: int = 60) -> Path:
     """A training output of a tiny chat Llama (SmolLM2's template), fitted on the sample data."""
     tokenizer = build_bpe_tokenizer()
     return save_trained_model(tiny_llama(tokenizer), tokenizer, "tiny-chat-llama", "causal", out, steps=steps,

@@ -227,7 +227,7 @@ def test_files_are_gated_and_the_smallest_passing_one_is_recommended(chat_model:
     assert [e.step for e in events if isinstance(e, Progress) and e.stage == "gguf"] == list(range(9))
 
     # A file of other weights drifts: the gate fails it.
-    stranger = _write(chat_model, tmp_path, model=tiny_llama(tokenizer, seed=7))
+    stranger = _write(chat_model, tmp_path, model=tiny_llama(tokenizer, seed=7, tied=False))
     prompts = [encode_prompt(tokenizer, fmt, t) for t in texts]
     runs = [torch_greedy(model, "causal", p, fmt.max_new_tokens, set(fmt.stop_token_ids)) for p in prompts]
     runtime = open_runtime(stranger, 256)
