@@ -105,14 +105,17 @@ def export_gguf(
                        cancel)
     prompts = [encode_prompt(tokenizer, fmt, t) for t in texts]
     stop_ids = set(fmt.stop_token_ids)
+    torch_runs = []
     with step("the trained model's answers (torch)", "torch_reference"):
-        torch_runs = [torch_greedy(model, "causal", p, fmt.max_new_tokens, stop_ids) for p in prompts]
+        for prompt in prompts:
+            step.check_cancel()
+            torch_runs.append(torch_greedy(model, "causal", prompt, fmt.max_new_tokens, stop_ids))
     n_ctx = max([len(p) for p in prompts] + [1]) + fmt.max_new_tokens + 1
     rows: list[GgufFile] = []
     for file_type in FILE_TYPES:
         name = gguf_file_name(file_type)
         with step(f"checking {name} against the trained model", f"check_{file_type}"):
-            runtime = open_runtime(folder / name, n_ctx)
+            runtime = open_runtime(folder / name, n_ctx, getattr(model.config, "rope_parameters", None))
             try:
                 result = check_file(runtime, prompts, torch_runs, fmt.max_new_tokens, stop_ids, gate)
             finally:
@@ -134,7 +137,7 @@ def export_gguf(
                  "in llama.cpp itself"))
     write_text_atomic(folder / MODELFILE, modelfile_text(recommended, plan.template, plan.stop_words,
                                                          plan.hparams.context_length, fmt.max_new_tokens))
-    write_text_atomic(folder / "README.md", readme_text([r.model_dump() for r in rows], recommended,
+    write_text_atomic(folder / "README.md", readme_text(rows, recommended,
                                                        plan.hparams.context_length, fmt.max_new_tokens,
                                                        rows[0].checked_in or ""))
     report = GgufReport(
@@ -147,8 +150,6 @@ def export_gguf(
 
 def _recommend(rows: list[GgufFile], gate: Gate) -> tuple[str, str, list[str]]:
     """The smallest file that passes the gate (F16 when none does), why, and the warnings."""
-    for row in rows:
-        row.recommended = False
     passing = sorted((r for r in rows if r.passed), key=lambda r: r.size_mb or 0.0)
     warnings = [f"{r.file} answers drift from the trained model: agreement {r.agreement:.3f}, exact match "
                 f"{r.exact_match:.2f} (gate {gate.min_teacher_forced} / {gate.min_greedy_match}): not recommended"
@@ -172,10 +173,13 @@ class _Steps:
         self.emit, self.cancel, self.total, self.done = emit, cancel, total, 0
         self.durations: dict[str, float] = {}
 
-    @contextmanager
-    def __call__(self, message: str, key: str) -> Iterator[None]:
+    def check_cancel(self) -> None:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
+
+    @contextmanager
+    def __call__(self, message: str, key: str) -> Iterator[None]:
+        self.check_cancel()
         self.emit(Progress(_STAGE, self.done, self.total, message))
         started = time.perf_counter()
         yield

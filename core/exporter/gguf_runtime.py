@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -120,18 +120,25 @@ class LlamaCppRuntime:
 
 
 class TransformersGgufRuntime:
-    """A GGUF file dequantized by transformers into a float32 torch model (no llama.cpp)."""
+    """A GGUF file dequantized by transformers into a float32 torch model (no llama.cpp).
+
+    The loader reads no rotary scaling from a GGUF (``rope_freqs``, ``rope.scaling.*``), so a
+    scaled model's ``rope_parameters`` are passed in from the trained model's config.
+    """
 
     checked_in = "transformers gguf loader"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rope_parameters: dict[str, Any] | None = None) -> None:
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        if rope_parameters:
+            config.rope_parameters = dict(rope_parameters)
         with contextlib.redirect_stderr(io.StringIO()):  # its dequantizing bar ignores the setting above
-            self.model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+            self.model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, config=config,
                                                               dtype=torch.float32)
         self.model.eval()
 
@@ -151,8 +158,10 @@ class TransformersGgufRuntime:
         self.model = None
 
 
-def open_runtime(path: Path, n_ctx: int) -> LlamaCppRuntime | TransformersGgufRuntime:
-    """llama.cpp when ``llama_cpp`` is importable, else transformers' GGUF loader."""
+def open_runtime(path: Path, n_ctx: int, rope_parameters: dict[str, Any] | None = None
+                 ) -> LlamaCppRuntime | TransformersGgufRuntime:
+    """llama.cpp when ``llama_cpp`` is importable, else transformers' GGUF loader (given the
+    trained model's ``rope_parameters``, which it cannot read from the file)."""
     if llama_cpp_available():
         return LlamaCppRuntime(path, n_ctx)
-    return TransformersGgufRuntime(path)
+    return TransformersGgufRuntime(path, rope_parameters)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ __all__ = ["FILE_TYPES", "LlamaHparams", "TensorPlan", "gguf_file_name", "llama_
            "permute_rotary", "write_gguf"]
 
 FILE_TYPES = ("F16", "Q8_0", "Q4_0")  # what the gguf package quantizes, largest first
-SUPPORTED_MODELS = "Llama-family models (model_type llama or mistral: SmolLM2, TinyLlama, Llama, Mistral)"
+SUPPORTED_MODELS = "Llama-family models (model_type llama or mistral, e.g. SmolLM2, Llama 3.x)"
 PROMPT_FORMAT_KEY = "tinyforge.prompt_format"  # our prompt format, so a lone .gguf can answer like predict
 _MODEL_TYPES = ("llama", "mistral")  # llama.cpp loads both as arch "llama"
 _BLOCK = 32  # Q8_0 and Q4_0 quantize rows in blocks of 32 weights
@@ -66,6 +67,8 @@ class LlamaHparams:
     rms_eps: float
     vocab_size: int
     tied_embeddings: bool
+    rope_linear_factor: float | None = None  # rope_type "linear": positions divided by it
+    rope_factors: tuple[float, ...] | None = None  # rope_type "llama3": per-frequency factors (rope_freqs)
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,14 @@ def llama_hparams(config: Any) -> LlamaHparams:
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         raise ExportError(f"GGUF export supports {SUPPORTED_MODELS} without biases; this {model_type} has them")
     rope = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        raise ExportError(f"GGUF export supports plain rotary embeddings; this model scales them "
-                          f"({rope.get('rope_type', rope.get('type'))!r})")
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "linear", "llama3"):
+        raise ExportError(f"GGUF export supports plain, linear and Llama 3 rotary embeddings; this model's are "
+                          f"{rope_type!r}")
     heads = int(config.num_attention_heads)
     hidden = int(config.hidden_size)
+    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+    theta = float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
     return LlamaHparams(
         context_length=int(config.max_position_embeddings),
         embedding_length=hidden,
@@ -101,12 +107,28 @@ def llama_hparams(config: Any) -> LlamaHparams:
         feed_forward_length=int(config.intermediate_size),
         head_count=heads,
         head_count_kv=int(getattr(config, "num_key_value_heads", None) or heads),
-        head_dim=int(getattr(config, "head_dim", None) or hidden // heads),
-        rope_freq_base=float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))),
+        head_dim=head_dim,
+        rope_freq_base=theta,
         rms_eps=float(config.rms_norm_eps),
         vocab_size=int(config.vocab_size),
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        rope_linear_factor=float(rope["factor"]) if rope_type == "linear" else None,
+        rope_factors=_llama3_rope_factors(rope, theta, head_dim) if rope_type == "llama3" else None,
     )
+
+
+def _llama3_rope_factors(rope: dict[str, Any], theta: float, head_dim: int) -> tuple[float, ...]:
+    """Llama 3.1's per-frequency rotary factors, which llama.cpp reads from ``rope_freqs.weight``
+    (``LlamaModel.generate_extra_tensors``): long wavelengths stretched by ``factor``, short ones
+    kept, those between blended."""
+    factor = float(rope.get("factor", 8.0))
+    low, high = float(rope.get("low_freq_factor", 1.0)), float(rope.get("high_freq_factor", 4.0))
+    old_context = float(rope.get("original_max_position_embeddings", 8192))
+    wavelengths = 2 * math.pi * theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    smooth = (old_context / wavelengths - low) / (high - low)
+    blended = 1 / ((1 - smooth) / factor + smooth)
+    factors = np.where(wavelengths < old_context / high, 1.0, np.where(wavelengths > old_context / low, factor, blended))
+    return tuple(float(f) for f in factors)
 
 
 def permute_rotary(weights: np.ndarray, n_head: int) -> np.ndarray:
@@ -135,6 +157,9 @@ def llama_tensors(model: Any, hparams: LlamaHparams) -> list[TensorPlan]:
     if unknown:
         raise ExportError(f"GGUF export supports {SUPPORTED_MODELS}; this model also has "
                           f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}")
+    if hparams.rope_factors is not None:
+        factors = np.array(hparams.rope_factors, dtype=np.float32)
+        plan.append(TensorPlan("rope_freqs.weight", factors.shape, lambda: factors))
     return plan
 
 
@@ -210,6 +235,9 @@ def _write_metadata(writer: Any, file_type: str, hparams: LlamaHparams, vocab: G
         writer.add_key_length(hparams.head_dim)
         writer.add_value_length(hparams.head_dim)
     writer.add_rope_freq_base(hparams.rope_freq_base)
+    if hparams.rope_linear_factor is not None:
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(hparams.rope_linear_factor)
     writer.add_layer_norm_rms_eps(hparams.rms_eps)
     writer.add_vocab_size(hparams.vocab_size)
     writer.add_file_type(getattr(gguf.LlamaFileType, f"MOSTLY_{file_type}"))

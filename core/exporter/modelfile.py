@@ -16,6 +16,7 @@ from typing import Any
 
 from core.exporter.errors import ExportError
 from core.models.prompting import PromptFormat
+from core.run_layout import GgufFile
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +108,13 @@ def modelfile_text(file_name: str, template: OllamaTemplate, stop_words: list[st
     return "\n".join(lines) + "\n"
 
 
-def readme_text(rows: list[dict[str, Any]], recommended: str, num_ctx: int, max_new_tokens: int,
+def readme_text(rows: list[GgufFile], recommended: str, num_ctx: int, max_new_tokens: int,
                 checked_in: str) -> str:
     """``gguf/README.md``: how to run the recommended file in Ollama and llama.cpp, and how every
     file compared with the trained model."""
     table = "\n".join(
-        f"| {row['file']} | {row['size_mb']} | {row['agreement']} | {row['exact_match']} | "
-        f"{'yes' if row['passed'] else 'no: answers drift'}{' (recommended)' if row['recommended'] else ''} |"
+        f"| {row.file} | {row.size_mb} | {row.agreement} | {row.exact_match} | "
+        f"{'yes' if row.passed else 'no: answers drift'}{' (recommended)' if row.recommended else ''} |"
         for row in rows
     )
     return f"""# GGUF files for llama.cpp and Ollama

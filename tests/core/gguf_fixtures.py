@@ -72,7 +72,7 @@ def build_bpe_tokenizer(pre: str = "smollm", chat_template: str = SMOL_TEMPLATE)
     )
 
 
-def tiny_llama(tokenizer: Any, seed: int = 0, tied: bool = True) -> Any:
+def tiny_llama(tokenizer: Any, seed: int = 0, tied: bool = True, rope_parameters: dict[str, Any] | None = None) -> Any:
     """A random tiny Llama for ``tokenizer``: 4 query heads sharing 2 key/value heads."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
@@ -81,7 +81,7 @@ def tiny_llama(tokenizer: Any, seed: int = 0, tied: bool = True) -> Any:
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5,
         tie_word_embeddings=tied, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id, **({"rope_parameters": rope_parameters} if rope_parameters else {}),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

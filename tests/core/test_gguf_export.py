@@ -166,6 +166,53 @@ def test_every_file_type_computes_the_trained_logits(name: str, chat_model: Path
     assert ("output.weight" in {t for t in _tensor_names(tmp_path / "model-F16.gguf")}) == (name == "byte")
 
 
+@pytest.mark.parametrize("rope", [
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 64, "rope_theta": 500000.0},
+    {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
+], ids=["llama3", "linear"])
+def test_scaled_rotary_embeddings_compute_the_trained_logits(rope: dict[str, Any], tmp_path: Path) -> None:
+    """Llama 3.1's frequency factors (``rope_freqs``) and linear scaling, in each runtime."""
+    import torch
+
+    from core.exporter.gguf_export import prepare_gguf
+    from core.exporter.gguf_runtime import LlamaCppRuntime, TransformersGgufRuntime
+    from core.exporter.gguf_writer import write_gguf
+    from core.models.prompting import build_prompt_format, encode_prompt
+
+    tokenizer = build_bpe_tokenizer("gpt-2")
+    fmt = build_prompt_format(tokenizer, "causal")
+    model = tiny_llama(tokenizer, rope_parameters=rope)
+    plain = tiny_llama(tokenizer)
+    with torch.no_grad():  # larger weights: logits of a few units, where a wrong rotation shows
+        for p, q in zip(model.parameters(), plain.parameters(), strict=True):
+            p.mul_(3)
+            q.copy_(p)
+    plan = prepare_gguf(model, tokenizer, fmt)
+    path = tmp_path / "model-F16.gguf"
+    write_gguf(path, "F16", plan.tensors, plan.hparams, plan.vocab, "t", fmt.to_dict())
+    ids = encode_prompt(tokenizer, fmt, QUESTION * 4)
+    with torch.inference_mode():
+        expected = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+        unscaled = plain(input_ids=torch.tensor([ids])).logits[0].numpy()
+    assert np.max(np.abs(unscaled - expected)) > 1.0  # the scaling matters at these positions
+    runtimes = [TransformersGgufRuntime(path, model.config.rope_parameters)]
+    if llama_cpp_available():
+        runtimes.append(LlamaCppRuntime(path, 256))
+    for runtime in runtimes:
+        assert np.max(np.abs(runtime.logits(ids) - expected)) < 0.1, runtime.checked_in
+
+
+def test_other_rotary_scalings_are_refused() -> None:
+    from transformers import LlamaConfig
+
+    from core.exporter.gguf_writer import llama_hparams
+
+    config = LlamaConfig(rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0})
+    with pytest.raises(ExportError, match="supports plain, linear and Llama 3 rotary embeddings; .* 'dynamic'"):
+        llama_hparams(config)
+
+
 def _tensor_names(path: Path) -> list[str]:
     from gguf import GGUFReader
 
@@ -245,6 +292,26 @@ def test_a_gate_no_file_passes_recommends_f16_and_says_so(chat_model: Path, tmp_
     assert not any(r.passed for r in report.files)
     assert report.recommended == "model-F16.gguf"
     assert warnings[-1] == "no GGUF file passed the gate; the Modelfile uses the unquantized F16 file"
+
+
+def test_without_llama_cpp_the_transformers_loader_checks_the_files(
+    chat_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.exporter import gguf_check, gguf_runtime
+    from core.exporter.gguf_export import export_gguf, prepare_gguf
+
+    monkeypatch.setattr(gguf_runtime, "llama_cpp_available", lambda: False)
+    monkeypatch.setattr(gguf_check, "llama_cpp_available", lambda: False)
+    model, tokenizer, fmt = _loaded(chat_model)
+    events: list[Any] = []
+    report, _ = export_gguf(tmp_path / "gguf", prepare_gguf(model, tokenizer, fmt), model, tokenizer, [QUESTION],
+                            "t", Gate(), events.append)
+    assert {row.checked_in for row in report.files} == {"transformers gguf loader"} == {report.checked_in}
+    assert report.files[0].passed and report.files[0].exact_match == 1.0
+    assert report.tokenization is not None and report.tokenization.skipped == "llama-cpp-python is not installed"
+    assert any("install llama-cpp-python to check them in llama.cpp itself" in getattr(e, "message", "")
+               for e in events)
+    assert "(checked in transformers gguf loader)" in (tmp_path / "gguf" / "README.md").read_text()
 
 
 # --------------------------------------------------------------------------- prompts
