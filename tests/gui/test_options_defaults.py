@@ -45,7 +45,7 @@ def test_a_fresh_form_sends_trainconfigs_defaults(panel) -> None:  # noqa: ANN00
     lora = train["lora"]
     for name in ("enabled", "r", "alpha", "target_modules"):
         assert lora[name] == _default(name, LoraSettings), name
-    for name in ("export_onnx", "overwrite"):
+    for name in ("export_onnx", "overwrite", "gguf"):
         assert options["export"][name] == _default(name, ExportOptions), name
     assert options["export"]["quantize"] == _default("quantize", ExportOptions)
     # What the form sends validates as it stands.
@@ -91,3 +91,14 @@ def test_the_train_flags_default_to_trainconfig() -> None:
             assert action.default == _default(action.dest), action.dest
         if action.dest in ("device", "precision"):
             assert action.default == _default(action.dest) and action.choices[0] == "auto"
+
+
+def test_gguf_is_a_real_runs_choice(panel) -> None:  # noqa: ANN001
+    """A dry run's stub has no weights: the GGUF box is off there and never sent."""
+    panel.dry_run.setChecked(False)
+    panel.gguf.setChecked(True)
+    assert panel.gguf.isEnabled() and panel.to_dict()["export"]["gguf"] is True
+    panel.dry_run.setChecked(True)
+    assert not panel.gguf.isEnabled() and panel.to_dict()["export"]["gguf"] is False
+    panel.load_dict({"train": {"dry_run": False}, "export": {"gguf": False}})
+    assert panel.gguf.isEnabled() and not panel.gguf.isChecked()

@@ -69,6 +69,8 @@ def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) 
     wait_report(qtbot, window)
     _real_options(window, epochs=12)
     window.options.export_onnx.setChecked(True)
+    window.options.gguf.setChecked(True)
+    assert window.options.to_dict()["export"]["gguf"] is True
     window.run_controller.start_train_export()
     assert wait_run(qtbot, window, timeout=240000) == "completed", window.message.text.text()
     assert window.run_panel.chart.count() >= 3
@@ -85,26 +87,37 @@ def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) 
     assert panel.value("Service self-test", "result").startswith("passed")
     stages = [panel.stages.item(i).text() for i in range(panel.stages.count())]
     assert "quantizing to int8" in stages and "self-testing the service" in stages
+    # The GGUF files: one row each, one of them recommended, and where they were checked.
+    gguf_rows = [panel.value("GGUF (Ollama / llama.cpp)", f"model-{t}.gguf") for t in ("F16", "Q8_0", "Q4_0")]
+    assert all(gguf_rows) and sum(r.startswith("recommended") for r in gguf_rows) == 1, gguf_rows
+    assert panel.value("GGUF (Ollama / llama.cpp)", "checked in")
     panel.json_button.click()
     assert window.tabs.artifacts.viewer.current_path.endswith("export_report.json")
 
-    # Playground: three answers, each with a latency; the second question reuses loaded models.
+    # Playground: four answers, each with a latency; the second question reuses loaded models.
     window.tabs.setCurrentWidget(window.tabs.playground)
     pg = window.tabs.playground
-    assert set(pg.sources) == {"base", "tuned", "onnx"}
+    assert set(pg.sources) == {"base", "tuned", "onnx", "gguf"}
+    assert pg.sources["gguf"]["path"].endswith(".gguf")
+    llama_cpp = _llama_cpp_installed()
     pg.max_tokens.setValue(80)
     pg.input.setText("How do I reset my password?")
     pg.run_button.click()
-    qtbot.waitUntil(lambda: len(pg.answers()) == 3, timeout=120000)
+    qtbot.waitUntil(lambda: len(pg.answers()) == 4, timeout=120000)
     answers = pg.answers()
-    assert all(answers.values()) and not any(a.startswith("(error)") for a in answers.values()), answers
+    errors = [k for k, a in answers.items() if a.startswith("(error)")]
+    assert errors == ([] if llama_cpp else ["gguf"]), answers
+    assert all(answers.values())
     if panel.value("Parity int8 vs torch", "generation match rate") == "100.0 %":
         assert answers["tuned"] == answers["onnx"]
+    recommended = next(r for r in gguf_rows if r.startswith("recommended"))
+    if llama_cpp and "greedy match 100.0 %" in recommended:
+        assert answers["tuned"] == answers["gguf"], answers
     assert answers["base"] != answers["tuned"]
     # A second question is answered too (models cached in the worker's modules).
     pg.input.setText("How can I contact support?")
     pg.run_button.click()
-    qtbot.waitUntil(lambda: len(pg.answers()) == 3, timeout=60000)
+    qtbot.waitUntil(lambda: len(pg.answers()) == 4, timeout=60000)
     assert all(card.latency.text().endswith("ms") for card in pg.cards.values())
     qtbot.waitUntil(lambda: not window.tasks.is_busy("playground"), timeout=30000)
 
@@ -129,6 +142,12 @@ def test_train_export_report_playground_and_service(window, qtbot, monkeypatch) 
     process = window.studio_controller.service.process
     window.close()
     assert process.poll() is not None
+
+
+def _llama_cpp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
 
 
 def test_cancelled_real_run_resumes(window, qtbot) -> None:  # noqa: ANN001

@@ -104,12 +104,37 @@ def report_rows(report: ExportReport) -> list[tuple[str, str, str]]:
                 rows.append(("Service self-test", "request latency", f"{test.latency_ms_median:.1f} ms"))
             if test.error:
                 rows.append(("Service self-test", "error", test.error))
+    rows.extend(_gguf_rows(report))
     if report.model_stub:
         rows.append(("Export", "note", "dry-run service: placeholders, no model to run"))
     for key in ("exporter", "opset", "architecture", "base_model", "service_precision"):
         value = getattr(report, key)
         if value is not None:
             rows.append(("Export", key.replace("_", " "), str(value)))
+    return rows
+
+
+def _gguf_rows(report: ExportReport) -> list[tuple[str, str, str]]:
+    """One row per GGUF file (verdict, size, agreement, speed) and where it was checked."""
+    gguf = report.gguf
+    if gguf is None or not gguf.files:
+        return []
+    section = "GGUF (Ollama / llama.cpp)"
+    rows = []
+    for part in gguf.files:
+        verdict = "recommended" if part.recommended else ("passed" if part.passed else "failed the gate")
+        size = f"{part.size_mb:.1f} MB" if part.size_mb is not None else "–"
+        speed = f", {part.tokens_per_s:.0f} tokens/s" if part.tokens_per_s else ""
+        rows.append((section, part.file, f"{verdict}: {size}, agreement {_pct(part.agreement)}, "
+                                         f"greedy match {_pct(part.exact_match)}{speed}"))
+    if gguf.checked_in:
+        rows.append((section, "checked in", gguf.checked_in))
+    tokens = gguf.tokenization
+    if tokens is not None and tokens.passed is not None:
+        rows.append((section, "tokenizer", f"{'same ids' if tokens.passed else 'DIFFERENT ids'} on "
+                                          f"{tokens.n_matched or 0}/{tokens.n_checked or 0} texts"))
+    if gguf.modelfile:
+        rows.append((section, "Modelfile", gguf.modelfile))
     return rows
 
 

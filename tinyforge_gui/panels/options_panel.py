@@ -372,11 +372,14 @@ class OptionsPanel(QScrollArea):
         self.quantize = _check("Quantize (serve the fastest that answers the same)", "quantizeCheck",
                                "Also build int8 and int4 graphs, check each against the trained model, and serve "
                                "the fastest one that answers the same (else fp32).", checked=True)
+        self.gguf = _check("GGUF for Ollama / llama.cpp", "ggufCheck",
+                           "Also write GGUF files (F16, Q8_0, Q4_0) and an Ollama Modelfile, each checked against "
+                           "the trained model; the smallest that answers the same is recommended.")
         self.overwrite = _check(
             "Overwrite existing service", "overwriteCheck", "Replace an existing service/ folder when re-exporting a run."
         )
         self.export_onnx.toggled.connect(self._update_enabled)
-        for box in (self.export_onnx, self.quantize, self.overwrite):
+        for box in (self.export_onnx, self.quantize, self.gguf, self.overwrite):
             form.addWidget(box)
         return group
 
@@ -413,6 +416,7 @@ class OptionsPanel(QScrollArea):
         for w in (self.lora_rank, self.lora_alpha, self.lora_modules, self.lora_suggest):
             w.setEnabled(lora)
         self.quantize.setEnabled(self.export_onnx.isChecked())
+        self.gguf.setEnabled(real)  # a dry run's stub has no weights to write
 
     @Slot(bool)
     def _on_dry_run_toggled(self, dry: bool) -> None:
@@ -619,6 +623,7 @@ class OptionsPanel(QScrollArea):
             "export": {
                 "export_onnx": self.export_onnx.isChecked(),
                 "quantize": "int8" if self.quantize.isChecked() else "none",
+                "gguf": self.gguf.isChecked() and not self.dry_run.isChecked(),
                 "overwrite": self.overwrite.isChecked(),
             },
             "output_root": self.output_root(),
@@ -663,6 +668,8 @@ class OptionsPanel(QScrollArea):
                 self.export_onnx.setChecked(bool(export["export_onnx"]))
             if "quantize" in export:
                 self.quantize.setChecked(export["quantize"] not in (None, "none"))
+            if "gguf" in export:
+                self.gguf.setChecked(bool(export["gguf"]))
             if "overwrite" in export:
                 self.overwrite.setChecked(bool(export["overwrite"]))
             if data.get("output_root"):

@@ -1,5 +1,5 @@
-"""The Playground tab: one question, three answers side by side (base model, fine-tuned torch
-model, the ONNX service at its served precision), each with its latency. The answers come from a worker thread; a new
+"""The Playground tab: one question, up to four answers side by side (base model, fine-tuned torch
+model, the ONNX service at its served precision, the recommended GGUF in llama.cpp), each with its latency. The answers come from a worker thread; a new
 question cancels the old one and late answers of an old question are ignored."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("base", "Base model"),
     ("tuned", "Fine-tuned (torch)"),
     ("onnx", "ONNX (the service's precision)"),
+    ("gguf", "GGUF (llama.cpp)"),
 )
 
 
@@ -68,7 +69,27 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
             served = None
         # None: what the service serves (the fastest precision that passed the parity gate).
         sources["onnx"] = {"service_dir": str(run / SERVICE_DIR), "precision": None, "served": served or "fp32"}
+    gguf = _recommended_gguf(run / SERVICE_DIR)
+    if gguf is not None:
+        sources["gguf"] = {"path": str(gguf)}
     return sources
+
+
+def _recommended_gguf(service: Path) -> Path | None:
+    """The GGUF file the export recommended, when it is there (its report says which)."""
+    from core.run_layout import GGUF_DIR, RunFileError, read_export_report
+
+    try:
+        report = read_export_report(service)
+    except RunFileError:
+        return None
+    name = report.gguf.recommended if report.gguf is not None else None
+    path = service / GGUF_DIR / name if name else None
+    return path if path is not None and path.is_file() else None
+
+
+_UNAVAILABLE = {"onnx": "Export with ONNX to compare the served model.",
+                "gguf": "Export with GGUF to compare the model llama.cpp and Ollama run."}
 
 
 class AnswerCard(QFrame):
@@ -187,8 +208,7 @@ class PlaygroundPanel(QWidget):
             return
         self.request += 1
         for kind, card in self.cards.items():
-            card.reset(kind in self.sources, "Export with ONNX to compare the served model." if kind == "onnx"
-                       else "Not available for this run.")
+            card.reset(kind in self.sources, _UNAVAILABLE.get(kind, "Not available for this run."))
         self.status.setText("Answering… (the first question loads the models)")
         self.ask_requested.emit(text, self.max_tokens.value())
 

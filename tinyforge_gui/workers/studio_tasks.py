@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
@@ -64,10 +65,10 @@ class EstimateWorker(Worker):
 
 
 class PlaygroundWorker(Worker):
-    """Answers one question with up to three models, emitting each answer as it is ready.
+    """Answers one question with up to four models, emitting each answer as it is ready.
 
-    ``sources`` maps a kind (``base``, ``tuned``, ``onnx``) to what it needs; the model caches
-    live in core (per path), so the second question skips loading.
+    ``sources`` maps a kind (``base``, ``tuned``, ``onnx``, ``gguf``) to what it needs; the
+    model caches live in core (per path) or here (llama.cpp), so the second question skips loading.
     """
 
     answer = Signal(int, str, str, float, str)  # request id, kind, answer, milliseconds, error
@@ -80,7 +81,7 @@ class PlaygroundWorker(Worker):
         self.max_new_tokens = max_new_tokens
 
     def work(self) -> Any:
-        for kind in ("base", "tuned", "onnx"):
+        for kind in ("base", "tuned", "onnx", "gguf"):
             source = self.sources.get(kind)
             if source is None:
                 continue
@@ -106,10 +107,25 @@ class PlaygroundWorker(Worker):
             from core.training.predict import predict
 
             return predict(source["model_dir"], self.text, self.max_new_tokens)
+        if kind == "gguf":
+            return _gguf_answerer(source["path"], self.max_new_tokens)(self.text)
         from core.exporter.onnx_predict import predict_onnx
 
         return predict_onnx(source["service_dir"], self.text, precision=source.get("precision"),
                             max_new_tokens=self.max_new_tokens)
+
+
+_GGUF_ANSWERERS: dict[tuple[str, int], Any] = {}  # llama.cpp keeps the file loaded between questions
+
+
+def _gguf_answerer(path: str, max_new_tokens: int) -> Any:
+    from core.exporter.gguf_predict import gguf_answerer
+
+    key = (path, max_new_tokens)
+    if key not in _GGUF_ANSWERERS:
+        _GGUF_ANSWERERS.clear()  # one model in memory: the last file asked about
+        _GGUF_ANSWERERS[key] = gguf_answerer(Path(path), max_new_tokens)
+    return _GGUF_ANSWERERS[key]
 
 
 class ServiceHandle:
