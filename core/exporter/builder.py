@@ -4,8 +4,8 @@ From a dry-run ``model_stub.json`` it writes the seed's documented placeholders 
 so in their content); from a real trained model it exports real ONNX graphs via
 :mod:`core.exporter.onnx_export`, and with ``gguf`` GGUF files for llama.cpp and Ollama. The
 seed documents no GGUF placeholder, so a dry run with ``gguf`` says in one line that GGUF needs
-a trained model and writes what it always wrote. The folder is always assembled beside its target and
-renamed into place, so a crash or cancel never leaves half a service behind.
+a trained model and writes what it always wrote. The folder is always assembled beside its
+target and renamed into place, so a crash or cancel never leaves half a service behind.
 """
 
 from __future__ import annotations

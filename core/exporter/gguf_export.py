@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.events import CancelToken, EventCallback, Log, Progress
-from core.exporter.candidates import Gate
 from core.exporter.errors import ExportError
 from core.exporter.gguf_vocab import GgufVocab, read_vocab
 from core.exporter.gguf_writer import (
@@ -35,6 +34,9 @@ from core.exporter.modelfile import OllamaTemplate, modelfile_text, ollama_templ
 from core.jsonio import write_text_atomic
 from core.models.prompting import PromptFormat, encode_prompt
 from core.run_layout import MODELFILE, GgufFile, GgufReport, GgufTokenization
+
+if TYPE_CHECKING:
+    from core.exporter.candidates import Gate
 
 logger = logging.getLogger(__name__)
 

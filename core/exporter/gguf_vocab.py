@@ -70,8 +70,6 @@ def read_vocab(tokenizer: Any, fmt: PromptFormat, vocab_size: int) -> GgufVocab:
     return GgufVocab(
         tokens=tokens,
         token_types=types,
-        # llama.cpp refuses a gpt2 vocabulary without merges. A byte tokenizer has none: one merge
-        # whose left part no merge can build never applies, so tokenization stays byte by byte.
         merges=merges or [_NO_MERGES],
         pre=pre,
         bos_id=tokenizer.bos_token_id,

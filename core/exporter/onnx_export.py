@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.events import (
     Cancelled,
@@ -41,6 +41,10 @@ from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
 from core.exporter.service_folder import announce_service_folder, copy_service_template, staged_output_dir
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
 from core.staging import staging_folder
+
+if TYPE_CHECKING:
+    from core.exporter.gguf_export import GgufPlan
+    from core.run_layout import GgufReport
 
 logger = logging.getLogger(__name__)
 
@@ -231,8 +235,8 @@ class _Export:
     served_reason: str = ""
     candidates: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    gguf_plan: Any = None  # core.exporter.gguf_export.GgufPlan, with gguf=True
-    gguf_report: dict[str, Any] | None = None
+    gguf_plan: GgufPlan | None = None  # with gguf=True
+    gguf_report: GgufReport | None = None
 
     @property
     def onnx_dir(self) -> Path:
@@ -258,7 +262,7 @@ def _export_into(
     stages.next(_STAGES[0])
     job.model, job.tokenizer, job.architecture = _load_torch_model(resolved)
     job.prompt = _prompt_format(resolved, job.tokenizer, job.model, job.architecture)
-    if gguf:  # refused now, before an hour of ONNX work, when the model cannot be written as GGUF
+    if gguf:  # a model that cannot be written as GGUF is refused now, before the ONNX work
         from core.exporter.gguf_export import prepare_gguf
         from core.models.prompting import PromptFormat
 
@@ -418,10 +422,11 @@ def _export_gguf(job: _Export, emit: EventCallback, cancel: CancelToken | None) 
     from core.run_layout import GGUF_DIR
 
     name = public_model_name(job.resolved.manifest.get("base_model")) or job.resolved.root.name
+    assert job.gguf_plan is not None  # planned when the model was loaded
     report, warnings = export_gguf(job.staging / GGUF_DIR, job.gguf_plan, job.model, job.tokenizer, job.texts,
                                    f"{name} (TinyForge fine-tune)", job.gate, emit, cancel)
     report.folder = str(job.target / GGUF_DIR)
-    job.gguf_report = report.model_dump(mode="json")
+    job.gguf_report = report
     job.warnings += warnings
 
 
@@ -456,7 +461,7 @@ def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float])
         "durations_s": timings,
     }
     if job.gguf_report is not None:
-        report["gguf"] = job.gguf_report
+        report["gguf"] = job.gguf_report.model_dump(mode="json")
     job.generators.clear()  # the ONNX sessions, before the folder is renamed into place
     write_json_atomic(job.staging / "export_report.json", report)
     return report
