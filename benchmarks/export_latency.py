@@ -10,7 +10,13 @@ and whether it passed the gate; which one is served and why; and the goals: the 
 precision answers like the fine-tuned torch model on >= 90% of inputs and is >= 1.3x faster
 per token than torch eager.
 
-    python benchmarks/export_latency.py --train [--max-new-tokens 32] [--keep DIR]
+The same export writes the GGUF files (``--no-gguf`` leaves them out): per file its size,
+agreement, greedy match and tokens/s in the runtime that checked it (llama.cpp when
+llama-cpp-python is installed), and Q8_0's tokens/s over torch eager's on the same parity
+inputs; goals: the recommended GGUF answers like torch on >= 90% of inputs, and the GGUF
+stage adds <= 90 s to the export.
+
+    python benchmarks/export_latency.py --train [--max-new-tokens 32] [--keep DIR] [--no-gguf]
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ SAMPLE = REPO / "examples" / "sample_qna.jsonl"
 SUPPORT = REPO / "examples" / "customer_support.jsonl"
 GOAL_SPEEDUP = 1.3
 GOAL_MATCH = 0.9
+GOAL_GGUF_SECONDS = 90
+GGUF_STAGE = "writing and checking GGUF files"
 PROMPTS = [
     "How do I reset my password?",
     "What is your refund policy?",
@@ -132,6 +140,34 @@ def summarize(report: dict[str, Any], seconds: float, source: str) -> dict[str, 
     }
 
 
+def summarize_gguf(report: dict[str, Any], summary: dict[str, Any]) -> None:
+    """The GGUF files beside the ONNX candidates: Q8_0 against torch eager, and the goals."""
+    gguf = report.get("gguf")
+    if not gguf:
+        return
+    files = {row["file"]: {key: row.get(key) for key in ("size_mb", "agreement", "exact_match", "tokens_per_s",
+                                                         "passed", "recommended")} for row in gguf["files"]}
+    torch_tokens_per_s = 1000.0 / summary["torch_eager_ms_per_token"]
+    q8 = next((row for row in gguf["files"] if row.get("file_type") == "Q8_0"), None)
+    q8_speed = (q8 or {}).get("tokens_per_s")
+    ratio = round(q8_speed / torch_tokens_per_s, 2) if q8_speed else None
+    recommended = next((row for row in gguf["files"] if row.get("recommended")), None)
+    stage_s = (report.get("durations_s") or {}).get(GGUF_STAGE)
+    summary["gguf"] = {
+        "checked_in": gguf.get("checked_in"),
+        "files": files,
+        "recommended": gguf.get("recommended"),
+        "torch_eager_tokens_per_s": round(torch_tokens_per_s, 1),
+        "q8_0_tokens_per_s": q8_speed,
+        "q8_0_speedup_vs_torch": ratio,
+        "tokenizer_same_ids": (gguf.get("tokenization") or {}).get("passed"),
+        "stage_seconds": stage_s,
+    }
+    match = float((recommended or {}).get("exact_match") or 0.0)
+    summary["goals"][f"gguf_recommended_answers_like_torch_on_{GOAL_MATCH:.0%}_of_inputs"] = match >= GOAL_MATCH
+    summary["goals"][f"gguf_adds_at_most_{GOAL_GGUF_SECONDS}_s"] = stage_s is not None and stage_s <= GOAL_GGUF_SECONDS
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true",
@@ -141,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
     parser.add_argument("--keep", type=Path, default=None, help="keep the service folder here")
+    parser.add_argument("--no-gguf", dest="gguf", action="store_false", help="leave the GGUF files out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -163,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         report = export_real(
             trained, service, overwrite=args.keep is not None,
             parity_inputs=None if (args.train or args.model) else PROMPTS,
-            max_new_tokens=args.max_new_tokens, exporter=args.exporter,
+            max_new_tokens=args.max_new_tokens, exporter=args.exporter, gguf=args.gguf,
         )
         table = summarize(report, time.perf_counter() - started, source)
+        summarize_gguf(report, table)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(table, indent=2))

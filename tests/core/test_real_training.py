@@ -177,6 +177,41 @@ def test_starter_model_learns_facts_with_the_default_recipe(tmp_path) -> None:
     records = [json.loads(line) for line in (REPHRASED_FACTS / "train.jsonl").read_text().splitlines()]
     scores = [rouge_l_f1(predict(out, r["input"]), r["output"]) for r in records[:2]]
     assert min(scores) >= 0.8, scores
+    _starter_gguf_answers_like_the_trained_model(out, tmp_path / "gguf")
+
+
+def _starter_gguf_answers_like_the_trained_model(out: Path, folder: Path) -> None:
+    """The fine-tuned starter as GGUF, checked in llama.cpp itself (CI sets
+    TINYFORGE_REQUIRE_LLAMA_CPP=1): the recommended file passes the gate, llama.cpp tokenizes our
+    prompts into our ids, and it answers the dataset's questions, both phrasings, as ``predict``."""
+    import os
+
+    from core.events import noop
+    from core.exporter.candidates import Gate
+    from core.exporter.gguf_export import export_gguf, prepare_gguf
+    from core.exporter.gguf_runtime import llama_cpp_available
+    from core.exporter.onnx_export import _load_torch_model, resolve_trained_model
+    from core.models.prompting import load_prompt_format
+
+    if not llama_cpp_available():
+        if os.environ.get("TINYFORGE_REQUIRE_LLAMA_CPP") == "1":
+            pytest.fail("TINYFORGE_REQUIRE_LLAMA_CPP=1 but llama-cpp-python is not installed (make installs it)")
+        return
+    from core.exporter.gguf_predict import gguf_answerer
+
+    model, tokenizer, _ = _load_torch_model(resolve_trained_model(out))
+    fmt = load_prompt_format(out / "model")
+    questions = [json.loads(line)["input"] for name in ("train.jsonl", "rephrased.jsonl")
+                 for line in (REPHRASED_FACTS / name).read_text().splitlines()]
+    report, _ = export_gguf(folder, prepare_gguf(model, tokenizer, fmt), model, tokenizer, questions,
+                            "starter", Gate(), noop)
+    del model
+    recommended = next(row for row in report.files if row.recommended)
+    assert recommended.passed and recommended.checked_in.startswith("llama.cpp"), report.files
+    assert report.tokenization is not None and report.tokenization.passed, report.tokenization
+    answer = gguf_answerer(folder / recommended.file)
+    same = [answer(q) == predict(out, q) for q in questions]
+    assert sum(same) >= 0.9 * len(same), same
 
 
 def test_local_folder_base_model(tmp_path) -> None:
