@@ -47,6 +47,20 @@ def test_a_raising_work_function_fails_once_with_a_readable_message(qtbot: Any) 
     assert not seen["succeeded"]
 
 
+def test_a_task_is_free_for_its_next_action_when_its_outcome_arrives(qtbot: Any) -> None:
+    """Stop right after "running": the start worker's thread may still be winding down, but a
+    slot reacting to its outcome finds the task free for the next action (it was ignored)."""
+    runner = TaskRunner()
+    worker = _FakeWorker(lambda relay, cancel: "started")
+    seen: list[tuple[bool, bool]] = []
+    worker.succeeded.connect(lambda _result: seen.append((runner.is_working("fake"), runner.is_busy("fake"))))
+    with qtbot.waitSignal(worker.done, timeout=60000):
+        runner.start(worker)
+    qtbot.waitUntil(lambda: bool(seen), timeout=10000)
+    assert seen[0][0] is False  # whatever is_busy says at that moment (the thread may be alive)
+    assert runner.wait_all(10000) and not runner.is_busy("fake")
+
+
 def test_a_failing_run_is_reported_once(qtbot: Any, tmp_path: Path) -> None:
     """A core failure inside a run: the stage raises, execute_run reports it, the worker relays it."""
     from core.training.hf_train import run_real_training

@@ -98,7 +98,7 @@ class StudioController(QObject):
     def toggle_service(self) -> None:
         from tinyforge_gui.workers.studio_tasks import ServiceStartWorker, ServiceStopWorker
 
-        if self._tasks.is_busy(Task.SERVICE):
+        if self._tasks.is_working(Task.SERVICE):
             return
         if self._state.service_state == ServiceState.RUNNING:
             next_state = ServiceState.STOPPING

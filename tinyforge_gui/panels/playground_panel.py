@@ -1,6 +1,7 @@
 """The Playground tab: one question, up to four answers side by side (base model, fine-tuned torch
-model, the ONNX service at its served precision, the recommended GGUF in llama.cpp), each with its latency. The answers come from a worker thread; a new
-question cancels the old one and late answers of an old question are ignored."""
+model, the ONNX service at its served precision, the recommended GGUF in llama.cpp), each with
+its latency. The answers come from a worker thread; a new question cancels the old one and late
+answers of an old question are ignored."""
 
 from __future__ import annotations
 
@@ -195,7 +196,8 @@ class PlaygroundPanel(QWidget):
             base = self.sources["base"]["base_model"]
             onnx = (f"ONNX service ({self.sources['onnx']['served']})" if "onnx" in self.sources
                     else "no ONNX export yet")
-            self.source_label.setText(f"<b>{Path(run_dir).name}</b>: base {base}, fine-tuned model/, {onnx}")
+            gguf = f", GGUF {Path(self.sources['gguf']['path']).name}" if "gguf" in self.sources else ""
+            self.source_label.setText(f"<b>{Path(run_dir).name}</b>: base {base}, fine-tuned model/, {onnx}{gguf}")
         self._update_enabled()
 
     def _update_enabled(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -53,6 +54,7 @@ class Worker(QObject):
         super().__init__()
         self.name = name
         self.cancel_token = CancelToken()
+        self.work_done = False  # set in the worker thread once work() has returned or raised
         self._last_progress: tuple[str, int, int] = ("", -1, -1)
         self._last_progress_time = 0.0
 
@@ -63,20 +65,28 @@ class Worker(QObject):
     def run(self) -> None:
         """Entry point, connected to ``QThread.started``; never lets an exception escape."""
         try:
+            report = self._work_and_outcome()
+            # Idle before the outcome is reported: a slot reacting to it (Stop right after
+            # "running") must find this task free, not wait for the thread to wind down.
+            self.work_done = True
+            report()
+        finally:
+            self.work_done = True
+            self.done.emit()
+
+    def _work_and_outcome(self) -> Callable[[], None]:
+        """Run :meth:`work`; return the signal emission that reports how it ended."""
+        try:
             result = self.work()
         except Cancelled:
-            self.cancelled.emit()
+            return self.cancelled.emit
         except Exception as exc:  # errors are results; core only raises, so this reports it once
             logger.debug("worker %s failed", self.name, exc_info=True)
             failure = describe(exc)
-            self.failed.emit(failure.message, failure.details)
-        else:
-            if self.cancel_token.cancelled:
-                self.cancelled.emit()
-            else:
-                self.succeeded.emit(result)
-        finally:
-            self.done.emit()
+            return lambda: self.failed.emit(failure.message, failure.details)
+        if self.cancel_token.cancelled:
+            return self.cancelled.emit
+        return lambda: self.succeeded.emit(result)
 
     def relay(self, event: Event) -> None:
         """Core's ``on_event`` callback: re-emit as signals (called in the worker thread)."""
@@ -149,6 +159,11 @@ class TaskRunner(QObject):
 
     def is_busy(self, name: str | None = None) -> bool:
         return any(name is None or w.name == name for w in self.workers())
+
+    def is_working(self, name: str) -> bool:
+        """Busy with work not yet ended (a worker whose outcome is out may still be winding down
+        its thread): what decides whether a new action of that task may start."""
+        return any(w.name == name and not w.work_done for w in self.workers())
 
     def cancel(self, name: str | None = None) -> None:
         for worker in self.workers():
