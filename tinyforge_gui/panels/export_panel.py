@@ -309,6 +309,7 @@ class ExportPanel(QWidget):
                 if "FAILED" in text:
                     item.setForeground(Qt.GlobalColor.red)
                 self.table.setItem(row, col, item)
+        self.table.resizeRowsToContents()  # a long value (a GGUF file's figures) wraps, not clips
         warnings = report.warnings
         if warnings:
             self.warnings.setText("⚠ " + "<br>⚠ ".join(warnings))
@@ -316,7 +317,8 @@ class ExportPanel(QWidget):
         else:
             self.warnings.hide()
         self.json_button.setEnabled(True)
-        kind = "dry-run placeholders" if report.model_stub else "ONNX service"
+        kind = "dry-run placeholders" if report.model_stub else (
+            "ONNX service and GGUF" if report.gguf is not None and report.gguf.files else "ONNX service")
         self.title.setText(f"<b>{Path(self.run_dir).name}</b> — {kind}, exported {report.export_time or ''}")
 
     def value(self, section: str, name: str) -> str:
