@@ -20,6 +20,7 @@ __all__ = [
     "EventCallback",
     "Failed",
     "Finished",
+    "LinkedCancelToken",
     "Log",
     "Metric",
     "Progress",
@@ -131,5 +132,18 @@ class CancelToken:
         return self._flag.is_set()
 
     def raise_if_cancelled(self) -> None:
-        if self._flag.is_set():
+        if self.cancelled:
             raise Cancelled("cancelled by the user")
+
+
+class LinkedCancelToken(CancelToken):
+    """Cancelled by its own :meth:`cancel` or when ``outer`` is: a helper thread's token that the
+    user's Stop reaches and that its owner can also stop alone."""
+
+    def __init__(self, outer: CancelToken | None) -> None:
+        super().__init__()
+        self.outer = outer
+
+    @property
+    def cancelled(self) -> bool:
+        return self._flag.is_set() or (self.outer is not None and self.outer.cancelled)

@@ -337,6 +337,8 @@ class Candidate(_Result):
     passed: bool | None = None
     served: bool = False
     kept: bool = True
+    checked: bool = True  # False: a faster candidate passed first, so this one was not checked
+    note: str = ""  # why it was not checked, or that its check stopped at a failed verdict
 
 
 class ParityResult(_Result):
@@ -348,6 +350,8 @@ class ParityResult(_Result):
     generation_match_rate: float | None = None
     mean_token_agreement: float | None = None
     teacher_forced_agreement: float | None = None
+    checked: bool = True
+    stopped_early: bool = False
 
 
 class LatencyResult(_Result):
@@ -379,6 +383,10 @@ class GgufFile(_Result):
     passed: bool | None = None
     recommended: bool = False
     checked_in: str | None = None  # "llama.cpp 0.3.36" or "transformers gguf loader"
+    n_compared: int | None = None  # inputs checked: fewer when it stopped at a failed verdict
+    stopped_early: bool = False
+    checked: bool = True  # False: a smaller file passed first, so this one was not checked
+    note: str = ""
 
 
 class GgufTokenization(_Result):
@@ -420,6 +428,7 @@ class ExportReport(_Result):
     base_model: str | None = None
     exporter: str | None = None
     opset: int | None = None
+    graph_source: str | None = None  # "exported" (traced by this export) or "cache" (a base model's graph)
     graphs: dict[str, dict[str, str]] = Field(default_factory=dict)
     sizes: dict[str, float | None] = Field(default_factory=dict)
     # Per precision a ParityResult, plus n_inputs / inputs_source: see parity_of().

@@ -17,3 +17,11 @@ if "TINYFORGE_VARIANTS_CACHE" not in os.environ:
 
     os.environ["TINYFORGE_VARIANTS_CACHE"] = tempfile.mkdtemp(prefix="tinyforge-test-variants-")
     atexit.register(shutil.rmtree, os.environ["TINYFORGE_VARIANTS_CACHE"], True)
+# Exported ONNX graphs too (the tiny models' graphs are shared within the session, as a user's are).
+if "TINYFORGE_GRAPH_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["TINYFORGE_GRAPH_CACHE"] = tempfile.mkdtemp(prefix="tinyforge-test-graphs-")
+    atexit.register(shutil.rmtree, os.environ["TINYFORGE_GRAPH_CACHE"], True)

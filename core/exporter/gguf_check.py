@@ -39,7 +39,9 @@ _MISMATCHES_KEPT = 3
 
 def check_file(runtime: GgufRuntime, prompts: list[list[int]], torch_runs: list[TorchRun], max_new_tokens: int,
                stop_ids: set[int], gate: Gate) -> dict[str, Any]:
-    """How one loaded GGUF file answers compared with torch's runs on the same prompts."""
+    """How one loaded GGUF file answers compared with torch's runs on the same prompts; it stops
+    once more answers differ than the gate allows (``stopped_early``): the verdict is known."""
+    allowed = int(len(prompts) * (1.0 - gate.min_greedy_match) + 1e-9)
     agreed = counted = ties = matches = 0
     agreements: list[float] = []
     steps: list[float] = []
@@ -57,7 +59,9 @@ def check_file(runtime: GgufRuntime, prompts: list[list[int]], torch_runs: list[
         steps += step_s
         matches += int(ids == ref.ids)
         agreements.append(token_agreement(ref.ids, ids))
-    n = len(prompts)
+        if len(agreements) - matches > allowed:
+            break
+    n = len(agreements)
     result = {
         "agreement": round(agreed / counted, 4) if counted else 1.0,
         "exact_match": round(matches / n, 4) if n else 1.0,
@@ -65,8 +69,10 @@ def check_file(runtime: GgufRuntime, prompts: list[list[int]], torch_runs: list[
         "positions_compared": counted,
         "ties_skipped": ties,
         "tokens_per_s": round(len(steps) / sum(steps), 1) if steps and sum(steps) > 0 else None,
+        "n_compared": n,
+        "stopped_early": n < len(prompts),
     }
-    result["passed"] = gate.passes({"teacher_forced_agreement": result["agreement"],
+    result["passed"] = not result["stopped_early"] and gate.passes({"teacher_forced_agreement": result["agreement"],
                                     "generation_match_rate": result["exact_match"]})
     return result
 

@@ -37,6 +37,7 @@ from core.run_layout import MODELFILE, GgufFile, GgufReport, GgufTokenization
 
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
+    from core.exporter.parity import TorchRun
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,20 @@ def prepare_gguf(model: Any, tokenizer: Any, fmt: PromptFormat) -> GgufPlan:
                     template, stop_words)
 
 
+def write_gguf_files(folder: Path, plan: GgufPlan, model_name: str, cancel: CancelToken | None = None) -> dict[str, float]:
+    """Write every GGUF file of :data:`FILE_TYPES` into ``folder``; return each one's seconds.
+
+    Emits nothing, so it can run on a thread beside other work (numpy quantization: one core)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    durations: dict[str, float] = {}
+    for file_type in FILE_TYPES:
+        started = time.perf_counter()
+        write_gguf(folder / gguf_file_name(file_type), file_type, plan.tensors, plan.hparams, plan.vocab, model_name,
+                   plan.fmt.to_dict(), cancel)
+        durations[f"write_{file_type}"] = round(time.perf_counter() - started, 3)
+    return durations
+
+
 def export_gguf(
     folder: Path,
     plan: GgufPlan,
@@ -86,46 +101,67 @@ def export_gguf(
     gate: Gate,
     emit: EventCallback,
     cancel: CancelToken | None = None,
+    torch_runs: dict[tuple[int, ...], TorchRun] | None = None,
+    written: dict[str, float] | None = None,
 ) -> tuple[GgufReport, list[str]]:
     """Write ``folder`` (the service's ``gguf/``): the files, the Modelfile and the README.
 
     Returns the report section and its warnings. The files are checked in llama.cpp when
-    ``llama_cpp`` is importable, else through transformers' GGUF loader.
+    ``llama_cpp`` is importable, else through transformers' GGUF loader. ``torch_runs`` are the
+    trained model's greedy runs the ONNX check made (by prompt ids, at least the answer length
+    long): reused, not run again. ``written``: the files are there already (what
+    :func:`write_gguf_files` returned).
     """
     from core.exporter.gguf_check import check_file, check_tokenization
     from core.exporter.gguf_runtime import llama_cpp_available, open_runtime
-    from core.exporter.parity import torch_greedy
+    from core.exporter.parity import torch_greedy, truncated
 
     fmt = plan.fmt
-    total = 2 * len(FILE_TYPES) + 2
+    total = len(FILE_TYPES) + 2 + (0 if written else len(FILE_TYPES))
     step = _Steps(emit, cancel, total)
-    folder.mkdir(parents=True, exist_ok=True)
-    for file_type in FILE_TYPES:
-        name = gguf_file_name(file_type)
-        with step(f"writing {name}", f"write_{file_type}"):
-            write_gguf(folder / name, file_type, plan.tensors, plan.hparams, plan.vocab, model_name, fmt.to_dict(),
-                       cancel)
+    if written is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for file_type in FILE_TYPES:
+            name = gguf_file_name(file_type)
+            with step(f"writing {name}", f"write_{file_type}"):
+                write_gguf(folder / name, file_type, plan.tensors, plan.hparams, plan.vocab, model_name,
+                           fmt.to_dict(), cancel)
+    else:
+        step.durations.update(written)
     prompts = [encode_prompt(tokenizer, fmt, t) for t in texts]
     stop_ids = set(fmt.stop_token_ids)
-    torch_runs = []
+    known = torch_runs or {}
+    runs: list[TorchRun] = []
     with step("the trained model's answers (torch)", "torch_reference"):
         for prompt in prompts:
             step.check_cancel()
-            torch_runs.append(torch_greedy(model, "causal", prompt, fmt.max_new_tokens, stop_ids))
+            run = known.get(tuple(prompt))
+            if run is None or (len(run.ids) == len(run.step_logits) and len(run.ids) < fmt.max_new_tokens):
+                run = torch_greedy(model, "causal", prompt, fmt.max_new_tokens, stop_ids)  # none, or cut short
+            runs.append(truncated(run, fmt.max_new_tokens))
     n_ctx = max([len(p) for p in prompts] + [1]) + fmt.max_new_tokens + 1
     rows: list[GgufFile] = []
-    for file_type in FILE_TYPES:
+    smallest_passing = ""
+    for file_type in reversed(FILE_TYPES):  # smallest first: the smallest that passes is recommended
         name = gguf_file_name(file_type)
+        size_mb = round((folder / name).stat().st_size / 1e6, 2)
+        if smallest_passing:
+            rows.append(GgufFile(file=name, file_type=file_type, size_mb=size_mb, checked=False,
+                                 note=f"not checked: {smallest_passing} is smaller and answers like the trained model"))
+            step.skip(f"check_{file_type}")
+            continue
         with step(f"checking {name} against the trained model", f"check_{file_type}"):
             runtime = open_runtime(folder / name, n_ctx, getattr(model.config, "rope_parameters", None))
             try:
-                result = check_file(runtime, prompts, torch_runs, fmt.max_new_tokens, stop_ids, gate)
+                result = check_file(runtime, prompts, runs, fmt.max_new_tokens, stop_ids, gate)
             finally:
                 runtime.close()
-        rows.append(GgufFile(file=name, file_type=file_type, size_mb=round((folder / name).stat().st_size / 1e6, 2),
-                             checked_in=runtime.checked_in, **result))
+        rows.append(GgufFile(file=name, file_type=file_type, size_mb=size_mb, checked_in=runtime.checked_in, **result))
+        if result["passed"]:
+            smallest_passing = name
         emit(Log(f"{name}: agreement {result['agreement']:.3f}, exact match {result['exact_match']:.2f}, "
                  f"{'passed' if result['passed'] else 'drifts'} ({runtime.checked_in})"))
+    rows.reverse()  # largest first, as the files are listed everywhere
     with step("llama.cpp's tokenizer against the trained model's", "tokenization"):
         smallest = folder / gguf_file_name(FILE_TYPES[-1])  # every file holds the same tokenizer
         tokenization = GgufTokenization(**check_tokenization(smallest, tokenizer, fmt, texts))
@@ -139,11 +175,12 @@ def export_gguf(
                  "in llama.cpp itself"))
     write_text_atomic(folder / MODELFILE, modelfile_text(recommended, plan.template, plan.stop_words,
                                                          plan.hparams.context_length, fmt.max_new_tokens))
+    checked_in = next((r.checked_in for r in rows if r.checked_in), None)
     write_text_atomic(folder / "README.md", readme_text(rows, recommended,
                                                        plan.hparams.context_length, fmt.max_new_tokens,
-                                                       rows[0].checked_in or ""))
+                                                       checked_in or ""))
     report = GgufReport(
-        files=rows, recommended=recommended, recommended_reason=reason, checked_in=rows[0].checked_in,
+        files=rows, recommended=recommended, recommended_reason=reason, checked_in=checked_in,
         max_new_tokens=fmt.max_new_tokens, n_inputs=len(texts), tokenization=tokenization, modelfile=MODELFILE,
         durations_s=step.durations,
     )
@@ -155,7 +192,7 @@ def _recommend(rows: list[GgufFile], gate: Gate) -> tuple[str, str, list[str]]:
     passing = sorted((r for r in rows if r.passed), key=lambda r: r.size_mb or 0.0)
     warnings = [f"{r.file} answers drift from the trained model: agreement {r.agreement:.3f}, exact match "
                 f"{r.exact_match:.2f} (gate {gate.min_teacher_forced} / {gate.min_greedy_match}): not recommended"
-                for r in rows if not r.passed]
+                for r in rows if r.checked and not r.passed]
     if passing:
         best = passing[0]
         reason = (f"{best.file} is the smallest file that answers like the trained model (agreement "
@@ -178,6 +215,11 @@ class _Steps:
     def check_cancel(self) -> None:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
+
+    def skip(self, key: str) -> None:
+        """A step not needed after all (it counts as done)."""
+        self.durations[key] = 0.0
+        self.done += 1
 
     @contextmanager
     def __call__(self, message: str, key: str) -> Iterator[None]:

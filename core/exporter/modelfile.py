@@ -115,6 +115,7 @@ def readme_text(rows: list[GgufFile], recommended: str, num_ctx: int, max_new_to
     table = "\n".join(
         f"| {row.file} | {row.size_mb} | {row.agreement} | {row.exact_match} | "
         f"{'yes' if row.passed else 'no: answers drift'}{' (recommended)' if row.recommended else ''} |"
+        if row.checked else f"| {row.file} | {row.size_mb} | – | – | {row.note or 'not checked'} |"
         for row in rows
     )
     return f"""# GGUF files for llama.cpp and Ollama

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from core.events import (
     Cancelled,
     CancelToken,
     EventCallback,
+    LinkedCancelToken,
     Log,
     Metric,
     Progress,
@@ -40,6 +42,7 @@ from core.exporter.onnx_graphs import cache_layout as cache_layout
 from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
 from core.exporter.service_folder import announce_service_folder, copy_service_template, staged_output_dir
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
+from core.memory import release_memory
 from core.staging import staging_folder
 
 if TYPE_CHECKING:
@@ -61,18 +64,18 @@ __all__ = [
 
 EXPORT_FORMAT_VERSION = "1.0"
 PROMPT_FILENAME = "tinyforge_prompt.json"
-_LATENCY_PROMPTS = 4
 _STAGES = (
     "loading the trained model",
     "exporting the fp32 ONNX graph",
     "checking the graphs",
     "quantizing to int8",
     "assembling the service folder",
-    "checking parity against torch",
-    "measuring latency",
+    "checking parity and latency against torch",
+    "choosing the served precision",
     "self-testing the service",
     "writing the report",
 )
+_SELF_TEST_INPUTS = 4  # questions the live service is asked on loopback
 _GGUF_STAGE = "writing and checking GGUF files"  # before the report, with ``gguf=True``
 
 
@@ -151,6 +154,7 @@ class _Stages:
 
     def next(self, name: str) -> None:
         self.check_cancel()
+        release_memory()  # what the last stage freed goes back to the OS: peak RSS is what a laptop feels
         now = time.perf_counter()
         if self.index:
             self.timings[self.current] = round(now - self._started, 3)
@@ -174,12 +178,15 @@ def export_real(
     exporter: str = "auto",
     gate: Gate | None = None,
     gguf: bool = False,
+    graph_cache: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Export a trained model to a runnable ONNX service folder and return its report.
 
     With ``quantize="int8"`` every quantized candidate is built and checked against the trained
     model; the service serves the fastest one that passes ``gate``, else fp32. With ``gguf`` the
-    folder also gets ``gguf/`` (:mod:`core.exporter.gguf_export`), gated the same way.
+    folder also gets ``gguf/`` (:mod:`core.exporter.gguf_export`), gated the same way. The fp32
+    graph comes from ``graph_cache`` (default :func:`core.exporter.graph_cache.default_graph_cache`)
+    when a fine-tune of the same base model was exported before (:mod:`core.exporter.graph_cache`).
 
     Raises :class:`ExportError` (or ``OutputExistsError``) with a readable message for user
     mistakes and failures, :class:`core.events.Cancelled` when ``cancel`` is set; in every
@@ -195,7 +202,7 @@ def export_real(
     try:
         with staged_output_dir(target, overwrite) as staging:
             report = _export_into(staging, target, resolved, quantize, stages, emit, parity_inputs, max_new_tokens,
-                                  self_test, exporter, gate or Gate(), gguf)
+                                  self_test, exporter, gate or Gate(), gguf, graph_cache)
     except (Cancelled, ExportError):
         raise
     except Exception as exc:  # say which stage broke; the caller's boundary reports it
@@ -237,6 +244,9 @@ class _Export:
     warnings: list[str] = field(default_factory=list)
     gguf_plan: GgufPlan | None = None  # with gguf=True
     gguf_report: GgufReport | None = None
+    graph_source: str = ""  # "exported" (traced now) or "cache"
+    torch_runs: list[Any] = field(default_factory=list)  # parity.TorchRun per input, shared with the GGUF check
+    gguf_written: dict[str, float] | None = None  # the GGUF files are written (seconds per file)
 
     @property
     def onnx_dir(self) -> Path:
@@ -256,6 +266,7 @@ def _export_into(
     exporter: str,
     gate: Gate,
     gguf: bool,
+    graph_cache: str | os.PathLike[str] | None,
 ) -> dict[str, Any]:
     """Run the export's stages into ``staging`` (the service folder that becomes ``target``)."""
     job = _Export(staging, target, resolved, gate)
@@ -268,17 +279,27 @@ def _export_into(
 
         job.gguf_plan = prepare_gguf(job.model, job.tokenizer, PromptFormat.from_dict(job.prompt))
     stages.next(_STAGES[1])
-    _export_fp32(job, emit, exporter)
+    _export_fp32(job, emit, exporter, graph_cache)
     stages.next(_STAGES[2])
     check_graphs(staging, job.exported["files"])
     stages.next(_STAGES[3])
-    _quantize_candidates(job, quantize, stages, emit)
+    # The GGUF files are written on a thread meanwhile: both are one-core numpy work, and no
+    # timing is taken until both are done (the checks come after the ONNX ones).
+    writer = _GgufWriter(job, stages.cancel) if job.gguf_plan is not None else None
+    try:
+        _quantize_candidates(job, quantize, stages, emit)
+    except BaseException:
+        if writer is not None:
+            writer.stop()
+        raise
+    if writer is not None:
+        job.gguf_written = writer.finish()
     stages.next(_STAGES[4])
     _assemble_service(job)
     stages.next(_STAGES[5])
     _check_parity(job, parity_inputs, max_new_tokens, emit)
     stages.next(_STAGES[6])
-    _choose_served(job, max_new_tokens, emit)
+    _choose_served(job, emit)
     stages.next(_STAGES[7])
     test = _self_test(job, self_test, max_new_tokens)
     if gguf:
@@ -288,12 +309,38 @@ def _export_into(
     return _write_report(job, test, stages.timings)
 
 
-def _export_fp32(job: _Export, emit: EventCallback, exporter: str) -> None:
-    """The fp32 ONNX graph(s) under ``onnx/``."""
+def _export_fp32(job: _Export, emit: EventCallback, exporter: str, cache_folder: str | os.PathLike[str] | None) -> None:
+    """The fp32 ONNX graph(s) under ``onnx/``: from the graph cache when this base model was
+    exported before (this model's weights filled in and checked against torch), else traced."""
+    from core.exporter.graph_cache import GraphCache, default_graph_cache, graph_key
+    from core.exporter.onnx_graphs import graph_logit_diff
+    from core.exporter.parity import FP32_LOGIT_TOLERANCE
+
     emit(Log(f"exporting {job.architecture} model ({sum(p.numel() for p in job.model.parameters()):,} parameters)"))
-    job.exported = export_graphs(job.model, job.architecture, job.onnx_dir, exporter=exporter)
-    emit(Log(f"fp32 graph written with the {job.exported['exporter']} exporter (opset {job.exported['opset']})"))
-    job.graphs = {"fp32": dict(job.exported["files"])}
+    folder = Path(cache_folder) if cache_folder is not None else default_graph_cache()
+    cache = GraphCache(folder) if folder is not None else None
+    key = graph_key(job.model, job.architecture, exporter) if cache is not None else ""
+    exported = cache.restore(key, job.model, job.onnx_dir) if cache is not None else None
+    if exported is not None and cache is not None:
+        diff = graph_logit_diff(job.model, job.architecture, job.onnx_dir, exported["files"])
+        if diff < FP32_LOGIT_TOLERANCE:
+            emit(Log(f"fp32 graph from the graph cache (this model's weights; max |logit diff| {diff:.2g} "
+                     "against torch)"))
+            job.graph_source = "cache"
+        else:  # a graph that bakes in something of the base model's weights: trace this one
+            emit(Log(f"the cached graph does not match this model (max |logit diff| {diff:.3g}); exporting afresh"))
+            cache.drop(key)
+            for leftover in job.onnx_dir.glob("*.onnx*"):
+                leftover.unlink()
+            exported = None
+    if exported is None:
+        exported = export_graphs(job.model, job.architecture, job.onnx_dir, exporter=exporter)
+        emit(Log(f"fp32 graph written with the {exported['exporter']} exporter (opset {exported['opset']})"))
+        if cache is not None:
+            cache.store(key, job.model, job.onnx_dir, exported)
+        job.graph_source = "exported"
+    job.exported = exported
+    job.graphs = {"fp32": dict(exported["files"])}
     job.descriptions = {"fp32": "fp32 (the exact export)"}
 
 
@@ -303,6 +350,7 @@ def _quantize_candidates(job: _Export, quantize: str, stages: _Stages, emit: Eve
         return
     for candidate in CANDIDATES:
         stages.check_cancel()
+        release_memory()
         emit(Log(f"quantizing: {candidate.description}"))
         job.graphs[candidate.precision] = {}
         job.descriptions[candidate.precision] = candidate.description
@@ -358,37 +406,37 @@ def _assemble_service(job: _Export) -> None:
 
 
 def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens: int, emit: EventCallback) -> None:
-    """Every precision's answers against the trained model's (teacher-forced and generated)."""
+    """Every precision's answers against the trained model's (teacher-forced and generated),
+    each timed on the same runs. Torch answers once, as long as the GGUF check needs them too."""
     from core.exporter import parity
     from core.exporter.onnx_predict import load_runtime_module
 
     job.texts, job.inputs_source = parity.parity_texts(job.resolved.root, job.resolved.manifest, parity_inputs)
+    opened = time.perf_counter()
     job.generators = {p: load_runtime_module().OnnxGenerator(job.staging, precision=p) for p in job.graphs}
+    opened = time.perf_counter() - opened
     job.hf_prompts = [_hf_encode(job.tokenizer, job.prompt, t) for t in job.texts]
     if job.exported["fallback_errors"]:
         fallback = "; ".join(job.exported["fallback_errors"])
         job.warnings.append(f"fell back to the {job.exported['exporter']} exporter ({fallback})")
+    longest = max(max_new_tokens, job.gguf_plan.fmt.max_new_tokens if job.gguf_plan is not None else 0)
     job.check = parity.check_parity(
         job.model, job.architecture, job.generators, job.texts, job.hf_prompts, job.stop_ids,
-        job.prompt.get("decoder_start_token_id"), max_new_tokens, job.gate,
+        job.prompt.get("decoder_start_token_id"), max_new_tokens, job.gate, reference_tokens=longest,
     )
+    job.torch_runs = job.check.torch_runs
     job.parity_report = {"n_inputs": len(job.texts), "inputs_source": job.inputs_source, **job.check.report}
+    job.parity_report["seconds"] = {"opening the ONNX sessions": round(opened, 3), **job.parity_report["seconds"]}
     job.warnings += job.check.warnings
-    for precision in job.generators:
+    for precision in job.check.onnx_answers:
         emit(_parity_metric(precision, job.parity_report[precision]))
 
 
-def _choose_served(job: _Export, max_new_tokens: int, emit: EventCallback) -> None:
-    """Time every precision, serve the fastest that passed the gate, drop the failed candidates."""
-    from core.exporter import parity
-
-    timed = _LATENCY_PROMPTS  # a few prompts time every backend well; parity uses them all
-    job.latency = parity.measure_all_latency(
-        job.model, job.architecture, job.generators, job.check.onnx_prompts[:timed], job.hf_prompts[:timed],
-        job.stop_ids, job.prompt.get("decoder_start_token_id"), max_new_tokens,
-    )
+def _choose_served(job: _Export, emit: EventCallback) -> None:
+    """Serve the fastest precision that passed the gate; drop the failed and unchecked candidates."""
+    job.latency = job.check.latency
     graphs = job.graphs
-    quantized = {p: job.parity_report[p] for p in graphs if p != "fp32"}
+    quantized = {p: job.parity_report[p] for p in graphs if p != "fp32" and job.parity_report[p].get("checked")}
     job.served, job.served_reason = choose_served(quantized, job.latency, job.gate)
     emit(Log(f"serving {job.served}: {job.served_reason}"))
     job.candidates = _candidate_table(graphs, job.descriptions, job.sizes, job.latency, job.parity_report, job.served)
@@ -401,6 +449,7 @@ def _choose_served(job: _Export, max_new_tokens: int, emit: EventCallback) -> No
     job.runtime["graphs"] = graphs
     job.runtime["served_precision"] = job.served
     write_json_atomic(job.onnx_dir / "model.onnx.meta.json", job.meta)
+    job.generators.clear()  # the ONNX sessions: every answer is recorded; the self-test runs its own
 
 
 def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> dict[str, Any]:
@@ -409,11 +458,54 @@ def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> dict[str, An
 
     if not enabled:
         return {"passed": None, "skipped": True}
-    test = serve.self_test(job.staging, job.texts, job.check.onnx_answers[job.served], max_new_tokens,
-                           precision=job.served)
+    asked = _SELF_TEST_INPUTS  # the parity stage compared every input in process, with the same runtime
+    test = serve.self_test(job.staging, job.texts[:asked], job.check.onnx_answers[job.served][:asked],
+                           max_new_tokens, precision=job.served)
     if not test.get("passed"):
         job.warnings.append(f"service self-test failed: {test.get('error') or 'answers differ from predict'}")
     return test
+
+
+class _GgufWriter:
+    """The GGUF files written on a thread (stopped by the export's token or by :meth:`stop`)."""
+
+    def __init__(self, job: _Export, cancel: CancelToken | None) -> None:
+        from core.exporter.gguf_export import write_gguf_files
+        from core.run_layout import GGUF_DIR
+
+        assert job.gguf_plan is not None
+        plan, folder, name = job.gguf_plan, job.staging / GGUF_DIR, _gguf_model_name(job)
+        self.token = LinkedCancelToken(cancel)
+        self.durations: dict[str, float] = {}
+        self.error: BaseException | None = None
+
+        def write() -> None:
+            try:
+                self.durations = write_gguf_files(folder, plan, name, self.token)
+            except BaseException as exc:  # handed to the export's thread by finish()
+                self.error = exc
+
+        self.thread = threading.Thread(target=write, name="gguf-writer", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.token.cancel()
+        self.thread.join()
+
+    def finish(self) -> dict[str, float]:
+        """Wait for the files; a failure is the export's, said as a GGUF one."""
+        self.thread.join()
+        if isinstance(self.error, (Cancelled, ExportError)):
+            raise self.error
+        if self.error is not None:
+            raise ExportError(f"GGUF export failed while writing the files: {type(self.error).__name__}: "
+                              f"{self.error}") from self.error
+        return self.durations
+
+
+def _gguf_model_name(job: _Export) -> str:
+    name = public_model_name(job.resolved.manifest.get("base_model")) or job.resolved.root.name
+    return f"{name} (TinyForge fine-tune)"
 
 
 def _export_gguf(job: _Export, emit: EventCallback, cancel: CancelToken | None) -> None:
@@ -421,10 +513,11 @@ def _export_gguf(job: _Export, emit: EventCallback, cancel: CancelToken | None) 
     from core.exporter.gguf_export import export_gguf
     from core.run_layout import GGUF_DIR
 
-    name = public_model_name(job.resolved.manifest.get("base_model")) or job.resolved.root.name
     assert job.gguf_plan is not None  # planned when the model was loaded
+    runs = {tuple(ids): run for ids, run in zip(job.hf_prompts, job.torch_runs, strict=True)}
     report, warnings = export_gguf(job.staging / GGUF_DIR, job.gguf_plan, job.model, job.tokenizer, job.texts,
-                                   f"{name} (TinyForge fine-tune)", job.gate, emit, cancel)
+                                   _gguf_model_name(job), job.gate, emit, cancel, torch_runs=runs,
+                                   written=job.gguf_written)
     report.folder = str(job.target / GGUF_DIR)
     job.gguf_report = report
     job.warnings += warnings
@@ -443,6 +536,7 @@ def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float])
         "base_model": job.resolved.manifest.get("base_model"),
         "exporter": job.exported["exporter"],
         "opset": job.exported["opset"],
+        "graph_source": job.graph_source,
         "graphs": {p: {role: str(target / rel) for role, rel in files.items()} for p, files in graphs.items()},
         "sizes": job.sizes,
         "parity": job.parity_report,
@@ -454,7 +548,7 @@ def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float])
         "gate": asdict(job.gate),
         "candidates": job.candidates,
         "samples": [
-            {"input": t, "torch": a, **{f"onnx_{p}": check.onnx_answers[p][i] for p in check.onnx_answers}}
+            {"input": t, "torch": a, **{f"onnx_{p}": got[i] for p, got in check.onnx_answers.items() if i < len(got)}}
             for i, (t, a) in enumerate(zip(job.texts, check.torch_answers, strict=True))
         ][:4],
         "warnings": job.warnings,
@@ -507,6 +601,9 @@ def _candidate_table(graphs: dict[str, dict[str, str]], descriptions: dict[str, 
             "passed": result.get("passed"),
             "served": precision == served,
             "kept": True,
+            "checked": result.get("checked", True),
+            "note": result.get("note") or (f"stopped after {result.get('n_compared')} inputs: it cannot pass the gate"
+                                           if result.get("stopped_early") else ""),
         }
     return table
 

@@ -260,27 +260,39 @@ def test_files_are_gated_and_the_smallest_passing_one_is_recommended(chat_model:
     report, warnings = export_gguf(tmp_path / "gguf", prepare_gguf(model, tokenizer, fmt), model, tokenizer, texts,
                                    "t", Gate(), events.append)
     rows = {row.file_type: row for row in report.files}
-    assert [(r.file, r.checked_in) for r in report.files] == [
-        (f"model-{t}.gguf", "llama.cpp 0.3.36" if llama_cpp_available() else "transformers gguf loader")
-        for t in ("F16", "Q8_0", "Q4_0")
-    ]
-    assert rows["F16"].passed and rows["Q8_0"].passed and rows["F16"].exact_match == 1.0
+    assert [r.file for r in report.files] == [f"model-{t}.gguf" for t in ("F16", "Q8_0", "Q4_0")]
     assert rows["Q4_0"].size_mb < rows["Q8_0"].size_mb < rows["F16"].size_mb
-    passing = [r for r in report.files if r.passed]
-    assert report.recommended == min(passing, key=lambda r: r.size_mb).file
+    # Checked smallest first: the first that passes is recommended, the larger ones are not checked.
+    checked = [r for r in reversed(report.files) if r.checked]
+    runtime_name = "llama.cpp 0.3.36" if llama_cpp_available() else "transformers gguf loader"
+    assert all(r.checked_in == runtime_name for r in checked) and report.checked_in == runtime_name
+    assert checked[-1].passed and not any(r.passed for r in checked[:-1])
+    assert report.recommended == checked[-1].file
+    for row in report.files[: 3 - len(checked)]:
+        assert row.passed is None and "is smaller and answers like the trained model" in row.note
     assert [r.file for r in report.files if r.recommended] == [report.recommended]
     assert modelfile_fields((tmp_path / "gguf" / "Modelfile").read_text())["FROM"] == f"./{report.recommended}"
-    assert len(warnings) == sum(not r.passed for r in report.files)
-    assert [e.step for e in events if isinstance(e, Progress) and e.stage == "gguf"] == list(range(9))
+    assert len(warnings) == sum(r.checked and not r.passed for r in report.files)
+    steps = [e.step for e in events if isinstance(e, Progress) and e.stage == "gguf"]
+    assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == 8
+    readme = (tmp_path / "gguf" / "README.md").read_text()
+    assert all(r.file in readme for r in report.files)
+
+    prompts = [encode_prompt(tokenizer, fmt, t) for t in texts]
+    runs = [torch_greedy(model, "causal", p, fmt.max_new_tokens, set(fmt.stop_token_ids)) for p in prompts]
+    # The F16 file answers exactly like the trained model (checked alone when a smaller file passed).
+    runtime = open_runtime(tmp_path / "gguf" / "model-F16.gguf", 256)
+    result = check_file(runtime, prompts, runs, fmt.max_new_tokens, set(fmt.stop_token_ids), Gate())
+    runtime.close()
+    assert result["passed"] and result["exact_match"] == 1.0 and not result["stopped_early"]
 
     # A file of other weights drifts: the gate fails it.
     stranger = _write(chat_model, tmp_path, model=tiny_llama(tokenizer, seed=7, tied=False))
-    prompts = [encode_prompt(tokenizer, fmt, t) for t in texts]
-    runs = [torch_greedy(model, "causal", p, fmt.max_new_tokens, set(fmt.stop_token_ids)) for p in prompts]
     runtime = open_runtime(stranger, 256)
     result = check_file(runtime, prompts, runs, fmt.max_new_tokens, set(fmt.stop_token_ids), Gate())
     runtime.close()
     assert not result["passed"] and result["agreement"] < 0.5 and result["exact_match"] == 0.0
+    assert result["stopped_early"] and result["n_compared"] < len(prompts)  # its verdict was known early
 
 
 def test_a_gate_no_file_passes_recommends_f16_and_says_so(chat_model: Path, tmp_path: Path) -> None:
@@ -306,8 +318,9 @@ def test_without_llama_cpp_the_transformers_loader_checks_the_files(
     events: list[Any] = []
     report, _ = export_gguf(tmp_path / "gguf", prepare_gguf(model, tokenizer, fmt), model, tokenizer, [QUESTION],
                             "t", Gate(), events.append)
-    assert {row.checked_in for row in report.files} == {"transformers gguf loader"} == {report.checked_in}
-    assert report.files[0].passed and report.files[0].exact_match == 1.0
+    assert {row.checked_in for row in report.files if row.checked} == {"transformers gguf loader"} == {report.checked_in}
+    recommended = next(row for row in report.files if row.recommended)
+    assert recommended.passed and recommended.exact_match == 1.0
     assert report.tokenization is not None and report.tokenization.skipped == "llama-cpp-python is not installed"
     assert any("install llama-cpp-python to check them in llama.cpp itself" in getattr(e, "message", "")
                for e in events)
@@ -426,7 +439,11 @@ def test_export_gguf_on_the_command_line(service: Path) -> None:
     assert [row.file for row in report.gguf.files] == ["model-F16.gguf", "model-Q8_0.gguf", "model-Q4_0.gguf"]
     for row in report.gguf.files:
         assert (service / "gguf" / row.file).stat().st_size == pytest.approx(row.size_mb * 1e6, abs=5e3)
-        assert row.agreement is not None and row.exact_match is not None and row.tokens_per_s
+        if row.checked:
+            assert row.agreement is not None and row.exact_match is not None and row.tokens_per_s
+        else:  # a smaller file passed first
+            assert row.passed is None and "is smaller" in row.note
+    assert sum(row.checked for row in report.gguf.files) >= 1
     assert modelfile_fields((service / "gguf" / "Modelfile").read_text())["FROM"] == f"./{report.gguf.recommended}"
     readme = (service / "gguf" / "README.md").read_text()
     assert "ollama create my-model -f Modelfile" in readme and f"llama-cli -m {report.gguf.recommended}" in readme
@@ -475,6 +492,8 @@ def test_a_folder_not_ours_is_refused(chat_model: Path, tmp_path: Path) -> None:
 
 
 def test_cancel_while_writing_gguf_leaves_the_old_output(chat_model: Path, service: Path, tmp_path: Path) -> None:
+    import threading
+
     from core.exporter.builder import build
 
     target = tmp_path / "service"
@@ -484,14 +503,15 @@ def test_cancel_while_writing_gguf_leaves_the_old_output(chat_model: Path, servi
     seen: list[str] = []
 
     def on_event(event: Any) -> None:
-        if isinstance(event, Progress) and event.stage == "gguf":
+        if isinstance(event, Progress) and event.stage == "export":
             seen.append(event.message)
-            if event.step == 1:  # model-F16.gguf is written, model-Q8_0.gguf is next
+            if event.message == "quantizing to int8":  # the GGUF files are being written meanwhile
                 token.cancel()
 
     with pytest.raises(Cancelled):
         build(chat_model, target, overwrite=True, gguf=True, on_event=on_event, cancel=token)
-    assert seen == ["writing model-F16.gguf", "writing model-Q8_0.gguf"]
+    assert seen[-1] == "quantizing to int8"
+    assert not [t for t in threading.enumerate() if t.name.startswith("gguf-writer")]  # stopped and joined
     assert _snapshot(target) == before
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["service"]
 

@@ -55,13 +55,19 @@ def test_fp32_parity_with_torch(exported: dict[str, Any], arch: str) -> None:
     assert parity["fp32"]["max_abs_logit_diff"] < 1e-3
     assert parity["fp32"]["generation_match_rate"] == 1.0
     assert parity["fp32"]["passed"] is True
-    assert 0.0 <= parity["int8"]["generation_match_rate"] <= 1.0
-    assert 0.0 <= parity["int8"]["mean_token_agreement"] <= 1.0
-    if parity["int8"]["generation_match_rate"] < 0.9:
-        assert any("int8" in warning for warning in report["warnings"])
     latency = report["latency"]
-    for backend in ("torch", "onnx_fp32", "onnx_int8"):
+    for backend in ("torch", "onnx_fp32"):
         assert latency[backend]["median_ms_per_token"] > 0
+    checked = [p for p in ("int8", "int8_block", "int4_block") if parity[p]["checked"]]
+    assert checked, "no quantized candidate was checked"
+    for precision in checked:  # the fastest first; once one passed the slower ones are not needed
+        assert 0.0 <= parity[precision]["generation_match_rate"] <= 1.0
+        assert 0.0 <= parity[precision]["mean_token_agreement"] <= 1.0
+        assert latency[f"onnx_{precision}"]["median_ms_per_token"] > 0
+        if not parity[precision]["passed"]:
+            assert any(f"{precision} answers drift" in warning for warning in report["warnings"])
+    for precision in {"int8", "int8_block", "int4_block"} - set(checked):
+        assert "is faster and answers like the trained model" in parity[precision]["note"]
     assert report["self_test"]["passed"] is True
     assert report["self_test"]["n_matched"] == report["self_test"]["n_checked"] > 0
 

@@ -57,6 +57,9 @@ def report_rows(report: ExportReport) -> list[tuple[str, str, str]]:
         if report.served_reason:
             rows.append(("Served", "why", report.served_reason))
     for precision, part in report.candidates.items():
+        if not part.checked:  # a faster candidate passed first
+            rows.append(("Candidates", precision, part.note or "not checked"))
+            continue
         verdict = "served" if part.served else ("passed" if part.passed else "failed the gate")
         size = human_size(part.size_bytes) if part.size_bytes else "–"
         ms = f"{part.ms_per_token:.1f} ms/token" if part.ms_per_token else "– ms/token"
@@ -122,6 +125,9 @@ def _gguf_rows(report: ExportReport) -> list[tuple[str, str, str]]:
     section = "GGUF (Ollama / llama.cpp)"
     rows = []
     for part in gguf.files:
+        if not part.checked:  # a smaller file passed first
+            rows.append((section, part.file, f"{part.size_mb or 0:.1f} MB, {part.note or 'not checked'}"))
+            continue
         verdict = "recommended" if part.recommended else ("passed" if part.passed else "failed the gate")
         size = f"{part.size_mb:.1f} MB" if part.size_mb is not None else "–"
         speed = f", {part.tokens_per_s:.0f} tokens/s" if part.tokens_per_s else ""
