@@ -149,6 +149,28 @@ class GraphCache:
         except Exception as exc:
             logger.warning("could not keep the exported graph in %s: %s", self.root, exc)
 
+    def speed_order(self, key: str) -> list[str] | None:
+        """The quantized precisions of this base model's last export here, fastest first."""
+        try:
+            speeds = json.loads((self.root / key / _MANIFEST).read_text(encoding="utf-8")).get("ms_per_token")
+        except (OSError, ValueError):
+            return None
+        if not isinstance(speeds, dict) or not speeds:
+            return None
+        return sorted(speeds, key=lambda precision: float(speeds[precision]))
+
+    def remember_speeds(self, key: str, ms_per_token: dict[str, float]) -> None:
+        """Keep how fast each quantized precision ran (orders the next export's checks)."""
+        from core.jsonio import write_json_atomic
+
+        path = self.root / key / _MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest["ms_per_token"] = {**(manifest.get("ms_per_token") or {}), **ms_per_token}
+            write_json_atomic(path, manifest)
+        except (OSError, ValueError) as exc:
+            logger.warning("could not note the candidates' speeds in %s: %s", path, exc)
+
     def drop(self, key: str) -> None:
         """Remove the entry of ``key`` (one that did not match torch)."""
         shutil.rmtree(self.root / key, ignore_errors=True)

@@ -47,6 +47,7 @@ from core.staging import staging_folder
 
 if TYPE_CHECKING:
     from core.exporter.gguf_export import GgufPlan
+    from core.exporter.graph_cache import GraphCache
     from core.run_layout import GgufReport
 
 logger = logging.getLogger(__name__)
@@ -245,6 +246,8 @@ class _Export:
     gguf_plan: GgufPlan | None = None  # with gguf=True
     gguf_report: GgufReport | None = None
     graph_source: str = ""  # "exported" (traced now) or "cache"
+    graph_cache: GraphCache | None = None
+    graph_key: str = ""
     torch_runs: list[Any] = field(default_factory=list)  # parity.TorchRun per input, shared with the GGUF check
     gguf_written: dict[str, float] | None = None  # the GGUF files are written (seconds per file)
 
@@ -320,6 +323,7 @@ def _export_fp32(job: _Export, emit: EventCallback, exporter: str, cache_folder:
     folder = Path(cache_folder) if cache_folder is not None else default_graph_cache()
     cache = GraphCache(folder) if folder is not None else None
     key = graph_key(job.model, job.architecture, exporter) if cache is not None else ""
+    job.graph_cache, job.graph_key = cache, key
     exported = cache.restore(key, job.model, job.onnx_dir) if cache is not None else None
     if exported is not None and cache is not None:
         diff = graph_logit_diff(job.model, job.architecture, job.onnx_dir, exported["files"])
@@ -412,9 +416,8 @@ def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens:
     from core.exporter.onnx_predict import load_runtime_module
 
     job.texts, job.inputs_source = parity.parity_texts(job.resolved.root, job.resolved.manifest, parity_inputs)
-    opened = time.perf_counter()
-    job.generators = {p: load_runtime_module().OnnxGenerator(job.staging, precision=p) for p in job.graphs}
-    opened = time.perf_counter() - opened
+    runtime = load_runtime_module()
+    job.generators = parity.LazySessions(list(job.graphs), lambda p: runtime.OnnxGenerator(job.staging, precision=p))
     job.hf_prompts = [_hf_encode(job.tokenizer, job.prompt, t) for t in job.texts]
     if job.exported["fallback_errors"]:
         fallback = "; ".join(job.exported["fallback_errors"])
@@ -423,10 +426,10 @@ def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens:
     job.check = parity.check_parity(
         job.model, job.architecture, job.generators, job.texts, job.hf_prompts, job.stop_ids,
         job.prompt.get("decoder_start_token_id"), max_new_tokens, job.gate, reference_tokens=longest,
+        speed_order=job.graph_cache.speed_order(job.graph_key) if job.graph_cache is not None else None,
     )
     job.torch_runs = job.check.torch_runs
     job.parity_report = {"n_inputs": len(job.texts), "inputs_source": job.inputs_source, **job.check.report}
-    job.parity_report["seconds"] = {"opening the ONNX sessions": round(opened, 3), **job.parity_report["seconds"]}
     job.warnings += job.check.warnings
     for precision in job.check.onnx_answers:
         emit(_parity_metric(precision, job.parity_report[precision]))
@@ -450,6 +453,8 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
     job.runtime["served_precision"] = job.served
     write_json_atomic(job.onnx_dir / "model.onnx.meta.json", job.meta)
     job.generators.clear()  # the ONNX sessions: every answer is recorded; the self-test runs its own
+    if job.graph_cache is not None and job.check.speeds:  # the next export of this base checks fastest first
+        job.graph_cache.remember_speeds(job.graph_key, job.check.speeds)
 
 
 def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> dict[str, Any]:

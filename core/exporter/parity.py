@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FIXED_PROMPTS",
+    "LazySessions",
     "ParityCheck",
     "TorchRun",
     "check_parity",
@@ -395,6 +396,7 @@ class ParityCheck:
     warnings: list[str]
     latency: dict[str, Any] = field(default_factory=dict)
     torch_runs: list[TorchRun] = field(default_factory=list)
+    speeds: dict[str, float] = field(default_factory=dict)  # ms per token of each quantized precision timed
 
 
 def check_parity(
@@ -408,9 +410,15 @@ def check_parity(
     max_new_tokens: int,
     gate: Gate | None = None,
     reference_tokens: int | None = None,
+    speed_order: list[str] | None = None,
 ) -> ParityCheck:
     """Torch's greedy answer to every input, then fp32 and the quantized precisions against it,
     the latency of each timed on the same runs.
+
+    ``generators`` maps every precision to its generator (a :class:`LazySessions` opens each
+    only when it is first used). ``speed_order``: the quantized precisions, fastest first, as an
+    earlier export of this base model on this machine measured them; without it a short timed
+    probe of each orders them.
 
     Torch's runs come from :func:`reference_runs` (``reference_tokens`` long, default
     ``max_new_tokens``: longer when the GGUF check reuses them; see ``ParityCheck.torch_runs``).
@@ -452,15 +460,21 @@ def check_parity(
     lap("torch latency")
     onnx_answers: dict[str, list[str]] = {}
     allowed = int(len(texts) * (1.0 - gate.min_greedy_match) + 1e-9)  # answers that may differ
-    quantized = sorted((p for p in generators if p != "fp32"), key=lambda p: _probe_ms(generators[p], onnx_prompts))
+    candidates = [p for p in generators if p != "fp32"]
+    probe_ms: dict[str, float] = {}
+    if speed_order is not None and set(speed_order) == set(candidates):
+        quantized = list(speed_order)
+    else:
+        probe_ms = {p: _probe_ms(generators[p], onnx_prompts) * 1000 for p in candidates}
+        quantized = sorted(candidates, key=lambda p: probe_ms[p])
     lap("ordering the candidates")
     fastest_passing: str | None = None
     for precision in ["fp32", *quantized]:
-        generator = generators[precision]
         if fastest_passing is not None:
             report[precision] = {"checked": False, "passed": None,
                                  "note": f"not checked: {fastest_passing} is faster and answers like the trained model"}
             continue
+        generator = generators[precision]
         result = compare_generator(generator, onnx_prompts, torch_runs, max_new_tokens, gate.tie_margin,
                                    max_mismatches=None if precision == "fp32" else allowed,
                                    recorded=recorded.get(precision))
@@ -500,7 +514,40 @@ def check_parity(
         if base and value:
             latency[f"speedup_{precision}_vs_torch"] = round(base / value, 3)
     torch_answers = [reference.decode(run.ids) for run in torch_runs]
-    return ParityCheck(report, onnx_prompts, torch_answers, onnx_answers, warnings, latency, full_runs)
+    speeds = {p: probe_ms[p] for p in probe_ms}
+    speeds.update({p: latency[f"onnx_{p}"]["median_ms_per_token"] for p in onnx_answers
+                   if p != "fp32" and latency[f"onnx_{p}"]["median_ms_per_token"]})
+    return ParityCheck(report, onnx_prompts, torch_answers, onnx_answers, warnings, latency, full_runs, speeds)
+
+
+class LazySessions(dict[str, Any]):
+    """Generators by precision, each opened (an ONNX Runtime session: a second or two) the first
+    time it is asked for; iterating lists every precision, opened or not."""
+
+    def __init__(self, precisions: list[str], open_session: Any) -> None:
+        super().__init__()
+        self.precisions = list(precisions)
+        self.open_session = open_session
+
+    def __missing__(self, precision: str) -> Any:
+        if precision not in self.precisions:
+            raise KeyError(precision)
+        generator = self[precision] = self.open_session(precision)
+        return generator
+
+    def __iter__(self) -> Any:
+        return iter(list(self.precisions))
+
+    def __contains__(self, precision: object) -> bool:
+        return precision in self.precisions
+
+    def __delitem__(self, precision: str) -> None:
+        self.precisions.remove(precision)
+        super().pop(precision, None)
+
+    def clear(self) -> None:
+        self.precisions.clear()
+        super().clear()
 
 
 def _probe_ms(generator: Any, prompts: list[list[int]], steps: int = 6) -> float:

@@ -295,14 +295,17 @@ def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any
 
 def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
     """Block-wise 4-bit weight-only quantization of the MatMul weights (``MatMulNBits`` nodes)."""
-    return quantize_blockwise(source, destination, bits=4, block_size=_INT4_BLOCK_SIZE, accuracy_level=None)
+    return quantize_blockwise(source, destination, bits=4, block_size=_INT4_BLOCK_SIZE, accuracy_level=None,
+                              external_data=False)  # the seed's quantized.onnx is one file
 
 
 def quantize_blockwise(source: str | os.PathLike[str], destination: str | os.PathLike[str], bits: int = 8,
-                       block_size: int = 32, accuracy_level: int | None = 4) -> dict[str, Any]:
+                       block_size: int = 32, accuracy_level: int | None = 4,
+                       external_data: bool = True) -> dict[str, Any]:
     """Weight-only block-wise quantization of every MatMul with constant weights (``MatMulNBits``:
     one symmetric scale per ``block_size`` weights). ``accuracy_level`` 4 runs the matmuls on int8
-    kernels; None keeps fp32 compute."""
+    kernels; None keeps fp32 compute. ``external_data``: the weights go beside the graph
+    (``<name>.data``; writing raw bytes beats serialising one protobuf); else one file."""
     import onnx
 
     source, destination = Path(source), Path(destination)
@@ -312,7 +315,7 @@ def quantize_blockwise(source: str | os.PathLike[str], destination: str | os.Pat
     quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=bits, block_size=block_size, is_symmetric=True,
                                      accuracy_level=accuracy_level)
     quantizer.process()
-    quantizer.model.save_model_to_file(str(destination), use_external_data_format=False)
+    quantizer.model.save_model_to_file(str(destination), use_external_data_format=external_data)
     onnx.checker.check_model(str(destination))
     return {
         "method": "onnxruntime.quantization.MatMulNBitsQuantizer",

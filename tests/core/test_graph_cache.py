@@ -105,3 +105,20 @@ def test_a_damaged_entry_is_ignored_and_the_cache_can_be_off(two_fine_tunes, tmp
     assert default_graph_cache() is None
     monkeypatch.setenv("TINYFORGE_GRAPH_CACHE", str(tmp_path / "elsewhere"))
     assert default_graph_cache() == tmp_path / "elsewhere"
+
+
+def test_candidates_are_checked_in_the_order_the_last_export_measured(two_fine_tunes, tmp_path: Path) -> None:
+    from core.exporter.graph_cache import GraphCache
+    from core.exporter.onnx_export import export_real
+
+    first, second = two_fine_tunes["causal"]
+    cache = tmp_path / "graphs"
+    export_real(first, tmp_path / "svc-a", max_new_tokens=12, self_test=False, graph_cache=cache)
+    (entry,) = _entries(cache)
+    speeds = json.loads((entry / "graph.json").read_text())["ms_per_token"]
+    assert set(speeds) == {"int8", "int8_block", "int4_block"} and all(ms > 0 for ms in speeds.values())
+    slowest = max(speeds, key=speeds.get)
+    GraphCache(cache).remember_speeds(entry.name, {slowest: 0.001})  # now it is the fastest on record
+    report = export_real(second, tmp_path / "svc-b", max_new_tokens=12, self_test=False, graph_cache=cache)
+    checked_in_order = [name for name in report["parity"]["seconds"] if name in speeds]
+    assert checked_in_order[0] == slowest  # no probe: the recorded order
