@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["QUANTIZE_MODES", "get_quantized_metadata", "quantize_blockwise", "quantize_int8", "quantize_onnx"]
 
 DEFAULT_OP_TYPES = ("MatMul", "Gather")
+_EXTERNAL_FROM_BYTES = 64 << 20  # graphs with more weights than this keep them in <name>.data
 _LEAN_FROM_BYTES = 1 << 20  # initializers above this lose their bytes for shape inference (shape constants keep theirs)
 
 
@@ -151,7 +152,7 @@ def _infer_shapes_in_place(model: Any) -> Any:
     return model
 
 
-def fold_constant_transposes(source: Path, destination: Path) -> int:
+def fold_constant_transposes(source: Path, destination: Path, location: str | None = None) -> int:
     """Save ``source`` to ``destination`` with every ``Transpose`` of an initializer replaced by the
     transposed initializer; return how many were folded.
 
@@ -159,6 +160,7 @@ def fold_constant_transposes(source: Path, destination: Path) -> int:
     weight and the int8 graph transposes 100 MB every step (twice as slow). ONNX Runtime's
     ``quant_pre_process`` folds it too, with symbolic shape inference and a full optimisation
     pass around it that take 20 s on the starter model and change nothing else that matters here.
+    Large weights go beside ``destination`` as ``location`` (default ``<name>.data``).
     """
     import numpy as np
     import onnx
@@ -176,10 +178,25 @@ def fold_constant_transposes(source: Path, destination: Path) -> int:
             folded.append(node)
     for node in folded:
         model.graph.node.remove(node)
-    # Weights as external data: serialising a 600 MB protobuf takes seconds, writing raw bytes does not.
-    onnx.save_model(model, str(destination), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=destination.name + ".data", size_threshold=1024)
+    _drop_unused(model, {node.input[0] for node in folded})
+    # Large weights as external data: serialising a 600 MB protobuf takes seconds, writing raw bytes does not.
+    large = sum(i.ByteSize() for i in model.graph.initializer) > _EXTERNAL_FROM_BYTES
+    onnx.save_model(model, str(destination), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=location or destination.name + ".data", size_threshold=1024)
     return len(folded)
+
+
+def _drop_unused(model: Any, names: set[str]) -> None:
+    """Remove the initializers in ``names`` that nothing reads any more (a weight whose only
+    reader was a folded Transpose); kept when a node has subgraphs, which may read them too."""
+    import onnx
+
+    graph = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+        return
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for init in [i for i in graph.initializer if i.name in names and i.name not in read]:
+        graph.initializer.remove(init)
 
 
 def require_space(folder: Path, needed: int, doing: str) -> None:
