@@ -37,7 +37,6 @@ __all__ = ["GRAPH_FORMAT", "GraphCache", "default_graph_cache", "graph_key"]
 GRAPH_FORMAT = 1  # bump when the wrappers or the graph layout of onnx_graphs change
 KEEP_ENTRIES = 16
 _MANIFEST = "graph.json"
-_EXTERNAL_FROM = 64 * 2**20  # bytes of weights from which a restored graph keeps them beside it
 _CONFIG_NOISE = ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "_commit_hash")
 
 
@@ -250,8 +249,9 @@ def _fill(cached: Path, bindings: dict[str, Binding], tensors: dict[str, Any], d
     import numpy as np
     import onnx
 
+    from core.exporter.onnx_graphs import save_graph
+
     proto = onnx.load(str(cached), load_external_data=False)
-    total = 0
     for init in proto.graph.initializer:
         binding = bindings.get(init.name)
         if binding is None:
@@ -261,9 +261,5 @@ def _fill(cached: Path, bindings: dict[str, Binding], tensors: dict[str, Any], d
         if list(data.shape) != list(init.dims):
             raise ValueError(f"{init.name}: shape {list(data.shape)} in the model, {list(init.dims)} in the graph")
         init.raw_data = data.tobytes()
-        total += data.nbytes
     destination.parent.mkdir(parents=True, exist_ok=True)
-    # Large weights as external data beside the graph: serialising them into one protobuf takes
-    # seconds (and a copy of them in memory), writing their bytes does not.
-    onnx.save_model(proto, str(destination), save_as_external_data=total > _EXTERNAL_FROM, all_tensors_to_one_file=True,
-                    location=destination.name + ".data", size_threshold=1024)
+    save_graph(proto, destination)

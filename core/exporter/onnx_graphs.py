@@ -33,7 +33,9 @@ from core.exporter.errors import ExportError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cache_layout", "check_graphs", "export_graphs", "graph_bytes"]
+__all__ = ["EXTERNAL_FROM_BYTES", "cache_layout", "check_graphs", "export_graphs", "graph_bytes", "save_graph"]
+
+EXTERNAL_FROM_BYTES = 64 << 20  # graphs with more weights than this keep them in <name>.data
 
 
 def _cache_kwarg(model: Any) -> str:
@@ -242,9 +244,8 @@ def _export_one(module: Any, args: tuple[Any, ...], spec: dict[str, Any], path: 
         else:
             opset = 17
             with torch.inference_mode(False), torch.no_grad():
-                # The tracer's own constant folding holds a transposed copy of every weight on
-                # top of the serialised graph (2.8 GB for the starter); only the transposed
-                # weights are folded, afterwards, one tensor at a time (2.4 GB).
+                # Traced without the weights: exporting them, the tracer holds two more copies
+                # of every weight (2.8 GB peak for the starter); they are put in afterwards.
                 torch.onnx.export(
                     module,
                     args,
@@ -255,28 +256,57 @@ def _export_one(module: Any, args: tuple[Any, ...], spec: dict[str, Any], path: 
                     opset_version=opset,
                     dynamo=False,
                     do_constant_folding=False,
+                    export_params=False,
                 )
-            _fold_transposes_in_place(path)
+            _put_in_parameters(path, module, spec["inputs"])
     if chatter.getvalue().strip():
         logger.debug("%s exporter output:\n%s", exporter, chatter.getvalue().strip())
     return opset
 
 
-def _fold_transposes_in_place(path: Path) -> None:
-    """Replace ``path`` by the same graph with its weights' ``Transpose`` nodes folded (what the
-    quantizers need: a MatMul's weight as an initializer), weights beside it in ``<name>.data``."""
-    import os
+def _put_in_parameters(path: Path, module: Any, inputs: list[str]) -> None:
+    """Make the parameter inputs of a graph traced with ``export_params=False`` initializers
+    holding ``module``'s tensors, one at a time. A weight read only through ``Transpose`` is
+    stored transposed (the quantizers need a MatMul's weight as an initializer)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
 
-    from core.exporter.quantize import fold_constant_transposes
-    from core.memory import release_memory
+    model = onnx.load(str(path))
+    graph = model.graph
+    tensors = {**dict(module.named_buffers()), **dict(module.named_parameters())}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    nested = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute)
+    outputs = {o.name for o in graph.output}
+    for value in [v for v in graph.input if v.name not in inputs]:
+        tensor = tensors.get(value.name)
+        if tensor is None:
+            raise ExportError(f"the traced graph reads {value.name!r}, which is no tensor of the model")
+        array = tensor.detach().cpu().numpy()
+        users = readers.get(value.name, [])
+        transposes = [n for n in users if n.op_type == "Transpose" and len(n.input) == 1]
+        for node in transposes:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(np.transpose(array, perm)),
+                                                             node.output[0]))
+            graph.node.remove(node)
+        if nested or len(transposes) < len(users) or value.name in outputs:
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), value.name))
+        graph.input.remove(value)
+    save_graph(model, path)
 
-    release_memory()  # the tracer's buffers, before the graph is loaded again
-    folded = path.with_name(f".folded-{path.name}")
-    try:
-        fold_constant_transposes(path, folded, location=path.name + ".data")  # the data under its final name
-        os.replace(folded, path)
-    finally:
-        folded.unlink(missing_ok=True)
+
+def save_graph(model: Any, path: Path, location: str | None = None) -> None:
+    """Save an ONNX model; large weights beside it as ``location`` (default ``<name>.data``):
+    serialising a 600 MB protobuf takes seconds and a copy of it in memory, writing bytes does not."""
+    import onnx
+
+    large = sum(i.ByteSize() for i in model.graph.initializer) > EXTERNAL_FROM_BYTES
+    onnx.save_model(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=location or path.name + ".data", size_threshold=1024)
 
 
 def export_graphs(
@@ -286,8 +316,8 @@ def export_graphs(
 
     ``exporter`` is ``dynamo`` (torch.export based), ``torchscript`` (the legacy tracer, still in
     torch 2.13) or ``auto``: the tracer first, dynamo as the fallback. On the starter model the
-    tracer takes 13 s and 2.8 GB where dynamo takes 90 s and 4 GB, and its graph answers the
-    same (parity checks every export); T5's relative attention defeats torch.export today.
+    tracer takes 13 s where dynamo takes 90 s and 4 GB, and its graph answers the same (parity
+    checks every export); T5's relative attention defeats torch.export today.
     Returns ``{"files": {role: relative path}, "exporter", "opset", "layout", "io"}``.
     """
     layout = cache_layout(model.config, architecture)

@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["QUANTIZE_MODES", "get_quantized_metadata", "quantize_blockwise", "quantize_int8", "quantize_onnx"]
 
 DEFAULT_OP_TYPES = ("MatMul", "Gather")
-_EXTERNAL_FROM_BYTES = 64 << 20  # graphs with more weights than this keep them in <name>.data
 _LEAN_FROM_BYTES = 1 << 20  # initializers above this lose their bytes for shape inference (shape constants keep theirs)
 
 
@@ -152,7 +151,7 @@ def _infer_shapes_in_place(model: Any) -> Any:
     return model
 
 
-def fold_constant_transposes(source: Path, destination: Path, location: str | None = None) -> int:
+def fold_constant_transposes(source: Path, destination: Path) -> int:
     """Save ``source`` to ``destination`` with every ``Transpose`` of an initializer replaced by the
     transposed initializer; return how many were folded.
 
@@ -160,7 +159,7 @@ def fold_constant_transposes(source: Path, destination: Path, location: str | No
     weight and the int8 graph transposes 100 MB every step (twice as slow). ONNX Runtime's
     ``quant_pre_process`` folds it too, with symbolic shape inference and a full optimisation
     pass around it that take 20 s on the starter model and change nothing else that matters here.
-    Large weights go beside ``destination`` as ``location`` (default ``<name>.data``).
+    Large weights go beside ``destination`` in ``<name>.data``.
     """
     import numpy as np
     import onnx
@@ -179,10 +178,9 @@ def fold_constant_transposes(source: Path, destination: Path, location: str | No
     for node in folded:
         model.graph.node.remove(node)
     _drop_unused(model, {node.input[0] for node in folded})
-    # Large weights as external data: serialising a 600 MB protobuf takes seconds, writing raw bytes does not.
-    large = sum(i.ByteSize() for i in model.graph.initializer) > _EXTERNAL_FROM_BYTES
-    onnx.save_model(model, str(destination), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=location or destination.name + ".data", size_threshold=1024)
+    from core.exporter.onnx_graphs import save_graph
+
+    save_graph(model, destination)
     return len(folded)
 
 
