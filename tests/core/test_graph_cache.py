@@ -100,6 +100,16 @@ def test_a_damaged_entry_is_ignored_and_the_cache_can_be_off(two_fine_tunes, tmp
     (entry / "model.onnx").write_bytes(b"not a graph")
     report = _export(first, tmp_path / "svc-b", cache)
     assert report["graph_source"] == "exported" and report["parity"]["fp32"]["passed"]
+    # An entry that restores but does not run (a binding to a tensor of another shape).
+    (entry,) = _entries(cache)
+    manifest = json.loads((entry / "graph.json").read_text())
+    bindings = manifest["bindings"]["decoder"]
+    name = next(n for n, b in bindings.items() if b["tensor"].endswith("q_proj.weight"))
+    bindings[name] = {"tensor": next(b["tensor"] for b in bindings.values() if b["tensor"].endswith("up_proj.weight")),
+                      "transposed": bindings[name]["transposed"]}
+    (entry / "graph.json").write_text(json.dumps(manifest))
+    report = _export(first, tmp_path / "svc-c", cache)
+    assert report["graph_source"] == "exported" and report["parity"]["fp32"]["passed"]
 
     from core.exporter.graph_cache import default_graph_cache
 
