@@ -77,9 +77,10 @@ def report_rows(report: ExportReport) -> list[tuple[str, str, str]]:
             ratio = sizes.get("int8_to_fp32_ratio")
             extra = f" ({ratio * 100:.0f} % of fp32)" if isinstance(ratio, int | float) else ""
             rows.append(("Sizes", "ONNX int8", human_size(int(sizes["int8_bytes"] or 0)) + extra))
-    for precision in ("fp32", "int8"):
+    served = report.served_precision or "int8"
+    for precision in dict.fromkeys(("fp32", served)):  # fp32 and what the service serves
         parity = report.parity_of(precision)
-        if parity is None:
+        if parity is None or not parity.checked:
             continue
         section = f"Parity {precision} vs torch"
         verdict = "passed" if parity.passed else "FAILED"
@@ -90,7 +91,7 @@ def report_rows(report: ExportReport) -> list[tuple[str, str, str]]:
         rows.append((section, "token agreement", _pct(parity.mean_token_agreement)))
         if "teacher_forced_agreement" in parity.model_fields_set:
             rows.append((section, "teacher-forced agreement", _pct(parity.teacher_forced_agreement)))
-    for key, name in (("torch", "torch"), ("onnx_fp32", "ONNX fp32"), ("onnx_int8", "ONNX int8")):
+    for key, name in dict.fromkeys((("torch", "torch"), ("onnx_fp32", "ONNX fp32"), (f"onnx_{served}", f"ONNX {served}"))):
         latency = report.latency_of(key)
         if latency is not None and latency.median_ms_per_token is not None:
             rows.append(("Latency per token", name, f"{latency.median_ms_per_token:.3f} ms"
