@@ -43,9 +43,10 @@ short one does instead of gigabytes of token ids that truncation would throw awa
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,14 @@ __all__ = [
     "PromptFormat",
     "build_prompt_format",
     "encode_example",
+    "encode_conversation",
+    "encode_conversation_prompt",
+    "conversation_segments",
+    "ChatTurns",
+    "Segment",
     "encode_prompt",
+    "encode_question",
+    "encode_pair",
     "encode_response",
     "load_prompt_format",
 ]
@@ -80,6 +88,21 @@ PLAIN_CAUSAL_SUFFIX = "\nAnswer: "
 
 
 @dataclass(frozen=True)
+class ChatTurns:
+    """The template's texts between a conversation's messages.
+
+    Rendered: ``system_prefix + system + system_to_user`` (or ``prompt_prefix`` when there is no
+    system message), then each question followed by ``user_to_assistant`` (the prompt suffix)
+    and each answer followed by ``assistant_to_user``.
+    """
+
+    system_prefix: str
+    system_to_user: str
+    user_to_assistant: str
+    assistant_to_user: str
+
+
+@dataclass(frozen=True)
 class PromptFormat:
     """The saved prompt format; see the module docstring for the meaning of each field."""
 
@@ -95,10 +118,26 @@ class PromptFormat:
     max_length: int = 256
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     format_version: int = FORMAT_VERSION
+    # How a conversation is rendered (see ChatTurns); None in files written before conversations.
+    turns: dict[str, str] | None = None
+    eos_text: str = ""  # the end-of-sequence token as text, where the template writes it
 
     def render(self, text: str) -> str:
         """The prompt text for ``text`` (before tokenisation)."""
         return f"{self.prompt_prefix}{text}{self.prompt_suffix}"
+
+    def chat_turns(self) -> ChatTurns:
+        """The texts around a conversation's messages (a plain frame for older prompt files)."""
+        if self.turns:
+            return ChatTurns(**self.turns)
+        return ChatTurns(system_prefix="", system_to_user="\n" + self.prompt_prefix,
+                         user_to_assistant=self.prompt_suffix, assistant_to_user="\n" + self.prompt_prefix)
+
+    def render_conversation(self, system: str | None, turns: Sequence[tuple[str, str]]) -> str:
+        """The prompt text for a conversation ending on a user message: an optional system
+        message, then (role, content) turns. One question without a system message renders as
+        :meth:`render` does."""
+        return "".join(piece.text for piece in conversation_segments(self, system, turns))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +189,11 @@ def build_prompt_format(
     decoder_start = None
     if architecture == "seq2seq":
         decoder_start = pad if decoder_start_token_id is None else decoder_start_token_id
+    turns = _chat_turns(tokenizer, prefix, suffix) if template == "chat" else None
+    if turns is None:  # a plain frame: earlier turns on their own lines, a system line first
+        turns = ChatTurns(system_prefix="", system_to_user="\n" + prefix, user_to_assistant=suffix,
+                          assistant_to_user="\n" + prefix)
+    eos_text = tokenizer.convert_ids_to_tokens(int(eos)) if template == "chat" else ""
     return PromptFormat(
         architecture=architecture,
         template=template,
@@ -161,7 +205,82 @@ def build_prompt_format(
         decoder_start_token_id=None if decoder_start is None else int(decoder_start),
         stop_token_ids=[int(eos)],
         max_length=int(max_length),
+        turns=asdict(turns),
+        eos_text=eos_text if isinstance(eos_text, str) else "",
     )
+
+
+def _chat_turns(tokenizer: Any, prefix: str, suffix: str) -> ChatTurns | None:
+    """Read the texts between messages off the chat template, rendered around placeholders.
+
+    A template that refuses a system message gets it as the first question's opening paragraph.
+    None when the template renders a conversation in a way these four texts cannot describe.
+    """
+    marks = [f"\u2063TF{n}\u2063" for n in range(4)]  # system, question, answer, question
+    roles = ("system", "user", "assistant", "user")
+
+    def render(messages: list[dict[str, str]]) -> list[str] | None:
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:
+            return None
+        pieces: list[str] = []
+        for mark in (m["content"] for m in messages):
+            head, sep, text = text.partition(mark)
+            if not sep:
+                return None
+            pieces.append(head)
+        return pieces + [text]
+
+    chat = [{"role": r, "content": m} for r, m in zip(roles, marks, strict=True)]
+    plain = render(chat[1:])  # no system message: prompt_prefix, then the turns
+    if plain is None or plain[0] != prefix or plain[1] != suffix or plain[3] != suffix:
+        return None
+    full = render(chat)
+    if full is not None and full[2] == suffix and full[3] == plain[2] and full[4] == suffix:
+        return ChatTurns(full[0], full[1], suffix, plain[2])
+    return ChatTurns(prefix, "\n\n", suffix, plain[2])  # no system role: it opens the first question
+
+
+class Segment(NamedTuple):
+    """A piece of a conversation's training text: ``eos`` pieces stand for the end-of-sequence
+    token (``text`` is its spelling), ``trained`` ones carry the loss."""
+
+    text: str
+    trained: bool
+    eos: bool = False
+
+
+def conversation_segments(fmt: PromptFormat, system: str | None, turns: Sequence[tuple[str, str]],
+                          loss_on: str = "all") -> list[Segment]:
+    """A conversation's text as :class:`Segment` pieces, in order.
+
+    Trained pieces are the assistant answers (every one, or only the last with ``loss_on``
+    "last"). The last answer ends with the end-of-sequence token, as in :func:`encode_example`;
+    an earlier one where the template writes it (a chat template's end-of-turn). Turns ending
+    on a user message give the generation prompt, with nothing trained.
+    """
+    t = fmt.chat_turns()
+    text = fmt.prompt_prefix if system is None else f"{t.system_prefix}{system}{t.system_to_user}"
+    pieces: list[Segment] = []
+    answers = [n for n, (role, _) in enumerate(turns) if role == "assistant"]
+    for n, (role, content) in enumerate(turns):
+        if role != "assistant":
+            text += content + t.user_to_assistant
+            continue
+        pieces.append(Segment(text, False))
+        trained = loss_on != "last" or n == answers[-1]
+        pieces.append(Segment(content, trained))
+        text = t.assistant_to_user
+        if n == len(turns) - 1:
+            pieces.append(Segment(fmt.eos_text, trained, eos=True))
+            text = ""
+        elif fmt.eos_text and text.startswith(fmt.eos_text):
+            pieces.append(Segment(fmt.eos_text, trained, eos=True))
+            text = text[len(fmt.eos_text):]
+    if text:
+        pieces.append(Segment(text, False))
+    return pieces
 
 
 def _split_chat_template(tokenizer: Any) -> tuple[str, str] | None:
@@ -184,6 +303,31 @@ def _split_chat_template(tokenizer: Any) -> tuple[str, str] | None:
 def encode_prompt(tokenizer: Any, fmt: PromptFormat, text: str) -> list[int]:
     """Token ids of the prompt for ``text`` (encoder input for seq2seq)."""
     return list(tokenizer(fmt.render(text), add_special_tokens=fmt.add_special_tokens)["input_ids"])
+
+
+def encode_conversation_prompt(tokenizer: Any, fmt: PromptFormat, system: str | None,
+                               turns: Sequence[tuple[str, str]]) -> list[int]:
+    """Token ids of the prompt for a conversation ending on a user message."""
+    text = fmt.render_conversation(system, turns)
+    return list(tokenizer(text, add_special_tokens=fmt.add_special_tokens)["input_ids"])
+
+
+def encode_question(tokenizer: Any, fmt: PromptFormat, question: str, context: Any = None) -> list[int]:
+    """Token ids of the prompt for ``question`` asked after ``context`` (a
+    :class:`core.training.formats.Context`; None or empty: a single question)."""
+    if context is None or (context.system is None and not context.history):
+        return encode_prompt(tokenizer, fmt, question)
+    return encode_conversation_prompt(tokenizer, fmt, context.system, (*context.history, ("user", question)))
+
+
+def encode_pair(tokenizer: Any, fmt: PromptFormat, question: str, answer: str, max_length: int,
+                context: Any = None, loss_on: str = "all") -> EncodedExample:
+    """One training example for ``question``/``answer`` asked after ``context``: a single
+    exchange exactly as :func:`encode_example` encodes it, else :func:`encode_conversation`."""
+    if context is None or (context.system is None and not context.history):
+        return encode_example(tokenizer, fmt, question, answer, max_length)
+    turns = (*context.history, ("user", question), ("assistant", answer))
+    return encode_conversation(tokenizer, fmt, context.system, turns, max_length, loss_on)
 
 
 def encode_response(tokenizer: Any, fmt: PromptFormat, text: str) -> list[int]:
@@ -246,3 +390,46 @@ def encode_example(
         p_ids = p_ids[len(p_ids) - keep_prompt:] if keep_prompt > 0 else []
         r_ids = r_ids[:keep_answer]
     return EncodedExample(p_ids + r_ids, [-100] * len(p_ids) + r_ids, truncated, n_tokens)
+
+
+def encode_conversation(tokenizer: Any, fmt: PromptFormat, system: str | None, turns: Sequence[tuple[str, str]],
+                        max_length: int, loss_on: str = "all") -> EncodedExample:
+    """Encode a conversation ending on an assistant answer, like :func:`encode_example`.
+
+    Causal: the segments of :func:`conversation_segments` tokenized one by one (the template's
+    special tokens sit between them, so this is how the whole text tokenizes); labels on the
+    trained answers. Too long: the last answer keeps at least half of ``max_length``, the start
+    of the conversation goes first. Seq2seq: the encoder reads the conversation up to the last
+    question, the decoder produces the last answer. A piece longer than ``max_length *
+    CHARS_PER_TOKEN`` characters is cut before tokenizing.
+    """
+    if fmt.architecture == "seq2seq":
+        prompt = fmt.render_conversation(system, turns[:-1])
+        return encode_example(tokenizer, PromptFormat(**{**fmt.to_dict(), "prompt_prefix": "", "prompt_suffix": ""}),
+                              prompt, turns[-1][1], max_length)
+    limit = max_length * CHARS_PER_TOKEN
+    ids: list[int] = []
+    labels: list[int] = []
+    final_start = 0
+    pieces = conversation_segments(fmt, system, turns, loss_on)
+    for n, piece in enumerate(pieces):
+        if piece.eos:
+            piece_ids = [fmt.eos_token_id]
+        else:
+            text = piece.text if len(piece.text) <= limit else (
+                piece.text[:limit] if piece.trained else piece.text[-limit:])
+            piece_ids = list(tokenizer(text, add_special_tokens=fmt.add_special_tokens and n == 0)["input_ids"])
+        if piece.trained and not piece.eos and n == len(pieces) - 2:
+            final_start = len(ids)
+        ids += piece_ids
+        labels += piece_ids if piece.trained else [-100] * len(piece_ids)
+    n_tokens = len(ids)
+    truncated = n_tokens > max_length
+    if truncated:
+        answer = n_tokens - final_start
+        keep_answer = min(answer, max(max_length // 2, max_length - final_start))
+        keep_prompt = max_length - keep_answer
+        cut = slice(final_start - keep_prompt, final_start + keep_answer) if keep_prompt > 0 else slice(
+            final_start, final_start + keep_answer)
+        ids, labels = ids[cut], labels[cut]
+    return EncodedExample(ids, labels, truncated, n_tokens)

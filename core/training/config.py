@@ -62,6 +62,9 @@ class TrainConfig(BaseModel):
     variants: int | None = _field(d.VARIANTS)  # None: the recipe's; 0: --no-variants
     variant_generator: str | None = None  # the model that writes rephrasings; None: the base model
     eval_data_path: str | None = None  # the user's own evaluation file, scored after training
+    # A table's (or any file's) own names for the question/answer/system (core.training.formats).
+    columns: dict[Literal["question", "answer", "system"], str] | None = None
+    loss_on: Literal["all", "last"] = "all"  # a conversation's answers that train: every one, or the last
     seed: int = _field(d.SEED)
     device: Literal["auto", "cpu", "cuda", "mps"] = _field(d.DEVICE)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(d.PRECISION)

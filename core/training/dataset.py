@@ -24,20 +24,23 @@ from core.training.dataset_scan import (
     DUPLICATE_INPUT,
     DUPLICATE_RECORD,
     EMPTY_FILE,
+    FORMAT_LINES_KEPT,
     MAX_KEPT,
     PROGRESS_INTERVAL_S,
     DatasetError,
     LineProblem,
     ProgressThrottle,
     check_dataset_path,
-    check_record,
     iter_line_blocks,
     looks_utf16,
     open_dataset,
+    parse_line,
     parse_slow,
     scan_range,
 )
+from core.training.formats import INPUT_OUTPUT, MIXED_FORMATS, Conversation, FormatProblem, normalize_row
 from core.training.line_index import LineIndex, read_head
+from core.training.tables import is_table
 from core.training.tokens import count_tokens_pair
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ __all__ = [
     "Problem",
     "Record",
     "ValidationReport",
+    "iter_conversations",
     "load_jsonl",
     "read_head",
     "stream_jsonl",
@@ -111,13 +115,67 @@ def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                     and (len(rec) == 2 or (len(rec) == 3 and type(rec.get("metadata")) is dict))
                 ):
                     try:
-                        check_record(rec)
-                    except LineProblem as p:
+                        rule, conversation = normalize_row(rec)
+                    except FormatProblem as p:
                         raise DatasetError(path_s, lineno, p.kind, p.message) from None
+                    rec = _as_record(rule, conversation, rec)
                 n += 1
                 yield rec
     if n == 0:
         raise DatasetError(path_s, None, EMPTY_FILE, "the file holds no records (empty or only blank lines)")
+
+
+def _as_record(rule: str, conversation: Conversation, row: dict[str, Any]) -> dict[str, Any]:
+    """A row of any format as a record: an input/output row as it is (extra keys kept), else
+    ``input``/``output`` (the last question and answer) with ``system`` and ``history``."""
+    if rule == INPUT_OUTPUT and "input" in row and "output" in row and "system" not in row:
+        return row
+    record: dict[str, Any] = {"input": conversation.question, "output": conversation.answer}
+    if conversation.system is not None:
+        record["system"] = conversation.system
+    if conversation.history:
+        record["history"] = [{"role": role, "content": content} for role, content in conversation.history]
+    return record
+
+
+def iter_conversations(path: str | os.PathLike[str], columns: dict[str, str] | None = None
+                       ) -> Iterator[tuple[int, str, Conversation]]:
+    """``(line, rule, conversation)`` for every row of a dataset of any format (JSONL, CSV, TSV,
+    a ``.json`` array); ``DatasetError`` at the first row that fits no rule. Mixing rules is
+    checked by :func:`validate_file`, not here."""
+    path_s = os.fspath(path)
+    if is_table(path_s):
+        from core.training.tables import iter_table_rows
+
+        rows: Iterator[tuple[int, Any]] = iter_table_rows(path_s)
+        numbers_as_text = True
+    else:
+        rows = _jsonl_rows(path_s)
+        numbers_as_text = False
+    n = 0
+    for line, value in rows:
+        try:
+            rule, conversation = normalize_row(value, columns, numbers_as_text=numbers_as_text)
+        except FormatProblem as p:
+            raise DatasetError(path_s, line, p.kind, p.message) from None
+        n += 1
+        yield line, rule, conversation
+    if n == 0:
+        raise DatasetError(path_s, None, EMPTY_FILE, "the file holds no records (empty or only blank lines)")
+
+
+def _jsonl_rows(path: str) -> Iterator[tuple[int, Any]]:
+    lineno = 0
+    with open_dataset(path) as f:
+        for lines, _done in iter_line_blocks(f):
+            for raw in lines:
+                lineno += 1
+                try:
+                    value = parse_line(raw)
+                except LineProblem as p:
+                    raise DatasetError(path, lineno, p.kind, p.message) from None
+                if value is not BLANK:
+                    yield lineno, value
 
 
 def load_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -165,7 +223,8 @@ def _as_text(value: Any) -> str:
 
 
 def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None = None,
-                  cancel: CancelToken | None = None, *, workers: int | None = None) -> ValidationReport:
+                  cancel: CancelToken | None = None, *, workers: int | None = None,
+                  columns: dict[str, str] | None = None) -> ValidationReport:
     """Scan the whole file and report every problem and warning (first 1000 of each kept).
 
     Never raises for file content; raises ``DatasetFileError`` when the path is not a readable
@@ -173,13 +232,23 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
     and ``core.events.Cancelled`` when ``cancel`` is set. Large files are split at newlines into
     byte ranges scanned by child processes (``python -m core.training.scan_worker``; no fork,
     so it is safe from a QThread); ``workers`` overrides the choice, 1 scans in this thread.
-    Emits ``Progress("scan", bytes_done, file_size)`` at most ~20 times a second.
+    Emits ``Progress("scan", bytes_done, file_size)`` at most ~20 times a second. Every row is
+    read by the format rules of :mod:`core.training.formats` (``columns`` renames keys first);
+    CSV, TSV and ``.json`` arrays are read whole, in this thread.
     """
     path_s = os.fspath(path)
     size = check_dataset_path(path_s).st_size
     throttle = ProgressThrottle(on_event, "scan", size)
     throttle(0, force=True)
-    n_workers = _choose_workers(size, workers)
+    if is_table(path_s):
+        from core.training.tables import scan_table
+
+        result, sha_hex = scan_table(path_s, columns)
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        throttle(size, force=True)
+        return _merge(path_s, size, sha_hex, [result])
+    n_workers = 1 if columns else _choose_workers(size, workers)
     if n_workers > 1 and _starts_utf16(path_s):
         n_workers = 1  # one scan reports "the file is UTF-16" once, on line 1
     results: list[dict[str, Any]] | None = None
@@ -198,7 +267,7 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
         sha = hashlib.sha256()
         result = scan_range(path_s, 0, None, progress=throttle,
                             cancelled=(lambda: cancel.cancelled) if cancel is not None else None,
-                            hasher=sha)
+                            hasher=sha, columns=columns)
         if result["cancelled"]:
             raise Cancelled("cancelled by the user")
         results = [result]
@@ -386,8 +455,8 @@ def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) ->
     out_parts: list[bytes] = []
     line_parts: list[tuple[bytes, int]] = []
     for r in results:
-        problems.extend((line + offset, kind, msg) for line, kind, msg in r["problems"])
-        warnings.extend((line + offset, kind, msg) for line, kind, msg in r["warnings"])
+        problems.extend((None if line is None else line + offset, kind, msg) for line, kind, msg in r["problems"])
+        warnings.extend((None if line is None else line + offset, kind, msg) for line, kind, msg in r["warnings"])
         for kind, count in r["problem_counts"].items():
             problem_counts[kind] = problem_counts.get(kind, 0) + count
         for kind, count in r["warning_counts"].items():
@@ -401,6 +470,14 @@ def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) ->
         out_parts.append(r["out_digests"])
         line_parts.append((r["rec_lines"], offset))
         offset += r["n_lines"]
+    formats = _merge_formats(results)
+    mixed = _mixed_format_problems(formats)
+    if mixed:
+        problems.extend(mixed)
+        problems.sort(key=lambda p: p[0] or 0)
+        problem_counts[MIXED_FORMATS] = sum(formats[rule][0] for rule in formats) - max(
+            count for count, _ in formats.values())
+        n_problems += problem_counts[MIXED_FORMATS]
     problems = problems[:MAX_KEPT]
     if n_records > 1:
         dup_warnings, dup_counts = _duplicate_warnings(in_parts, out_parts, line_parts)
@@ -430,7 +507,39 @@ def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) ->
         n_warnings=n_warnings,
         warning_counts=warning_counts,
         valid=n_problems == 0 and n_records > 0,
+        format=max(formats, key=lambda rule: formats[rule][0]) if formats else None,
+        format_counts={rule: count for rule, (count, _) in formats.items()},
     )
+
+
+def _merge_formats(results: list[dict[str, Any]]) -> dict[str, tuple[int, list[int]]]:
+    """Rows and first absolute lines per format rule, over the ranges of a scan."""
+    merged: dict[str, tuple[int, list[int]]] = {}
+    offset = 0
+    for r in results:
+        for rule, (count, lines) in r.get("formats", {}).items():
+            total, kept = merged.get(rule, (0, []))
+            kept = kept + [line + offset for line in lines]
+            merged[rule] = (total + count, kept[:FORMAT_LINES_KEPT])
+        offset += r["n_lines"]
+    return merged
+
+
+def _mixed_format_problems(formats: dict[str, tuple[int, list[int]]]) -> list[tuple[int | None, str, str]]:
+    """One problem per rule beside the file's main one: a file keeps to one format."""
+    if len(formats) < 2:
+        return []
+    main = max(formats, key=lambda rule: (formats[rule][0], -formats[rule][1][0]))
+    main_line = formats[main][1][0]
+    found: list[tuple[int | None, str, str]] = []
+    for rule, (count, lines) in formats.items():
+        if rule == main:
+            continue
+        shown = ", ".join(map(str, lines)) + (f" and {count - len(lines)} more" if count > len(lines) else "")
+        found.append((lines[0], MIXED_FORMATS,
+                      f"{rule} rows (lines {shown}) in a file of {main} rows (first at line {main_line}): "
+                      "one format per file"))
+    return found
 
 
 def _duplicate_warnings(in_parts: list[bytes], out_parts: list[bytes],

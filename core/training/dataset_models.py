@@ -56,3 +56,5 @@ class ValidationReport(BaseModel):
     n_warnings: int
     warning_counts: dict[str, int]
     valid: bool
+    format: str | None = None  # the format rule the file's rows fit (core.training.formats)
+    format_counts: dict[str, int] = {}  # rows per rule; more than one rule makes the file invalid

@@ -24,11 +24,13 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import IO, Any
 
 import orjson
 
 from core.events import EventCallback, Progress
+from core.training.formats import INPUT_OUTPUT, NUMBER_AS_TEXT, Conversation, FormatProblem, normalize_row
 from core.training.tokens import count_tokens_pair
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ BOM = b"\xef\xbb\xbf"
 PROGRESS_INTERVAL_S = 0.05  # at most ~20 progress events a second
 BLOCK_SIZE = 1 << 20
 MAX_KEPT = 1000  # problems and warnings kept per list (all are counted)
+FORMAT_LINES_KEPT = 5  # first lines kept per format rule, to name them when a file mixes rules
 LONG_RECORD_CHARS = 20_000  # input + output characters above which a record is "very long"
 KNOWN_KEYS = frozenset(("input", "output", "metadata"))
 _SCRATCH_MAX = 16 << 20  # blocks up to this size reuse one per-thread buffer for the key test
@@ -418,7 +421,7 @@ def _check_block(ins: list[str], outs: list[str], lines: list[int],
 def scan_range(path: str, start: int = 0, end: int | None = None, *,
                progress: Callable[[int], None] | None = None,
                cancelled: Callable[[], bool] | None = None,
-               hasher: Any = None) -> dict[str, Any]:
+               hasher: Any = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
     """Scan the lines of ``path[start:end]`` without stopping at problems.
 
     Line numbers in the result are relative to ``start`` (1 = first line of the range).
@@ -427,7 +430,7 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
     is fed every byte of the range when given. Duplicates are reported by the caller from the
     returned digests, so they work across ranges.
     """
-    scan = _RangeScan(start)
+    scan = _RangeScan(start, columns)
     with open_dataset(path) as f:
         if hasher is not None:
             f = _HashingReader(f, hasher)  # type: ignore[assignment]
@@ -447,8 +450,11 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
 class _RangeScan:
     """The running totals of one :func:`scan_range`."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, columns: dict[str, str] | None = None) -> None:
         self.start = start
+        self.columns = columns or None
+        # rule -> [rows, first lines (up to FORMAT_LINES_KEPT)]: a file must keep to one rule
+        self.formats: dict[str, list[Any]] = {}
         self.problems = _Issues()
         self.warnings = _Issues()
         # 64-bit SipHash digests (Python's hash) of each input and output; the caller combines
@@ -483,7 +489,24 @@ class _RangeScan:
             "out_digests": self.out_digests.tobytes(),
             "rec_lines": self.rec_lines.tobytes(),
             "cancelled": self.cancelled,
+            "formats": self.formats,
         }
+
+    def count_formats(self, block: _Block) -> None:
+        """Add a block's rows to the per-rule counts (the fast input/output rows are the rest)."""
+        for line, rule in block.rules.items():
+            self._count(rule, 1, (line,))
+        n_fast = len(block.ins) - len(block.rules)
+        if n_fast:
+            kept = self.formats.get(INPUT_OUTPUT, [0, []])[1]
+            need = FORMAT_LINES_KEPT - len(kept)
+            first = list(islice((ln for ln in block.rlines if ln not in block.rules), need)) if need > 0 else []
+            self._count(INPUT_OUTPUT, n_fast, first)
+
+    def _count(self, rule: str, n: int, lines: Any) -> None:
+        entry = self.formats.setdefault(rule, [0, []])
+        entry[0] += n
+        entry[1].extend(ln for ln in lines if len(entry[1]) < FORMAT_LINES_KEPT)
 
 
 class _Block:
@@ -498,11 +521,14 @@ class _Block:
         self.warnings: list[tuple[int, str, str]] = []
         self.extra_keys = 0  # object keys beyond input/output (the record's and its metadata's)
         self.key_counts: dict[int, int] = {}  # line -> its keys, for records with more than two
+        self.rules: dict[int, str] = {}  # line -> format rule, for rows the fast test did not take
 
 
 def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
-    """Sort one block's lines into records and problems (the hot loop: locals, no calls per record)."""
+    """Sort one block's lines into records and problems (the hot loop: locals, no calls per record
+    for the input/output rows; the other formats go through :func:`_add_other`)."""
     block = _Block(scan.lineno + 1, scan.problems.total)
+    columns = scan.columns
     ins_append = block.ins.append
     outs_append = block.outs.append
     rlines_append = block.rlines.append
@@ -529,38 +555,69 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
                 continue
             if rec is BLANK:
                 continue
-        if type(rec) is dict:
+        if type(rec) is dict and columns is None:
             inp = rec.get("input")
             out = rec.get("output")
-            if type(inp) is str and type(out) is str:
-                if len(rec) > 2:
-                    if not (len(rec) == 3 and type(rec.get("metadata")) is dict):
-                        try:
-                            extra = check_record(rec)
-                        except LineProblem as p:
-                            problems.add(lineno, p.kind, p.message)
-                            continue
-                        if extra:
-                            names = ", ".join(repr(k) for k in extra[:10])
-                            block.warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
-                    # Nested objects deeper than metadata's keys are not counted: such a
-                    # line fails the fast test and is checked exactly (rare and correct).
-                    meta = rec.get("metadata")
-                    n_keys = len(rec) + len(meta) if type(meta) is dict else len(rec)
+            if type(inp) is str and type(out) is str and (
+                len(rec) == 2 or (len(rec) == 3 and type(rec.get("metadata")) is dict)
+            ):
+                if len(rec) == 3:
+                    n_keys = 3 + len(rec["metadata"])
                     block.key_counts[lineno] = n_keys
                     extra_keys += n_keys - 2
                 ins_append(inp)
                 outs_append(out)
                 rlines_append(lineno)
                 continue
-        try:
-            check_record(rec)
-        except LineProblem as p:
-            problems.add(lineno, p.kind, p.message)
+        _add_other(block, rec, lineno, problems, columns)
     scan.lineno = lineno
     scan.utf16_file = utf16_file
-    block.extra_keys = extra_keys
+    block.extra_keys += extra_keys
+    scan.count_formats(block)
     return block
+
+
+def conversation_texts(conversation: Conversation) -> tuple[str, str]:
+    """What a conversation's question and answer count as for lengths and duplicates: the
+    question with everything before it (system message and earlier turns), and the answer."""
+    if conversation.system is None and len(conversation.turns) == 2:
+        return conversation.turns[0][1], conversation.turns[1][1]
+    before = [conversation.system] if conversation.system is not None else []
+    before += [content for _, content in conversation.turns[:-1]]
+    return "\n".join(before), conversation.answer
+
+
+def _count_keys(value: Any) -> int:
+    """Every object key in a parsed value, nested ones too (for the duplicate-key test)."""
+    if type(value) is dict:
+        return len(value) + sum(_count_keys(v) for v in value.values())
+    if type(value) is list:
+        return sum(_count_keys(v) for v in value)
+    return 0
+
+
+def _add_other(block: _Block, rec: Any, lineno: int, problems: _Issues, columns: dict[str, str] | None) -> None:
+    """A row the fast input/output test did not take: read it by the format rules and add it
+    to the block, or add its problem."""
+    try:
+        rule, conversation = normalize_row(rec, columns)
+    except FormatProblem as p:
+        problems.add(lineno, p.kind, p.message)
+        return
+    if rule == INPUT_OUTPUT and columns is None:
+        extra = [k for k in rec if str(k).strip().casefold() not in KNOWN_KEYS and k != "system"]
+        if extra:
+            names = ", ".join(repr(k) for k in extra[:10])
+            block.warnings.append((lineno, UNKNOWN_KEY, f"unknown keys kept: {names}"))
+    block.warnings.extend((lineno, NUMBER_AS_TEXT, note) for note in conversation.notes)
+    n_keys = _count_keys(rec)
+    block.key_counts[lineno] = n_keys
+    block.extra_keys += n_keys - 2
+    block.rules[lineno] = rule
+    question, answer = conversation_texts(conversation)
+    block.ins.append(question)
+    block.outs.append(answer)
+    block.rlines.append(lineno)
 
 
 def _add_block(scan: _RangeScan, lines: list[bytes], block: _Block) -> None:

@@ -35,6 +35,7 @@ from core.run_layout import (
 )
 from core.run_layout import read_training_report as _read_training_report
 from core.training.facts import answered, fact_recall
+from core.training.formats import context_of
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ def evaluate_loaded(
             emit(Progress("evaluate", done, total))
             token.raise_if_cancelled()
 
-        return generate_answers(model, tokenizer, fmt, [q for q, _ in pairs], max_new_tokens=limit, on_batch=step)
+        return generate_answers(model, tokenizer, fmt, [q for q, _ in pairs], max_new_tokens=limit, on_batch=step,
+                                contexts=[context_of(p) for p in pairs])
 
     tuned_answers = {name: answer(tuned, pairs) for name, pairs in splits.items()}
     tuned_loss = {name: _answer_loss(tuned, tokenizer, fmt, pairs) for name, pairs in splits.items()}
@@ -268,12 +270,12 @@ def _answer_loss(model: Any, tokenizer: Any, fmt: Any, pairs: Sequence[Pair]) ->
         return None
     import torch
 
-    from core.models.prompting import encode_example
+    from core.models.prompting import encode_pair
 
     total, count = 0.0, 0
     with torch.inference_mode():
-        for question, reference in pairs:
-            ex = encode_example(tokenizer, fmt, question, reference, fmt.max_length)
+        for pair in pairs:
+            ex = encode_pair(tokenizer, fmt, pair[0], pair[1], fmt.max_length, context_of(pair), "last")
             ids = torch.tensor([ex.input_ids], dtype=torch.long)
             labels = torch.tensor([ex.labels], dtype=torch.long)
             out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
@@ -321,8 +323,8 @@ def evaluate_output(
     every record of that file (split ``data``), written to ``evaluations/<file stem>.json``.
     """
     from core.models.registry import BaseModelError, load_base_model, resolve_base_model
-    from core.training.dataset import stream_jsonl
     from core.training.predict import load_for_predict, resolve_model_dir
+    from core.training.records import read_pairs
 
     model_dir = resolve_model_dir(output_dir)
     root = model_dir.parent if model_dir.name == "model" else model_dir
@@ -332,13 +334,12 @@ def evaluate_output(
     if not base_name:
         raise ValueError(f"{root} has no training_report.json naming its base model")
     if data_path is not None:
-        pairs = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(str(data_path))]
-        splits: dict[str, list[Pair]] = {"data": pairs}
+        splits: dict[str, list[Pair]] = {"data": list(read_pairs(str(data_path)))}
     else:
         source = config.data_path if config else None
         if config is None or not source or not Path(source).is_file():
             raise FileNotFoundError(f"the run's dataset {source!r} is not there any more; pass --data FILE")
-        records = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(source)]
+        records: list[Pair] = list(read_pairs(source, config.columns))
         if (root / VARIANTS_FILE).is_file():  # trained with variants: the same phrasings as after training
             from core.training.variants import read_variants_jsonl
 

@@ -178,7 +178,7 @@ def _validate(config: TrainConfig, emit: EventCallback, rank: int, world_size: i
 
     emit(StageStarted("validate", f"checking {config.data_path}"))
     check_output_dir(config.output_dir)
-    records, n_records, sha256 = load_records(config.data_path, emit)
+    records, n_records, sha256 = load_records(config.data_path, emit, config.columns)
     try:
         spec = resolve_base_model(config.base_model)
         targets = None
@@ -474,11 +474,13 @@ def _prepare_pairs(plan: _Plan, model: Any, tokenizer: Any, emit: EventCallback,
 
 def _encode(plan: _Plan, tokenizer: Any, fmt: Any, emit: EventCallback) -> tuple[list[Any], list[Any]]:
     """The training and evaluation pairs encoded (truncation said)."""
-    from core.models.prompting import encode_example
+    from core.models.prompting import encode_pair
+    from core.training.formats import context_of
 
-    max_length = plan.config.max_length
-    examples = [encode_example(tokenizer, fmt, i, o, max_length) for i, o in plan.pairs.train]
-    eval_examples = [encode_example(tokenizer, fmt, i, o, max_length) for i, o in plan.pairs.eval]
+    max_length, loss_on = plan.config.max_length, plan.config.loss_on
+    examples = [encode_pair(tokenizer, fmt, p[0], p[1], max_length, context_of(p), loss_on) for p in plan.pairs.train]
+    eval_examples = [encode_pair(tokenizer, fmt, p[0], p[1], max_length, context_of(p), loss_on)
+                     for p in plan.pairs.eval]
     n_cut = sum(ex.truncated for ex in examples)
     if n_cut:
         emit(Log(f"{n_cut} training example(s) are longer than max_length {max_length} tokens and were "

@@ -15,6 +15,8 @@ from typing import Any
 
 from core.events import CancelToken, EventCallback, Log
 from core.training.config import TrainConfig
+from core.training.formats import NO_CONTEXT, Context, context_of
+from core.training.formats import Pair as ContextPair
 
 __all__ = ["RunPairs", "dataset_variants", "held_out_phrasings", "prepare_pairs", "variants_wanted"]
 
@@ -63,14 +65,19 @@ def prepare_pairs(
     from core.training.evaluate import splits_from_phrasings, splits_from_records
 
     wanted = variants_wanted(config)
+    # Variants rephrase single questions; a question that follows earlier turns trains as written.
+    follow_ups = [records[i] for i in train_idx + eval_idx if context_of(records[i]).history]
+    if follow_ups and len(follow_ups) == len(records):
+        wanted = 0
     if wanted == 0:
         splits = splits_from_records(records, train_idx, eval_idx, config.seed)
         return RunPairs([records[i] for i in train_idx], [records[i] for i in eval_idx], "eval",
                         _with_user_file(splits, config))
     from core.training.variants import build_variant_set, split_phrasings
 
+    singles = [r for r in records if not context_of(r).history]
     generator, load_generator = _generator(config, base)
-    variant_set = build_variant_set(records, wanted, config.seed, generator, load_generator,
+    variant_set = build_variant_set(singles, wanted, config.seed, generator, load_generator,
                                     cache_key=dataset_sha256, cache_dir=variants_cache(), on_event=emit,
                                     cancel=cancel)
     from core.memory import release_memory
@@ -79,6 +86,18 @@ def prepare_pairs(
     split = split_phrasings(variant_set, held_out_phrasings(config), config.seed)
     emit(Log(variant_set.summary()))
     emit(Log(f"split: {split.reason}"))
+    if follow_ups:
+        emit(Log(f"{len(follow_ups)} follow-up question(s) of longer conversations train as written, "
+                 "without variants"))
+    by_answer: dict[str, Context] = {}
+    for record in singles:  # a fact's phrasings are asked with its first record's system message
+        by_answer.setdefault(record[1], context_of(record))
+
+    def asked(pairs: list[tuple[str, str]]) -> list[Pair]:
+        return [ContextPair(q, a, by_answer.get(a, NO_CONTEXT)) for q, a in pairs]
+
+    split.train, split.unseen = asked(split.train) + follow_ups, asked(split.unseen)
+    split.originals = asked(split.originals) + follow_ups
     record = {
         "questions": variant_set.n_questions,
         "facts": len(variant_set.facts),
@@ -140,11 +159,12 @@ def dataset_variants(config: TrainConfig, on_event: EventCallback | None = None,
     wanted = variants_wanted(config)
     if wanted == 0:
         raise TrainingError("question variants are off (variants 0): nothing to write")
-    records, _, sha256 = load_records(config.data_path, emit)
+    records, _, sha256 = load_records(config.data_path, emit, config.columns)
     from core.training.variants import build_variant_set
 
     name, load_generator = _generator(config, None)
-    variant_set = build_variant_set(records, wanted, config.seed, name, load_generator, cache_key=sha256,
+    singles = [r for r in records if not context_of(r).history]
+    variant_set = build_variant_set(singles, wanted, config.seed, name, load_generator, cache_key=sha256,
                                     cache_dir=variants_cache(), on_event=emit, cancel=token)
     emit(Log(variant_set.summary()))
     return variant_set
@@ -154,7 +174,7 @@ def _with_user_file(splits: dict[str, list[Pair]], config: TrainConfig) -> dict[
     """The user's own evaluation file (``--eval-data``), every record, as split ``data``."""
     if not config.eval_data_path:
         return splits
-    from core.training.dataset import stream_jsonl
+    from core.training.records import read_pairs
 
-    pairs = [(str(r["input"]), str(r["output"])) for r in stream_jsonl(str(Path(config.eval_data_path)))]
+    pairs: list[Pair] = list(read_pairs(str(Path(config.eval_data_path))))
     return {**splits, "data": pairs} if pairs else splits

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.models.prompting import PROMPT_FILENAME, PromptFormat, encode_prompt, load_prompt_format
+from core.models.prompting import (
+    PROMPT_FILENAME,
+    PromptFormat,
+    encode_prompt,
+    encode_question,
+    load_prompt_format,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,18 +93,22 @@ def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tok
 
 
 def generate_answers(model: Any, tokenizer: Any, fmt: Any, texts: list[str], max_new_tokens: int | None = None,
-                     batch_size: int = 32, on_batch: Any = None) -> list[str]:
+                     batch_size: int = 32, on_batch: Any = None, contexts: Sequence[Any] | None = None) -> list[str]:
     """Greedy answers to many ``texts``, several at a time (prompts of similar length batched
     together, causal prompts padded on the left); same answers as :func:`generate_answer` up to
     float rounding. On a CPU a decode step of 32 rows costs about twice one of 8 (small-batch
     steps are bound by reading the weights), so big batches make an evaluation several times
-    faster. ``on_batch(done, total)`` is called after each batch (progress, cancel)."""
+    faster. ``on_batch(done, total)`` is called after each batch (progress, cancel).
+    ``contexts`` gives each text the conversation it is asked in (:class:`core.training.formats.Context`)."""
     import torch
 
     from core.memory import trim_heap
 
     limit = int(max_new_tokens or fmt.max_new_tokens)
-    prompts = [encode_prompt(tokenizer, fmt, text) for text in texts]
+    if contexts is None:
+        prompts = [encode_prompt(tokenizer, fmt, text) for text in texts]
+    else:
+        prompts = [encode_question(tokenizer, fmt, text, context) for text, context in zip(texts, contexts, strict=True)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers = [""] * len(prompts)
     seq2seq = fmt.architecture == "seq2seq"
