@@ -193,7 +193,9 @@ def build_prompt_format(
     if turns is None:  # a plain frame: earlier turns on their own lines, a system line first
         turns = ChatTurns(system_prefix="", system_to_user="\n" + prefix, user_to_assistant=suffix,
                           assistant_to_user="\n" + prefix)
-    eos_text = tokenizer.convert_ids_to_tokens(int(eos)) if template == "chat" else ""
+        if architecture == "seq2seq":  # the encoder reads the messages one per line
+            turns = ChatTurns(system_prefix="", system_to_user="\n", user_to_assistant="", assistant_to_user="\n")
+    eos_text = tokenizer.convert_ids_to_tokens(int(eos))
     return PromptFormat(
         architecture=architecture,
         template=template,
@@ -266,7 +268,9 @@ def conversation_segments(fmt: PromptFormat, system: str | None, turns: Sequence
     answers = [n for n, (role, _) in enumerate(turns) if role == "assistant"]
     for n, (role, content) in enumerate(turns):
         if role != "assistant":
-            text += content + t.user_to_assistant
+            # A seq2seq encoder has no answer header: an earlier question ends its line.
+            after = "\n" if fmt.architecture == "seq2seq" and n < len(turns) - 1 else t.user_to_assistant
+            text += content + after
             continue
         pieces.append(Segment(text, False))
         trained = loss_on != "last" or n == answers[-1]

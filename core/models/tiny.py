@@ -17,6 +17,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "TINY_CAUSAL",
     "TINY_SEQ2SEQ",
+    "build_byte_backend",
     "build_byte_tokenizer",
     "build_tiny_model",
     "tiny_config",
@@ -45,8 +46,22 @@ def build_byte_tokenizer(architecture: str = "causal") -> Any:
     (like T5). The post-processor lives in ``tokenizer.json``, so the plain ``tokenizers``
     library (used by the ONNX service) encodes exactly as transformers does.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=build_byte_backend(architecture),
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        model_max_length=_MAX_POSITIONS,
+        padding_side="right",
+    )
+
+
+def build_byte_backend(architecture: str = "causal") -> Any:
+    """The ``tokenizers.Tokenizer`` behind :func:`build_byte_tokenizer` (no transformers needed)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet(), key=_byte_of)
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
@@ -64,15 +79,7 @@ def build_byte_tokenizer(architecture: str = "causal") -> Any:
         tok.post_processor = processors.TemplateProcessing(
             single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", BOS_ID)]
         )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        bos_token="<s>",
-        model_max_length=_MAX_POSITIONS,
-        padding_side="right",
-    )
+    return tok
 
 
 def _byte_of(char: str) -> int:

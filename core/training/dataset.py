@@ -118,14 +118,14 @@ def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                         rule, conversation = normalize_row(rec)
                     except FormatProblem as p:
                         raise DatasetError(path_s, lineno, p.kind, p.message) from None
-                    rec = _as_record(rule, conversation, rec)
+                    rec = as_record(rule, conversation, rec)
                 n += 1
                 yield rec
     if n == 0:
         raise DatasetError(path_s, None, EMPTY_FILE, "the file holds no records (empty or only blank lines)")
 
 
-def _as_record(rule: str, conversation: Conversation, row: dict[str, Any]) -> dict[str, Any]:
+def as_record(rule: str, conversation: Conversation, row: dict[str, Any]) -> dict[str, Any]:
     """A row of any format as a record: an input/output row as it is (extra keys kept), else
     ``input``/``output`` (the last question and answer) with ``system`` and ``history``."""
     if rule == INPUT_OUTPUT and "input" in row and "output" in row and "system" not in row:

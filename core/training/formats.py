@@ -292,6 +292,9 @@ def _optional_system(row: dict[str, Any], notes: list[str]) -> str | None:
 
 
 def _read_input_output(row: dict[str, Any], notes: list[str]) -> Conversation:
+    meta = row.get("metadata")
+    if meta is not None and type(meta) is not dict:
+        raise FormatProblem("bad_metadata", f"'metadata' must be an object, got {_json_type(meta)}")
     question = _text(row["input"], "'input'", notes)
     answer = _text(row["output"], "'output'", notes)
     return Conversation(_optional_system(row, notes), (("user", question), ("assistant", answer)), tuple(notes))
@@ -369,12 +372,16 @@ def _no_rule(row: dict[str, Any]) -> FormatProblem:
         return FormatProblem(UNSUPPORTED_FORMAT, "preference data (chosen/rejected): TinyForge trains "
                                                  "question/answer pairs; give each row messages or input/output")
     if "text" in row and len(row) <= 2:
-        return FormatProblem(UNSUPPORTED_FORMAT, "a bare 'text' row (plain language-model text): TinyForge trains "
-                                                 "question/answer pairs; give each row messages or input/output")
-    for keys in (("instruction", "output"), ("prompt", "completion"), ("input", "output")):
-        missing = [k for k in keys if k not in row]
-        if len(missing) < len(keys) or (not row and keys[0] == "input"):
-            return FormatProblem(MISSING_FIELD, "missing keys: " + " and ".join(f"'{k}'" for k in missing))
+        return FormatProblem(UNSUPPORTED_FORMAT, "missing keys: 'input' and 'output' (a bare 'text' row is plain "
+                                                 "language-model text; TinyForge trains question/answer pairs: "
+                                                 "give each row messages or input/output)")
+    partial = next((keys for keys in (("instruction", "output"), ("prompt", "completion"))
+                    if keys[0] in row or keys[1] in row and keys[1] != "output"), None)
+    if partial is None and (not row or "input" in row or "output" in row):
+        partial = ("input", "output")
+    if partial is not None:
+        missing = [k for k in partial if k not in row]
+        return FormatProblem(MISSING_FIELD, "missing keys: " + " and ".join(f"'{k}'" for k in missing))
     return FormatProblem(UNKNOWN_FORMAT, f"no rule fits the keys {_key_list(row)}: use input/output, messages, "
                                          "conversations, prompt/completion or instruction/output, or map your "
                                          "columns with --columns question=Q,answer=A")

@@ -22,10 +22,10 @@ from core.training.dataset_scan import (
     LineProblem,
     ProgressThrottle,
     check_dataset_path,
-    check_record,
     open_dataset,
     parse_line,
 )
+from core.training.formats import FormatProblem, normalize_row
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,9 @@ class LineIndex:
         return out
 
     def read_record(self, row: int) -> dict[str, Any]:
-        """Parse data row ``row``; raise ``DatasetError`` (with its file line) when it is not a record."""
+        """Parse data row ``row`` as a record of any format (``input``/``output`` are its last question
+        and answer; ``system`` and ``history`` what came before); ``DatasetError`` (with its
+        file line) when it is not one."""
         row = self._row(row)
         raw = self._read_bytes(row)
         line = self.line_number(row)
@@ -234,10 +236,12 @@ class LineIndex:
             value = parse_line(raw)
             if value is BLANK:
                 raise LineProblem("blank", "the line is blank (the file changed since it was indexed?)")
-            check_record(value)
-        except LineProblem as p:
+            rule, conversation = normalize_row(value)
+        except (LineProblem, FormatProblem) as p:
             raise DatasetError(self.path, line, p.kind, p.message) from None
-        return value
+        from core.training.dataset import as_record
+
+        return as_record(rule, conversation, value)
 
 
 def read_head(path: str | os.PathLike[str], n: int = 50,
