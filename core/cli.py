@@ -23,11 +23,16 @@ def _validate(args: argparse.Namespace) -> int:
     from core.events import Cancelled
     from core.sigint import cancel_on_sigint
     from core.training.dataset import DatasetError, validate_file
+    from core.training.formats import parse_columns
 
+    try:
+        columns = parse_columns(args.columns) or None
+    except ValueError as exc:
+        return print_error(exc)
     reporter = ConsoleReporter(quiet=args.quiet)
     try:
         with cancel_on_sigint() as token:
-            report = validate_file(args.data, on_event=reporter, cancel=token)
+            report = validate_file(args.data, on_event=reporter, cancel=token, columns=columns)
     except (DatasetError, OSError) as exc:  # missing, a folder, FIFO, device, link loop, unreadable
         reporter.close()
         return print_error(exc)
@@ -45,6 +50,8 @@ def _validate(args: argparse.Namespace) -> int:
         f"{args.data}: {report.n_records} records, avg input {report.avg_input_len:.2f} tokens, "
         f"avg output {report.avg_output_len:.2f} tokens, {report.file_size} bytes, sha256 {report.sha256[:12]}\n"
     )
+    for line in _format_summary(args, report, columns):
+        out.write(f"  {line}\n")
     for problem in report.problems[:_MAX_PROBLEMS_SHOWN]:
         out.write(f"  line {problem.line}: {problem.message}\n" if problem.line else f"  {problem.message}\n")
     if report.n_problems > _MAX_PROBLEMS_SHOWN:
@@ -59,6 +66,25 @@ def _validate(args: argparse.Namespace) -> int:
     problems = "problem" if report.n_problems == 1 else "problems"
     out.write("valid\n" if report.valid else f"invalid: {report.n_problems} {problems}\n")
     return 0 if report.valid else 1
+
+
+def _format_summary(args: argparse.Namespace, report: Any, columns: dict[str, str] | None) -> list[str]:
+    """The detected format in words, and with ``--base-model`` the token lengths the model sees."""
+    from core.training.dataset_preview import format_lines
+
+    lines = format_lines(report, columns)
+    if not args.base_model or not report.valid:
+        return lines
+    from core.training.dataset import iter_conversations
+    from core.training.dataset_preview import preview_format, token_stats
+
+    found = preview_format(args.base_model, args.max_length)
+    if found is None:
+        return lines + [f"token lengths: the tokenizer of {args.base_model!r} is not on this machine yet "
+                        "(the starter model is prepared by its first training)"]
+    tokenizer, fmt = found
+    stats = token_stats((c for _, _, c in iter_conversations(args.data, columns)), tokenizer, fmt, args.max_length)
+    return lines + ([stats.line()] if stats else [])
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -180,10 +206,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     init.add_argument("--yes", "-y", action="store_true", help="create without asking")
     init.set_defaults(handler=_init)
 
-    validate = commands.add_parser("validate", help="check a JSONL dataset and report every problem")
-    validate.add_argument("--data", required=True, help="JSONL dataset to check")
+    validate = commands.add_parser("validate", help="check a dataset (JSONL, CSV, TSV, JSON) and report every problem")
+    validate.add_argument("--data", required=True, help="dataset to check: JSONL (any format in the README), CSV, TSV or a JSON array")
     validate.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     validate.add_argument("--quiet", action="store_true", help="no progress output")
+    validate.add_argument("--columns", default=None, metavar="question=Q,answer=A[,system=S]",
+                          help="your file's names for the question and answer when they fit no format")
+    validate.add_argument("--base-model", default=None, metavar="MODEL",
+                          help="also count tokens as this base model sees them (the starter, tiny-causal, a folder)")
+    validate.add_argument("--max-length", type=int, default=256, help="token limit to compare against (default 256)")
     validate.set_defaults(handler=_validate)
 
     train = commands.add_parser("train", help="fine-tune a model (or --dry-run to validate and write a stub)")

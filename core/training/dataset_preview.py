@@ -46,7 +46,8 @@ def format_lines(report: Any, columns: dict[str, str] | None = None) -> list[str
         return ["format: no row fits a rule"] if report.n_lines else []
     rule = report.format or max(counts, key=lambda r: counts[r])
     total = sum(counts.values()) + sum(n for kind, n in report.problem_counts.items() if kind != "mixed_formats")
-    lines = [f"format: {FORMAT_LABELS.get(rule, rule)}, {counts[rule]} of {total} rows"]
+    label = "your columns (--columns)" if columns else FORMAT_LABELS.get(rule, rule)
+    lines = [f"format: {label}, {counts[rule]} of {total} {'row' if total == 1 else 'rows'}"]
     others = [f"{r}: {n}" for r, n in counts.items() if r != rule]
     if others:
         lines.append("also found (one format per file): " + ", ".join(others))
@@ -116,7 +117,8 @@ class TokenStats:
     first_rows_only: bool  # the file had more rows than were measured
 
     def line(self) -> str:
-        measured = f"the first {self.n_rows} rows" if self.first_rows_only else f"{self.n_rows} rows"
+        rows = "row" if self.n_rows == 1 else "rows"
+        measured = f"the first {self.n_rows} {rows}" if self.first_rows_only else f"{self.n_rows} {rows}"
         cut = (f"{self.n_truncated} would be truncated at max_length {self.max_length}" if self.n_truncated
                else f"none longer than max_length {self.max_length}")
         return (f"tokens ({measured}): mean {self.mean:.0f}, median {self.median}, 95% under {self.p95}, "

@@ -169,7 +169,8 @@ def _choices(name: str) -> list[str]:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The seed's flags plus the options of a real run (shared by ``foremforge train``)."""
-    parser.add_argument("--data", required=True, help="JSONL training data (one {input, output} object per line)")
+    parser.add_argument("--data", required=True, help="training data: JSONL ({input, output}, messages, "
+                        "conversations, prompt/completion or instruction rows), CSV, TSV or a JSON array")
     parser.add_argument("--out", required=True, help="output folder for the model artifacts")
     parser.add_argument("--dry-run", action="store_true", help="validate the data and write model_stub.json only")
     parser.add_argument("--use-lora", action="store_true", help="train a LoRA adapter (default: full fine-tune)")
@@ -185,6 +186,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated module names (default: q,v in a dry run; every linear projection in a real run)",
     )
+    parser.add_argument("--columns", default=None, metavar="question=Q,answer=A[,system=S]",
+                        help="your file's names for the question and answer (CSV/TSV headers or JSON keys) when "
+                             "they fit none of the formats listed in the README")
     real = parser.add_argument_group("real training")
     real.add_argument("--base-model", default=_default("base_model"), help=f"model name, hub id or folder (default {DEFAULT_BASE_MODEL}; also tiny-causal, tiny-seq2seq)")
     real.add_argument("--epochs", type=float, default=_default("epochs"),
@@ -209,6 +213,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the model that writes the rephrasings (default: the base model)")
     real.add_argument("--eval-data", default=_default("eval_data_path"), metavar="FILE",
                       help="your own evaluation JSONL (questions in your customers' words), scored after training")
+    real.add_argument("--loss-on", choices=_choices("loss_on"), default=_default("loss_on"),
+                      help="conversations: train every assistant answer (all, default) or only the last")
     real.add_argument("--seed", type=int, default=_default("seed"))
     real.add_argument("--device", choices=_choices("device"), default=_default("device"))
     real.add_argument("--precision", choices=_choices("precision"), default=_default("precision"))
@@ -217,6 +223,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from core.training.formats import parse_columns
     targets = None
     if args.lora_targets is not None:
         targets = [name.strip() for name in args.lora_targets.split(",") if name.strip()]
@@ -243,6 +250,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         variants=args.variants,
         variant_generator=args.variant_generator,
         eval_data_path=args.eval_data,
+        columns=parse_columns(args.columns) or None,
+        loss_on=args.loss_on,
         seed=args.seed,
         device=args.device,
         precision=args.precision,

@@ -2,12 +2,13 @@
 
 ``GET /health`` -> ``{"status": "ok", "service": "inference-server"}`` (always open, answered on
 the event loop whatever the load); ``GET /info`` -> what this folder serves;
-``POST /predict {"input": ..., "max_new_tokens"?}`` -> ``output``, ``confidence`` in [0, 1], ...
+``POST /predict {"input": ..., "max_new_tokens"?}`` -> ``output``, ``confidence`` in [0, 1], ...;
+``POST /v1/chat/completions`` -> OpenAI's chat completion for a conversation (greedy; no streaming).
 
 Runs from this folder alone (``./run.sh``, or ``uvicorn app:app`` here; the folder is also an
 importable package). A dry-run folder answers with a labelled placeholder, an exported one runs
 its ONNX graphs with ONNX Runtime. Bad requests get a 4xx, never a 500, and error answers never
-repeat the request. Predictions run one at a time in their own thread; at most
+repeat the request. Predictions (of both routes) run one at a time in their own thread; at most
 ``$TINYFORGE_MAX_QUEUE`` (default 32) are admitted at once, the rest get 503 with Retry-After.
 A client that goes away stops its prediction at the next token and frees its place.
 """
@@ -22,9 +23,11 @@ import os
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # started from another folder (uvicorn --app-dir, tests, package import)
@@ -35,7 +38,17 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 from model_loader import load_model  # noqa: E402
 from request_guard import RequestGuard, api_key  # noqa: E402
-from schemas import MAX_INPUT_CHARS, MAX_NEW_TOKENS, PredictRequest, PredictResponse  # noqa: E402
+from schemas import (  # noqa: E402
+    MAX_INPUT_CHARS,
+    MAX_NEW_TOKENS,
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatUsage,
+    PredictRequest,
+    PredictResponse,
+)
 
 logger = logging.getLogger("tinyforge.service")
 # JSON escapes can make a body several times longer than its text; anything beyond this is refused
@@ -54,6 +67,7 @@ model = load_model()
 _predict_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinyforge-predict")
 _admitted = 0  # predictions running or waiting; only touched on the event loop
 _mean_predict_s = 1.0  # moving average of one prediction, for Retry-After
+_T = TypeVar("_T")
 
 
 @app.exception_handler(RequestValidationError)
@@ -98,10 +112,10 @@ async def info() -> dict[str, Any]:
     }
 
 
-def _timed_predict(text: str, max_new_tokens: int | None, gone: threading.Event) -> tuple[str, float, float]:
+def _timed(work: Callable[[threading.Event], _T], gone: threading.Event) -> tuple[_T, float]:
     started = time.perf_counter()
-    output, confidence = model.predict(text, max_new_tokens, should_stop=gone.is_set)
-    return output, confidence, time.perf_counter() - started
+    result = work(gone)
+    return result, time.perf_counter() - started
 
 
 async def _watch_client(http_request: Request, gone: threading.Event) -> None:
@@ -114,14 +128,13 @@ async def _watch_client(http_request: Request, gone: threading.Event) -> None:
 
 
 _DISCONNECT_POLL_S = 0.05
+_BUSY = {503: {"description": "too many predictions queued; retry after Retry-After seconds"}}
 
 
-@app.post(
-    "/predict",
-    response_model=PredictResponse,
-    responses={503: {"description": "too many predictions queued; retry after Retry-After seconds"}},
-)
-async def predict(request: PredictRequest, http_request: Request) -> Any:
+async def _admitted_run(http_request: Request, work: Callable[[threading.Event], _T]) -> _T | Response:
+    """Run ``work(gone)`` in the prediction thread if the queue has room, else a 503 with
+    Retry-After; a 499 when the client went away meanwhile (``gone`` is set at once, so the
+    work can stop at its next token and free its place)."""
     global _admitted, _mean_predict_s
     if _admitted >= MAX_QUEUE:
         retry_after = max(1, min(60, math.ceil(_mean_predict_s)))
@@ -131,24 +144,63 @@ async def predict(request: PredictRequest, http_request: Request) -> Any:
             headers={"Retry-After": str(retry_after)},
         )
     _admitted += 1
-    started = time.perf_counter()
     gone = threading.Event()
     watcher = asyncio.create_task(_watch_client(http_request, gone))
     try:
         loop = asyncio.get_running_loop()
-        output, confidence, seconds = await loop.run_in_executor(
-            _predict_pool, _timed_predict, request.input, request.max_new_tokens, gone
-        )
+        result, seconds = await loop.run_in_executor(_predict_pool, _timed, work, gone)
     finally:
         _admitted -= 1
         watcher.cancel()
     if gone.is_set():  # nobody to answer: the prediction stopped early, its place is free
         return Response(status_code=499)
     _mean_predict_s = 0.8 * _mean_predict_s + 0.2 * seconds
+    return result
+
+
+@app.post("/predict", response_model=PredictResponse, responses=_BUSY)
+async def predict(request: PredictRequest, http_request: Request) -> Any:
+    started = time.perf_counter()
+    result = await _admitted_run(
+        http_request, lambda gone: model.predict(request.input, request.max_new_tokens, should_stop=gone.is_set)
+    )
+    if isinstance(result, Response):
+        return result
+    output, confidence = result
     return PredictResponse(
         output=output,
         confidence=confidence,
         model=model.name,
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
         placeholder=model.placeholder,
+    )
+
+
+@app.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses={**_BUSY, 400: {"description": "stream or n > 1 asked: not supported"}},
+)
+async def chat_completions(request: ChatCompletionRequest, http_request: Request) -> Any:
+    """OpenAI's chat completion: the greedy answer to the conversation (``temperature`` and
+    ``model`` are ignored; the limits, key and queue are those of ``/predict``)."""
+    if request.stream:
+        return JSONResponse({"detail": "streaming is not supported: leave out \"stream\" or send false"},
+                            status_code=400)
+    if request.n is not None and request.n != 1:
+        return JSONResponse({"detail": "n must be 1: this service gives one answer per request"}, status_code=400)
+    messages = request.conversation()
+    budget = request.token_budget()
+    result = await _admitted_run(
+        http_request, lambda gone: model.complete(messages, budget, should_stop=gone.is_set)
+    )
+    if isinstance(result, Response):
+        return result
+    return ChatCompletionResponse(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=model.name,
+        choices=[ChatChoice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)],
+        usage=ChatUsage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                        total_tokens=result.prompt_tokens + result.completion_tokens),
     )

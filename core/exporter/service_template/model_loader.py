@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,6 +36,15 @@ class StubModel:
                 should_stop: Callable[[], bool] | None = None) -> tuple[str, float]:
         """``(placeholder answer, PLACEHOLDER_CONFIDENCE)``."""
         return f"[dry-run placeholder] no model was trained; this service echoes your input: {text}", self.confidence
+
+    def complete(self, messages: Sequence[tuple[str, str]], max_new_tokens: int | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Any:
+        """A :class:`runtime.Completion` echoing the last message; no tokens counted (none were
+        generated)."""
+        from runtime import Completion
+
+        text, confidence = self.predict(messages[-1][1], max_new_tokens, should_stop)
+        return Completion(text, confidence, "stop", 0, 0)
 
 
 class OnnxModel:
@@ -61,6 +71,13 @@ class OnnxModel:
         tokens; ``should_stop`` is asked before every token (a client that went away)."""
         return self.generator.generate_with_confidence(
             text, max_new_tokens=max_new_tokens or self.default_max_new_tokens, should_stop=should_stop
+        )
+
+    def complete(self, messages: Sequence[tuple[str, str]], max_new_tokens: int | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Any:
+        """A :class:`runtime.Completion`: the greedy answer to ``(role, content)`` messages."""
+        return self.generator.complete(
+            messages, max_new_tokens=max_new_tokens or self.default_max_new_tokens, should_stop=should_stop
         )
 
 

@@ -6,7 +6,8 @@ implementation. It reads, relative to the service folder:
 
 * ``onnx/model.onnx.meta.json`` -> ``runtime``: architecture, graph files per precision,
   input/output names, cache layout, stop ids;
-* ``tokenizer.json`` and ``tinyforge_prompt.json``: how an input becomes ids and when to stop.
+* ``tokenizer.json`` and ``tinyforge_prompt.json``: how an input (or a conversation, see
+  :func:`render_conversation`) becomes ids and when to stop.
 
 Decoder-only models use one graph for prefill and decode steps (``input_ids``,
 ``attention_mask``, ``position_ids``, ``past_key_values.N.key/value`` -> ``logits``,
@@ -20,7 +21,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,16 @@ DEFAULT_MAX_PROMPT_TOKENS = 2048
 DEFAULT_MAX_NEW_TOKENS = 128
 
 __all__ = [
+    "Completion",
     "OnnxGenerator",
     "RuntimeFormatError",
     "available_precisions",
     "confidence_from_logprobs",
     "default_precision",
+    "render_conversation",
+    "split_system",
 ]
+_TURN_KEYS = ("system_prefix", "system_to_user", "user_to_assistant", "assistant_to_user")
 
 
 class RuntimeFormatError(ValueError):
@@ -94,14 +99,58 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
+def render_conversation(prompt: Mapping[str, Any], system: str | None, turns: Sequence[tuple[str, str]]) -> str:
+    """The prompt text of a conversation ending on a user message, per ``tinyforge_prompt.json``.
+
+    The head is ``prompt_prefix`` without a system message, else ``system_prefix + system +
+    system_to_user``; each user message is followed by ``user_to_assistant``, each assistant
+    message by ``assistant_to_user``. Prompt files without ``turns`` get a plain frame (earlier
+    turns on their own lines). One user message renders as ``prompt_prefix + text +
+    prompt_suffix``. This is TinyForge's ``PromptFormat.render_conversation``, which this
+    standalone folder cannot import; a test keeps the two equal.
+    """
+    prefix = str(prompt.get("prompt_prefix", ""))
+    saved = prompt.get("turns")
+    if saved:
+        between = {key: str(saved[key]) for key in _TURN_KEYS}
+    else:
+        between = {"system_prefix": "", "system_to_user": "\n" + prefix,
+                   "user_to_assistant": str(prompt.get("prompt_suffix", "")), "assistant_to_user": "\n" + prefix}
+    parts = [prefix if system is None else between["system_prefix"] + system + between["system_to_user"]]
+    for role, content in turns:
+        parts += [content, between["assistant_to_user" if role == "assistant" else "user_to_assistant"]]
+    return "".join(parts)
+
+
+def split_system(messages: Sequence[tuple[str, str]]) -> tuple[str | None, list[tuple[str, str]]]:
+    """``(system text or None, the user/assistant turns)`` of ``(role, content)`` messages."""
+    if messages and messages[0][0] == "system":
+        return messages[0][1], list(messages[1:])
+    return None, list(messages)
+
+
 @dataclass
 class GenerationStats:
-    """Timings of one generation: prompt tokens, generated tokens, per-step milliseconds."""
+    """Timings of one generation: prompt tokens, generated tokens, per-step milliseconds, and
+    why it ended (``stop``: a stop token; ``length``: the token budget or the context;
+    ``cancelled``: the caller asked to stop)."""
 
     prompt_tokens: int = 0
     new_tokens: int = 0
     prefill_ms: float = 0.0
     step_ms: list[float] = field(default_factory=list)
+    finish: str = ""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer to a conversation, with what an OpenAI-style client reports about it."""
+
+    text: str
+    confidence: float
+    finish_reason: str  # "stop" (the model ended its answer) or "length" (cut by the token budget)
+    prompt_tokens: int
+    completion_tokens: int
 
 
 class OnnxGenerator:
@@ -177,6 +226,23 @@ class OnnxGenerator:
         rendered = f"{self.prompt.get('prompt_prefix', '')}{text}{self.prompt.get('prompt_suffix', '')}"
         add_special = bool(self.prompt.get("add_special_tokens", True))
         return list(self.tokenizer.encode(rendered, add_special_tokens=add_special).ids)
+
+    def encode_messages(self, messages: Sequence[tuple[str, str]]) -> list[int]:
+        """Prompt ids for ``(role, content)`` messages (an optional system message first, then
+        user and assistant turns ending on a user message), per :func:`render_conversation`."""
+        system, turns = split_system(messages)
+        rendered = render_conversation(self.prompt, system, turns)
+        add_special = bool(self.prompt.get("add_special_tokens", True))
+        return list(self.tokenizer.encode(rendered, add_special_tokens=add_special).ids)
+
+    def fit_messages(self, messages: Sequence[tuple[str, str]]) -> list[int]:
+        """Prompt ids for ``messages``, within ``max_prompt_tokens``: one user message is cut as
+        :meth:`fit_prompt` cuts an input (so it answers as ``/predict`` does); a longer
+        conversation loses its oldest tokens first, as training cuts conversations."""
+        ids = self.encode_messages(messages)
+        if len(messages) == 1:
+            return self.fit_prompt(ids)
+        return ids[-self.max_prompt_tokens:]
 
     def fit_prompt(self, ids: list[int]) -> list[int]:
         """``ids`` cut to ``max_prompt_tokens``: the start, then the template's closing tokens."""
@@ -258,6 +324,8 @@ class OnnxGenerator:
         if max_new_tokens is None:
             max_new_tokens = self.max_new_tokens
         if max_new_tokens <= 0:
+            if stats is not None:
+                stats.finish = "length"
             return generated
         with self._lock:
             started = time.perf_counter()
@@ -270,11 +338,14 @@ class OnnxGenerator:
                 if logprobs is not None:
                     logprobs.append(_log_softmax_at(logits, token))
                 if stop_at_eos and token in self.stop_ids:
+                    finish = "stop"
                     break
                 generated.append(token)
                 if len(generated) >= max_new_tokens or self._context_full(state):
+                    finish = "length"
                     break
                 if should_stop is not None and should_stop():  # the caller no longer wants it
+                    finish = "cancelled"
                     break
                 started = time.perf_counter()
                 logits = self.step(state, token)
@@ -282,6 +353,7 @@ class OnnxGenerator:
                     stats.step_ms.append((time.perf_counter() - started) * 1000)
         if stats is not None:
             stats.new_tokens = len(generated)
+            stats.finish = finish
         return generated
 
     def _context_full(self, state: dict[str, Any]) -> bool:
@@ -301,6 +373,19 @@ class OnnxGenerator:
         ids = self.generate_ids(self.fit_prompt(self.encode(text)), max_new_tokens, logprobs=logprobs,
                                 should_stop=should_stop)
         return self.decode(ids), confidence_from_logprobs(logprobs)
+
+    def complete(self, messages: Sequence[tuple[str, str]], max_new_tokens: int | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Completion:
+        """The greedy answer to a conversation (see :meth:`encode_messages`), with token counts;
+        one user message gets the answer and confidence :meth:`generate_with_confidence` gives."""
+        if should_stop is not None and should_stop():  # gone before its turn came: no prefill either
+            return Completion("", 0.0, "stop", 0, 0)
+        ids = self.fit_messages(messages)
+        stats = GenerationStats()
+        logprobs: list[float] = []
+        out = self.generate_ids(ids, max_new_tokens, stats=stats, logprobs=logprobs, should_stop=should_stop)
+        finish = "length" if stats.finish == "length" else "stop"
+        return Completion(self.decode(out), confidence_from_logprobs(logprobs), finish, len(ids), len(out))
 
 
 def _log_softmax_at(logits: np.ndarray, index: int) -> float:
