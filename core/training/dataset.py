@@ -536,8 +536,9 @@ def _mixed_format_problems(formats: dict[str, tuple[int, list[int]]]) -> list[tu
         if rule == main:
             continue
         shown = ", ".join(map(str, lines)) + (f" and {count - len(lines)} more" if count > len(lines) else "")
+        word = "line" if count == 1 else "lines"
         found.append((lines[0], MIXED_FORMATS,
-                      f"{rule} rows (lines {shown}) in a file of {main} rows (first at line {main_line}): "
+                      f"{rule} rows ({word} {shown}) in a file of {main} rows (first at line {main_line}): "
                       "one format per file"))
     return found
 

@@ -104,7 +104,8 @@ def render_conversation(prompt: Mapping[str, Any], system: str | None, turns: Se
 
     The head is ``prompt_prefix`` without a system message, else ``system_prefix + system +
     system_to_user``; each user message is followed by ``user_to_assistant``, each assistant
-    message by ``assistant_to_user``. Prompt files without ``turns`` get a plain frame (earlier
+    message by ``assistant_to_user`` (seq2seq: an earlier user message ends its line instead; the
+    encoder has no answer header). Prompt files without ``turns`` get a plain frame (earlier
     turns on their own lines). One user message renders as ``prompt_prefix + text +
     prompt_suffix``. This is TinyForge's ``PromptFormat.render_conversation``, which this
     standalone folder cannot import; a test keeps the two equal.
@@ -117,8 +118,13 @@ def render_conversation(prompt: Mapping[str, Any], system: str | None, turns: Se
         between = {"system_prefix": "", "system_to_user": "\n" + prefix,
                    "user_to_assistant": str(prompt.get("prompt_suffix", "")), "assistant_to_user": "\n" + prefix}
     parts = [prefix if system is None else between["system_prefix"] + system + between["system_to_user"]]
-    for role, content in turns:
-        parts += [content, between["assistant_to_user" if role == "assistant" else "user_to_assistant"]]
+    seq2seq = prompt.get("architecture") == "seq2seq"
+    for n, (role, content) in enumerate(turns):
+        if role == "assistant":
+            after = between["assistant_to_user"]
+        else:
+            after = "\n" if seq2seq and n < len(turns) - 1 else between["user_to_assistant"]
+        parts += [content, after]
     return "".join(parts)
 
 
