@@ -597,7 +597,8 @@ def parity_texts(
             return [str(v) for v in values][:limit], f"training_report.{key}"
     data_path = _find_data_path(report, manifest)
     if data_path is not None:
-        texts = _read_inputs(data_path)
+        config = report.get("config") if isinstance(report.get("config"), dict) else {}
+        texts = _read_inputs(data_path, columns=config.get("columns") or None)
         # Trained with question variants: every record trained, and the phrasings held out are
         # the questions asked in other words, where a quantized graph drifts first.
         unseen = _unseen_phrasings(train_root)
@@ -643,24 +644,17 @@ def _find_data_path(report: dict[str, Any], manifest: dict[str, Any]) -> Path | 
     return None
 
 
-def _read_inputs(path: Path, limit: int = 100_000) -> list[str]:
-    """The ``input`` of the first ``limit`` records (in file order), read line by line."""
-    import json
+def _read_inputs(path: Path, limit: int = 100_000, columns: dict[str, str] | None = None) -> list[str]:
+    """The question of the first ``limit`` records (in file order), of any dataset format; a
+    conversation's last question. Rows that fit no format are skipped."""
+    from itertools import islice
+
+    from core.training.dataset import iter_conversations
 
     texts: list[str] = []
     try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if len(texts) >= limit:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and "input" in record:
-                    texts.append(str(record["input"]))
-    except OSError:
-        return []
+        for _, _, conversation in islice(iter_conversations(path, columns), limit):
+            texts.append(conversation.question)
+    except (OSError, ValueError):  # a DatasetError past the good rows: keep what was read
+        pass
     return texts

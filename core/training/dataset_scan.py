@@ -24,13 +24,19 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
-from itertools import islice
 from typing import IO, Any
 
 import orjson
 
 from core.events import EventCallback, Progress
-from core.training.formats import INPUT_OUTPUT, NUMBER_AS_TEXT, Conversation, FormatProblem, normalize_row
+from core.training.formats import (
+    INPUT_OUTPUT,
+    MESSAGES,
+    NUMBER_AS_TEXT,
+    Conversation,
+    FormatProblem,
+    normalize_row,
+)
 from core.training.tokens import count_tokens_pair
 
 log = logging.getLogger(__name__)
@@ -492,16 +498,14 @@ class _RangeScan:
             "formats": self.formats,
         }
 
-    def count_formats(self, block: _Block) -> None:
-        """Add a block's rows to the per-rule counts (the fast input/output rows are the rest)."""
+    def count_formats(self, block: _Block, fast: tuple[tuple[str, int, list[int]], ...] = ()) -> None:
+        """Add a block's rows to the per-rule counts: ``fast`` (rule, rows, first lines) for the
+        rows the fast paths took, ``block.rules`` for the others."""
+        for rule, n, lines in fast:
+            if n:
+                self._count(rule, n, lines)
         for line, rule in block.rules.items():
             self._count(rule, 1, (line,))
-        n_fast = len(block.ins) - len(block.rules)
-        if n_fast:
-            kept = self.formats.get(INPUT_OUTPUT, [0, []])[1]
-            need = FORMAT_LINES_KEPT - len(kept)
-            first = list(islice((ln for ln in block.rlines if ln not in block.rules), need)) if need > 0 else []
-            self._count(INPUT_OUTPUT, n_fast, first)
 
     def _count(self, rule: str, n: int, lines: Any) -> None:
         entry = self.formats.setdefault(rule, [0, []])
@@ -529,6 +533,9 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
     for the input/output rows; the other formats go through :func:`_add_other`)."""
     block = _Block(scan.lineno + 1, scan.problems.total)
     columns = scan.columns
+    io_n = chat_n = 0  # rows the two fast paths took, and their first lines
+    io_lines: list[int] = []
+    chat_lines: list[int] = []
     ins_append = block.ins.append
     outs_append = block.outs.append
     rlines_append = block.rlines.append
@@ -568,13 +575,61 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
                 ins_append(inp)
                 outs_append(out)
                 rlines_append(lineno)
+                io_n += 1
+                if io_n <= FORMAT_LINES_KEPT:
+                    io_lines.append(lineno)
                 continue
+            if len(rec) == 1:
+                msgs = rec.get("messages")
+                texts = _plain_messages(msgs) if type(msgs) is list else None
+                if texts is not None:
+                    ins_append(texts[0])
+                    outs_append(texts[1])
+                    rlines_append(lineno)
+                    n_keys = 1 + 2 * len(msgs)
+                    block.key_counts[lineno] = n_keys
+                    extra_keys += n_keys - 2
+                    chat_n += 1
+                    if chat_n <= FORMAT_LINES_KEPT:
+                        chat_lines.append(lineno)
+                    continue
         _add_other(block, rec, lineno, problems, columns)
     scan.lineno = lineno
     scan.utf16_file = utf16_file
     block.extra_keys += extra_keys
-    scan.count_formats(block)
+    scan.count_formats(block, ((INPUT_OUTPUT, io_n, io_lines), (MESSAGES, chat_n, chat_lines)))
     return block
+
+
+def _plain_messages(msgs: list[Any]) -> tuple[str, str] | None:
+    """The common ``messages`` row, checked in one pass: ``role``/``content`` objects with string
+    contents, an optional system message, then user and assistant alternating and ending on the
+    assistant. Returns the texts :func:`conversation_texts` gives, or None for the exact rules
+    (:func:`core.training.formats.normalize_row`) to decide and explain."""
+    try:
+        roles = tuple([m["role"] for m in msgs])
+        contents = [m["content"] for m in msgs]
+    except (TypeError, KeyError):  # not objects, or other keys: the exact rules say why
+        return None
+    if not roles or roles != _role_order(len(roles), roles[0] == "system") or {*map(type, contents)} != _STR_ONLY:
+        return None
+    if len(contents) == 2:
+        return contents[0], contents[1]
+    return "\n".join(contents[:-1]), contents[-1]
+
+
+_STR_ONLY = {str}
+_ROLE_ORDERS: dict[tuple[int, bool], tuple[str, ...] | None] = {}
+
+
+def _role_order(n: int, system: bool) -> tuple[str, ...] | None:
+    """The roles a well-formed conversation of ``n`` messages has (None: no such conversation)."""
+    key = (n, system)
+    if key not in _ROLE_ORDERS:
+        turns = n - system
+        _ROLE_ORDERS[key] = (("system",) * system + ("user", "assistant") * (turns // 2)
+                             if turns >= 2 and turns % 2 == 0 else None)
+    return _ROLE_ORDERS[key]
 
 
 def conversation_texts(conversation: Conversation) -> tuple[str, str]:

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "FORMAT_LABELS",
     "INPUT_OUTPUT",
+    "MESSAGES",
     "Context",
     "Conversation",
     "NO_CONTEXT",
