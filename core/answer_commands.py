@@ -18,10 +18,20 @@ from typing import Any
 __all__ = ["add_evaluate_arguments", "answerer", "run_evaluate", "run_predict_file"]
 
 
+Answer = Callable[..., str]  # answer(question, context=NO_CONTEXT) -> the model's answer
+
+
 def answerer(model_dir: Path, is_service: bool, precision: str | None,
-             max_new_tokens: int | None) -> Callable[[str], str]:
-    """A function answering one input with the model in ``model_dir`` (a training output, a
-    service folder or a GGUF file of one), loaded once."""
+             max_new_tokens: int | None) -> Answer:
+    """A function answering a question, asked after an optional :class:`Context` (a system
+    message and earlier turns), with the model in ``model_dir`` (a training output, a service
+    folder or a GGUF file of one), loaded once."""
+    from core.training.formats import NO_CONTEXT, Context
+
+    def messages(question: str, context: Context) -> list[tuple[str, str]]:
+        head = [("system", context.system)] if context.system is not None else []
+        return head + list(context.history) + [("user", question)]
+
     if model_dir.suffix == ".gguf" and model_dir.is_file():
         from core.exporter.gguf_predict import gguf_answerer
 
@@ -30,14 +40,20 @@ def answerer(model_dir: Path, is_service: bool, precision: str | None,
         from core.exporter.onnx_predict import load_generator
 
         generator = load_generator(model_dir, precision)
-        return lambda text: generator.generate(text, max_new_tokens)
+
+        def answer_onnx(text: str, context: Context = NO_CONTEXT) -> str:
+            if context == NO_CONTEXT:
+                return str(generator.generate(text, max_new_tokens))
+            return str(generator.complete(messages(text, context), max_new_tokens).text)
+
+        return answer_onnx
     from transformers.utils import logging as hf_logging
 
     from core.training.predict import generate_answer, load_for_predict
 
     hf_logging.disable_progress_bar()
     model, tokenizer, fmt = load_for_predict(model_dir)
-    return lambda text: generate_answer(model, tokenizer, fmt, text, max_new_tokens)
+    return lambda text, context=NO_CONTEXT: generate_answer(model, tokenizer, fmt, text, max_new_tokens, context)
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -49,9 +65,10 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of every record with a string ``input`` (``output``, the reference,
-    is optional here); raises DatasetError naming the line of the first bad one. Lines end at
-    ``\n`` only: a ``\r`` is JSON whitespace inside a record, as the dataset scan reads it."""
+    """(line number, record) of every record: a string ``input`` (``output``, the reference, is
+    optional here), or a conversation in any dataset format, which may end on the question to
+    answer; raises DatasetError naming the line of the first bad one. Lines end at ``\n``
+    only: a ``\r`` is JSON whitespace inside a record, as the dataset scan reads it."""
     from core.training.dataset_scan import (
         EMPTY_FILE,
         INVALID_JSON,
@@ -59,6 +76,7 @@ def _read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         DatasetError,
         check_dataset_path,
     )
+    from core.training.formats import FormatProblem, question_row
 
     check_dataset_path(path)
     found = False
@@ -71,18 +89,28 @@ def _read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 record = json.loads(line)
             except ValueError as exc:
                 raise DatasetError(path, number, INVALID_JSON, f"invalid JSON ({exc})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("input"), str):
+            if not isinstance(record, dict):
                 raise DatasetError(path, number, MISSING_FIELD, 'a record needs a string "input"')
+            if not isinstance(record.get("input"), str):
+                try:
+                    record = question_row(record)
+                except FormatProblem as p:
+                    raise DatasetError(path, number, p.kind, f'a record needs a string "input" or a conversation: '
+                                                             f"{p.message}") from None
             found = True
             yield number, record
     if not found:
         raise DatasetError(path, None, EMPTY_FILE, "the file holds no records")
 
 
-def run_predict_file(answer: Callable[[str], str], data: Path) -> int:
+def run_predict_file(answer: Answer, data: Path) -> int:
     """Answer every record of ``data``; one JSON object per line on stdout."""
+    from core.training.formats import NO_CONTEXT
+
     for number, record in _records(data):
-        row: dict[str, Any] = {"line": number, "input": record["input"], "output": answer(str(record["input"]))}
+        context = record.get("context", NO_CONTEXT)
+        row: dict[str, Any] = {"line": number, "input": record["input"],
+                               "output": answer(str(record["input"]), context)}
         if "output" in record:
             row["reference"] = record["output"]
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")

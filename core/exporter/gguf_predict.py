@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core.exporter.errors import ExportError
 from core.exporter.gguf_runtime import LlamaCppRuntime, require_llama_cpp
@@ -41,7 +42,7 @@ def read_prompt_format(path: Path) -> tuple[PromptFormat, int]:
     return PromptFormat.from_dict(json.loads(field.contents())), min(n_ctx, MAX_NUM_CTX)
 
 
-def gguf_answerer(path: Path, max_new_tokens: int | None = None) -> Callable[[str], str]:
+def gguf_answerer(path: Path, max_new_tokens: int | None = None) -> Callable[..., str]:
     """A function answering one question with the GGUF model at ``path``, loaded once."""
     require_llama_cpp("Answering with a GGUF file")
     fmt, n_ctx = read_prompt_format(path)
@@ -49,8 +50,12 @@ def gguf_answerer(path: Path, max_new_tokens: int | None = None) -> Callable[[st
     limit = int(max_new_tokens or fmt.max_new_tokens)
     stop_ids = set(fmt.stop_token_ids)
 
-    def answer(text: str) -> str:
-        prompt = runtime.tokenize(fmt.render(text), add_special=True)
+    def answer(text: str, context: Any = None) -> str:
+        if context is None or (context.system is None and not context.history):
+            rendered = fmt.render(text)
+        else:
+            rendered = fmt.render_conversation(context.system, (*context.history, ("user", text)))
+        prompt = runtime.tokenize(rendered, add_special=True)
         if len(prompt) >= n_ctx:
             raise ExportError(f"the question is {len(prompt)} tokens long; this model reads at most {n_ctx - 1}")
         ids, _ = runtime.greedy(prompt, min(limit, n_ctx - len(prompt)), stop_ids)

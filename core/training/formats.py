@@ -41,6 +41,7 @@ __all__ = [
     "FormatProblem",
     "normalize_row",
     "parse_columns",
+    "question_row",
 ]
 
 INPUT_OUTPUT = "input/output"
@@ -366,6 +367,27 @@ def normalize_row(value: Any, columns: dict[str, str] | None = None, *,
             raise FormatProblem(AMBIGUOUS_ROW, f"the row fits both the {name} and the {other} rule with "
                                                "different turns; keep one of them")
     return name, conversation
+
+
+def question_row(value: dict[str, Any]) -> dict[str, Any]:
+    """A row to answer (``predict --data``): a conversation in any format that may end on the
+    question instead of its answer. Returns ``input`` (the question), ``context`` and, when the
+    row holds one, ``output`` (the reference answer); ``FormatProblem`` otherwise."""
+    row = _folded(value)
+    for field in ("messages", "conversations"):
+        turns = row.get(field)
+        if type(turns) is list and turns and type(turns[-1]) is dict:
+            last = _folded(turns[-1])
+            role = last.get("role", last.get("from"))
+            if type(role) is str and role.strip().casefold() in ("user", "human"):
+                roles = _CHAT_ROLES if field == "messages" else _SHAREGPT_ROLES
+                notes = _Notes(False)
+                asked = _messages(turns, field, roles, notes)
+                conversation = _conversation(asked + [("assistant", "")], field, notes)
+                return {"input": conversation.question, "context": Context(conversation.system, conversation.history)}
+    _, conversation = normalize_row(value)
+    return {"input": conversation.question, "output": conversation.answer,
+            "context": Context(conversation.system, conversation.history)}
 
 
 def _no_rule(row: dict[str, Any]) -> FormatProblem:

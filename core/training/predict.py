@@ -69,11 +69,13 @@ def predict(model_dir: str | Path, text: str, max_new_tokens: int | None = None)
     return generate_answer(model, tokenizer, fmt, text, max_new_tokens)
 
 
-def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tokens: int | None = None) -> str:
-    """Greedy answer of a loaded ``model`` in prompt format ``fmt`` (answer only, stripped)."""
+def generate_answer(model: Any, tokenizer: Any, fmt: Any, text: str, max_new_tokens: int | None = None,
+                    context: Any = None) -> str:
+    """Greedy answer of a loaded ``model`` in prompt format ``fmt`` (answer only, stripped), to
+    ``text`` asked after ``context`` (:class:`core.training.formats.Context`) when given."""
     import torch
 
-    prompt = encode_prompt(tokenizer, fmt, text)
+    prompt = encode_question(tokenizer, fmt, text, context)
     ids = torch.tensor([prompt], dtype=torch.long)
     kwargs: dict[str, Any] = {
         "input_ids": ids,
