@@ -320,3 +320,21 @@ def test_train_on_a_csv_with_columns_and_on_conversations(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     evaluation = json.loads((tmp_path / "chat_run" / "evaluation.json").read_text())
     assert any(row["input"] == QUESTION for row in evaluation["rows"])
+    ask = write_jsonl(tmp_path / "ask.jsonl", [
+        {"messages": [{"role": "system", "content": SYSTEM}] + [{"role": r, "content": c} for r, c in TURNS[:-1]]},
+        SAME_EXCHANGE["conversations"], {"input": "plain question"}])
+    done = run_cli("predict", "--model", str(tmp_path / "chat_run"), "--data", str(ask), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["input"] for r in rows] == [QUESTION, QUESTION, "plain question"]
+    assert "reference" not in rows[0] and rows[1]["reference"] == ANSWER
+
+
+def test_a_row_to_answer_may_end_on_its_question() -> None:
+    from core.training.formats import FormatProblem, question_row
+
+    asked = question_row({"messages": [{"role": "system", "content": SYSTEM}] + [
+        {"role": r, "content": c} for r, c in TURNS[:-1]]})
+    assert asked == {"input": QUESTION, "context": Context(SYSTEM, tuple(TURNS[:2]))}
+    with pytest.raises(FormatProblem, match="expected user"):
+        question_row({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]})
