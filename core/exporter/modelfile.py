@@ -1,10 +1,10 @@
 """Ollama's ``Modelfile`` and the ``README.md`` of a ``gguf/`` folder.
 
 The Modelfile's ``TEMPLATE`` must render exactly the prompt training and ``predict`` use
-(:class:`core.models.prompting.PromptFormat`), including a default system line that the chat
-template adds when no system message is given (SmolLM2's "You are a helpful AI assistant named
-SmolLM ..."): that line becomes the Modelfile's ``SYSTEM``, and the template's system block is
-recovered by rendering the chat template once with and once without a system message.
+(:class:`core.models.prompting.PromptFormat`), for one question and for a conversation
+(``.Messages``), including a default system line that the chat template adds when no system
+message is given (SmolLM2's "You are a helpful AI assistant named SmolLM ..."): that line
+becomes the Modelfile's ``SYSTEM``.
 """
 
 from __future__ import annotations
@@ -22,65 +22,36 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["OllamaTemplate", "modelfile_text", "ollama_template", "readme_text"]
 
-_SYSTEM_MARK = "\u2063TINYFORGE_SYSTEM\u2063"
-_USER_MARK = "\u2063TINYFORGE_USER\u2063"
 MAX_NUM_CTX = 8192  # a KV cache for a model's full context (128k for Llama 3) would not fit most machines
 
 
 @dataclass(frozen=True)
 class OllamaTemplate:
-    """A Go template for Ollama (``.System`` and ``.Prompt``) and the default system line, if any."""
+    """A Go template for Ollama (``.System`` and ``.Messages``) and the default system line, if any."""
 
     template: str
     system: str | None
 
 
 def ollama_template(tokenizer: Any, fmt: PromptFormat) -> OllamaTemplate:
-    """The Ollama template that renders ``fmt``'s prompt; a system message is supported where the
-    chat template's system block can be told apart, else the prompt is fixed text."""
-    fixed = OllamaTemplate(_go_text(fmt.prompt_prefix) + "{{ .Prompt }}" + _go_text(fmt.prompt_suffix), None)
-    if fmt.template != "chat":
-        return fixed
-    try:
-        with_system = tokenizer.apply_chat_template(
-            [{"role": "system", "content": _SYSTEM_MARK}, {"role": "user", "content": _USER_MARK}],
-            tokenize=False, add_generation_prompt=True,
-        )
-    except Exception:  # a template that refuses system messages (Mistral's): no system support
-        return fixed
-    if not isinstance(with_system, str) or with_system.count(_SYSTEM_MARK) != 1 or with_system.count(_USER_MARK) != 1:
-        return fixed
-    before, rest = with_system.split(_SYSTEM_MARK)
-    middle, suffix = rest.split(_USER_MARK)
-    if suffix != fmt.prompt_suffix or _USER_MARK in before:
-        return fixed
-    # fmt.prompt_prefix = head + X + tail, with a system message: head + B + system + C + tail.
+    """The Ollama template that renders ``fmt``'s conversations: ``.Messages`` (user and assistant
+    turns) as training renders them (:meth:`PromptFormat.render_conversation`), after the system
+    message where the template puts one. A chat template's default system line (used when no
+    system message is given) becomes the Modelfile's ``SYSTEM``; one question renders exactly
+    the training prompt. ``tokenizer`` is kept for callers; the texts come from ``fmt``."""
+    turns = fmt.chat_turns()
     prefix = fmt.prompt_prefix
-    head = _common_prefix(before, prefix)
-    tail = _common_suffix(middle, prefix[len(head):])
-    block_start, block_end = before[len(head):], middle[:len(middle) - len(tail)]
-    default = prefix[len(head):len(prefix) - len(tail)]
-    if default and not (default.startswith(block_start) and default.endswith(block_end)
-                        and len(default) >= len(block_start) + len(block_end)):
-        return fixed
-    system = default[len(block_start):len(default) - len(block_end)] if default else None
-    template = (_go_text(head) + "{{ if .System }}" + _go_text(block_start) + "{{ .System }}" + _go_text(block_end)
-                + "{{ end }}" + _go_text(tail) + "{{ .Prompt }}" + _go_text(fmt.prompt_suffix))
-    return OllamaTemplate(template, system or None)
-
-
-def _common_prefix(a: str, b: str) -> str:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return a[:n]
-
-
-def _common_suffix(a: str, b: str) -> str:
-    n = 0
-    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-        n += 1
-    return a[len(a) - n:]
+    default: str | None = None
+    head, tail = turns.system_prefix, turns.system_to_user
+    if fmt.template == "chat" and len(prefix) >= len(head) + len(tail) and prefix.startswith(head) \
+            and prefix.endswith(tail) and head:
+        default = prefix[len(head):len(prefix) - len(tail)] or None
+    opening = (f"{{{{ if .System }}}}{_go_text(head)}{{{{ .System }}}}{_go_text(tail)}"
+               f"{{{{ else }}}}{_go_text(prefix)}{{{{ end }}}}")
+    messages = ('{{ range .Messages }}{{ if eq .Role "user" }}{{ .Content }}' + _go_text(turns.user_to_assistant)
+                + '{{ else if eq .Role "assistant" }}{{ .Content }}' + _go_text(turns.assistant_to_user)
+                + "{{ end }}{{ end }}")
+    return OllamaTemplate(opening + messages, default)
 
 
 def _go_text(text: str) -> str:

@@ -105,28 +105,69 @@ def modelfile_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def render_go_template(template: str, system: str, prompt: str) -> str:
+def render_go_template(template: str, system: str, prompt: str | list[tuple[str, str]]) -> str:
     """Render the Go template subset our Modelfiles use as Ollama does: text, ``{{ .System }}``,
-    ``{{ .Prompt }}``, ``{{ if .System }}...{{ end }}`` and string literals such as ``{{ "{{" }}``."""
-    out: list[str] = []
-    shown = [True]
-    for part in re.split(r"(\{\{.*?\}\})", template, flags=re.S):
-        if not (part.startswith("{{") and part.endswith("}}")):
-            if all(shown):
+    ``{{ .Prompt }}``, ``{{ if .System }}...{{ else }}...{{ end }}``, ``{{ range .Messages }}`` with
+    ``{{ if eq .Role "user" }}``/``{{ else if eq .Role "assistant" }}`` and ``{{ .Content }}``, and
+    string literals such as ``{{ "{{" }}``. ``prompt`` is one question or (role, content) messages."""
+    messages = [("user", prompt)] if isinstance(prompt, str) else list(prompt)
+    question = prompt if isinstance(prompt, str) else ""
+    parts = re.split(r"(\{\{.*?\}\})", template, flags=re.S)
+
+    def run(i: int, message: tuple[str, str] | None, out: list[str]) -> int:
+        """Render parts from ``i`` until an unmatched ``end``/``else``; return that index."""
+        while i < len(parts):
+            part = parts[i]
+            if not (part.startswith("{{") and part.endswith("}}")):
                 out.append(part)
-            continue
-        action = part[2:-2].strip()
-        if action == "if .System":
-            shown.append(bool(system))
-        elif action == "end":
-            shown.pop()
-        elif all(shown):
-            values = {".System": system, ".Prompt": prompt}
-            if action in values:
-                out.append(values[action])
-            elif action.startswith('"'):
-                out.append(json.loads(action))
+                i += 1
+                continue
+            action = part[2:-2].strip()
+            if action == "end" or action.startswith("else"):
+                return i
+            if action.startswith("if "):
+                i = branch(i, message, out)
+            elif action == "range .Messages":
+                body = i + 1
+                for item in messages:
+                    i = run(body, item, out)
+                if not messages:
+                    i = run(body, None, [])
+                assert parts[i].strip("{} ") == "end", "range without end"
+                i += 1
             else:
-                raise AssertionError(f"unsupported template action {part!r}")
-    assert len(shown) == 1, "unbalanced {{ if }} / {{ end }}"
+                values = {".System": system, ".Prompt": question,
+                          ".Content": message[1] if message else "", ".Role": message[0] if message else ""}
+                if action in values:
+                    out.append(values[action])
+                elif action.startswith('"'):
+                    out.append(json.loads(action))
+                else:
+                    raise AssertionError(f"unsupported template action {part!r}")
+                i += 1
+        return i
+
+    def test(condition: str, message: tuple[str, str] | None) -> bool:
+        if condition == ".System":
+            return bool(system)
+        match = re.fullmatch(r'eq \.Role "(\w+)"', condition)
+        assert match, f"unsupported condition {condition!r}"
+        return message is not None and message[0] == match.group(1)
+
+    def branch(i: int, message: tuple[str, str] | None, out: list[str]) -> int:
+        """An ``if`` chain from part ``i``: render the first branch whose test holds."""
+        taken = False
+        condition = parts[i][2:-2].strip()[3:]
+        while True:
+            holds = not taken and (condition == "" or test(condition, message))
+            i = run(i + 1, message, out if holds else [])
+            taken = taken or holds
+            action = parts[i][2:-2].strip()
+            if action == "end":
+                return i + 1
+            condition = action[len("else if "):] if action.startswith("else if ") else ""
+
+    out: list[str] = []
+    end = run(0, None, out)
+    assert end == len(parts), "unbalanced {{ if }} / {{ end }}"
     return "".join(out)

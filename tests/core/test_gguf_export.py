@@ -356,6 +356,25 @@ def test_modelfile_template_renders_the_training_prompt(template: str | None) ->
                                                "temperature 0", "repeat_penalty 1"]
 
 
+@pytest.mark.parametrize("template", [SMOL_TEMPLATE, CHATML_TEMPLATE, NO_SYSTEM_TEMPLATE, None],
+                         ids=["default-system", "chatml", "no-system-role", "plain"])
+def test_modelfile_template_renders_a_conversation_as_training_does(template: str | None) -> None:
+    """Ollama's chat (``.Messages``): earlier turns and a system message render as training renders them."""
+    from core.exporter.modelfile import modelfile_text, ollama_template
+    from core.models.prompting import build_prompt_format
+
+    tokenizer = build_bpe_tokenizer("gpt-2", template or SMOL_TEMPLATE)
+    if template is None:
+        tokenizer.chat_template = None
+    fmt = build_prompt_format(tokenizer, "causal")
+    fields = modelfile_fields(modelfile_text("model-Q8_0.gguf", ollama_template(tokenizer, fmt), ["<|im_end|>"],
+                                             512, 128))
+    turns = [("user", "Hi!"), ("assistant", "Hello, how can I help?"), ("user", QUESTION)]
+    default = fields.get("SYSTEM", "")
+    assert render_go_template(fields["TEMPLATE"], default, turns) == fmt.render_conversation(None, turns)
+    assert render_go_template(fields["TEMPLATE"], "Be brief.", turns) == fmt.render_conversation("Be brief.", turns)
+
+
 def test_a_template_with_go_braces_is_escaped() -> None:
     from core.exporter.modelfile import ollama_template
     from core.models.prompting import build_prompt_format
