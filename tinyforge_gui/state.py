@@ -29,6 +29,9 @@ class Task(StrEnum):
     PLAYGROUND = "playground"
     SERVICE = "service"
     VARIANTS = "variants"
+    TABLE = "table"  # reading a CSV/TSV/JSON table's rows for the Dataset tab
+    PREVIEW = "preview"  # reading the base model's tokenizer and prompt format for the preview
+    TOKEN_STATS = "token-stats"  # token lengths of the dataset's training texts
 
 
 class RunStatus(StrEnum):
@@ -70,6 +73,7 @@ class StudioState:
 
     dataset_path: str = ""
     dataset_report: dict[str, Any] | None = None  # the scan report (core.training.dataset_scan)
+    dataset_columns: dict[str, str] | None = None  # Map columns…: {"question": col, "answer": col, "system"?: col}
     current_run: str = ""  # the run folder being (or last) run in this session
     last_run: str = ""
     run_status: RunStatus = RunStatus.NONE

@@ -1,4 +1,5 @@
-"""The concrete workers: dataset index, dataset validation, and a train/export run."""
+"""The concrete workers: dataset index, dataset validation, and a train/export run (the Dataset
+tab's preview workers are in :mod:`tinyforge_gui.workers.preview_tasks`)."""
 
 from __future__ import annotations
 
@@ -50,16 +51,19 @@ class IndexWorker(Worker):
 
 
 class ValidateWorker(Worker):
-    """Scans the whole file: summary statistics and every problem with its line."""
+    """Scans the whole file: summary statistics and every problem with its line; ``columns``
+    (Map columns…) names the question, answer and system columns."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, columns: dict[str, str] | None = None) -> None:
         super().__init__(Task.VALIDATE)
         self.path = path
+        self.columns = dict(columns) if columns else None
 
     def work(self) -> Any:
+        import core.training.dataset_preview  # noqa: F401 - loaded here: the window reads the format next
         from core.training.dataset import validate_file
 
-        report = validate_file(self.path, on_event=self.relay, cancel=self.cancel_token)
+        report = validate_file(self.path, on_event=self.relay, cancel=self.cancel_token, columns=self.columns)
         return report.model_dump(mode="json")
 
 
