@@ -57,6 +57,10 @@ DEVICES: dict[str, str] = {
     "cuda": "NVIDIA GPU (CUDA)",
     "mps": "Apple GPU (Metal)",
 }
+LOSS_ON: dict[str, str] = {  # TrainConfig.loss_on: text shown in the form
+    "all": "every answer",
+    "last": "the last answer",
+}
 PRECISIONS: dict[str, str] = {
     "auto": "auto: bf16 where the GPU or CPU supports it (else fp16 on a GPU, fp32 on a CPU)",
     "fp32": "fp32: full precision",
@@ -207,7 +211,10 @@ class OptionsPanel(QScrollArea):
         layout.addWidget(self._build_output_group())
         layout.addStretch(1)
         self.setWidget(body)
-        self.setMinimumWidth(300)
+        # As wide as the widest row (the horizontal scroll bar is off: a narrower column would cut
+        # the rows' right ends off).
+        self.setMinimumWidth(max(300, body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                                 + 2 * self.frameWidth()))
         for check in self.findChildren(QCheckBox):
             check.toggled.connect(self._emit_changed)
         for spin in self.findChildren(QSpinBox) + self.findChildren(QDoubleSpinBox):
@@ -215,7 +222,7 @@ class OptionsPanel(QScrollArea):
         for edit in (self.lora_modules, self.output_dir, self.eval_data):
             edit.textChanged.connect(self._emit_changed)
         self.base_model.currentTextChanged.connect(self._emit_changed)
-        for combo in (self.device, self.precision):
+        for combo in (self.device, self.precision, self.loss_on):
             combo.currentTextChanged.connect(self._emit_changed)
         self.lora_suggestions: dict[str, object] = {}
         self._targets_pending = ""
@@ -332,6 +339,15 @@ class OptionsPanel(QScrollArea):
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Max length", self.max_length)
+        self.loss_on = QComboBox()
+        self.loss_on.setObjectName("lossOnCombo")
+        for key, text in LOSS_ON.items():
+            self.loss_on.addItem(text, key)
+        self.loss_on.setToolTip("Train on: which answers of a conversation carry the loss. Every answer (each "
+                                "assistant turn is learned), or only the last (earlier turns are context). "
+                                "Rows with one question and one answer train the same either way.")
+        self.loss_on.setAccessibleName("Train on")
+        form.addRow("Train on", self.loss_on)
         self.device = _combo(DEVICES, "deviceCombo", "Device. Where the training runs.")
         self.precision = _combo(PRECISIONS, "precisionCombo", "Precision. Number format of the training.")
         self.device.setCurrentText(defaults.DEVICE.default)
@@ -613,6 +629,7 @@ class OptionsPanel(QScrollArea):
                 "learning_rate": _auto(self.learning_rate.value()),
                 "batch_size": self.batch_size.value(),
                 "max_length": self.max_length.value(),
+                "loss_on": str(self.loss_on.currentData() or "all"),
                 "eval_split": None if eval_split < 0 else round(eval_split, 3),
                 "variants": None if self.variants.value() < 0 else self.variants.value(),
                 "eval_data_path": self.eval_data.text().strip() or None,
@@ -656,6 +673,8 @@ class OptionsPanel(QScrollArea):
             for key, combo in (("device", self.device), ("precision", self.precision)):
                 if key in train and combo.findText(str(train[key])) >= 0:
                     combo.setCurrentText(str(train[key]))
+            if "loss_on" in train and self.loss_on.findData(str(train["loss_on"])) >= 0:
+                self.loss_on.setCurrentIndex(self.loss_on.findData(str(train["loss_on"])))
             if "variants" in train:
                 value = train["variants"]
                 self.variants.setValue(-1 if value is None else int(value))
