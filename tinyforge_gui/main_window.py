@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from tinyforge_gui import APPLICATION
 from tinyforge_gui.controllers.dataset_controller import DatasetController
 from tinyforge_gui.controllers.phrasings_controller import PhrasingsController
+from tinyforge_gui.controllers.preview_controller import PreviewController
 from tinyforge_gui.controllers.run_controller import RunController
 from tinyforge_gui.controllers.studio_controller import StudioController
 from tinyforge_gui.panels.dataset_panel import DatasetPanel
@@ -73,7 +74,7 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self.state.subscribe(self._on_state_changed)
         self.update_actions()
-        self.statusBar().showMessage("Drop a .jsonl dataset or open the example to start.")
+        self.statusBar().showMessage("Drop a dataset (.jsonl, .csv, .tsv, .json) or open the example to start.")
 
     # ------------------------------------------------------------------ construction
     def _build_ui(self) -> None:
@@ -121,6 +122,7 @@ class MainWindow(QMainWindow):
                                             parent=self)
         self.studio_controller = StudioController(*common, self.options, self.run_panel, self.tabs, parent=self)
         self.phrasings_controller = PhrasingsController(*common, self.dataset, self.options, parent=self)
+        self.preview_controller = PreviewController(self.tasks, self.state, self.dataset, self.options, parent=self)
         datasets, runs, studio = self.dataset_controller, self.run_controller, self.studio_controller
         datasets.recent_changed.connect(self.rebuild_recent_menu)
         self.dataset.open_requested.connect(datasets.open_dialog)
@@ -259,11 +261,15 @@ class MainWindow(QMainWindow):
 
     @Slot(dict)
     def load_run_options(self, options: dict[str, Any]) -> None:
-        """Load a past run's options (run.json) back into the form."""
+        """Load a past run's options (run.json) back into the form, and its dataset with its
+        column mapping."""
         self.options.load_dict(options)
-        data = (options.get("train") or {}).get("data_path")
+        train = options.get("train") or {}
+        data, columns = train.get("data_path"), train.get("columns") or None
         if data and Path(data).is_file() and str(Path(data).resolve()) != self.state.dataset_path:
-            self.dataset_controller.load(data)
+            self.dataset_controller.load(data, columns=columns)
+        elif data and self.state.dataset_path and str(Path(data).resolve()) == self.state.dataset_path:
+            self.dataset_controller.apply_columns(columns)
         self.statusBar().showMessage("Loaded the run's options.", 6000)
 
     def _on_state_changed(self, _changed: set[str]) -> None:
@@ -350,7 +356,8 @@ class MainWindow(QMainWindow):
         urls = event.mimeData().urls()
         local = [u.toLocalFile() for u in urls if u.isLocalFile()]
         if not local:
-            self.notifier.show_message("warning", "Only files on this computer can be opened; drop a local .jsonl file.")
+            self.notifier.show_message("warning", "Only files on this computer can be opened; drop a local dataset "
+                                                  "file (.jsonl, .csv, .tsv or .json).")
             event.ignore()
             return
         event.acceptProposedAction()
@@ -376,6 +383,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._closing = True
+        self.preview_controller.stop()
         self.statusBar().showMessage("Stopping…")
         self.tasks.cancel()
         if not self.tasks.wait_all(60000):

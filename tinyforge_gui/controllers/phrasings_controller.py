@@ -53,7 +53,7 @@ class PhrasingsController(QObject):
         from tinyforge_gui.workers.tasks import VariantsWorker
 
         train = {**self._options.to_dict()["train"], "data_path": self._state.dataset_path, "output_dir": "-",
-                 "dry_run": False}
+                 "columns": self._state.dataset_columns, "dry_run": False}
         if train.get("variants") == 0:
             self._notify.show_message("info", "Question variants are off in the options (Variants: off).")
             return

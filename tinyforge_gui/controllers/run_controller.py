@@ -60,7 +60,7 @@ class RunController(QObject):
         if self._tasks.is_busy(Task.RUN):
             return "A run is in progress."
         if not self._state.dataset_path:
-            return "Open a dataset first (drop a .jsonl file or use File → Open)."
+            return "Open a dataset first (drop a .jsonl, .csv, .tsv or .json file or use File → Open)."
         report = self._state.dataset_report
         if report is None:
             return "Waiting for the dataset scan to finish."
@@ -147,10 +147,11 @@ class RunController(QObject):
         self.start_run(["export"], existing_run=self.export_source())
 
     def build_run_options(self, actions: list[str]) -> dict[str, Any]:
-        """The ``RunOptions`` dict for ``actions`` from the form and the current dataset."""
+        """The ``RunOptions`` dict for ``actions`` from the form and the current dataset (with
+        its column mapping from Map columns…)."""
         form = self._options.to_dict()
         train = dict(form["train"])
-        train.update({"data_path": self._state.dataset_path, "output_dir": ""})
+        train.update({"data_path": self._state.dataset_path, "output_dir": "", "columns": self._state.dataset_columns})
         return {"actions": actions, "train": train, "export": form["export"]}
 
     def start_run(self, actions: list[str], existing_run: str | None = None, resume: bool = False) -> bool:

@@ -1,4 +1,5 @@
-"""The dataset tab: a welcome page that invites a drop, then preview, summary and problems."""
+"""The dataset tab: a welcome page that invites a drop, then the rows, the summary, the detected
+format and token lengths, the problems, and the selected row's training text as the model sees it."""
 
 from __future__ import annotations
 
@@ -21,14 +22,22 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from tinyforge_gui.panels.phrasings_box import PhrasingsBox
 from tinyforge_gui.widgets.common import StatCard, make_icon
-from tinyforge_gui.widgets.dataset_model import DatasetTableModel
+from tinyforge_gui.widgets.dataset_model import (
+    ANSWER_COLUMN,
+    QUESTION_COLUMN,
+    TURNS_COLUMN,
+    DatasetTableModel,
+    ParsedRow,
+)
 from tinyforge_gui.widgets.theme import set_state_colour, style_label
+from tinyforge_gui.widgets.training_text import TrainingTextView
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +64,15 @@ class WelcomePage(QWidget):
         icon = QLabel()
         icon.setPixmap(make_icon("drop").pixmap(72, 72))
         icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        title = QLabel("Drop a .jsonl dataset here")
+        title = QLabel("Drop a dataset here")
         title.setObjectName("welcomeTitle")
         style_label(title, "title")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         text = QLabel(
-            'One JSON object per line with <b>input</b> and <b>output</b> (optional <b>metadata</b>).<br>'
-            "TinyForge previews it, checks every line, trains a small model and exports an ONNX service."
+            "<b>.jsonl</b>, <b>.csv</b>, <b>.tsv</b> or <b>.json</b>: question/answer rows (<b>input</b> and "
+            "<b>output</b>), chat <b>messages</b>, ShareGPT <b>conversations</b>, Alpaca <b>instruction</b>s or "
+            "<b>prompt</b>/<b>completion</b> pairs.<br>"
+            "TinyForge previews it, checks every row, trains a small model and exports an ONNX service."
         )
         text.setObjectName("welcomeText")
         style_label(text, "dim")
@@ -71,7 +82,7 @@ class WelcomePage(QWidget):
         buttons.addStretch(1)
         open_button = QPushButton(make_icon("open"), "Open a dataset…")
         open_button.setObjectName("welcomeOpenButton")
-        open_button.setToolTip("Choose a .jsonl file (Ctrl+O)")
+        open_button.setToolTip("Choose a .jsonl, .csv, .tsv or .json file (Ctrl+O)")
         open_button.setAccessibleName("Open a dataset")
         open_button.clicked.connect(self.open_requested)
         example = QPushButton(make_icon("example"), "Try the example")
@@ -97,10 +108,13 @@ class DatasetPanel(QStackedWidget):
 
     open_requested = Signal()
     example_requested = Signal()
+    map_columns_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("datasetPanel")
+        self._prepared: Any = None  # PreparedFormat of the base model (see set_preview_format)
+        self._loss_on = "all"
         self.welcome = WelcomePage()
         self.welcome.open_requested.connect(self.open_requested)
         self.welcome.example_requested.connect(self.example_requested)
@@ -116,12 +130,13 @@ class DatasetPanel(QStackedWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(self._build_header())
         layout.addLayout(self._build_cards())
+        layout.addLayout(self._build_format_bar())
         self.split = QSplitter(Qt.Orientation.Vertical)
         self.split.setObjectName("datasetSplitter")
         self.split.addWidget(self._build_table())
         self.split.addWidget(self._build_problems_and_record())
-        self.split.setStretchFactor(0, 3)
-        self.split.setStretchFactor(1, 2)  # room for the problems, the record and its phrasings
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 1)  # room for the problems, the row's training text and its phrasings
         layout.addWidget(self.split, 1)
         return page
 
@@ -173,6 +188,34 @@ class DatasetPanel(QStackedWidget):
             cards.addWidget(card)
         return cards
 
+    def _build_format_bar(self) -> QHBoxLayout:
+        """The detected format and its reading in words, the token lengths, and Map columns…."""
+        bar = QHBoxLayout()
+        lines = QVBoxLayout()
+        lines.setSpacing(0)
+        self.format_label = QLabel("")
+        self.format_label.setObjectName("datasetFormat")
+        self.format_label.setWordWrap(True)
+        self.format_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.format_label.setToolTip("The data format every row was read as, and which field becomes which role")
+        self.tokens_label = QLabel("")
+        self.tokens_label.setObjectName("datasetTokens")
+        self.tokens_label.setWordWrap(True)
+        self.tokens_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.tokens_label.setToolTip("Training-text lengths in the base model's tokens (prompt and answer) "
+                                     "against Max length; longer rows are cut when training")
+        style_label(self.tokens_label, "dim")
+        lines.addWidget(self.format_label)
+        lines.addWidget(self.tokens_label)
+        self.map_columns = QPushButton("Map columns…")
+        self.map_columns.setObjectName("mapColumnsButton")
+        self.map_columns.setAccessibleName("Map columns")
+        self.map_columns.setEnabled(False)
+        self.map_columns.clicked.connect(self.map_columns_requested)
+        bar.addLayout(lines, 1)
+        bar.addWidget(self.map_columns, 0, Qt.AlignmentFlag.AlignTop)
+        return bar
+
     def _build_table(self) -> QTableView:
         """The rows, read on demand from the file (:class:`DatasetTableModel`)."""
         self.model = DatasetTableModel(self)
@@ -189,8 +232,9 @@ class DatasetPanel(QStackedWidget):
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
-        hh.resizeSection(0, 300)
-        hh.resizeSection(1, 340)
+        hh.resizeSection(QUESTION_COLUMN, 250)
+        hh.resizeSection(ANSWER_COLUMN, 290)
+        hh.resizeSection(TURNS_COLUMN, 48)
         vh = self.table.verticalHeader()
         vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vh.setDefaultSectionSize(24)
@@ -224,11 +268,16 @@ class DatasetPanel(QStackedWidget):
         detail_box = QWidget()
         dl = QVBoxLayout(detail_box)
         dl.setContentsMargins(0, 0, 0, 0)
-        title = QLabel("Record")
-        title.setObjectName("sectionTitle")
-        style_label(title, "section")
-        dl.addWidget(title)
-        dl.addWidget(self.detail)
+        self.training_text = TrainingTextView()
+        self.training_text.setObjectName("trainingTextView")
+        self.row_tabs = QTabWidget()
+        self.row_tabs.setObjectName("rowTabs")
+        self.row_tabs.setDocumentMode(True)
+        self.row_tabs.addTab(self.training_text, "Training text")
+        self.row_tabs.addTab(self.detail, "Record")
+        self.row_tabs.setTabToolTip(0, "The selected row as the model is trained on it")
+        self.row_tabs.setTabToolTip(1, "The selected row as the file holds it")
+        dl.addWidget(self.row_tabs)
         self.bottom_split = QSplitter(Qt.Orientation.Horizontal)
         self.bottom_split.setObjectName("datasetBottomSplitter")
         self.bottom_split.addWidget(problems_box)
@@ -236,7 +285,7 @@ class DatasetPanel(QStackedWidget):
         self.phrasings = PhrasingsBox()
         self.phrasings.dropped_changed.connect(self.refresh_phrasing_counts)
         self.bottom_split.addWidget(self.phrasings)
-        for pane, stretch in enumerate((1, 2, 2)):
+        for pane, stretch in enumerate((2, 3, 2)):
             self.bottom_split.setStretchFactor(pane, stretch)
         return self.bottom_split
 
@@ -244,29 +293,88 @@ class DatasetPanel(QStackedWidget):
     def show_welcome(self) -> None:
         self.setCurrentIndex(0)
 
-    def begin(self, path: str, head: list[tuple[int, str]]) -> None:
-        """A new file: show its head rows at once and reset summary, problems and phrasings."""
+    def begin(self, path: str, head: list[tuple[int, str]], columns: dict[str, str] | None = None) -> None:
+        """A new file: show its head rows at once (a table's rows come with :meth:`set_table`) and
+        reset summary, format, problems and phrasings."""
         self.phrasings.clear()
         self.model.set_phrasing_counts({})
         self.path = path
-        self.report = None
         p = Path(path)
         self.file_label.setText(f"<b>{p.name}</b>")
         self.path_label.setText(str(p.parent))
-        self.status_label.setText("")
-        for card in self.cards.values():
-            card.set_value("…")
+        self.model.set_head(head, columns)
+        self.begin_scan()
         try:
             self.cards["size"].set_value(human_size(p.stat().st_size))
         except OSError:
             pass
+        self.setCurrentIndex(1)
+
+    def begin_scan(self) -> None:
+        """A scan starts (a new file, or the same one with other columns): clear what it will tell."""
+        self.report = None
+        self.status_label.setText("")
+        self.status_label.setToolTip("")
+        for key, card in self.cards.items():
+            if key != "size":
+                card.set_value("…")
         self.problems.clear()
         self.problems_title.setText("Problems")
         self.detail.clear()
-        self.model.set_head(head)
+        self.training_text.clear()
+        self.set_format_lines([])
+        self.set_token_line("")
         self.scan_progress.setRange(0, 0)
         self.scan_progress.show()
-        self.setCurrentIndex(1)
+
+    def set_table(self, rows: list[tuple[int, Any]]) -> None:
+        """A table's rows, read whole (CSV, TSV, a JSON array)."""
+        self.model.set_table(rows)
+        if self.report is not None:
+            self._apply_problem_highlights()
+
+    def set_columns(self, columns: dict[str, str] | None) -> None:
+        """Show the rows read with a column mapping (Map columns…)."""
+        self.model.set_columns(columns)
+        self._refresh_selected()
+
+    def set_format_lines(self, lines: list[str]) -> None:
+        """The detected format in words (``core.training.dataset_preview.format_lines``)."""
+        self.format_label.setText(" · ".join(lines))
+        self.format_label.setVisible(bool(lines))
+
+    def set_token_line(self, text: str) -> None:
+        self.tokens_label.setText(text)
+        self.tokens_label.setVisible(bool(text))
+
+    def set_map_columns(self, enabled: bool, tip: str, wanted: bool = False) -> None:
+        """Offer Map columns… (``wanted``: the file needs it to be read at all)."""
+        self.map_columns.setEnabled(enabled)
+        self.map_columns.setToolTip(tip)
+        font = self.map_columns.font()
+        font.setBold(wanted)
+        self.map_columns.setFont(font)
+
+    def set_preview_format(self, prepared: Any, loss_on: str, note: str = "") -> None:
+        """The base model's prompt format for the training text (a ``PreparedFormat``, or None with
+        ``note`` saying why there is none yet), and which answers train."""
+        self._prepared = prepared
+        self._loss_on = loss_on
+        self.training_text.set_note(note)
+        row = self._selected_row()
+        if row is not None:
+            self._show_training_text(row)
+
+    def _selected_row(self) -> ParsedRow | None:
+        current = self.table.currentIndex()
+        if current.isValid() and self.table.selectionModel().isRowSelected(current.row()):
+            return self.model.row_at(current.row())
+        return None
+
+    def _refresh_selected(self) -> None:
+        current = self.table.currentIndex()
+        if self._selected_row() is not None:
+            self._show_detail(current)
 
     def set_index(self, index: Any) -> None:
         self.model.set_index(index)
@@ -312,6 +420,8 @@ class DatasetPanel(QStackedWidget):
             item.setFlags(Qt.ItemFlag.ItemIsEnabled)
             self.problems.addItem(item)
         self._apply_problem_highlights()
+        if self.model.rowCount() and not self.table.selectionModel().hasSelection():
+            self.table.selectRow(0)  # the first row's training text shows at once
 
     def scan_failed(self, message: str) -> None:
         self.scan_progress.hide()
@@ -364,7 +474,27 @@ class DatasetPanel(QStackedWidget):
             return
         header = f"// line {parsed.line}" + (f" — {parsed.error}" if parsed.error else "")
         self.detail.setPlainText(f"{header}\n{parsed.pretty()}")
-        self.phrasings.show_question(parsed.cells[0] if not parsed.error else "")
+        self.phrasings.show_question(parsed.cells[QUESTION_COLUMN] if not parsed.error else "")
+        self._show_training_text(parsed)
+
+    def _show_training_text(self, parsed: ParsedRow) -> None:
+        """The row's training text with its trained span, once the base model's format is known."""
+        if parsed.conversation is None:
+            self.training_text.show_message(f"Line {parsed.line} is not a conversation the model can train on"
+                                            + (f": {parsed.error}" if parsed.error else "; see its problem."))
+            return
+        if self._prepared is None:
+            self.training_text.clear()
+            return
+        from core.training.dataset_preview import training_segments
+
+        try:
+            segments = training_segments(parsed.conversation, self._prepared.fmt, self._loss_on)
+        except Exception as exc:  # noqa: BLE001 - a template that cannot render one row: say so, keep going
+            logger.warning("cannot render line %d: %s", parsed.line, exc)
+            self.training_text.show_message(f"Cannot render line {parsed.line}: {exc}")
+            return
+        self.training_text.show_segments(segments, self._prepared.special_tokens)
 
     def show_phrasings(self, rows: list[dict[str, Any]], dropped: set[str], summary: str) -> None:
         """The variants of every question: the count column and the selected record's list."""
