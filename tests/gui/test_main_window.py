@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QPlainTextEdit, QProgressBar, QPushB
 from core import runs
 from core.events import Progress
 from tests.gui.conftest import ROOT, SAMPLE, wait_report, wait_run
+from tinyforge_gui.widgets.dataset_model import METADATA_COLUMN
 
 pytestmark = pytest.mark.gui
 
@@ -87,7 +88,7 @@ def test_drop_jsonl_loads_and_validates(window, qtbot) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("kind", ["folder", "image", "text"])
 def test_drop_non_dataset_shows_message(window, qtbot, tmp_path: Path, kind: str) -> None:  # noqa: ANN001
-    target = {"folder": tmp_path / "adir", "image": tmp_path / "cat.png", "text": tmp_path / "notes.csv"}[kind]
+    target = {"folder": tmp_path / "adir", "image": tmp_path / "cat.png", "text": tmp_path / "notes.txt"}[kind]
     if kind == "folder":
         target.mkdir()
     else:
@@ -254,7 +255,7 @@ def test_large_file_preview_is_lazy(window, qtbot, tmp_path: Path) -> None:  # n
     assert model.rowCount() == n
     window.dataset.show_line(n)
     assert model.data(model.index(n - 1, 0)).startswith(f"q{n - 1} ")
-    assert model.data(model.index(n - 1, 2)) == '{"source": "gen"}'
+    assert model.data(model.index(n - 1, METADATA_COLUMN)) == '{"source": "gen"}'
     assert len(model._cache) < 5000  # never the whole file
     assert wait_report(qtbot, window, timeout=60000)["n_records"] == n
 

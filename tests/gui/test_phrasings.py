@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tests.gui.conftest import wait_report
+from tinyforge_gui.widgets.dataset_model import PHRASINGS_COLUMN
 
 
 def _facts(tmp_path: Path) -> Path:
@@ -32,7 +33,7 @@ def test_write_drop_and_export_phrasings(qtbot, window, tmp_path: Path, monkeypa
     qtbot.waitUntil(lambda: controller.variant_set is not None and not win.tasks.is_busy("variants"), timeout=60000)
     assert "4 questions" in box.status.text()
     model = win.dataset.model
-    counts = [model.data(model.index(row, 3)) for row in range(model.rowCount())]
+    counts = [model.data(model.index(row, PHRASINGS_COLUMN)) for row in range(model.rowCount())]
     assert all(c and int(c) >= 4 for c in counts), counts  # the surface variants at least
     win.dataset.table.selectRow(0)
     qtbot.waitUntil(lambda: box.list.count() > 0)
@@ -42,9 +43,9 @@ def test_write_drop_and_export_phrasings(qtbot, window, tmp_path: Path, monkeypa
     droppable = next(box.list.item(i) for i in range(box.list.count())
                      if box.list.item(i).flags() & Qt.ItemFlag.ItemIsUserCheckable)
     dropped_text = droppable.data(Qt.ItemDataRole.UserRole)
-    before = int(model.data(model.index(0, 3)))
+    before = int(model.data(model.index(0, PHRASINGS_COLUMN)))
     droppable.setCheckState(Qt.CheckState.Unchecked)
-    assert int(model.data(model.index(0, 3))) == before - 1
+    assert int(model.data(model.index(0, PHRASINGS_COLUMN))) == before - 1
     out = tmp_path / "exported.jsonl"
     assert controller.export(str(out))
     exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
