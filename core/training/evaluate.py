@@ -158,8 +158,8 @@ def evaluate_loaded(
     result: dict[str, Any] = {"created_time": utc_now_iso(), "max_new_tokens": fmt.max_new_tokens,
                               "reproduced_rouge_l": REPRODUCED_ROUGE, "splits": {}, "rows": []}
     for name, pairs in splits.items():
-        rows = [_row(name, q, ref, b, t) for (q, ref), b, t in zip(pairs, base_answers[name], tuned_answers[name],
-                                                                     strict=True)]
+        rows = [_row(name, p[0], p[1], b, t) | _asked_after(p)
+                for p, b, t in zip(pairs, base_answers[name], tuned_answers[name], strict=True)]
         result["rows"].extend(rows)
         result["splits"][name] = _means(rows, tuned_loss[name], base_loss[name])
     result["verdict"] = verdict(result["splits"])
@@ -176,6 +176,17 @@ def _base_answer_limit(tokenizer: Any, fmt: Any, pairs: Sequence[Pair]) -> int:
     """
     longest = max((len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for _, ref in pairs), default=0)
     return max(8, min(int(fmt.max_new_tokens), 2 * longest + 8))
+
+
+def _asked_after(pair: Any) -> dict[str, Any]:
+    """A conversation's question was asked after a system message and earlier turns: the row says so."""
+    context = context_of(pair)
+    found: dict[str, Any] = {}
+    if context.system is not None:
+        found["system"] = context.system
+    if context.history:
+        found["history"] = [{"role": role, "content": content} for role, content in context.history]
+    return found
 
 
 def _row(split: str, question: str, reference: str, base_answer: str, tuned_answer: str) -> dict[str, Any]:

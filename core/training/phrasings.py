@@ -86,9 +86,12 @@ def prepare_pairs(
     split = split_phrasings(variant_set, held_out_phrasings(config), config.seed)
     emit(Log(variant_set.summary()))
     emit(Log(f"split: {split.reason}"))
+    # A follow-up is seen as often as a single question's phrasings are, or the questions with
+    # variants would crowd it out of the run's steps.
+    repeats = max(1, round(len(split.train) / max(1, len(singles))))
     if follow_ups:
         emit(Log(f"{len(follow_ups)} follow-up question(s) of longer conversations train as written, "
-                 "without variants"))
+                 f"each {repeats} times (as often as a question's phrasings)"))
     by_answer: dict[str, Context] = {}
     for record in singles:  # a fact's phrasings are asked with its first record's system message
         by_answer.setdefault(record[1], context_of(record))
@@ -96,7 +99,8 @@ def prepare_pairs(
     def asked(pairs: list[tuple[str, str]]) -> list[Pair]:
         return [ContextPair(q, a, by_answer.get(a, NO_CONTEXT)) for q, a in pairs]
 
-    split.train, split.unseen = asked(split.train) + follow_ups, asked(split.unseen)
+    n_phrasings = len(split.train)
+    split.train, split.unseen = asked(split.train) + follow_ups * repeats, asked(split.unseen)
     split.originals = asked(split.originals) + follow_ups
     record = {
         "questions": variant_set.n_questions,
@@ -106,7 +110,9 @@ def prepare_pairs(
         "generator": variant_set.generator,
         "seconds": variant_set.seconds,
         "cached": variant_set.cached,
-        "n_train_phrasings": len(split.train),
+        "n_train_phrasings": n_phrasings,
+        "n_follow_ups": len(follow_ups),
+        "follow_up_repeats": repeats if follow_ups else 0,
         "n_unseen_phrasings": len(split.unseen),
         "summary": variant_set.summary(),
         "split": split.reason,

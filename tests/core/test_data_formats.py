@@ -338,3 +338,24 @@ def test_a_row_to_answer_may_end_on_its_question() -> None:
     assert asked == {"input": QUESTION, "context": Context(SYSTEM, tuple(TURNS[:2]))}
     with pytest.raises(FormatProblem, match="expected user"):
         question_row({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]})
+
+
+def test_follow_ups_train_as_often_as_a_questions_phrasings_and_the_evaluation_shows_their_context(
+        tmp_path: Path) -> None:
+    from core.training.hf_train import run_real_training
+    from tests.core.training_fixtures import tiny_config
+
+    singles = [{"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q},
+                             {"role": "assistant", "content": a}]}
+               for q, a in (("What are your opening hours?", "From 9 to 5."), ("How much is a day pass?", "12 pounds."),
+                            ("Where is the shop?", "On Mill Lane."))]
+    data = write_jsonl(tmp_path / "chat.jsonl", singles + [SAME_CONVERSATION["messages"]])
+    out = tmp_path / "out"
+    report = run_real_training(tiny_config(out, data=str(data), variants=1, epochs=1.0))
+    phrasings, repeats = report["variants"]["n_train_phrasings"], report["variants"]["follow_up_repeats"]
+    assert repeats == max(1, round(phrasings / 3)) > 1 and report["variants"]["n_follow_ups"] == 1
+    assert report["n_train_pairs"] == phrasings + repeats
+    rows = json.loads((out / "evaluation.json").read_text())["rows"]
+    follow_up = next(r for r in rows if r["input"] == QUESTION)
+    assert follow_up["system"] == SYSTEM and follow_up["history"][0] == {"role": "user", "content": "Hi!"}
+    assert all(r["system"] == SYSTEM for r in rows)  # the singles' phrasings keep their system message
