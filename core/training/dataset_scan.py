@@ -50,7 +50,6 @@ __all__ = [
     "DatasetFileError",
     "DatasetNotFoundError",
     "check_dataset_path",
-    "check_record",
     "iter_line_blocks",
     "open_dataset",
     "parse_line",
@@ -231,22 +230,6 @@ class LineProblem(Exception):
         self.message = message
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 UTF16_MESSAGE = "the file is UTF-16; save it as UTF-8"
 LONE_CR_MESSAGE = ("lines end with a lone CR (old Mac line endings); save the file with LF (Unix) "
@@ -319,25 +302,6 @@ def parse_line(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return parse_slow(raw)
-
-
-def check_record(value: Any) -> list[str]:
-    """Raise ``LineProblem`` unless ``value`` is a usable record; return its unknown keys."""
-    if type(value) is not dict:
-        raise LineProblem(NOT_OBJECT, f"expected a JSON object, got {_json_type(value)}")
-    missing = [k for k in ("input", "output") if k not in value]
-    if missing:
-        names = " and ".join(f"'{k}'" for k in missing)
-        raise LineProblem(MISSING_FIELD, f"missing keys: {names}")
-    for key in ("input", "output"):
-        if type(value[key]) is not str:
-            raise LineProblem(NOT_STRING, f"'{key}' must be a string, got {_json_type(value[key])}")
-    meta = value.get("metadata")
-    if meta is not None and type(meta) is not dict:
-        raise LineProblem(BAD_METADATA, f"'metadata' must be an object, got {_json_type(meta)}")
-    if len(value) <= 2:
-        return []
-    return [k for k in value if k not in KNOWN_KEYS]
 
 
 def iter_line_blocks(f: IO[bytes], start: int = 0, end: int | None = None,
