@@ -81,7 +81,7 @@ def run_training(
 def _check_dataset(config: TrainConfig, emit: EventCallback, cancel: CancelToken | None) -> dict[str, Any]:
     """Scan the whole dataset; raise the first problem as a ``DatasetError``."""
     emit(StageStarted("validate", f"checking {config.data_path}"))
-    report = validate_file(config.data_path, on_event=emit, cancel=cancel)
+    report = validate_file(config.data_path, on_event=emit, cancel=cancel, columns=config.columns)
     if not report.valid:
         raise DatasetError.from_report(config.data_path, report)
     summary = {
