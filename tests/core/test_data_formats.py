@@ -359,3 +359,27 @@ def test_follow_ups_train_as_often_as_a_questions_phrasings_and_the_evaluation_s
     follow_up = next(r for r in rows if r["input"] == QUESTION)
     assert follow_up["system"] == SYSTEM and follow_up["history"][0] == {"role": "user", "content": "Hi!"}
     assert all(r["system"] == SYSTEM for r in rows)  # the singles' phrasings keep their system message
+
+
+REAL_TOOL_FILES = {  # written after each tool's documented format (tests/core/data/formats)
+    "openai_chat.jsonl": ("messages", None),
+    "sharegpt.json": ("conversations", None),
+    "alpaca_data.json": ("instruction", None),
+    "trl_prompt_completion.jsonl": ("prompt/completion", None),
+    "faq_excel.csv": ("input/output", "question=Question,answer=Answer"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TOOL_FILES))
+def test_files_in_real_tools_formats_train_with_no_change_but_the_file(tmp_path: Path, name: str) -> None:
+    from core.training.hf_train import run_real_training
+    from tests.core.training_fixtures import tiny_config
+
+    rule, columns = REAL_TOOL_FILES[name]
+    path = ROOT / "tests" / "core" / "data" / "formats" / name
+    mapping = parse_columns(columns) or None
+    report = validate_file(path, columns=mapping)
+    assert report.valid and report.format == rule, report.problems
+    trained = run_real_training(tiny_config(tmp_path / "out", data=path, max_steps=1, columns=mapping))
+    assert trained["status"] == "completed" and trained["n_records"] == report.n_records
+    assert (tmp_path / "out" / "evaluation.json").is_file()
