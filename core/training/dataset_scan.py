@@ -575,7 +575,7 @@ def _plain_messages(msgs: list[Any]) -> tuple[str, str] | None:
         contents = [m["content"] for m in msgs]
     except (TypeError, KeyError):  # not objects, or other keys: the exact rules say why
         return None
-    if not roles or roles != _role_order(len(roles), roles[0] == "system") or {*map(type, contents)} != _STR_ONLY:
+    if roles != _ROLE_ORDERS[roles[:1] == ("system",)].get(len(roles)) or {*map(type, contents)} != _STR_ONLY:
         return None
     if len(contents) == 2:
         return contents[0], contents[1]
@@ -583,17 +583,15 @@ def _plain_messages(msgs: list[Any]) -> tuple[str, str] | None:
 
 
 _STR_ONLY = {str}
-_ROLE_ORDERS: dict[tuple[int, bool], tuple[str, ...] | None] = {}
 
 
-def _role_order(n: int, system: bool) -> tuple[str, ...] | None:
-    """The roles a well-formed conversation of ``n`` messages has (None: no such conversation)."""
-    key = (n, system)
-    if key not in _ROLE_ORDERS:
-        turns = n - system
-        _ROLE_ORDERS[key] = (("system",) * system + ("user", "assistant") * (turns // 2)
-                             if turns >= 2 and turns % 2 == 0 else None)
-    return _ROLE_ORDERS[key]
+def _role_orders(system: bool) -> dict[int, tuple[str, ...]]:
+    """The roles of every well-formed conversation of up to 64 messages, by its length."""
+    head = ("system",) if system else ()
+    return {len(head) + 2 * k: head + ("user", "assistant") * k for k in range(1, 33)}
+
+
+_ROLE_ORDERS = {True: _role_orders(True), False: _role_orders(False)}
 
 
 def conversation_texts(conversation: Conversation) -> tuple[str, str]:
