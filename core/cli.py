@@ -197,16 +197,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     large file should not pay for at start-up.
     """
     parser = _Parser(
-        prog="foremforge", description="TinyForge: fine-tune small language models on JSONL question/answer pairs."
+        prog="foremforge", description="TinyForge: fine-tune small language models on question/answer pairs and conversations."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    init = commands.add_parser("init", help="create a project layout in the current folder (never overwrites)")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        """A subcommand whose ``--help`` opens with what it does (its line in the list, as a sentence)."""
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+    init = command("init", "create a project layout in the current folder (never overwrites)")
     init.add_argument("--yes", "-y", action="store_true", help="create without asking")
     init.set_defaults(handler=_init)
 
-    validate = commands.add_parser("validate", help="check a dataset (JSONL, CSV, TSV, JSON) and report every problem")
+    validate = command("validate", "check a dataset (JSONL, CSV, TSV, JSON) and report every problem")
     validate.add_argument("--data", required=True, help="dataset to check: JSONL (any format in the README), CSV, TSV or a JSON array")
     validate.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     validate.add_argument("--quiet", action="store_true", help="no progress output")
@@ -217,21 +221,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     validate.add_argument("--max-length", type=int, default=256, help="token limit to compare against (default 256)")
     validate.set_defaults(handler=_validate)
 
-    train = commands.add_parser("train", help="fine-tune a model (or --dry-run to validate and write a stub)")
+    train = command("train", "fine-tune a model (or --dry-run to validate and write a stub)")
     if command in (None, "train"):
         from core.training.train import add_train_arguments
 
         add_train_arguments(train)
     train.set_defaults(handler=_train)
 
-    export = commands.add_parser("export", help="build a service folder (and ONNX graphs) from a trained model")
+    export = command("export", "build a service folder (and ONNX graphs) from a trained model")
     if command in (None, "export"):
         from core.exporter.builder import add_export_arguments
 
         add_export_arguments(export)
     export.set_defaults(handler=_export)
 
-    predict = commands.add_parser("predict", help="answer one input with a trained model or an exported service")
+    predict = command("predict", "answer one input with a trained model or an exported service")
     predict.add_argument("--model", required=True,
                          help="training output folder, an exported service folder, or a GGUF file of one "
                               "(answered by llama.cpp)")
@@ -244,13 +248,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                               "(default: the export's served precision)")
     predict.set_defaults(handler=_predict)
 
-    evaluate = commands.add_parser("evaluate", help="score a trained model against references, beside its base model")
+    evaluate = command("evaluate", "score a trained model against references, beside its base model")
     from core.answer_commands import add_evaluate_arguments
 
     add_evaluate_arguments(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
-    serve = commands.add_parser("serve", help="run an exported service folder")
+    serve = command("serve", "run an exported service folder")
     serve.add_argument(
         "--service", "--dir", "-d", dest="service", required=True,
         help="the exported service folder (--dir is TinyForgeAI's spelling)",

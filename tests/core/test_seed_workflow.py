@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -335,6 +336,19 @@ def test_foremforge_console_script_is_installed() -> None:
     assert result.returncode == 0
     for command in ("validate", "train", "export", "predict", "serve"):
         assert command in result.stdout
+
+
+def test_every_subcommands_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        summary = next(c.help for c in commands._choices_actions if c.dest == name)
+        assert sub.description == summary[0].upper() + summary[1:] + ".", name
+        with pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        assert sub.description in capsys.readouterr().out.replace("\n", " ")
 
 
 # ----------------------------------------------------------------------------- layering
