@@ -7,8 +7,9 @@ then times:
 - the reference: the seed's ``summarize_dataset(stream_jsonl(...))`` (text-mode lines,
   ``json.loads`` per stripped line, key check, ``len(s.split())`` counts);
 - ours: ``summarize_dataset(stream_jsonl(...))``, ``validate_file`` in this process, and the
-  real CLI ``python -m core.cli validate --data F --json`` as a subprocess (peak RSS of its
-  process tree sampled with psutil, plus ``getrusage(RUSAGE_CHILDREN)``).
+  real CLI ``python -m core.cli validate --data F --json`` as a subprocess: timed in a plain
+  run, its peak RSS (process tree, sampled with psutil, plus ``getrusage(RUSAGE_CHILDREN)``)
+  from a second run, since the sampler takes CPU from the scan on a small machine.
 
 Prints a JSON summary with times (best of ``--repeat``), ratios, RSS and pass/fail per goal.
 Run: ``python benchmarks/dataset_throughput.py [--path F] [--records N] [--repeat R]``.
@@ -231,11 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             t, ours_validate = _timed(validate_file, data, name="validate_file")
             times["validate_file"].append(t)
             if has_cli:
+                # Timed in a plain run: the RSS sampler (psutil over the process tree every 10 ms)
+                # takes CPU the scan needs on a 2-core machine. A second, sampled run gives the RSS.
                 c0 = _cpu_now()
-                run = run_subprocess_measured(cli_cmd, env)
+                t0 = time.perf_counter()
+                subprocess.run(cli_cmd, env=env, capture_output=True, check=False)
+                times["cli_validate"].append(time.perf_counter() - t0)
                 CPU_TIMES.setdefault("cli_validate", []).append(_cpu_now() - c0)
-                times["cli_validate"].append(run["wall_s"])
-                cli_runs.append(run)
+                cli_runs.append(run_subprocess_measured(cli_cmd, env))
         assert ref is not None and ours_stream is not None and ours_validate is not None
         best = {k: min(v) for k, v in times.items() if v}
         validate_summary = {

@@ -25,6 +25,15 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def small_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    """"Try the example" loads the seed's three records in tests (fast runs); the real default,
+    the 40-record support set, is checked in test_first_run.py."""
+    from tinyforge_gui.controllers import dataset_controller
+
+    monkeypatch.setattr(dataset_controller, "EXAMPLE_DATASET", SAMPLE.name)
+
+
+@pytest.fixture(autouse=True)
 def no_dangling_threads() -> Iterator[None]:
     """Fail a test that leaves one of our worker QThreads running."""
     import shiboken6

@@ -35,3 +35,25 @@ def test_first_run_defaults_to_a_real_lora_run_with_export(qtbot, output_root) -
     train = opts.to_dict()["train"]
     assert train["lora"]["r"] is None and train["learning_rate"] is None and train["epochs"] is None
     win.close()
+
+
+def test_try_the_example_loads_a_support_set_worth_training(qtbot, output_root) -> None:  # noqa: ANN001
+    """The example a newcomer trains first has 40 support questions, not the seed's three."""
+    import json
+
+    from tinyforge_gui.__main__ import create_app
+    from tinyforge_gui.controllers import dataset_controller
+    from tinyforge_gui.main_window import MainWindow
+
+    create_app([])
+    win = MainWindow()
+    qtbot.addWidget(win)
+    real_default = "customer_support.jsonl"  # the conftest swaps in the seed's sample for speed
+    dataset_controller.EXAMPLE_DATASET = real_default
+    win.dataset_controller.open_example()
+    report = wait_report(qtbot, win)
+    assert report["valid"] and report["n_records"] == 40
+    assert win.state.dataset_path.endswith(real_default)
+    rows = [json.loads(line) for line in open(win.state.dataset_path, encoding="utf-8") if line.strip()]
+    assert len({row["output"] for row in rows}) == 40  # forty distinct answers to learn
+    win.close()

@@ -68,6 +68,11 @@ def dataset_problem(path: Path) -> str:
     return ""
 
 
+# What "Try the example" loads: 40 support questions, enough for a first real run worth looking
+# at (the seed's three-record sample_qna.jsonl stays for the seed's own commands and tests).
+EXAMPLE_DATASET = "customer_support.jsonl"
+
+
 class DatasetController(QObject):
     """Loads datasets into the Dataset tab and keeps their scan report in the state."""
 
@@ -101,7 +106,7 @@ class DatasetController(QObject):
 
     @Slot()
     def open_example(self) -> None:
-        path = example_path("sample_qna.jsonl")
+        path = example_path(EXAMPLE_DATASET)
         if path is None:
             self._notify.show_message("error", "The bundled example dataset is missing from this installation.")
             return

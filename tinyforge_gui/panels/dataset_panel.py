@@ -87,7 +87,8 @@ class WelcomePage(QWidget):
         open_button.clicked.connect(self.open_requested)
         example = QPushButton(make_icon("example"), "Try the example")
         example.setObjectName("exampleButton")
-        example.setToolTip("Load the bundled examples/sample_qna.jsonl")
+        example.setToolTip("Load the bundled examples/customer_support.jsonl: 40 customer-support questions "
+                           "and answers, enough for a first fine-tune worth looking at")
         example.setAccessibleName("Load the example dataset")
         example.setDefault(True)
         example.clicked.connect(self.example_requested)
