@@ -330,11 +330,9 @@ def test_without_llama_cpp_the_transformers_loader_checks_the_files(
 # --------------------------------------------------------------------------- prompts
 
 
-@pytest.mark.parametrize("template", [SMOL_TEMPLATE, CHATML_TEMPLATE, NO_SYSTEM_TEMPLATE, None],
-                         ids=["default-system", "chatml", "no-system-role", "plain"])
-def test_modelfile_template_renders_the_training_prompt(template: str | None) -> None:
-    """As Ollama renders ``TEMPLATE`` for one question (``.System`` from ``SYSTEM``), character
-    for character; a system message the user sets lands where the chat template puts it."""
+def _modelfile_for(template: str | None) -> tuple[Any, Any, dict[str, str]]:
+    """A tokenizer with ``template`` (None: no chat template), its prompt format and the fields of
+    the Modelfile written for it."""
     from core.exporter.modelfile import modelfile_text, ollama_template
     from core.models.prompting import build_prompt_format
 
@@ -342,8 +340,16 @@ def test_modelfile_template_renders_the_training_prompt(template: str | None) ->
     if template is None:
         tokenizer.chat_template = None
     fmt = build_prompt_format(tokenizer, "causal")
-    fields = modelfile_fields(modelfile_text("model-Q8_0.gguf", ollama_template(tokenizer, fmt), ["<|im_end|>"],
-                                             512, 128))
+    text = modelfile_text("model-Q8_0.gguf", ollama_template(tokenizer, fmt), ["<|im_end|>"], 512, 128)
+    return tokenizer, fmt, modelfile_fields(text)
+
+
+@pytest.mark.parametrize("template", [SMOL_TEMPLATE, CHATML_TEMPLATE, NO_SYSTEM_TEMPLATE, None],
+                         ids=["default-system", "chatml", "no-system-role", "plain"])
+def test_modelfile_template_renders_the_training_prompt(template: str | None) -> None:
+    """As Ollama renders ``TEMPLATE`` for one question (``.System`` from ``SYSTEM``), character
+    for character; a system message the user sets lands where the chat template puts it."""
+    tokenizer, fmt, fields = _modelfile_for(template)
     for question in (QUESTION, "Zürich 😀 {{ .Prompt }} 12345?"):
         rendered = render_go_template(fields["TEMPLATE"], fields.get("SYSTEM", ""), question)
         assert rendered == fmt.render(question)
@@ -360,15 +366,7 @@ def test_modelfile_template_renders_the_training_prompt(template: str | None) ->
                          ids=["default-system", "chatml", "no-system-role", "plain"])
 def test_modelfile_template_renders_a_conversation_as_training_does(template: str | None) -> None:
     """Ollama's chat (``.Messages``): earlier turns and a system message render as training renders them."""
-    from core.exporter.modelfile import modelfile_text, ollama_template
-    from core.models.prompting import build_prompt_format
-
-    tokenizer = build_bpe_tokenizer("gpt-2", template or SMOL_TEMPLATE)
-    if template is None:
-        tokenizer.chat_template = None
-    fmt = build_prompt_format(tokenizer, "causal")
-    fields = modelfile_fields(modelfile_text("model-Q8_0.gguf", ollama_template(tokenizer, fmt), ["<|im_end|>"],
-                                             512, 128))
+    tokenizer, fmt, fields = _modelfile_for(template)
     turns = [("user", "Hi!"), ("assistant", "Hello, how can I help?"), ("user", QUESTION)]
     default = fields.get("SYSTEM", "")
     assert render_go_template(fields["TEMPLATE"], default, turns) == fmt.render_conversation(None, turns)
