@@ -153,3 +153,15 @@ def service_app(service_dir: Path, **env: str) -> Iterator[Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(name="stub_service")
+def stub_service_fixture(tmp_path: Path) -> Path:
+    """A service folder built from a dry run's stub (placeholder answers, no model)."""
+    from core.exporter.builder import build
+
+    stub = tmp_path / "stub" / "model_stub.json"
+    stub.parent.mkdir()
+    stub.write_text(json.dumps({"model_type": "tinyforge_stub", "n_records": 3}))
+    build(stub, tmp_path / "svc", export_onnx=True)
+    return tmp_path / "svc"

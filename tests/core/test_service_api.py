@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,22 +16,12 @@ from tests.core.export_fixtures import (  # noqa: F401 - fixtures
     SERVICE_MODULES,
     exported_fixture,
     service_app,
+    stub_service_fixture,
     tiny_models_fixture,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "core" / "exporter" / "service_template"
-
-
-@pytest.fixture()
-def stub_service(tmp_path: Path) -> Path:
-    from core.exporter.builder import build
-
-    stub = tmp_path / "stub" / "model_stub.json"
-    stub.parent.mkdir()
-    stub.write_text(json.dumps({"model_type": "tinyforge_stub", "n_records": 3}))
-    build(stub, tmp_path / "svc", export_onnx=True)
-    return tmp_path / "svc"
 
 
 # ----------------------------------------------------------------------------- routes

@@ -15,6 +15,7 @@ from tests.core.export_fixtures import (  # noqa: F401 - fixtures
     QUESTIONS,
     exported_fixture,
     service_app,
+    stub_service_fixture,
     tiny_models_fixture,
 )
 
@@ -30,17 +31,6 @@ CONVERSATIONS: list[tuple[str | None, list[tuple[str, str]]]] = [
 def _messages(system: str | None, turns: list[tuple[str, str]]) -> list[dict[str, str]]:
     head = [] if system is None else [{"role": "system", "content": system}]
     return head + [{"role": role, "content": content} for role, content in turns]
-
-
-@pytest.fixture()
-def stub_service(tmp_path: Path) -> Path:
-    from core.exporter.builder import build
-
-    stub = tmp_path / "stub" / "model_stub.json"
-    stub.parent.mkdir()
-    stub.write_text(json.dumps({"model_type": "tinyforge_stub", "n_records": 3}))
-    build(stub, tmp_path / "svc", export_onnx=True)
-    return tmp_path / "svc"
 
 
 @pytest.fixture()
