@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
 
 from core.training.config import TrainConfig
 
@@ -329,6 +329,8 @@ class Candidate(_Result):
     """One precision the export built and checked (``export_report.json`` → ``candidates``)."""
 
     description: str = ""
+    # Per graph role (``decoder``; seq2seq also ``encoder``): how that graph was quantized.
+    quantization: dict[str, dict[str, Any]] = Field(default_factory=dict)
     size_bytes: int | None = None
     ms_per_token: float | None = None
     speedup_vs_torch: float | None = None
@@ -438,13 +440,55 @@ class ExportReport(_Result):
     self_test: SelfTest | None = None
     served_precision: str | None = None
     served_reason: str | None = None
-    service_precision: str | None = None
     gate: dict[str, Any] | None = None
     candidates: dict[str, Candidate] = Field(default_factory=dict)
     samples: list[dict[str, Any]] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     durations_s: dict[str, float | None] = Field(default_factory=dict)
     gguf: GgufReport | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_served_name(cls, data: Any) -> Any:
+        """Older reports also wrote the served precision as ``service_precision`` (some only
+        that name): read it as ``served_precision``, the one name this model keeps."""
+        if isinstance(data, dict) and "service_precision" in data:
+            data = dict(data)
+            older = data.pop("service_precision")
+            if not data.get("served_precision"):
+                data["served_precision"] = older
+        return data
+
+    def precisions(self) -> list[str]:
+        """Every ONNX precision the report describes, fp32 first: its candidates, and in a report
+        written before candidates were recorded, the precisions with graphs, sizes, parity or latency."""
+        found = [*self.candidates, *self.graphs]
+        found += [key.removesuffix("_bytes") for key in self.sizes if key.endswith("_bytes")]
+        found += [key for key, part in self.parity.items()
+                  if isinstance(part, dict) and ("passed" in part or "checked" in part)]
+        found += [key.removeprefix("onnx_") for key, part in self.latency.items()
+                  if key.startswith("onnx_") and isinstance(part, dict)]
+        return sorted(dict.fromkeys(found), key=lambda precision: precision != "fp32")
+
+    def candidate(self, precision: str) -> Candidate:
+        """``candidates[precision]``, or for a report written before candidates were recorded,
+        the same figures gathered from ``sizes``, ``latency`` and ``parity``."""
+        if precision in self.candidates:
+            return self.candidates[precision]
+        parity = self.parity_of(precision) or ParityResult()
+        latency = self.latency_of(f"onnx_{precision}") or LatencyResult()
+        size = self.sizes.get(f"{precision}_bytes")
+        speedup = self.latency.get(f"speedup_{precision}_vs_torch")
+        return Candidate(
+            size_bytes=int(size) if size is not None else None,
+            ms_per_token=latency.median_ms_per_token,
+            speedup_vs_torch=speedup if isinstance(speedup, int | float) else None,
+            teacher_forced_agreement=parity.teacher_forced_agreement,
+            generation_match_rate=parity.generation_match_rate,
+            passed=parity.passed,
+            served=precision == self.served_precision,
+            checked=parity.checked and precision in self.parity,
+        )
 
     def parity_of(self, precision: str) -> ParityResult | None:
         part = self.parity.get(precision)

@@ -226,7 +226,7 @@ class _Export:
     prompt: dict[str, Any] = field(default_factory=dict)
     exported: dict[str, Any] = field(default_factory=dict)
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision -> role -> path
-    quant_info: dict[str, Any] = field(default_factory=dict)
+    quant_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # precision -> role -> how
     descriptions: dict[str, str] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, Any] = field(default_factory=dict)
@@ -361,10 +361,12 @@ def _quantize_candidates(job: _Export, quantize: str, stages: _Stages, emit: Eve
         release_memory()
         emit(Log(f"quantizing: {candidate.description}"))
         job.graphs[candidate.precision] = {}
+        job.quant_info[candidate.precision] = {}
         job.descriptions[candidate.precision] = candidate.description
-        for role, rel in job.exported["files"].items():
+        for role, rel in job.exported["files"].items():  # seq2seq: the encoder and the decoder
             name = candidate.file if role == "decoder" else f"{role}_{candidate.file}"
-            job.quant_info[candidate.precision] = candidate.build(job.staging / rel, job.onnx_dir / "quant" / name)
+            job.quant_info[candidate.precision][role] = candidate.build(job.staging / rel,
+                                                                       job.onnx_dir / "quant" / name)
             job.graphs[candidate.precision][role] = f"onnx/quant/{name}"
 
 
@@ -394,8 +396,9 @@ def _assemble_service(job: _Export) -> None:
     job.meta = {
         **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported["files"])),
         "sizes": sizes,
-        "quantization": job.quant_info.get("int8"),
-        "quantization_candidates": job.quant_info,
+        # TinyForgeAI's key: how quantized.onnx (the int8 decoder graph) was made, kept for its users.
+        "quantization": (job.quant_info.get("int8") or {}).get("decoder"),
+        "quantization_candidates": job.quant_info,  # precision -> graph role -> how it was made
         "runtime": job.runtime,
     }
     write_json_atomic(job.onnx_dir / "model.onnx.meta.json", job.meta)
@@ -446,7 +449,8 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
     quantized = {p: job.parity_report[p] for p in graphs if p != "fp32" and job.parity_report[p].get("checked")}
     job.served, job.served_reason = choose_served(quantized, job.latency, job.gate)
     emit(Log(f"serving {job.served}: {job.served_reason}"))
-    job.candidates = _candidate_table(graphs, job.descriptions, job.sizes, job.latency, job.parity_report, job.served)
+    job.candidates = _candidate_table(graphs, job.descriptions, job.sizes, job.latency, job.parity_report, job.served,
+                                      job.quant_info)
     for precision in list(graphs):  # a failed candidate is not shipped (the seed's quantized.onnx stays)
         if precision not in ("fp32", "int8", job.served):
             for rel in graphs.pop(precision).values():
@@ -553,7 +557,6 @@ def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float])
         "self_test": test,
         "served_precision": job.served,
         "served_reason": job.served_reason,
-        "service_precision": job.served,
         "gate": asdict(job.gate),
         "candidates": job.candidates,
         "samples": [
@@ -595,13 +598,16 @@ def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported
 
 
 def _candidate_table(graphs: dict[str, dict[str, str]], descriptions: dict[str, str], sizes: dict[str, Any],
-                     latency: dict[str, Any], parity_report: dict[str, Any], served: str) -> dict[str, Any]:
-    """Per precision: what it is, its size, speed, agreement with the trained model, verdict."""
+                     latency: dict[str, Any], parity_report: dict[str, Any], served: str,
+                     quant_info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per precision: what it is, how each graph was quantized, its size, speed, agreement with
+    the trained model, verdict."""
     table: dict[str, Any] = {}
     for precision in graphs:
         result = parity_report.get(precision) or {}
         table[precision] = {
             "description": descriptions.get(precision, precision),
+            "quantization": quant_info.get(precision, {}),
             "size_bytes": sizes.get(f"{precision}_bytes"),
             "ms_per_token": (latency.get(f"onnx_{precision}") or {}).get("median_ms_per_token"),
             "speedup_vs_torch": latency.get(f"speedup_{precision}_vs_torch"),

@@ -20,7 +20,7 @@ from core.exporter.errors import ExportError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["clear_cache", "load_generator", "load_runtime_module", "predict_onnx"]
+__all__ = ["clear_cache", "load_generator", "load_runtime_module", "predict_onnx", "served_precision"]
 
 RUNTIME_FILE = Path(__file__).with_name("service_template") / "runtime.py"
 _MODULE_NAME = "tinyforge_service_runtime"
@@ -42,6 +42,17 @@ def load_runtime_module() -> ModuleType:
     return module
 
 
+def served_precision(service_dir: str | os.PathLike[str]) -> str:
+    """The precision that answers when none is asked for (predict, the service, the playground):
+    ``$TINYFORGE_PRECISION``, else the export's ``served_precision`` when its graph files are
+    there, else fp32. :class:`ExportError` if ``service_dir`` is not an export."""
+    runtime = load_runtime_module()
+    try:
+        return str(runtime.default_precision(Path(service_dir).expanduser().resolve()))
+    except runtime.RuntimeFormatError as exc:
+        raise ExportError(str(exc)) from exc
+
+
 def load_generator(service_dir: str | os.PathLike[str], precision: str | None = None) -> Any:
     """A cached ``OnnxGenerator`` for ``service_dir`` (``precision`` None: the export's served
     precision); :class:`ExportError` if it is not an export."""
@@ -50,7 +61,7 @@ def load_generator(service_dir: str | os.PathLike[str], precision: str | None = 
     if not meta.is_file():
         raise ExportError(f"{root} is not an exported service folder (no onnx/model.onnx.meta.json)")
     if precision is None:
-        precision = load_runtime_module().default_precision(root)
+        precision = served_precision(root)
     key = (str(root), precision, meta.stat().st_mtime)
     with _lock:
         generator = _generators.get(key)

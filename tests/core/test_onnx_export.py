@@ -33,6 +33,13 @@ def test_export_writes_checked_graphs_and_metadata(exported: dict[str, Any], arc
             onnx.checker.check_model(path)
     meta = json.loads((service / "onnx" / "model.onnx.meta.json").read_text())
     assert meta["runtime"]["architecture"] == arch
+    # How each graph was quantized, per role: a seq2seq export keeps its encoder's and decoder's.
+    for precision in ("int8", "int8_block", "int4_block"):
+        assert set(report["candidates"][precision]["quantization"]) == roles, precision
+        assert meta["quantization_candidates"][precision] == report["candidates"][precision]["quantization"]
+    assert report["candidates"]["int8"]["quantization"]["decoder"]["method"].endswith("quantize_dynamic")
+    assert meta["quantization"] == meta["quantization_candidates"]["int8"]["decoder"]  # TinyForgeAI's key
+    assert "service_precision" not in report  # one name: served_precision
     assert meta["opset"] >= 17 and meta["inputs"] and meta["outputs"][0] == "logits"
     assert any(name.startswith("past_key_values.") for name in meta["inputs"])
     metadata = json.loads((service / "model_metadata.json").read_text())

@@ -150,6 +150,23 @@ def test_missing_and_unreadable_files_give_the_same_error(tmp_path: Path) -> Non
         read_export_report(tmp_path)
 
 
+def test_an_export_report_has_one_served_name_and_older_ones_still_read(tmp_path: Path) -> None:
+    service = tmp_path / "service"
+    service.mkdir()
+    path = service / "export_report.json"
+    path.write_text(json.dumps({"service_precision": "int8", "sizes": {"fp32_bytes": 10, "int8_bytes": 4},
+                                "parity": {"seconds": {"fp32": 0.1}, "int8": {"passed": True}},
+                                "latency": {"onnx_fp32": {"median_ms_per_token": 2.0}, "speedup_int8_vs_torch": 3}}))
+    report = read_export_report(tmp_path)
+    assert report.served_precision == "int8" and "service_precision" not in report.model_dump()
+    assert report.precisions() == ["fp32", "int8"]  # from sizes, parity and latency: no candidates yet
+    int8 = report.candidate("int8")
+    assert int8.served and int8.passed and int8.size_bytes == 4 and int8.speedup_vs_torch == 3
+    assert not report.candidate("fp32").checked  # no parity recorded for it
+    path.write_text(json.dumps({"served_precision": "int4_block", "service_precision": "int4_block"}))
+    assert read_export_report(tmp_path).model_dump(exclude_unset=True) == {"served_precision": "int4_block"}
+
+
 @pytest.mark.slow
 def test_a_tiny_real_run_reads_back_typed(tmp_path: Path) -> None:
     """Train and export a tiny model through core.runs; every file reads back, losing nothing."""

@@ -50,52 +50,22 @@ def _pct(value: Any) -> str:
 
 
 def report_rows(report: ExportReport) -> list[tuple[str, str, str]]:
-    """(section, name, value) rows of an export report, in reading order."""
+    """(section, name, value) rows of an export report, in reading order: what is served, each
+    ONNX precision the report describes, the trained model, the self-test, GGUF, the export."""
     rows: list[tuple[str, str, str]] = []
     if report.served_precision:
         rows.append(("Served", "precision", report.served_precision))
         if report.served_reason:
             rows.append(("Served", "why", report.served_reason))
-    for precision, part in report.candidates.items():
-        if not part.checked:  # a faster candidate passed first
-            rows.append(("Candidates", precision, part.note or "not checked"))
-            continue
-        verdict = "served" if part.served else ("passed" if part.passed else "failed the gate")
-        size = human_size(part.size_bytes) if part.size_bytes else "–"
-        ms = f"{part.ms_per_token:.1f} ms/token" if part.ms_per_token else "– ms/token"
-        agreement = ("" if precision == "fp32" else
-                     f", agreement {_pct(part.teacher_forced_agreement)}, greedy match "
-                     f"{_pct(part.generation_match_rate)}")
-        rows.append(("Candidates", precision, f"{verdict}: {size}, {ms}{agreement}"))
-    sizes = report.sizes
-    if sizes:
-        if "torch_parameters" in sizes:
-            rows.append(("Sizes", "parameters", f"{int(sizes['torch_parameters'] or 0):,}"))
-        if "fp32_bytes" in sizes:
-            rows.append(("Sizes", "ONNX fp32", human_size(int(sizes["fp32_bytes"] or 0))))
-        if "int8_bytes" in sizes:
-            ratio = sizes.get("int8_to_fp32_ratio")
-            extra = f" ({ratio * 100:.0f} % of fp32)" if isinstance(ratio, int | float) else ""
-            rows.append(("Sizes", "ONNX int8", human_size(int(sizes["int8_bytes"] or 0)) + extra))
-    served = report.served_precision or "int8"
-    for precision in dict.fromkeys(("fp32", served)):  # fp32 and what the service serves
-        parity = report.parity_of(precision)
-        if parity is None or not parity.checked:
-            continue
-        section = f"Parity {precision} vs torch"
-        verdict = "passed" if parity.passed else "FAILED"
-        compared = "?" if parity.n_compared is None else parity.n_compared
-        rows.append((section, "result", f"{verdict} on {compared} input(s)"))
-        rows.append((section, "max_abs_logit_diff", _num(parity.max_abs_logit_diff)))
-        rows.append((section, "generation match rate", _pct(parity.generation_match_rate)))
-        rows.append((section, "token agreement", _pct(parity.mean_token_agreement)))
-        if "teacher_forced_agreement" in parity.model_fields_set:
-            rows.append((section, "teacher-forced agreement", _pct(parity.teacher_forced_agreement)))
-    for key, name in dict.fromkeys((("torch", "torch"), ("onnx_fp32", "ONNX fp32"), (f"onnx_{served}", f"ONNX {served}"))):
-        latency = report.latency_of(key)
-        if latency is not None and latency.median_ms_per_token is not None:
-            rows.append(("Latency per token", name, f"{latency.median_ms_per_token:.3f} ms"
-                         f" (prefill {latency.median_prefill_ms or 0:.2f} ms)"))
+    for precision in report.precisions():
+        rows.extend(_precision_rows(report, precision))
+    torch_section = "Trained model (torch)"
+    parameters = report.sizes.get("torch_parameters")
+    if parameters is not None:
+        rows.append((torch_section, "parameters", f"{int(parameters):,}"))
+    torch_latency = _latency_text(report, "torch")
+    if torch_latency:
+        rows.append((torch_section, "latency", torch_latency))
     test = report.self_test
     if test is not None and (test.model_fields_set or test.model_extra):
         if test.skipped:
@@ -111,11 +81,81 @@ def report_rows(report: ExportReport) -> list[tuple[str, str, str]]:
     rows.extend(_gguf_rows(report))
     if report.model_stub:
         rows.append(("Export", "note", "dry-run service: placeholders, no model to run"))
-    for key in ("exporter", "opset", "architecture", "base_model", "service_precision"):
+    for key in ("exporter", "opset", "architecture", "base_model"):
         value = getattr(report, key)
         if value is not None:
             rows.append(("Export", key.replace("_", " "), str(value)))
     return rows
+
+
+def _precision_rows(report: ExportReport, precision: str) -> list[tuple[str, str, str]]:
+    """One ONNX precision's rows: verdict, what the graph is, size, latency (where measured) and
+    parity with the trained model (or why it was not checked)."""
+    part = report.candidate(precision)
+    section = f"ONNX {precision}"
+    if part.served:
+        verdict = "served"
+    elif not part.checked:
+        verdict = "skipped"
+    elif part.passed is None:
+        verdict = "not served"
+    else:
+        verdict = "passed, not served" if part.passed else "FAILED the gate"
+    if not part.kept:
+        verdict += " (not shipped)"
+    rows = [(section, "verdict", verdict)]
+    if part.description:
+        rows.append((section, "graph", part.description))
+    if part.size_bytes:
+        fp32 = report.sizes.get("fp32_bytes")
+        share = f" ({part.size_bytes / fp32 * 100:.0f} % of fp32)" if precision != "fp32" and fp32 else ""
+        rows.append((section, "size", human_size(part.size_bytes) + share))
+    latency = _latency_text(report, f"onnx_{precision}", part.ms_per_token, part.speedup_vs_torch)
+    if latency:
+        rows.append((section, "latency", latency))
+    rows.append((section, "parity", _parity_text(report, precision)))
+    return rows
+
+
+def _latency_text(report: ExportReport, backend: str, ms: float | None = None,
+                  speedup: float | None = None) -> str:
+    """"0.298 ms/token (prefill 0.80 ms), 6.3× torch", or "" where it was not measured."""
+    latency = report.latency_of(backend)
+    if latency is not None and latency.median_ms_per_token is not None:
+        ms = latency.median_ms_per_token
+    if not ms:
+        return ""
+    text = f"{ms:.3f} ms/token"
+    if latency is not None and latency.median_prefill_ms is not None:
+        text += f" (prefill {latency.median_prefill_ms:.2f} ms)"
+    return text + (f", {speedup:.1f}× torch" if speedup else "")
+
+
+def _parity_text(report: ExportReport, precision: str) -> str:
+    """Agreement with the trained model: teacher-forced agreement, greedy match, max |logit
+    diff| and how many inputs; or "not checked: why"."""
+    part = report.candidate(precision)
+    parity = report.parity_of(precision)
+    if not part.checked or (parity is not None and not parity.checked):
+        note = part.note or "a faster candidate passed first"
+        return note if note.startswith("not checked") else f"not checked: {note}"
+    figures = []
+    if part.teacher_forced_agreement is not None:
+        figures.append(f"agreement {_pct(part.teacher_forced_agreement)}")
+    elif parity is not None and parity.mean_token_agreement is not None:  # reports before teacher forcing
+        figures.append(f"token agreement {_pct(parity.mean_token_agreement)}")
+    if part.generation_match_rate is not None:
+        figures.append(f"greedy match {_pct(part.generation_match_rate)}")
+    if parity is not None and parity.max_abs_logit_diff is not None:
+        figures.append(f"max |logit diff| {_num(parity.max_abs_logit_diff)}")
+    text = ", ".join(figures) or "no figures recorded"
+    if parity is not None and parity.n_compared is not None:
+        text += f" on {parity.n_compared} input(s)"
+    if parity is not None and parity.stopped_early:
+        text += ", then stopped: it could no longer pass the gate"
+    elif part.note:
+        text += f"; {part.note}"
+    return text
 
 
 def _gguf_rows(report: ExportReport) -> list[tuple[str, str, str]]:
@@ -155,6 +195,7 @@ class ExportPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("exportTab")
         self.run_dir = ""
+        self.stages_run = ""  # the run whose export the stage list shows
         self.export_report: ExportReport | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -234,12 +275,19 @@ class ExportPanel(QWidget):
     def begin(self, run_dir: str) -> None:
         """An export is starting for ``run_dir``."""
         self.run_dir = run_dir
+        self.stages_run = run_dir
         self.export_report = None
         self.stages.clear()
+        self.stages.show()
         self.table.setRowCount(0)
         self.warnings.hide()
         self.json_button.setEnabled(False)
         self.title.setText(f"Exporting <b>{Path(run_dir).name}</b>…" if run_dir else "Exporting…")
+
+    def _show_stages(self) -> None:
+        """The stage list only beside the run whose export it lists; another run's stored report
+        gets the width."""
+        self.stages.setVisible(self.stages.count() > 0 and self.stages_run == self.run_dir)
 
     def _mark(self, upto: int, state: str) -> None:
         icons = {"done": "ok", "running": "running", "failed": "error"}
@@ -264,6 +312,7 @@ class ExportPanel(QWidget):
         texts = [self.stages.item(i).text() for i in range(self.stages.count())]
         if message not in texts:
             self.stages.addItem(QListWidgetItem(make_icon("running"), message))
+            self._show_stages()
             texts.append(message)
         self._mark(texts.index(message), "running")
 
@@ -286,6 +335,7 @@ class ExportPanel(QWidget):
             self.table.setRowCount(0)
             self.warnings.hide()
             self.json_button.setEnabled(False)
+            self._show_stages()
             self.title.setText(f"<b>{Path(run_dir).name}</b> has no export yet." if run_dir
                                else "Export a trained run to see its report here.")
             return False
@@ -301,15 +351,17 @@ class ExportPanel(QWidget):
         self.export_report = report
         if run_dir:
             self.run_dir = run_dir
+        self._show_stages()
         rows = report_rows(report)
         self.table.setRowCount(len(rows))
         previous = ""
         for row, (section, name, value) in enumerate(rows):
             cells = (section if section != previous else "", name, value)
             previous = section
+            served = (section, name) == ("Served", "precision") or (name, value) == ("verdict", "served")
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if col == 0:
+                if col == 0 or (col == 2 and served):  # section names, and what is served
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)

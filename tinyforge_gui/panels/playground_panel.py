@@ -62,18 +62,27 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
     sources["base"] = {"base_model": manifest.get("base_model") or (train.base_model if train else ""),
                        "seed": train.seed if train else 0, "max_length": train.max_length if train else 256}
     sources["tuned"] = {"model_dir": str(run / MODEL_DIR)}
-    meta = run / SERVICE_DIR / "onnx" / "model.onnx.meta.json"
-    if meta.is_file():
-        try:
-            served = (json.loads(meta.read_text(encoding="utf-8")).get("runtime") or {}).get("served_precision")
-        except (OSError, ValueError):
-            served = None
-        # None: what the service serves (the fastest precision that passed the parity gate).
-        sources["onnx"] = {"service_dir": str(run / SERVICE_DIR), "precision": None, "served": served or "fp32"}
+    if (run / SERVICE_DIR / "onnx" / "model.onnx.meta.json").is_file():
+        # None: what the service serves; the label names the graph that will answer, resolved as
+        # the runtime resolves it (a served precision whose files are gone falls back to fp32).
+        sources["onnx"] = {"service_dir": str(run / SERVICE_DIR), "precision": None,
+                           "served": _served_precision(run / SERVICE_DIR)}
     gguf = _recommended_gguf(run / SERVICE_DIR)
     if gguf is not None:
         sources["gguf"] = {"path": str(gguf)}
     return sources
+
+
+def _served_precision(service: Path) -> str:
+    """The precision the ONNX runtime loads for ``service`` when none is asked for."""
+    from core.exporter.errors import ExportError
+    from core.exporter.onnx_predict import served_precision
+
+    try:
+        return served_precision(service)
+    except ExportError as exc:  # the runtime will say so when asked; the label names its default
+        logger.info("cannot read the served precision of %s: %s", service, exc)
+        return "fp32"
 
 
 def _recommended_gguf(service: Path) -> Path | None:
