@@ -202,15 +202,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
+    def subcommand(name: str, summary: str) -> argparse.ArgumentParser:
         """A subcommand whose ``--help`` opens with what it does (its line in the list, as a sentence)."""
         return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
 
-    init = command("init", "create a project layout in the current folder (never overwrites)")
+    init = subcommand("init", "create a project layout in the current folder (never overwrites)")
     init.add_argument("--yes", "-y", action="store_true", help="create without asking")
     init.set_defaults(handler=_init)
 
-    validate = command("validate", "check a dataset (JSONL, CSV, TSV, JSON) and report every problem")
+    validate = subcommand("validate", "check a dataset (JSONL, CSV, TSV, JSON) and report every problem")
     validate.add_argument("--data", required=True, help="dataset to check: JSONL (any format in the README), CSV, TSV or a JSON array")
     validate.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     validate.add_argument("--quiet", action="store_true", help="no progress output")
@@ -221,21 +221,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     validate.add_argument("--max-length", type=int, default=256, help="token limit to compare against (default 256)")
     validate.set_defaults(handler=_validate)
 
-    train = command("train", "fine-tune a model (or --dry-run to validate and write a stub)")
+    train = subcommand("train", "fine-tune a model (or --dry-run to validate and write a stub)")
     if command in (None, "train"):
         from core.training.train import add_train_arguments
 
         add_train_arguments(train)
     train.set_defaults(handler=_train)
 
-    export = command("export", "build a service folder (and ONNX graphs) from a trained model")
+    export = subcommand("export", "build a service folder (and ONNX graphs) from a trained model")
     if command in (None, "export"):
         from core.exporter.builder import add_export_arguments
 
         add_export_arguments(export)
     export.set_defaults(handler=_export)
 
-    predict = command("predict", "answer one input with a trained model or an exported service")
+    predict = subcommand("predict", "answer one input with a trained model or an exported service")
     predict.add_argument("--model", required=True,
                          help="training output folder, an exported service folder, or a GGUF file of one "
                               "(answered by llama.cpp)")
@@ -248,13 +248,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                               "(default: the export's served precision)")
     predict.set_defaults(handler=_predict)
 
-    evaluate = command("evaluate", "score a trained model against references, beside its base model")
+    evaluate = subcommand("evaluate", "score a trained model against references, beside its base model")
     from core.answer_commands import add_evaluate_arguments
 
     add_evaluate_arguments(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
-    serve = command("serve", "run an exported service folder")
+    serve = subcommand("serve", "run an exported service folder")
     serve.add_argument(
         "--service", "--dir", "-d", dest="service", required=True,
         help="the exported service folder (--dir is TinyForgeAI's spelling)",
