@@ -447,7 +447,8 @@ class OptionsPanel(QScrollArea):
 
     @Slot()
     def _want_targets(self, force: bool = False) -> None:
-        """Listing needs torch (in a worker): only for real LoRA training, or when the menu opens."""
+        """List the module names (a worker reads config.json, no torch) when they matter: for real
+        LoRA training, or when the menu opens."""
         name = self.base_model.currentText().strip()
         if not force and not self.isVisible():  # a hidden or closed window lists nothing
             return
@@ -477,8 +478,13 @@ class OptionsPanel(QScrollArea):
         self.lora_model.setStringList(modules)
         self.lora_modules.setPlaceholderText(f"auto: all {len(default)} linear projections" if default
                                              else "auto: every linear projection")
-        self.lora_hint.setText(f"{len(modules)} module names in {result.get('base_model')}; auto trains "
-                               f"{','.join(default) or '-'} (pick others with ▾)")
+        if result.get("unknown_reason"):
+            # Not read without loading the model; training checks typed names and lists those that exist.
+            self.lora_hint.setText(f"Module names of {result.get('base_model')} unknown until training "
+                                   f"({result.get('unknown_reason')}); auto trains every linear projection")
+        else:
+            self.lora_hint.setText(f"{len(modules)} module names in {result.get('base_model')}; auto trains "
+                                   f"{','.join(default) or '-'} (pick others with ▾)")
         self.update_recipe()
 
     def lora_targets_failed(self, base_model: str, message: str) -> None:
@@ -497,7 +503,9 @@ class OptionsPanel(QScrollArea):
         self.lora_menu.clear()
         modules = self.suggested_modules()
         if not modules:
-            waiting = QAction("Reading the model's modules…" if not self.lora_suggestions else "No modules found",
+            waiting = QAction("Reading the model's modules…" if not self.lora_suggestions else
+                              "Module names unknown until training" if self.lora_suggestions.get("unknown_reason")
+                              else "No modules found",
                               self.lora_menu)
             waiting.setEnabled(False)
             self.lora_menu.addAction(waiting)

@@ -1,6 +1,7 @@
 """Workers for the studio features: LoRA target suggestions, the run estimate, the playground
 answers and the service process. Each follows the one recipe of :mod:`tinyforge_gui.workers.runner`;
-heavy libraries load inside ``work`` (in the worker thread), never at import.
+heavy libraries load inside ``work`` (in the worker thread), never at import, and only for work
+that needs a model in this process (the playground's answers).
 """
 
 from __future__ import annotations
@@ -24,28 +25,21 @@ TRANSFORMERS_LOCK = threading.Lock()
 
 
 class LoraTargetsWorker(Worker):
-    """The LoRA-capable module names of a base model (meta device: no weights, no memory)."""
+    """The LoRA-capable module names of a base model, from its config.json and a table (no torch:
+    the window's process stays light); names unknown without loading the model come back empty,
+    with the reason."""
 
     def __init__(self, base_model: str) -> None:
         super().__init__(Task.LORA_TARGETS)
         self.base_model = base_model
 
     def work(self) -> Any:
-        from core.models.registry import (
-            linear_projection_modules,
-            load_model_config,
-            lora_candidate_modules,
-            resolve_base_model,
-        )
+        from core.models.lora_modules import lora_modules
 
-        with TRANSFORMERS_LOCK:
-            self.cancel_token.raise_if_cancelled()
-            spec = resolve_base_model(self.base_model)
-            config = load_model_config(spec)
-            modules = lora_candidate_modules(config, spec.architecture)
-            default = linear_projection_modules(config, spec.architecture)  # the recipe's real-run default
-        return {"base_model": self.base_model, "modules": modules, "default": default,
-                "architecture": spec.architecture, "model_type": spec.model_type}
+        self.cancel_token.raise_if_cancelled()
+        result = lora_modules(self.base_model).to_dict()
+        result["base_model"] = self.base_model  # the name as the options form holds it
+        return result
 
 
 class EstimateWorker(Worker):
