@@ -59,12 +59,15 @@ def format_lines(report: Any, columns: dict[str, str] | None = None) -> list[str
 
 
 def _starter_folder() -> Path | None:
-    from core.models.starter import converted_folder, find_hf_cache_snapshot
+    """The starter's converted folder, else its snapshot in the local HF cache, holding its
+    tokenizer (the cache is searched without ``huggingface_hub``: the window stays light)."""
+    from core.models.hf_cache import cached_snapshot
+    from core.models.starter import STARTER_HUB_ID, converted_folder
 
-    for folder in (converted_folder(), find_hf_cache_snapshot()):
-        if folder is not None and (Path(folder) / "tokenizer.json").is_file():
-            return Path(folder)
-    return None
+    folder = converted_folder()
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    return cached_snapshot(STARTER_HUB_ID, needs="tokenizer.json")
 
 
 def preview_format(base_model: str, max_length: int) -> tuple[Any, PromptFormat] | None:
