@@ -54,6 +54,7 @@ class RunController(QObject):
         self._options, self._run_panel, self._tabs, self._settings = options, run_panel, tabs, settings
         self._run_actions: list[str] = []
         self._last_artifact: str = ""
+        self._last_step: tuple[str, str] = ("", "")  # the stage and step name last written to the log
 
     # ------------------------------------------------------------------ action state
     def train_block_reason(self) -> str:
@@ -184,6 +185,7 @@ class RunController(QObject):
         worker.stage.connect(rp.on_stage)
         worker.stage.connect(self._on_stage_log)
         worker.progress.connect(rp.on_progress)
+        worker.progress.connect(self._on_step_log)
         worker.log.connect(rp.log.append)
         worker.metric.connect(rp.chart.add_metric)
         worker.metric.connect(rp.on_metric)
@@ -198,6 +200,7 @@ class RunController(QObject):
         self._run_actions = list(actions)
         self._state.update(run_status=RunStatus.RUNNING)
         self._last_artifact = ""
+        self._last_step = ("", "")
         self._notify.hide_message()
         title = ("Resume " if resume else "") + " → ".join(a.capitalize() for a in actions)
         mode = "dry run" if options["train"].get("dry_run") else str(options["train"].get("base_model"))
@@ -224,6 +227,15 @@ class RunController(QObject):
     @Slot(str, str)
     def _on_stage_log(self, stage: str, message: str) -> None:
         self._run_panel.log.append("info", f"▶ {stage}: {message}" if message else f"▶ {stage}")
+
+    @Slot(str, int, int, str)
+    def _on_step_log(self, stage: str, step: int, total: int, message: str) -> None:
+        """A named step of a stage list (export's "exporting the fp32 ONNX graph") goes to the log
+        in full: the progress bar shows it short or not at all. Training's ETA messages do not."""
+        if not message or stage == "train" or not 0 < total <= 100 or (stage, message) == self._last_step:
+            return
+        self._last_step = (stage, message)
+        self._run_panel.log.append("info", f"  {stage} {step}/{total}: {message}")
 
     @Slot(int, dict)
     def _on_metric(self, step: int, values: dict[str, float]) -> None:
@@ -322,7 +334,7 @@ class RunController(QObject):
         if self._tasks.is_busy(Task.RUN):
             self._tasks.cancel(Task.RUN)
             self._run_panel.log.append("warning", "cancelling at the next step…")
-            self._run_panel.progress.setFormat("Cancelling…")
+            self._run_panel.show_cancelling()
             self._notify.status("Cancelling…")
 
     # ------------------------------------------------------------------ estimate

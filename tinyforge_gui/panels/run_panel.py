@@ -1,16 +1,21 @@
-"""Action buttons, run progress with stage text and ETA, the live log and the loss chart."""
+"""Action buttons, run progress with stage text and ETA, the live log and the loss chart.
+
+The bar shows the current stage's own fraction and names the stage ("Training · step 28 of 40");
+the label beside it shows an ETA where the stage runs at a steady rate (training steps), else the
+time spent in the stage (see :mod:`tinyforge_gui.widgets.run_progress`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QTabWidget,
     QToolButton,
@@ -21,11 +26,20 @@ from PySide6.QtWidgets import (
 from tinyforge_gui.widgets.chart import LossChart
 from tinyforge_gui.widgets.common import make_icon
 from tinyforge_gui.widgets.log_view import LogView
+from tinyforge_gui.widgets.run_progress import (
+    STEADY_STAGES,
+    FittedProgressBar,
+    StepRate,
+    progress_texts,
+    stage_label,
+)
 from tinyforge_gui.widgets.theme import accent_button, set_state_colour
 
 logger = logging.getLogger(__name__)
 
-SCALE = 1000  # progress bar units per stage
+SCALE = 1000  # progress bar units for the current stage
+ETA_TIP = "Time left in training, from the steady rate of its steps (the stages after it are not included)"
+ELAPSED_TIP = "Time spent in this stage: its length cannot be projected from its step count"
 
 
 def format_eta(seconds: float) -> str:
@@ -88,35 +102,36 @@ class RunPanel(QWidget):
         self.cancel.clicked.connect(self.cancel_clicked)
         for b in (self.train, self.export, self.train_export, self.cancel, self.resume, self.estimate):
             buttons.addWidget(b)
-        buttons.addSpacing(12)
-        self.progress = QProgressBar()
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        # The bar gets a row of its own: beside six buttons it had ~180 px at 1280×820.
+        bar_row = QHBoxLayout()
+        self.progress = FittedProgressBar()
         self.progress.setObjectName("progressBar")
         self.progress.setAccessibleName("Run progress")
         self.progress.setToolTip("Progress of the current run")
         self.progress.setRange(0, SCALE)
         self.progress.setValue(0)
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("Idle")
-        buttons.addWidget(self.progress, 1)
+        self.progress.set_texts("Idle")
+        bar_row.addWidget(self.progress, 1)
+        self.speed = QLabel()
+        self.speed.setObjectName("speedLabel")
+        self.speed.setToolTip("Training throughput (real, non-padding tokens per second)")
+        self.speed.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        bar_row.addWidget(self.speed)
         self.eta = QLabel()
         self.eta.setObjectName("etaLabel")
-        self.eta.setMinimumWidth(90)
+        self.eta.setMinimumWidth(110)
         self.eta.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        buttons.addWidget(self.eta)
-        layout.addLayout(buttons)
-        info = QHBoxLayout()
+        bar_row.addWidget(self.eta)
+        layout.addLayout(bar_row)
         self.estimate_label = QLabel()
         self.estimate_label.setObjectName("estimateLabel")
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.estimate_label.setToolTip("Projection from a few real training steps (Estimate)")
-        self.speed = QLabel()
-        self.speed.setObjectName("speedLabel")
-        self.speed.setToolTip("Training throughput (real, non-padding tokens per second)")
-        self.speed.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        info.addWidget(self.estimate_label, 1)
-        info.addWidget(self.speed)
-        layout.addLayout(info)
+        self.estimate_label.hide()  # shown with an estimate
+        layout.addWidget(self.estimate_label)
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("runTabs")
@@ -147,71 +162,133 @@ class RunPanel(QWidget):
         self.tabs.setCornerWidget(corner)
         layout.addWidget(self.tabs, 1)
 
+        self._clock: Callable[[], float] = time.monotonic  # tests pass a fake clock
+        self._title = ""
         self._stages: list[str] = []
-        self._stage_index = 0
-        self._stage_started = 0.0
         self._run_started = 0.0
+        self._action = ""  # the run's stage (one of ``_stages``) under way
+        self._stage = ""  # the stage the bar names (the action or one of its parts)
+        self._stage_message = ""  # its StageStarted message (the tooltip's detail)
+        self._stage_started: dict[str, float] = {}
+        self._rate = StepRate()
+        self._last_progress: tuple[int, int] = (0, 0)  # step, total of the current stage
+        self._cancelling = False
+        self._ticker = QTimer(self)  # the elapsed time moves while a long stage reports nothing
+        self._ticker.setInterval(1000)
+        self._ticker.timeout.connect(self._update_eta)
 
     # --- run lifecycle ---
     def start(self, stages: list[str], title: str) -> None:
+        self._title = title
         self._stages = list(stages)
-        self._stage_index = 0
-        self._run_started = self._stage_started = time.monotonic()
-        self.progress.setRange(0, SCALE * max(1, len(self._stages)))
+        self._run_started = self._clock()
+        self._action, self._stage, self._stage_message = "", "", ""
+        self._stage_started = {}
+        self._rate.reset()
+        self._last_progress = (0, 0)
+        self._cancelling = False
+        self.progress.setRange(0, SCALE)
         self.progress.setValue(0)
-        self.progress.setFormat(f"{title}: starting…")
+        self.progress.set_texts([f"{title} · starting", "Starting"])
+        self.progress.setToolTip(f"{title}: starting")
         set_state_colour(self.progress, "running")
         self.eta.setText("")
         self.speed.setText("")
         self.chart.clear()
         self.set_busy(True)
+        self._ticker.start()
 
     def set_busy(self, busy: bool) -> None:
         self.cancel.setEnabled(busy)
 
+    def _enter(self, stage: str, restart: bool) -> None:
+        """Make ``stage`` the one the bar names (its clock restarts on its StageStarted)."""
+        if restart or stage not in self._stage_started:
+            self._stage_started[stage] = self._clock()
+        if restart or stage != self._stage:
+            self._rate.reset()
+            self._last_progress = (0, 0)
+        self._stage = stage
+
     @Slot(str, str)
     def on_stage(self, stage: str, message: str) -> None:
+        self._enter(stage, restart=True)
+        self._stage_message = message
+        self.progress.setValue(0)
         if stage in self._stages:
-            self._stage_index = self._stages.index(stage)
-            self.progress.setValue(self._stage_index * SCALE)
-        self._stage_started = time.monotonic()
-        self.progress.setFormat(f"{stage}: {message or 'working'}")
-        self.eta.setText("")
+            self._action = stage
+            self.speed.setText("")  # the throughput belongs to the training it measured
+        self._show(f"{stage_label(stage)} · starting" if stage in self._stages else stage_label(stage), message)
+        self._update_eta()
 
     @Slot(str, int, int, str)
     def on_progress(self, stage: str, step: int, total: int, message: str) -> None:
-        if total <= 0:
-            self.progress.setFormat(f"{stage}: {message or step}")
+        if stage != self._stage:
+            self._enter(stage, restart=False)
+        self._last_progress = (step, total)
+        if total > 0:
+            self.progress.setValue(int(min(1.0, step / total) * SCALE))
+            if stage in STEADY_STAGES:
+                self._rate.add(step, self._clock())
+        detail = "" if stage in STEADY_STAGES else message
+        self._show(progress_texts(stage, step, total, message), detail or self._stage_message)
+        self._update_eta()
+
+    def _show(self, texts: list[str] | str, detail: str) -> None:
+        """The bar's short text, and the long story in its tooltip."""
+        if self._cancelling:
             return
-        frac = min(1.0, step / total)
-        self.progress.setValue(self._stage_index * SCALE + int(frac * SCALE))
-        trainer_eta = message.startswith("ETA ")
-        label = f"step {step}/{total}" if trainer_eta else (message or f"{step}/{total}")
-        self.progress.setFormat(f"{stage}: {label}  %p%")
-        elapsed = time.monotonic() - self._stage_started
-        if trainer_eta and frac < 1.0:  # the trainer's own ETA (h:mm:ss)
-            self.eta.setText(message)
-        elif 0.02 < frac < 1.0 and elapsed > 1.0:
-            self.eta.setText(f"ETA {format_eta(elapsed * (1 - frac) / frac)}")
-        elif frac >= 1.0:
-            self.eta.setText("")
+        self.progress.set_texts(texts)
+        where = ""
+        if self._action in self._stages and len(self._stages) > 1:
+            where = f", stage {self._stages.index(self._action) + 1} of {len(self._stages)} ({self._action})"
+        lines = [f"{self._title}{where}: {stage_label(self._stage).lower()}", detail,
+                 "The bar shows this stage's own progress."]
+        self.progress.setToolTip("\n".join(line for line in lines if line))
+
+    @Slot()
+    def _update_eta(self) -> None:
+        """ETA for steady stages once measured; otherwise the time spent in the stage."""
+        if not self._stage or self._cancelling:
+            return
+        total = self._last_progress[1]
+        left = self._rate.remaining(total, self._clock()) if self._stage in STEADY_STAGES else None
+        if left is not None:
+            self.eta.setText(f"ETA {format_eta(left)}")
+            self.eta.setToolTip(ETA_TIP)
+        else:
+            spent = self._clock() - self._stage_started.get(self._stage, self._run_started)
+            self.eta.setText(f"{format_eta(spent)} elapsed" if spent >= 1.0 else "")
+            self.eta.setToolTip(ELAPSED_TIP)
 
     @Slot(int, dict)
     def on_metric(self, step: int, values: dict[str, float]) -> None:
         """Show the training throughput (tokens/s) next to the ETA."""
         tps = values.get("tokens_per_second")
         if tps is not None:
-            self.speed.setText(f"{tps:,.0f} tokens/s · step {step}")
+            self.speed.setText(f"{tps:,.0f} tokens/s")
 
     def show_estimate(self, text: str, tooltip: str = "") -> None:
         self.estimate_label.setText(text)
         self.estimate_label.setToolTip(tooltip or text)
+        self.estimate_label.setVisible(bool(text))
+
+    def show_cancelling(self) -> None:
+        """Cancel was pressed: the bar says so until the run ends (no ETA for a stop)."""
+        self.progress.set_texts("Cancelling…")
+        self._cancelling = True
+        self.eta.setText("")
 
     def finish(self, status: str, message: str = "") -> None:
         """A run ended: the bar reaches its maximum and says how it ended."""
+        self._ticker.stop()
+        self._cancelling = False
+        self.progress.setRange(0, SCALE)
         self.progress.setValue(self.progress.maximum())
-        took = format_eta(time.monotonic() - self._run_started)
-        self.progress.setFormat(message or f"{status.capitalize()} in {took}")
+        took = format_eta(self._clock() - self._run_started)
+        summary = f"{status.capitalize()} in {took}"
+        self.progress.set_texts([message, summary] if message else summary)
+        self.progress.setToolTip(f"{self._title or 'The run'}: {status} in {took}" + (f"\n{message}" if message else ""))
         set_state_colour(self.progress, status)
         self.eta.setText("")
         self.set_busy(False)

@@ -32,6 +32,7 @@ class LossChart(QWidget):
         style_label(self._placeholder, "dim")
         self._stack.addWidget(self._placeholder)
         self._plot: Any = None
+        self._legend: Any = None
         self._curves: dict[str, Any] = {}
 
     def _ensure_plot(self) -> None:
@@ -45,9 +46,12 @@ class LossChart(QWidget):
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.setLabel("bottom", "step")
         plot.setLabel("left", "loss")
-        plot.addLegend(offset=(-10, 10))
+        self._legend = plot.addLegend(offset=(-10, 10))
         for name, colour in SERIES.items():
-            self._curves[name] = plot.plot([], [], name=name, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
+            # No name here: a series joins the legend with its first point (see add_metric), so
+            # eval_loss, drawn only when early stopping checks the held-out phrasings, is not
+            # announced by a legend entry with nothing behind it.
+            self._curves[name] = plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
                                            symbolBrush=colour, symbolPen=None)
         self._plot = plot
         self._stack.addWidget(plot)
@@ -61,9 +65,15 @@ class LossChart(QWidget):
         self._ensure_plot()
         for name, value in wanted.items():
             xs, ys = self.points[name]
+            if not xs:
+                self._legend.addItem(self._curves[name], name)
             xs.append(float(step))
             ys.append(float(value))
             self._curves[name].setData(xs, ys)
+
+    def legend_names(self) -> list[str]:
+        """The series the legend lists (those with at least one point)."""
+        return [] if self._legend is None else [label.text for _, label in self._legend.items]
 
     def count(self) -> int:
         return sum(len(xs) for xs, _ in self.points.values())
@@ -71,6 +81,8 @@ class LossChart(QWidget):
     @Slot()
     def clear(self) -> None:
         self.points = {name: ([], []) for name in SERIES}
+        if self._legend is not None:
+            self._legend.clear()
         for curve in self._curves.values():
             curve.setData([], [])
         self._stack.setCurrentIndex(0 if self._plot is None else 1)
