@@ -78,6 +78,7 @@ _STAGES = (
 )
 _SELF_TEST_INPUTS = 4  # questions the live service is asked on loopback
 _GGUF_STAGE = "writing and checking GGUF files"  # before the report, with ``gguf=True``
+EXPORT_STEPS = (*_STAGES[:-1], _GGUF_STAGE, _STAGES[-1])  # every step name an export reports, in order
 
 
 @dataclass(frozen=True)

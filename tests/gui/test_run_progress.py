@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from core.exporter.onnx_export import EXPORT_STEPS  # every step name core reports
 from tinyforge_gui.panels.run_panel import RunPanel
 from tinyforge_gui.widgets.chart import LossChart
-from tinyforge_gui.widgets.run_progress import WARMUP_STEPS, FittedProgressBar, StepRate, progress_texts
-
-EXPORT_STEPS = [
-    "loading the trained model",
-    "exporting the fp32 ONNX graph",
-    "checking the graphs",
-    "quantizing to int8",
-    "assembling the service folder",
-    "checking parity and latency against torch",
-    "choosing the served precision",
-    "self-testing the service",
-    "writing and checking GGUF files",
-    "writing the report",
-]
+from tinyforge_gui.widgets.run_progress import (
+    STEP_LABELS,
+    WARMUP_STEPS,
+    FittedProgressBar,
+    StepRate,
+    progress_texts,
+)
 
 
 class FakeClock:
@@ -131,6 +125,7 @@ def test_bar_text_fits_at_1280x820(window) -> None:  # noqa: ANN001
     for index, name in enumerate(EXPORT_STEPS, 1):
         rp.on_progress("export", index, len(EXPORT_STEPS), name)
         shown()
+        assert name.lower() in STEP_LABELS, f"no short label for core's export step {name!r}"
     rp.on_progress("export", 3, 10, "an unexpected step name that is much longer than any bar could hold " * 3)
     shown()
     assert bar.text() == "Exporting · 3 of 10"
