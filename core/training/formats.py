@@ -152,11 +152,6 @@ class Conversation(NamedTuple):
         """The last question and answer, with what came before them."""
         return Pair(self.question, self.answer, Context(self.system, self.history))
 
-    def messages(self) -> list[dict[str, str]]:
-        """The conversation as chat messages (``role``/``content``), the system message first."""
-        head = [{"role": "system", "content": self.system}] if self.system is not None else []
-        return head + [{"role": role, "content": content} for role, content in self.turns]
-
 
 def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
     """``"question=Q,answer=A[,system=S]"`` (or a mapping) as ``{role: column}``; ``ValueError``
