@@ -16,8 +16,6 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from core.events import Cancelled, CancelToken, EventCallback
 from core.training.dataset_scan import (
     BLANK,
@@ -35,7 +33,6 @@ from core.training.dataset_scan import (
     looks_utf16,
     open_dataset,
     parse_line,
-    parse_slow,
     scan_range,
 )
 from core.training.formats import INPUT_OUTPUT, MIXED_FORMATS, Conversation, FormatProblem, normalize_row
@@ -92,35 +89,20 @@ def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """
     path_s = os.fspath(path)
     n = 0
-    lineno = 0
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
-    with open_dataset(path_s) as f:
-        for lines, _done in iter_line_blocks(f):
-            for raw in lines:
-                lineno += 1
-                try:
-                    rec = loads(raw)
-                except decode_error:
-                    try:
-                        rec = parse_slow(raw)
-                    except LineProblem as p:
-                        raise DatasetError(path_s, lineno, p.kind, p.message) from None
-                    if rec is BLANK:
-                        continue
-                if not (
-                    type(rec) is dict
-                    and type(rec.get("input")) is str
-                    and type(rec.get("output")) is str
-                    and (len(rec) == 2 or (len(rec) == 3 and type(rec.get("metadata")) is dict))
-                ):
-                    try:
-                        rule, conversation = normalize_row(rec)
-                    except FormatProblem as p:
-                        raise DatasetError(path_s, lineno, p.kind, p.message) from None
-                    rec = as_record(rule, conversation, rec)
-                n += 1
-                yield rec
+    for lineno, rec in _jsonl_rows(path_s):
+        if not (
+            type(rec) is dict
+            and type(rec.get("input")) is str
+            and type(rec.get("output")) is str
+            and (len(rec) == 2 or (len(rec) == 3 and type(rec.get("metadata")) is dict))
+        ):
+            try:
+                rule, conversation = normalize_row(rec)
+            except FormatProblem as p:
+                raise DatasetError(path_s, lineno, p.kind, p.message) from None
+            rec = as_record(rule, conversation, rec)
+        n += 1
+        yield rec
     if n == 0:
         raise DatasetError(path_s, None, EMPTY_FILE, "the file holds no records (empty or only blank lines)")
 
@@ -165,6 +147,7 @@ def iter_conversations(path: str | os.PathLike[str], columns: dict[str, str] | N
 
 
 def _jsonl_rows(path: str) -> Iterator[tuple[int, Any]]:
+    """``(line, parsed value)`` of every non-blank line; ``DatasetError`` at a line that is not JSON."""
     lineno = 0
     with open_dataset(path) as f:
         for lines, _done in iter_line_blocks(f):
