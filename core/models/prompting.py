@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -409,8 +409,9 @@ def encode_conversation(tokenizer: Any, fmt: PromptFormat, system: str | None, t
     """
     if fmt.architecture == "seq2seq":
         prompt = fmt.render_conversation(system, turns[:-1])
-        return encode_example(tokenizer, PromptFormat(**{**fmt.to_dict(), "prompt_prefix": "", "prompt_suffix": ""}),
-                              prompt, turns[-1][1], max_length)
+        # The conversation is rendered already: encode it as a bare prompt.
+        return encode_example(tokenizer, replace(fmt, prompt_prefix="", prompt_suffix=""), prompt, turns[-1][1],
+                              max_length)
     limit = max_length * CHARS_PER_TOKEN
     ids: list[int] = []
     labels: list[int] = []
