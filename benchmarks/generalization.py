@@ -17,8 +17,13 @@ RSS. The variants cache is a fresh folder, so the time includes writing the reph
 Goals: rephrased answered >= 11 of 14 (79 %), word for word >= 13 of 14 (93 %), a whole default
 run <= 6 minutes and <= 2 GB.
 
+``--dataset pool`` takes a second fresh set instead (``benchmarks/data/generalization_pool/``:
+30 facts of a swimming pool, 16 rephrasings written by hand as customers ask, milder than the
+bike-hire set's: a synonym or a sentence of context each).
+
     python benchmarks/generalization.py            # both sides: about 10 minutes
     python benchmarks/generalization.py --sides variants
+    python benchmarks/generalization.py --sides variants --dataset pool
 """
 
 from __future__ import annotations
@@ -34,17 +39,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "benchmarks" / "data" / "generalization"
+DATASETS = {"bike_hire": ROOT / "benchmarks" / "data" / "generalization",
+            "pool": ROOT / "benchmarks" / "data" / "generalization_pool"}
 GOALS = {"rephrased_share": 11 / 14, "word_for_word_share": 13 / 14, "seconds": 360, "peak_rss_mb": 2048}
 SIDES = {"variants": [], "no_variants": ["--no-variants"]}
 
 
-def run_side(name: str, flags: list[str], work: Path) -> dict[str, Any]:
+def run_side(name: str, flags: list[str], work: Path, data: Path) -> dict[str, Any]:
     """One default training run in a child process; its evaluation, wall time and peak RSS."""
     out = work / name
     env = {**os.environ, "TINYFORGE_VARIANTS_CACHE": str(work / "variants-cache"), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "core.cli", "train", "--data", str(DATA / "train.jsonl"), "--out", str(out),
-               "--use-lora", "--eval-data", str(DATA / "rephrased.jsonl"), "--quiet", *flags]
+    command = [sys.executable, "-m", "core.cli", "train", "--data", str(data / "train.jsonl"), "--out", str(out),
+               "--use-lora", "--eval-data", str(data / "rephrased.jsonl"), "--quiet", *flags]
     started = time.time()
     child = subprocess.Popen(command, cwd=ROOT, env=env)
     _, status, usage = os.wait4(child.pid, 0)
@@ -81,15 +87,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(SIDES))
     parser.add_argument("--answers", action="store_true", help="also print every rephrased answer")
+    parser.add_argument("--dataset", choices=list(DATASETS), default="bike_hire",
+                        help="the fresh facts and hand-written rephrasings to use (default bike_hire)")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tinyforge-generalization-") as tmp:
         for name in args.sides:
-            results[name] = run_side(name, SIDES[name], Path(tmp))
+            results[name] = run_side(name, SIDES[name], Path(tmp), DATASETS[args.dataset])
     if not args.answers:
         for side in results.values():
             side.pop("rephrased_answers")
-    summary: dict[str, Any] = {"dataset": str(DATA.relative_to(ROOT)), "goals": GOALS, "sides": results}
+    summary: dict[str, Any] = {"dataset": str(DATASETS[args.dataset].relative_to(ROOT)), "goals": GOALS, "sides": results}
     if "variants" in results:
         ours = results["variants"]
         summary["goals_met"] = {
