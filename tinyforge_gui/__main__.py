@@ -11,6 +11,7 @@ import time
 
 _T0 = time.time()
 
+import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
@@ -218,9 +219,16 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return 2
     setup_logging(defer_file=True)
+    # While the window lives, garbage is collected on a timer in the GUI thread
+    # (tinyforge_gui.gc_guard); automatic collection stops now rather than when the window is
+    # built, which spares start-up ~50 collector passes (~6 ms).
+    gc.disable()
     app = create_app(argv)
     from PySide6.QtCore import QTimer
 
+    from tinyforge_gui.gc_guard import install as install_gc_guard
+
+    install_gc_guard(app)
     from tinyforge_gui.main_window import MainWindow
 
     window = MainWindow()

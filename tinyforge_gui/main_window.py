@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -319,6 +318,7 @@ class MainWindow(QMainWindow):
         """Work that may touch the disk but is not needed for the first paint."""
         if self._closing:
             return
+        self.dataset.attach_dataset_page()
         self.tabs.build_result_tabs()
         from tinyforge_gui.workers.tasks import WarmupWorker
 
@@ -368,6 +368,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ shutdown
     def confirm_close(self) -> bool:
         """Ask before closing during a run (tests replace this)."""
+        from PySide6.QtWidgets import QMessageBox  # not at import: start-up never asks
+
         answer = QMessageBox.question(
             self,
             "A run is in progress",

@@ -23,6 +23,7 @@ app = create_app([])
 from tinyforge_gui.main_window import MainWindow
 w = MainWindow()
 before = sorted(m for m in sys.modules if m.split(".")[0] in ("pydantic", "core", "tinyforge_gui"))
+pages_at_show = w.dataset.count()
 w.show()
 # The event loop itself, not processEvents() in a Python loop (PySide6 6.12 loses a reference
 # to None on every processEvents call; a few thousand calls crash a small process).
@@ -32,7 +33,8 @@ QTimer.singleShot(20000, app.quit)
 app.exec()
 print(json.dumps({"before_show": before, "built_after_show": w.tabs.built,
                   "tabs": [w.tabs.tabText(i) for i in range(w.tabs.count())],
-                  "artifacts_page": w.tabs.widget(1) is w.tabs.artifacts}))
+                  "artifacts_page": w.tabs.widget(1) is w.tabs.artifacts,
+                  "dataset_pages_at_show": pages_at_show, "dataset_pages": w.dataset.count()}))
 w.close()
 """
 
@@ -54,6 +56,8 @@ def test_first_paint_imports_only_what_it_shows(tmp_path: Path) -> None:
         assert module not in before
     assert result["built_after_show"] and result["artifacts_page"]
     assert result["tabs"] == ["Dataset", "Artifacts", "Evaluation", "Export", "Playground"]
+    # The dataset page (hidden behind the welcome page) joins its stack after the first paint.
+    assert result["dataset_pages_at_show"] == 1 and result["dataset_pages"] == 2
 
 
 def test_a_hidden_tab_chosen_early_gets_its_panel(qtbot, output_root: Path) -> None:  # noqa: ANN001

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal, Slot
-from PySide6.QtWidgets import QDialog, QFileDialog
 
 from core.training.formats import UNKNOWN_FORMAT
 from tinyforge_gui.resources import example_path
@@ -97,6 +96,8 @@ class DatasetController(QObject):
     # ------------------------------------------------------------------ entry points
     @Slot()
     def open_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog  # not at import: start-up never opens it
+
         start = str(Path(self.path).parent) if self.path else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(
             self._dataset.window(), "Open a dataset", start, FILE_FILTER
@@ -289,6 +290,8 @@ class DatasetController(QObject):
         if dialog is None:
             return
         dialog.deleteLater()
+        from PySide6.QtWidgets import QDialog
+
         if result == QDialog.DialogCode.Accepted:
             self.apply_columns(dialog.mapping() or None)
 

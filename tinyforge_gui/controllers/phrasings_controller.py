@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Slot
-from PySide6.QtWidgets import QFileDialog
 
 from tinyforge_gui.state import StudioState, Task
 from tinyforge_gui.workers.runner import TaskRunner
@@ -100,6 +99,8 @@ class PhrasingsController(QObject):
 
     @Slot()
     def export_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog  # not at import: start-up never opens it
+
         start = Path(self._state.dataset_path or Path.home())
         suggested = str(start.with_name(f"{start.stem}.phrasings.jsonl")) if self._state.dataset_path else ""
         path, _ = QFileDialog.getSaveFileName(self._dataset.window(), "Export the phrasings", suggested,

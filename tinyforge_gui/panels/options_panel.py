@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QCompleter,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -537,17 +536,23 @@ class OptionsPanel(QScrollArea):
 
     @Slot()
     def _browse_output(self) -> None:
+        from PySide6.QtWidgets import QFileDialog  # not at import: start-up never opens it
+
         folder = QFileDialog.getExistingDirectory(self, "Choose the output folder", self.output_dir.text())
         if folder:
             self.output_dir.setText(folder)
 
     @Slot()
     def _browse_eval_data(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
         path, _ = QFileDialog.getOpenFileName(self, "Choose an evaluation file", "", "JSON Lines (*.jsonl);;All files (*)")
         if path:
             self.eval_data.setText(path)
 
     def _browse_model(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
         folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (Hugging Face format)")
         if folder:
             self.base_model.setCurrentText(folder)

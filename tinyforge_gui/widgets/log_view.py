@@ -7,7 +7,7 @@ import time
 
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import QFileDialog, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class LogView(QPlainTextEdit):
     @Slot()
     def save_as(self) -> None:
         self.flush()
+        from PySide6.QtWidgets import QFileDialog  # not at import: start-up never opens it
+
         path, _ = QFileDialog.getSaveFileName(self, "Save the log", "tinyforge-log.txt", "Text files (*.txt)")
         if path:
             self.save_to(path)
