@@ -102,3 +102,30 @@ def test_gguf_is_a_real_runs_choice(panel) -> None:  # noqa: ANN001
     assert not panel.gguf.isEnabled() and panel.to_dict()["export"]["gguf"] is False
     panel.load_dict({"train": {"dry_run": False}, "export": {"gguf": False}})
     assert panel.gguf.isEnabled() and not panel.gguf.isChecked()
+
+
+def test_options_texts_fit_at_1280x820(window) -> None:  # noqa: ANN001
+    """At the default window size no option's label, check box or placeholder is cut (issue 21)."""
+    from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit
+
+    window.options.dry_run.setChecked(False)
+    window.options.lora.setChecked(True)  # the real-training rows and the module list show
+    assert (window.width(), window.height()) == (1280, 820)
+    cut = []
+    for box in window.options.findChildren(QCheckBox):
+        if box.isVisible():
+            needed = box.fontMetrics().horizontalAdvance(box.text()) + 24  # the indicator and its gap
+            if needed > box.width():
+                cut.append(f"check box {box.text()!r}: {needed} > {box.width()} px")
+    for edit in window.options.findChildren(QLineEdit):
+        text = edit.placeholderText()
+        if edit.isVisible() and text and not edit.text():
+            needed = edit.fontMetrics().horizontalAdvance(text) + 8  # the frame's margins
+            if needed > edit.width():
+                cut.append(f"placeholder {text!r}: {needed} > {edit.width()} px")
+    for label in window.options.findChildren(QLabel):
+        if label.isVisible() and not label.wordWrap() and label.text():
+            needed = label.fontMetrics().horizontalAdvance(label.text())
+            if needed > label.width():
+                cut.append(f"label {label.text()!r}: {needed} > {label.width()} px")
+    assert not cut, cut

@@ -368,8 +368,8 @@ class OptionsPanel(QScrollArea):
         form.addRow("Variants", self.variants)
         self.eval_data = QLineEdit()
         self.eval_data.setObjectName("evalDataEdit")
-        self.eval_data.setPlaceholderText("optional: your own test questions (JSONL)")
-        self.eval_data.setToolTip("Evaluation file. Questions asked the way your customers ask them, with the "
+        self.eval_data.setPlaceholderText("optional: test questions")  # fits the default width; the tooltip says more
+        self.eval_data.setToolTip("Evaluation file (JSONL, optional). Questions asked the way your customers ask them, with the "
                                   "answers you expect; scored after training beside the base model.")
         self.eval_data.setAccessibleName("Evaluation file")
         form.addRow("Eval file", _with_browse(self.eval_data, "evalDataBrowse", "Choose an evaluation file (JSONL)",
