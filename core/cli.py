@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,17 +23,23 @@ def _validate(args: argparse.Namespace) -> int:
     from core.console import ConsoleReporter
     from core.events import Cancelled
     from core.sigint import cancel_on_sigint
-    from core.training.dataset import DatasetError, validate_file
+    from core.training.dataset import ONE_BLAS_THREAD, DatasetError, validate_file
     from core.training.formats import parse_columns
 
     try:
         columns = parse_columns(args.columns) or None
     except ValueError as exc:
         return print_error(exc)
+    if "numpy" not in sys.modules:
+        # numpy loads later for the merge (sorts, no BLAS): without OpenBLAS's thread pool, which
+        # would spin on the cores the scan workers use. A value the user set is kept.
+        os.environ.update({k: v for k, v in ONE_BLAS_THREAD.items() if k not in os.environ})
     reporter = ConsoleReporter(quiet=args.quiet)
     try:
         with cancel_on_sigint() as token:
-            report = validate_file(args.data, on_event=reporter, cancel=token, columns=columns)
+            # This process has no other thread: the scan may fork its workers, which then skip
+            # Python's start-up and imports.
+            report = validate_file(args.data, on_event=reporter, cancel=token, columns=columns, fork_workers=True)
     except (DatasetError, OSError) as exc:  # missing, a folder, FIFO, device, link loop, unreadable
         reporter.close()
         return print_error(exc)

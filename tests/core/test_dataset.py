@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import random
 import sys
@@ -378,6 +379,48 @@ def test_parallel_failure_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(ds, "_scan_parallel", broken)
     assert validate_file(path, workers=2).n_records == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_forked_workers_match_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = generated_file(tmp_path, n=3000, seed=7)
+    with open(path, "ab") as f:
+        f.write(("{bad\n" + rec("q1 dup", "x") + "\n" + rec("q1 dup", "x") + "\n").encode())
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    sequential = validate_file(path, workers=1)
+    forked = validate_file(path, workers=3, fork_workers=True)
+    assert len(forks) == 3  # the workers really were forked (no silent fallback to one process)
+    assert forked.model_dump() == sequential.model_dump()
+    # many more ranges than workers: each worker scans several, in whatever order they come
+    monkeypatch.setattr(ds, "_RANGE_BYTES", 20_000)
+    size = path.stat().st_size
+    results, _ = ds._scan_parallel(str(path), size, 3, ProgressThrottle(None, "scan", size), None, fork=True)
+    assert len(results) == size // 20_000 > 10
+    assert validate_file(path, workers=3, fork_workers=True).model_dump() == sequential.model_dump()
+    assert validate_file(path, workers=2).model_dump() == sequential.model_dump()  # started, not forked
+    assert forked.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert forked.warning_counts.get("duplicate_record") == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_forked_worker_failure_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = generated_file(tmp_path, n=500, seed=8)
+    size = path.stat().st_size
+
+    def broken(*args: Any) -> None:
+        raise ValueError("boom in the worker")
+
+    monkeypatch.setattr("core.training.scan_worker.run", broken)
+    with pytest.raises(RuntimeError, match="boom in the worker"):
+        ds._scan_parallel(str(path), size, 2, ProgressThrottle(None, "scan", size), None, fork=True)
+    assert validate_file(path, workers=2, fork_workers=True).n_records == 500  # falls back to one process
 
 
 def test_progress_events_throttled(tmp_path: Path) -> None:
