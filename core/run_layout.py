@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
 
-from core.training.config import TrainConfig
+from core.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

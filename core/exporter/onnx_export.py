@@ -8,7 +8,8 @@ a live self-test of the service on loopback) and only then renamed into place.
 This module is the orchestration: resolving the trained model, the stages and their events,
 the staging folder, metadata and the report. Turning the loaded torch model into checked ONNX
 graph files (the wrappers, the exporters, the graph layout) lives in
-:mod:`core.exporter.onnx_graphs`; ``export_graphs`` is re-exported here for existing callers.
+:mod:`core.exporter.onnx_graphs`; ``export_graphs`` is re-exported here for existing callers, and so
+are the seed's ``get_onnx_metadata`` and ``is_placeholder_graph`` (:mod:`core.exporter.graph_files`).
 With ``gguf=True`` the same staging folder also gets ``gguf/`` (:mod:`core.exporter.gguf_export`),
 from the same loaded model and checked on the same parity inputs.
 """
@@ -37,6 +38,8 @@ from core.events import (
 )
 from core.exporter.candidates import CANDIDATES, Gate, choose_served
 from core.exporter.errors import ExportError, ModelNotFoundError
+from core.exporter.graph_files import get_onnx_metadata as get_onnx_metadata  # the seed's API
+from core.exporter.graph_files import is_placeholder_graph as is_placeholder_graph
 from core.exporter.model_source import MANIFEST_FILENAME, resolve_model_source
 from core.exporter.onnx_graphs import cache_layout as cache_layout
 from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
@@ -727,27 +730,6 @@ def export_to_onnx(model_path: str | os.PathLike[str], output_dir: str | os.Path
     if source.kind == "stub":
         return str(_export_placeholder(source.path, out))
     return str(_export_graph_files(resolve_trained_model(source.path), out))
-
-
-def get_onnx_metadata(onnx_path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``<graph>.meta.json`` written beside an ONNX file, or None when there is none."""
-    meta_path = Path(onnx_path).expanduser().with_name(Path(onnx_path).name + ".meta.json")
-    if not meta_path.is_file():
-        return None
-    try:
-        data = read_json(meta_path)
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{meta_path} is not readable JSON: {exc}") from exc
-    return data if isinstance(data, dict) else None
-
-
-def is_placeholder_graph(onnx_path: str | os.PathLike[str]) -> bool:
-    """True for a dry run's placeholder (the seed's comment text or JSON document), not a graph.
-
-    A serialised ONNX model is a protobuf whose first byte is a field tag, never ``#`` or ``{``.
-    """
-    with open(onnx_path, "rb") as handle:
-        return handle.read(1) in (b"#", b"{")
 
 
 def _export_placeholder(stub_path: Path, out: Path) -> Path:

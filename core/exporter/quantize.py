@@ -230,7 +230,7 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
     ``quantized.onnx``; raises ``FileNotFoundError`` for a missing file and ``ValueError`` for
     an unknown mode or a file that is not an ONNX graph.
     """
-    from core.exporter.onnx_export import get_onnx_metadata, is_placeholder_graph
+    from core.exporter.graph_files import get_onnx_metadata, is_placeholder_graph
     from core.jsonio import utc_now_iso, write_json_atomic
 
     source = Path(onnx_path).expanduser().absolute()
@@ -270,7 +270,7 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
 
 def get_quantized_metadata(quantized_path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The ``.meta.json`` beside a quantized file written by :func:`quantize_onnx`, or None."""
-    from core.exporter.onnx_export import get_onnx_metadata
+    from core.exporter.graph_files import get_onnx_metadata
 
     return get_onnx_metadata(quantized_path)
 

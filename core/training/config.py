@@ -1,72 +1,11 @@
-"""Typed configuration of one training run (pydantic), shared by the CLI, the GUI and run.json."""
+"""The training config's documented import path: :class:`TrainConfig` and :class:`LoraSettings`.
+
+They are defined in :mod:`core.train_config`, below both training and the run layout that records
+them in ``run.json``; trainers, the window, tests and scripts import them from here.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from core.training import config_defaults as d
-from core.training.config_defaults import DEFAULT_BASE_MODEL
+from core.train_config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig
 
 __all__ = ["DEFAULT_BASE_MODEL", "LoraSettings", "TrainConfig"]
-
-
-def _field(limits: d.Limits) -> Any:
-    """A pydantic ``Field`` with the default and bounds written in :mod:`config_defaults`."""
-    return Field(limits.default, **limits.bounds())
-
-
-class LoraSettings(BaseModel):
-    """LoRA hyper-parameters. None means "the recipe decides" for a real run
-    (:mod:`core.training.recipe`) and the seed's r 8, alpha 16, q,v for a dry run's stub."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = False
-    r: int | None = _field(d.LORA_R)
-    alpha: float | None = _field(d.LORA_ALPHA)
-    dropout: float | None = _field(d.LORA_DROPOUT)  # None: the recipe's (0 for a real run)
-    # None: every linear projection for a real run (the recipe), the seed's q,v for a dry run.
-    target_modules: list[str] | None = None
-
-    @field_validator("target_modules")
-    @classmethod
-    def _non_empty_names(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        names = [name.strip() for name in value if name.strip()]
-        if not names:
-            raise ValueError("target_modules must name at least one module")
-        return names
-
-
-class TrainConfig(BaseModel):
-    """Everything that describes a run; saved beside each run so it is reproducible."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    data_path: str
-    output_dir: str
-    dry_run: bool = False
-    base_model: str = DEFAULT_BASE_MODEL
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    # None: chosen by the recipe from the mode and the data size (core.training.recipe).
-    epochs: float | None = _field(d.EPOCHS)
-    max_steps: int = _field(d.MAX_STEPS)  # -1: run for ``epochs``
-    learning_rate: float | None = _field(d.LEARNING_RATE)
-    batch_size: int = _field(d.BATCH_SIZE)
-    grad_accum: int = _field(d.GRAD_ACCUM)
-    max_length: int = _field(d.MAX_LENGTH)
-    eval_split: float | None = _field(d.EVAL_SPLIT)  # None: 0.1 with >= 10 records, else 0
-    variants: int | None = _field(d.VARIANTS)  # None: the recipe's; 0: --no-variants
-    variant_generator: str | None = None  # the model that writes rephrasings; None: the base model
-    eval_data_path: str | None = None  # the user's own evaluation file, scored after training
-    # A table's (or any file's) own names for the question/answer/system (core.training.formats).
-    columns: dict[Literal["question", "answer", "system"], str] | None = None
-    loss_on: Literal["all", "last"] = "all"  # a conversation's answers that train: every one, or the last
-    seed: int = _field(d.SEED)
-    device: Literal["auto", "cpu", "cuda", "mps"] = _field(d.DEVICE)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(d.PRECISION)
-    resume: bool = False
-    logging_steps: int = _field(d.LOGGING_STEPS)

@@ -35,7 +35,7 @@ from core.training.dataset_scan import (
     parse_line,
     scan_range,
 )
-from core.training.formats import INPUT_OUTPUT, MIXED_FORMATS, Conversation, FormatProblem, normalize_row
+from core.training.formats import MIXED_FORMATS, Conversation, FormatProblem, as_record, normalize_row
 from core.training.line_index import LineIndex, read_head
 from core.training.tables import is_table
 from core.training.tokens import count_tokens_pair
@@ -110,19 +110,6 @@ def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         yield rec
     if n == 0:
         raise DatasetError(path_s, None, EMPTY_FILE, "the file holds no records (empty or only blank lines)")
-
-
-def as_record(rule: str, conversation: Conversation, row: dict[str, Any]) -> dict[str, Any]:
-    """A row of any format as a record: an input/output row as it is (extra keys kept), else
-    ``input``/``output`` (the last question and answer) with ``system`` and ``history``."""
-    if rule == INPUT_OUTPUT and "input" in row and "output" in row and "system" not in row:
-        return row
-    record: dict[str, Any] = {"input": conversation.question, "output": conversation.answer}
-    if conversation.system is not None:
-        record["system"] = conversation.system
-    if conversation.history:
-        record["history"] = [{"role": role, "content": content} for role, content in conversation.history]
-    return record
 
 
 def iter_conversations(path: str | os.PathLike[str], columns: dict[str, str] | None = None

@@ -37,6 +37,7 @@ __all__ = [
     "Conversation",
     "NO_CONTEXT",
     "Pair",
+    "as_record",
     "context_of",
     "FormatProblem",
     "normalize_row",
@@ -383,6 +384,19 @@ def question_row(value: dict[str, Any]) -> dict[str, Any]:
     _, conversation = normalize_row(value)
     return {"input": conversation.question, "output": conversation.answer,
             "context": Context(conversation.system, conversation.history)}
+
+
+def as_record(rule: str, conversation: Conversation, row: dict[str, Any]) -> dict[str, Any]:
+    """A row of any format as a record: an input/output row as it is (extra keys kept), else
+    ``input``/``output`` (the last question and answer) with ``system`` and ``history``."""
+    if rule == INPUT_OUTPUT and "input" in row and "output" in row and "system" not in row:
+        return row
+    record: dict[str, Any] = {"input": conversation.question, "output": conversation.answer}
+    if conversation.system is not None:
+        record["system"] = conversation.system
+    if conversation.history:
+        record["history"] = [{"role": role, "content": content} for role, content in conversation.history]
+    return record
 
 
 def _no_rule(row: dict[str, Any]) -> FormatProblem:

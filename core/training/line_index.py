@@ -25,7 +25,7 @@ from core.training.dataset_scan import (
     open_dataset,
     parse_line,
 )
-from core.training.formats import FormatProblem, normalize_row
+from core.training.formats import FormatProblem, as_record, normalize_row
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +239,6 @@ class LineIndex:
             rule, conversation = normalize_row(value)
         except (LineProblem, FormatProblem) as p:
             raise DatasetError(self.path, line, p.kind, p.message) from None
-        from core.training.dataset import as_record
-
         return as_record(rule, conversation, value)
 
 

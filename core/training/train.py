@@ -158,7 +158,7 @@ def _run_real(config: TrainConfig, emit: EventCallback, cancel: CancelToken | No
 
 
 def _default(name: str, model: type[Any] = TrainConfig) -> Any:
-    """A flag's default: the config field's own (written once, in core.training.config_defaults)."""
+    """A flag's default: the config field's own (written once, in core.train_config_defaults)."""
     return model.model_fields[name].default
 
 
