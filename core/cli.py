@@ -124,7 +124,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _is_service_dir(path: Path) -> bool:
-    return (path / "model_metadata.json").is_file() and (path / "onnx").is_dir()
+    from core.run_layout import MODEL_METADATA_FILE, ONNX_DIR
+
+    return (path / MODEL_METADATA_FILE).is_file() and (path / ONNX_DIR).is_dir()
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -135,14 +137,16 @@ def _predict(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.data is None):
         print("Error: give --input TEXT or --data FILE.jsonl (one of them)", file=sys.stderr)
         return 2
+    from core.run_layout import MODEL_METADATA_FILE, MODEL_STUB_FILE
+
     try:
         is_service = _is_service_dir(model_dir)
         if is_service:
-            metadata = json.loads((model_dir / "model_metadata.json").read_text(encoding="utf-8"))
+            metadata = json.loads((model_dir / MODEL_METADATA_FILE).read_text(encoding="utf-8"))
             if metadata.get("model_stub", False):
                 print(f"Error: {model_dir} holds dry-run placeholders, not a model; train for real first", file=sys.stderr)
                 return 1
-        elif (model_dir / "model_stub.json").is_file():
+        elif (model_dir / MODEL_STUB_FILE).is_file():
             print(f"Error: {model_dir} holds a dry-run stub, not a model; train without --dry-run", file=sys.stderr)
             return 1
         from core.answer_commands import answerer, run_predict_file

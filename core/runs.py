@@ -34,8 +34,10 @@ from core.events import (
 from core.failures import describe
 from core.jsonio import utc_now_iso, write_json_atomic
 from core.run_layout import (  # noqa: F401 - the layout's names and input models, re-exported
+    CHECKPOINTS_DIR,
     EVENTS_FILE,
     MODEL_DIR,
+    MODEL_MANIFEST_FILE,
     RESUME_DIR,
     RUN_FILE,
     SERVICE_DIR,
@@ -365,7 +367,7 @@ def _jsonable(value: Any) -> Any:
 
 def resumable(run_dir: str | os.PathLike[str]) -> bool:
     """True when ``run_dir`` holds the checkpoint of a cancelled real training."""
-    return bool(run_dir) and (Path(run_dir) / RESUME_DIR / "checkpoints").is_dir()
+    return bool(run_dir) and (Path(run_dir) / RESUME_DIR / CHECKPOINTS_DIR).is_dir()
 
 
 def _keep_checkpoint(run: RunFolder, out: Path, report: dict[str, Any] | None, on_event: EventCallback) -> None:
@@ -374,8 +376,8 @@ def _keep_checkpoint(run: RunFolder, out: Path, report: dict[str, Any] | None, o
     execute_run removes a cancelled stage's output so no half-written model/ remains; the
     checkpoint is not half-written, and Resume continues from it.
     """
-    if (report is None or report.get("status") != "completed") and (out / "checkpoints").is_dir():
-        if (out / "model_manifest.json").is_file():  # an earlier completed model stays where it is
+    if (report is None or report.get("status") != "completed") and (out / CHECKPOINTS_DIR).is_dir():
+        if (out / MODEL_MANIFEST_FILE).is_file():  # an earlier completed model stays where it is
             return
         keep = run.path / RESUME_DIR
         discard(keep)

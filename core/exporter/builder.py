@@ -42,6 +42,16 @@ from core.exporter.service_folder import (  # noqa: E402
     staged_output_dir,
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
+from core.run_layout import (  # noqa: E402
+    EXPORT_REPORT_FILE,
+    MODEL_METADATA_FILE,
+    MODEL_STUB_FILE,
+    ONNX_DIR,
+    ONNX_GRAPH_FILE,
+    ONNX_META_FILE,
+    QUANT_DIR,
+    QUANTIZED_FILE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +136,8 @@ def _build_stub(
             "source": "tinyforge-exporter",
             "model_stub": True,
         }
-        write_json_atomic(staging / "model_metadata.json", metadata)
-        _step(emit, cancel, 2, steps, "model_metadata.json")
+        write_json_atomic(staging / MODEL_METADATA_FILE, metadata)
+        _step(emit, cancel, 2, steps, MODEL_METADATA_FILE)
         result: dict[str, Any] = metadata
         if export_onnx:
             result = _write_onnx_placeholders(staging, target, stub, model_ref, quantize, emit, cancel, steps)
@@ -147,7 +157,7 @@ def _write_onnx_placeholders(
     """The seed's ONNX, metadata, quantized and report placeholders (text, not graphs)."""
     export_time = utc_now_iso()
     write_text_atomic(
-        staging / "onnx" / "model.onnx",
+        staging / ONNX_DIR / ONNX_GRAPH_FILE,
         "# TinyForgeAI ONNX placeholder\n"
         f"# Exported: {export_time}\n"
         f"# Source: {model_ref}\n"
@@ -159,7 +169,7 @@ def _write_onnx_placeholders(
         "version": "0.1-stub",
         "source_model": {"model_type": stub.get("model_type"), "n_records": stub.get("n_records")},
     }
-    write_json_atomic(staging / "onnx" / "model.onnx.meta.json", meta)
+    write_json_atomic(staging / ONNX_DIR / ONNX_META_FILE, meta)
     _step(emit, cancel, 3, steps, "onnx placeholder")
     quantized_path = None
     if quantize == "int8":
@@ -171,16 +181,16 @@ def _write_onnx_placeholders(
             "mode": "int8",
             "quantize_time": utc_now_iso(),
         }
-        write_json_atomic(staging / "onnx" / "quant" / "quantized.onnx", quantized)
-        quantized_path = str(target / "onnx" / "quant" / "quantized.onnx")
+        write_json_atomic(staging / ONNX_DIR / QUANT_DIR / QUANTIZED_FILE, quantized)
+        quantized_path = str(target / ONNX_DIR / QUANT_DIR / QUANTIZED_FILE)
     report = {
-        "onnx_path": str(target / "onnx" / "model.onnx"),
+        "onnx_path": str(target / ONNX_DIR / ONNX_GRAPH_FILE),
         "quantized_path": quantized_path,
         "export_time": export_time,
         "model_path": model_ref,
     }
-    write_json_atomic(staging / "export_report.json", report)
-    _step(emit, cancel, 4, steps, "export_report.json")
+    write_json_atomic(staging / EXPORT_REPORT_FILE, report)
+    _step(emit, cancel, 4, steps, EXPORT_REPORT_FILE)
     return report
 
 
@@ -197,7 +207,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     # --model and --out: TinyForgeAI's spellings, accepted on purpose.
     parser.add_argument(
         "--model-path", "--model", dest="model_path", required=True,
-        help="model_stub.json, a training output folder or a run folder",
+        help=f"{MODEL_STUB_FILE}, a training output folder or a run folder",
     )
     parser.add_argument("--output-dir", "--out", dest="output_dir", required=True, help="service folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -245,7 +255,7 @@ def _print_summary(target: Path, report: dict[str, Any]) -> None:
     """Where the service went, on stdout (the lines TinyForgeAI's ``export`` printed)."""
     print("Export summary:")
     print(f"  microservice: {target}")
-    print(f"  metadata: {target / 'model_metadata.json'}")
+    print(f"  metadata: {target / MODEL_METADATA_FILE}")
     if "onnx_path" in report:
         print(f"  onnx_path: {report['onnx_path']}")
         print(f"  quantized_path: {report.get('quantized_path')}")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.run_layout import QUANTIZED_FILE
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CANDIDATES", "Candidate", "Gate", "choose_served"]
@@ -61,7 +63,7 @@ def _blockwise(bits: int) -> Callable[[Path, Path], dict[str, Any]]:
 
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("int8", "dynamic int8: per-tensor int8 weights and activations (MatMul, Gather)",
-              "quantized.onnx", _dynamic_int8),
+              QUANTIZED_FILE, _dynamic_int8),
     Candidate("int8_block", "weight-only int8 in blocks of 32, int8 compute (MatMulNBits, accuracy level 4)",
               "int8_block.onnx", _blockwise(8)),
     Candidate("int4_block", "weight-only int4 in blocks of 32, int8 compute (MatMulNBits, accuracy level 4)",

@@ -104,6 +104,8 @@ class GraphCache:
     def restore(self, key: str, model: Any, onnx_dir: Path) -> dict[str, Any] | None:
         """Write the cached graph of ``key`` with ``model``'s weights into ``onnx_dir``; return what
         ``export_graphs`` would have, or None when there is no usable entry."""
+        from core.run_layout import ENCODER_GRAPH_FILE, ONNX_GRAPH_FILE
+
         entry = self.root / key
         manifest_path = entry / _MANIFEST
         if not manifest_path.is_file():
@@ -116,8 +118,9 @@ class GraphCache:
                 _fill(entry / Path(rel).name, bindings, tensors, onnx_dir / Path(rel).name)
         except Exception as exc:  # a damaged or foreign entry: trace afresh, do not fail the export
             logger.warning("the cached graph %s is not usable (%s); exporting afresh", entry, exc)
-            for rel in ("model.onnx", "model.onnx.data", "encoder.onnx", "encoder.onnx.data"):
-                (onnx_dir / rel).unlink(missing_ok=True)
+            for graph in (ONNX_GRAPH_FILE, ENCODER_GRAPH_FILE):  # each graph and its external data
+                for rel in (graph, f"{graph}.data"):
+                    (onnx_dir / rel).unlink(missing_ok=True)
             return None
         os.utime(manifest_path)  # recently used: kept when older entries are pruned
         return dict(manifest["exported"])

@@ -13,11 +13,10 @@ from typing import Literal
 
 from core.exporter.errors import ExportError, ModelNotFoundError
 from core.jsonio import read_json
+from core.run_layout import MODEL_DIR, MODEL_MANIFEST_FILE, MODEL_STUB_FILE
 
-__all__ = ["MANIFEST_FILENAME", "STUB_FILENAME", "ModelSource", "resolve_model_source"]
+__all__ = ["ModelSource", "resolve_model_source"]
 
-STUB_FILENAME = "model_stub.json"
-MANIFEST_FILENAME = "model_manifest.json"
 _MAX_STUB_BYTES = 16 << 20  # a model_stub.json is a few hundred bytes
 
 
@@ -35,30 +34,31 @@ def resolve_model_source(model_path: str | os.PathLike[str]) -> ModelSource:
     if not path.exists():
         raise ModelNotFoundError(f"Model path not found: {path}")
     if path.is_file():
-        if path.name == MANIFEST_FILENAME:
+        if path.name == MODEL_MANIFEST_FILE:
             return ModelSource("hf", path.parent)
         if path.stat().st_size > _MAX_STUB_BYTES:  # a weights file, say: do not read it into memory
             raise ExportError(
-                f"{path} is not a model artifact. Expected JSON (a model_stub.json) or a training output "
-                "folder; pass the folder that holds model_manifest.json"
+                f"{path} is not a model artifact. Expected JSON (a {MODEL_STUB_FILE}) or a training output "
+                f"folder; pass the folder that holds {MODEL_MANIFEST_FILE}"
             )
         try:
             data = read_json(path)
         except (OSError, ValueError) as exc:
             raise ExportError(
-                f"{path} is not a model artifact. Expected JSON (a model_stub.json), but it is not readable JSON: {exc}"
+                f"{path} is not a model artifact. Expected JSON (a {MODEL_STUB_FILE}), but it is not readable "
+                f"JSON: {exc}"
             ) from exc
         if not isinstance(data, dict) or "model_type" not in data:
             raise ExportError(f"{path} is not a model artifact: it has no 'model_type'")
         return ModelSource("stub", path)
-    for folder in (path, path / "model", path.parent):
-        if (folder / MANIFEST_FILENAME).is_file():
+    for folder in (path, path / MODEL_DIR, path.parent):
+        if (folder / MODEL_MANIFEST_FILE).is_file():
             return ModelSource("hf", folder)
-        if folder is not path.parent and (folder / STUB_FILENAME).is_file():
-            return ModelSource("stub", folder / STUB_FILENAME)
+        if folder is not path.parent and (folder / MODEL_STUB_FILE).is_file():
+            return ModelSource("stub", folder / MODEL_STUB_FILE)
     if (path / "config.json").is_file():
         return ModelSource("hf", path)
     raise ExportError(
-        f"{path} is not a model: expected {STUB_FILENAME} (dry run), {MANIFEST_FILENAME} "
+        f"{path} is not a model: expected {MODEL_STUB_FILE} (dry run), {MODEL_MANIFEST_FILE} "
         "(a TinyForge training output) or a Hugging Face model folder with config.json"
     )

@@ -40,12 +40,25 @@ from core.exporter.candidates import CANDIDATES, Gate, choose_served
 from core.exporter.errors import ExportError, ModelNotFoundError
 from core.exporter.graph_files import get_onnx_metadata as get_onnx_metadata  # the seed's API
 from core.exporter.graph_files import is_placeholder_graph as is_placeholder_graph
-from core.exporter.model_source import MANIFEST_FILENAME, resolve_model_source
+from core.exporter.model_source import resolve_model_source
 from core.exporter.onnx_graphs import cache_layout as cache_layout
 from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
 from core.exporter.service_folder import announce_service_folder, copy_service_template, staged_output_dir
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
 from core.memory import release_memory
+from core.run_layout import (
+    EXPORT_REPORT_FILE,
+    MODEL_CONFIG_DIR,
+    MODEL_DIR,
+    MODEL_MANIFEST_FILE,
+    MODEL_METADATA_FILE,
+    ONNX_DIR,
+    ONNX_GRAPH_FILE,
+    ONNX_META_FILE,
+    PROMPT_FILE,
+    QUANT_DIR,
+    TOKENIZER_FILE,
+)
 from core.staging import staging_folder
 
 if TYPE_CHECKING:
@@ -67,7 +80,6 @@ __all__ = [
 ]
 
 EXPORT_FORMAT_VERSION = "1.0"
-PROMPT_FILENAME = "tinyforge_prompt.json"
 _STAGES = (
     "loading the trained model",
     "exporting the fp32 ONNX graph",
@@ -100,23 +112,23 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
     if not path.exists():
         raise ModelNotFoundError(f"Model path not found: {path}")
     if path.is_file():
-        if path.name != MANIFEST_FILENAME:
+        if path.name != MODEL_MANIFEST_FILE:
             raise ExportError(f"{path} is not a trained model: pass the training output folder")
         path = path.parent
     manifest: dict[str, Any] = {}
     root = path
-    if (path / MANIFEST_FILENAME).is_file():
-        manifest = _read_manifest(path / MANIFEST_FILENAME)
-        model_dir = path / str(manifest.get("model_dir") or "model")
-    elif (path.parent / MANIFEST_FILENAME).is_file() and (path / "config.json").is_file():
+    if (path / MODEL_MANIFEST_FILE).is_file():
+        manifest = _read_manifest(path / MODEL_MANIFEST_FILE)
+        model_dir = path / str(manifest.get("model_dir") or MODEL_DIR)
+    elif (path.parent / MODEL_MANIFEST_FILE).is_file() and (path / "config.json").is_file():
         root = path.parent
-        manifest = _read_manifest(path.parent / MANIFEST_FILENAME)
+        manifest = _read_manifest(path.parent / MODEL_MANIFEST_FILE)
         model_dir = path
     else:
         model_dir = path
     if not (model_dir / "config.json").is_file():
         raise ExportError(
-            f"{path} is not a trained model: expected {MANIFEST_FILENAME} with a model/ folder, "
+            f"{path} is not a trained model: expected {MODEL_MANIFEST_FILE} with a {MODEL_DIR}/ folder, "
             "or a Hugging Face model folder holding config.json and weights"
         )
     if not any(model_dir.glob("*.safetensors")):
@@ -257,7 +269,7 @@ class _Export:
 
     @property
     def onnx_dir(self) -> Path:
-        return self.staging / "onnx"
+        return self.staging / ONNX_DIR
 
 
 def _export_into(
@@ -370,8 +382,8 @@ def _quantize_candidates(job: _Export, quantize: str, stages: _Stages, emit: Eve
         for role, rel in job.exported["files"].items():  # seq2seq: the encoder and the decoder
             name = candidate.file if role == "decoder" else f"{role}_{candidate.file}"
             job.quant_info[candidate.precision][role] = candidate.build(job.staging / rel,
-                                                                       job.onnx_dir / "quant" / name)
-            job.graphs[candidate.precision][role] = f"onnx/quant/{name}"
+                                                                       job.onnx_dir / QUANT_DIR / name)
+            job.graphs[candidate.precision][role] = f"{ONNX_DIR}/{QUANT_DIR}/{name}"
 
 
 def _assemble_service(job: _Export) -> None:
@@ -405,10 +417,10 @@ def _assemble_service(job: _Export) -> None:
         "quantization_candidates": job.quant_info,  # precision -> graph role -> how it was made
         "runtime": job.runtime,
     }
-    write_json_atomic(job.onnx_dir / "model.onnx.meta.json", job.meta)
+    write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
     _copy_service_files(staging, job.resolved.model_dir, job.tokenizer, job.prompt)
     write_json_atomic(
-        staging / "model_metadata.json",
+        staging / MODEL_METADATA_FILE,
         {
             "model_path": str(job.resolved.root),
             "created_time": job.meta["export_time"],
@@ -463,7 +475,7 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
             job.candidates[precision]["kept"] = False
     job.runtime["graphs"] = graphs
     job.runtime["served_precision"] = job.served
-    write_json_atomic(job.onnx_dir / "model.onnx.meta.json", job.meta)
+    write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
     job.generators.clear()  # the ONNX sessions: every answer is recorded; the self-test runs its own
     if job.graph_cache is not None and job.check.speeds:  # the next export of this base checks fastest first
         job.graph_cache.remember_speeds(job.graph_key, job.check.speeds)
@@ -573,7 +585,7 @@ def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float])
     if job.gguf_report is not None:
         report["gguf"] = job.gguf_report.model_dump(mode="json")
     job.generators.clear()  # the ONNX sessions, before the folder is renamed into place
-    write_json_atomic(job.staging / "export_report.json", report)
+    write_json_atomic(job.staging / EXPORT_REPORT_FILE, report)
     return report
 
 
@@ -663,13 +675,13 @@ def _load_torch_model(resolved: ResolvedModel) -> tuple[Any, Any, str]:
     except Exception as exc:
         raise ExportError(f"{resolved.model_dir} has no usable tokenizer: {exc}") from exc
     if not getattr(tokenizer, "is_fast", False):
-        raise ExportError("the service needs a fast tokenizer (tokenizer.json); this model has only a slow one")
+        raise ExportError(f"the service needs a fast tokenizer ({TOKENIZER_FILE}); this model has only a slow one")
     return model, tokenizer, architecture
 
 
 def _prompt_format(resolved: ResolvedModel, tokenizer: Any, model: Any, architecture: str) -> dict[str, Any]:
     """``tinyforge_prompt.json`` of the model, or one derived the same way training would."""
-    path = resolved.model_dir / PROMPT_FILENAME
+    path = resolved.model_dir / PROMPT_FILE
     if path.is_file():
         data = read_json(path)
         if not data.get("stop_token_ids"):
@@ -689,15 +701,15 @@ def _hf_encode(tokenizer: Any, prompt: dict[str, Any], text: str) -> list[int]:
 def _copy_service_files(staging: Path, model_dir: Path, tokenizer: Any, prompt: dict[str, Any]) -> None:
     """Service template, tokenizer.json and the prompt format into the service folder."""
     copy_service_template(staging)
-    if (model_dir / "tokenizer.json").is_file():
-        shutil.copy2(model_dir / "tokenizer.json", staging / "tokenizer.json")
+    if (model_dir / TOKENIZER_FILE).is_file():
+        shutil.copy2(model_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
     else:
-        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+        tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
     for extra in ("tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "config.json"):
         if (model_dir / extra).is_file():
-            (staging / "model_config").mkdir(exist_ok=True)
-            shutil.copy2(model_dir / extra, staging / "model_config" / extra)
-    write_json_atomic(staging / PROMPT_FILENAME, prompt)
+            (staging / MODEL_CONFIG_DIR).mkdir(exist_ok=True)
+            shutil.copy2(model_dir / extra, staging / MODEL_CONFIG_DIR / extra)
+    write_json_atomic(staging / PROMPT_FILE, prompt)
 
 
 # --------------------------------------------------------------------------- the seed's helpers
@@ -736,10 +748,10 @@ def _export_placeholder(stub_path: Path, out: Path) -> Path:
     """The seed's placeholder ``model.onnx`` and its metadata (the whole stub as source_model)."""
     model_ref = str(stub_path.absolute())
     export_time = utc_now_iso()
-    onnx_path = out / "model.onnx"
+    onnx_path = out / ONNX_GRAPH_FILE
     # Metadata first: a reader that finds the placeholder also finds what it stands for.
     write_json_atomic(
-        out / "model.onnx.meta.json",
+        out / ONNX_META_FILE,
         {
             "exported_from": model_ref,
             "export_time": export_time,
@@ -764,7 +776,7 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
     into place only when complete, so a failure leaves ``out`` as it was.
     """
     model, _tokenizer, architecture = _load_torch_model(resolved)
-    with staging_folder(out / "model.onnx") as work:  # beside the graph; removed however this ends
+    with staging_folder(out / ONNX_GRAPH_FILE) as work:  # beside the graph; removed however this ends
         try:
             exported = export_graphs(model, architecture, work)
             files = {role: Path(rel).name for role, rel in exported["files"].items()}
@@ -773,10 +785,10 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
             raise
         except Exception as exc:
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-        write_json_atomic(work / "model.onnx.meta.json",
+        write_json_atomic(work / ONNX_META_FILE,
                           {**_graph_meta(resolved, model, architecture, exported, files), "layout": exported["layout"]})
         # The graph's external data (if any) first, the metadata last.
         names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
         for name in names:
             os.replace(work / name, out / name)
-    return out / "model.onnx"
+    return out / ONNX_GRAPH_FILE

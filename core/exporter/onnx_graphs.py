@@ -30,6 +30,7 @@ from typing import Any
 
 from core.events import Cancelled
 from core.exporter.errors import ExportError
+from core.run_layout import ENCODER_GRAPH_FILE, ONNX_DIR, ONNX_GRAPH_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -324,7 +325,8 @@ def export_graphs(
     spec = _io_spec(architecture, layout)
     wrappers = _make_wrappers(model, architecture, layout["num_layers"])
     dummies = _dummy_inputs(model, architecture, layout)
-    files = {"decoder": "model.onnx"} if architecture == "causal" else {"encoder": "encoder.onnx", "decoder": "model.onnx"}
+    files = ({"decoder": ONNX_GRAPH_FILE} if architecture == "causal"
+             else {"encoder": ENCODER_GRAPH_FILE, "decoder": ONNX_GRAPH_FILE})
     if exporter == "auto":
         order = ["torchscript", "dynamo"]
     else:
@@ -336,7 +338,7 @@ def export_graphs(
             for role, rel in files.items():
                 opset = _export_one(wrappers[role], dummies[role], spec[role], onnx_dir / rel, name)
             return {
-                "files": {role: f"onnx/{rel}" for role, rel in files.items()},
+                "files": {role: f"{ONNX_DIR}/{rel}" for role, rel in files.items()},
                 "exporter": name,
                 "opset": opset,
                 "layout": layout,

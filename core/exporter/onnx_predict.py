@@ -56,10 +56,12 @@ def served_precision(service_dir: str | os.PathLike[str]) -> str:
 def load_generator(service_dir: str | os.PathLike[str], precision: str | None = None) -> Any:
     """A cached ``OnnxGenerator`` for ``service_dir`` (``precision`` None: the export's served
     precision); :class:`ExportError` if it is not an export."""
+    from core.run_layout import ONNX_DIR, ONNX_META_FILE
+
     root = Path(service_dir).expanduser().resolve()
-    meta = root / "onnx" / "model.onnx.meta.json"
+    meta = root / ONNX_DIR / ONNX_META_FILE
     if not meta.is_file():
-        raise ExportError(f"{root} is not an exported service folder (no onnx/model.onnx.meta.json)")
+        raise ExportError(f"{root} is not an exported service folder (no {ONNX_DIR}/{ONNX_META_FILE})")
     if precision is None:
         precision = served_precision(root)
     key = (str(root), precision, meta.stat().st_mtime)
@@ -93,8 +95,10 @@ def predict_onnx(
     """
     if not isinstance(text, str) or not text.strip():
         raise ExportError("the input text is empty")
+    from core.run_layout import MODEL_METADATA_FILE
+
     root = Path(service_dir).expanduser()
-    metadata = root / "model_metadata.json"
+    metadata = root / MODEL_METADATA_FILE
     if metadata.is_file() and _is_stub(metadata):
         raise ExportError(f"{root} is a dry-run service: it holds placeholders, not a model to run")
     return load_generator(root, precision).generate(text, max_new_tokens=max_new_tokens)

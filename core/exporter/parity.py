@@ -429,6 +429,7 @@ def check_parity(
     slower ones are not checked (``checked: False``): the fastest passing one is served either way.
     """
     from core.exporter.candidates import Gate
+    from core.run_layout import TOKENIZER_FILE
 
     gate = gate or Gate()
     reference = generators["fp32"]
@@ -450,7 +451,7 @@ def check_parity(
     report: dict[str, Any] = {"max_new_tokens": max_new_tokens, "tokenizer_match": onnx_prompts == hf_prompts}
     warnings: list[str] = []
     if not report["tokenizer_match"]:
-        warnings.append("tokenizer.json encodes prompts differently from the transformers tokenizer")
+        warnings.append(f"{TOKENIZER_FILE} encodes prompts differently from the transformers tokenizer")
     lap("reference answers (fp32 graph, one torch pass per input)")
     latency: dict[str, Any] = {
         "unit": "milliseconds per generated token (median over decode steps)",
@@ -580,11 +581,12 @@ def parity_texts(
     """Inputs for parity: given ones, else up to half held-out records of the training run and
     the rest training records, else a few fixed prompts. Returns (texts, where from)."""
     from core.jsonio import read_json
+    from core.run_layout import TRAINING_REPORT_FILE
 
     if given:
         return [str(t) for t in given][:limit], "given"
     report: dict[str, Any] = {}
-    report_path = train_root / "training_report.json"
+    report_path = train_root / TRAINING_REPORT_FILE
     if report_path.is_file():
         try:
             loaded = read_json(report_path)

@@ -232,6 +232,7 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
     """
     from core.exporter.graph_files import get_onnx_metadata, is_placeholder_graph
     from core.jsonio import utc_now_iso, write_json_atomic
+    from core.run_layout import QUANTIZED_FILE
 
     source = Path(onnx_path).expanduser().absolute()
     if not source.is_file():
@@ -240,7 +241,7 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
         raise ValueError(f"Invalid quantization mode: {mode!r} (valid modes: {', '.join(QUANTIZE_MODES)})")
     out = Path(output_dir).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
-    destination = out / "quantized.onnx"
+    destination = out / QUANTIZED_FILE
     source_meta = get_onnx_metadata(source) or {}
     quantize_time = utc_now_iso()
     meta: dict[str, Any] = {
@@ -264,7 +265,7 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
         )
     else:
         meta["quantization"] = _quantize_graph(source, destination, mode)
-    write_json_atomic(out / "quantized.onnx.meta.json", meta)
+    write_json_atomic(out / f"{QUANTIZED_FILE}.meta.json", meta)
     return str(destination)
 
 

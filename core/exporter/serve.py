@@ -47,13 +47,15 @@ class ServiceStartError(ExportError):
 
 
 def _check_service_dir(service_dir: str | os.PathLike[str], need_metadata: bool = True) -> Path:
+    from core.run_layout import MODEL_METADATA_FILE, SERVICE_APP_FILE
+
     folder = Path(service_dir).expanduser().resolve()
     if not folder.is_dir():
         raise ExportError(f"service folder not found: {folder}")
-    if not (folder / "app.py").is_file():
-        raise ExportError(f"app.py not found in {folder}: not an exported service folder")
-    if need_metadata and not (folder / "model_metadata.json").is_file():
-        raise ExportError(f"model_metadata.json not found in {folder}: not an exported service folder")
+    if not (folder / SERVICE_APP_FILE).is_file():
+        raise ExportError(f"{SERVICE_APP_FILE} not found in {folder}: not an exported service folder")
+    if need_metadata and not (folder / MODEL_METADATA_FILE).is_file():
+        raise ExportError(f"{MODEL_METADATA_FILE} not found in {folder}: not an exported service folder")
     return folder
 
 

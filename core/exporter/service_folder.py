@@ -1,6 +1,6 @@
 """The service folder: assembled beside its target from the template, swapped in whole, announced.
 
-A leaf module (core's events, errors and staging only): both the dry-run builder
+A leaf module (core's events, errors, staging and run layout only): both the dry-run builder
 (:mod:`core.exporter.builder`) and the real export (:mod:`core.exporter.onnx_export`) use it,
 so neither imports the other for it.
 """
@@ -17,6 +17,15 @@ from typing import Any
 
 from core.events import ArtifactWritten, EventCallback, Finished, Log
 from core.exporter.errors import ExportError, OutputExistsError
+from core.run_layout import (
+    EXPORT_REPORT_FILE,
+    GGUF_DIR,
+    MODEL_CONFIG_DIR,
+    MODEL_METADATA_FILE,
+    ONNX_DIR,
+    PROMPT_FILE,
+    TOKENIZER_FILE,
+)
 from core.staging import (
     OutputFolderError,
     check_replaceable,
@@ -32,12 +41,12 @@ __all__ = ["SERVICE_MARKER", "SERVICE_TEMPLATE", "announce_service_folder", "cop
            "staged_output_dir"]
 
 SERVICE_TEMPLATE = Path(__file__).with_name("service_template")
-SERVICE_MARKER = "model_metadata.json"  # what makes a folder a TinyForge service (to replace)
+SERVICE_MARKER = MODEL_METADATA_FILE  # what makes a folder a TinyForge service (to replace)
 # What an export writes at the top of a service folder, for folders exported before each one
 # recorded its own list of files (``core.staging.OWNED_LIST``): anything else there is the user's.
 _SERVICE_ENTRIES = frozenset(
     {p.name for p in SERVICE_TEMPLATE.iterdir()}
-    | {SERVICE_MARKER, "export_report.json", "onnx", "gguf", "tokenizer.json", "model_config", "tinyforge_prompt.json"}
+    | {SERVICE_MARKER, EXPORT_REPORT_FILE, ONNX_DIR, GGUF_DIR, TOKENIZER_FILE, MODEL_CONFIG_DIR, PROMPT_FILE}
 )
 
 

@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
-    "PROMPT_FILENAME",
     "EncodedExample",
     "PromptFormat",
     "build_prompt_format",
@@ -69,7 +68,6 @@ __all__ = [
     "load_prompt_format",
 ]
 
-PROMPT_FILENAME = "tinyforge_prompt.json"
 FORMAT_VERSION = 1
 # One answer length for every path that answers (byte-level tiny models spend a token per character).
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -146,7 +144,9 @@ class PromptFormat:
     def from_dict(cls, data: dict[str, Any]) -> PromptFormat:
         version = int(data.get("format_version", FORMAT_VERSION))
         if version > FORMAT_VERSION:
-            raise ValueError(f"{PROMPT_FILENAME} format_version {version} is newer than this TinyForge")
+            from core.run_layout import PROMPT_FILE
+
+            raise ValueError(f"{PROMPT_FILE} format_version {version} is newer than this TinyForge")
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
         values["stop_token_ids"] = [int(i) for i in values.get("stop_token_ids") or [data["eos_token_id"]]]
@@ -155,15 +155,17 @@ class PromptFormat:
     def save(self, folder: str | Path) -> Path:
         """Write ``folder/tinyforge_prompt.json`` atomically."""
         from core.jsonio import write_json_atomic
+        from core.run_layout import PROMPT_FILE
 
-        return write_json_atomic(Path(folder) / PROMPT_FILENAME, self.to_dict())
+        return write_json_atomic(Path(folder) / PROMPT_FILE, self.to_dict())
 
 
 def load_prompt_format(folder: str | Path) -> PromptFormat:
     """Read ``folder/tinyforge_prompt.json`` (no torch needed)."""
     from core.jsonio import read_json
+    from core.run_layout import PROMPT_FILE
 
-    return PromptFormat.from_dict(read_json(Path(folder) / PROMPT_FILENAME))
+    return PromptFormat.from_dict(read_json(Path(folder) / PROMPT_FILE))
 
 
 def build_prompt_format(

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from core.models.prompting import (
-    PROMPT_FILENAME,
     PromptFormat,
     encode_prompt,
     encode_question,
     load_prompt_format,
 )
+from core.run_layout import MODEL_DIR, PROMPT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +33,18 @@ _CACHE_SIZE = 2
 def resolve_model_dir(model_dir: str | Path) -> Path:
     """The folder holding the model and ``tinyforge_prompt.json`` (``OUT/model`` or the folder)."""
     folder = Path(model_dir).expanduser()
-    for candidate in (folder, folder / "model"):
-        if (candidate / PROMPT_FILENAME).is_file():
+    for candidate in (folder, folder / MODEL_DIR):
+        if (candidate / PROMPT_FILE).is_file():
             return candidate
     raise FileNotFoundError(
-        f"{folder} holds no trained TinyForge model ({PROMPT_FILENAME} not found there or in model/)"
+        f"{folder} holds no trained TinyForge model ({PROMPT_FILE} not found there or in {MODEL_DIR}/)"
     )
 
 
 def load_for_predict(model_dir: str | Path) -> tuple[Any, Any, PromptFormat]:
     """``(model, tokenizer, prompt_format)`` for ``model_dir``, cached; the model is in eval mode."""
     folder = resolve_model_dir(model_dir)
-    key = (str(folder.resolve()), (folder / PROMPT_FILENAME).stat().st_mtime)
+    key = (str(folder.resolve()), (folder / PROMPT_FILE).stat().st_mtime)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]

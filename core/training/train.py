@@ -35,7 +35,7 @@ from core.events import (  # noqa: E402
 )
 from core.failures import print_error  # noqa: E402
 from core.jsonio import utc_now_iso, write_json_atomic  # noqa: E402
-from core.run_layout import MODEL_STUB_FILE  # noqa: E402
+from core.run_layout import EVALUATION_FILE, MODEL_STUB_FILE  # noqa: E402
 from core.staging import locked_output  # noqa: E402
 from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig  # noqa: E402
 from core.training.dataset import DatasetError, validate_file  # noqa: E402
@@ -172,7 +172,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="training data: JSONL ({input, output}, messages, "
                         "conversations, prompt/completion or instruction rows), CSV, TSV or a JSON array")
     parser.add_argument("--out", required=True, help="output folder for the model artifacts")
-    parser.add_argument("--dry-run", action="store_true", help="validate the data and write model_stub.json only")
+    parser.add_argument("--dry-run", action="store_true", help=f"validate the data and write {MODEL_STUB_FILE} only")
     parser.add_argument("--use-lora", action="store_true", help="train a LoRA adapter (default: full fine-tune)")
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--lora-r", type=int, default=_default("r", LoraSettings),
@@ -299,7 +299,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         return 1
     if result.get("evaluation_cancelled"):
         print(f"Cancelled during the evaluation: the trained model was saved in {config.output_dir}, without "
-              f"evaluation.json; `foremforge evaluate --model {config.output_dir}` computes it.", file=sys.stderr)
+              f"{EVALUATION_FILE}; `foremforge evaluate --model {config.output_dir}` computes it.", file=sys.stderr)
         return 130
     if config.dry_run and not args.quiet:
         _print_dry_run_summary(config, result)

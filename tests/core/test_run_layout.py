@@ -50,6 +50,63 @@ def test_names_come_from_the_layout() -> None:
     assert train.STUB_FILENAME == run_layout.MODEL_STUB_FILE
 
 
+ROOT = Path(__file__).resolve().parents[2]
+# Where a run file's name is still spelled out in code, and why (user-facing text only).
+_SPELLED_OUT = {
+    # `foremforge evaluate --help`: every CLI command builds this parser; core.run_layout
+    # (pydantic) would load for `validate` too.
+    ("core/answer_commands.py", "training_report.json"),
+    # Tooltips: the options panel is built before the first paint, the export panel in the GUI
+    # thread just after it; core.run_layout pulls in pydantic, which the window loads later.
+    ("tinyforge_gui/panels/options_panel.py", "run.json"),
+    ("tinyforge_gui/panels/options_panel.py", "events.jsonl"),
+    ("tinyforge_gui/panels/export_panel.py", "export_report.json"),
+}
+
+
+def _code_strings(path: Path) -> list[str]:
+    """The string constants of ``path``'s code, without docstrings."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docs = {id(node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs]
+
+
+def test_code_takes_file_names_from_the_layout() -> None:
+    """No module of core or the GUI spells a run file's name itself (the service template, which
+    runs without core, spells the names it reads: the next test checks them)."""
+    import re
+
+    names = {value for key, value in vars(run_layout).items()
+             if key.endswith(("_FILE", "_DIR")) and isinstance(value, str) and "." in value}
+    names.discard(run_layout.TOKENIZER_FILE)  # Hugging Face's name, read in any model folder too
+    longest_first = sorted(names, key=len, reverse=True)  # model.onnx.meta.json, not model.onnx
+    pattern = re.compile("|".join(rf"(?<![\w.]){re.escape(name)}(?!\w)" for name in longest_first))
+    found = set()
+    for folder in ("core", "tinyforge_gui"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "core/run_layout.py" or rel.startswith("core/exporter/service_template/"):
+                continue
+            found |= {(rel, hit) for text in _code_strings(path) for hit in pattern.findall(text)}
+    assert len(names) >= 12 and found == _SPELLED_OUT
+
+
+def test_the_service_template_reads_the_layout_names() -> None:
+    from core.exporter.onnx_predict import load_runtime_module
+    from core.exporter.service_folder import SERVICE_TEMPLATE
+
+    runtime = load_runtime_module()
+    assert runtime.PROMPT_FILE == run_layout.PROMPT_FILE and runtime.TOKENIZER_FILE == run_layout.TOKENIZER_FILE
+    assert runtime.META_FILE == f"{run_layout.ONNX_DIR}/{run_layout.ONNX_META_FILE}"
+    loader = _code_strings(SERVICE_TEMPLATE / "model_loader.py")
+    assert {run_layout.MODEL_METADATA_FILE, run_layout.ONNX_DIR, run_layout.ONNX_META_FILE} <= set(loader)
+    assert (SERVICE_TEMPLATE / run_layout.SERVICE_APP_FILE).is_file()
+
+
 def test_a_dry_run_reads_back_typed(tmp_path: Path) -> None:
     pytest.importorskip("core.training.dataset")
     run = runs.run_actions(tmp_path, _dry_options())

@@ -34,6 +34,14 @@ def _past_options(run_dir: str) -> dict[str, Any]:
     return options.model_dump(mode="json") if options is not None else {}
 
 
+def _has_model(run_dir: str) -> bool:
+    """``run_dir`` holds a training output (``model/``). core.run_layout is imported on first use:
+    it pulls in pydantic, which the first paint does not need (no run is chosen yet at start-up)."""
+    from core.run_layout import MODEL_DIR
+
+    return (Path(run_dir) / MODEL_DIR).is_dir()
+
+
 def _resumable(run_dir: str) -> bool:
     """core.runs.resumable, imported on first use: core.runs pulls in pydantic, which the
     first paint does not need (nothing is selected yet at start-up)."""
@@ -75,7 +83,7 @@ class RunController(QObject):
     def export_source(self) -> str:
         """The run whose model Export uses: the selected run, else the last run, if it has a model."""
         for candidate in (self._tabs.selected_run(), self._state.last_run):
-            if candidate and (Path(candidate) / "model").is_dir():
+            if candidate and _has_model(candidate):
                 return candidate
         return ""
 
@@ -305,16 +313,25 @@ class RunController(QObject):
             tabs.setCurrentWidget(tabs.export_panel if real_export else tabs.evaluation if learned else tabs.artifacts)
 
     def _best_artifact(self) -> str:
+        from core.run_layout import (
+            EXPORT_REPORT_FILE,
+            MODEL_DIR,
+            MODEL_MANIFEST_FILE,
+            MODEL_METADATA_FILE,
+            MODEL_STUB_FILE,
+            SERVICE_DIR,
+        )
+
         run = Path(self._state.last_run) if self._state.last_run else None
         if run is None:
             return ""
         for candidate in (
-            run / "service" / "export_report.json",
-            run / "service" / "model_metadata.json",
-            run / "model" / "model_stub.json",
-            run / "model" / "model_manifest.json",
+            run / SERVICE_DIR / EXPORT_REPORT_FILE,
+            run / SERVICE_DIR / MODEL_METADATA_FILE,
+            run / MODEL_DIR / MODEL_STUB_FILE,
+            run / MODEL_DIR / MODEL_MANIFEST_FILE,
         ):
-            if candidate.is_file() and ("export" in self._run_actions or candidate.parent.name == "model"):
+            if candidate.is_file() and ("export" in self._run_actions or candidate.parent.name == MODEL_DIR):
                 return str(candidate)
         return self._last_artifact
 

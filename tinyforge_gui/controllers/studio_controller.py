@@ -82,8 +82,13 @@ class StudioController(QObject):
     def service_dir(self) -> str:
         """The selected run's service folder when it holds a real ONNX export, else ""."""
         run = self._tabs.selected_run() or self._state.last_run
-        folder = Path(run) / "service" if run else None
-        if folder is not None and (folder / "app.py").is_file() and (folder / "onnx" / "model.onnx.meta.json").is_file():
+        if not run:
+            return ""
+        # Imported once a run is chosen: core.run_layout pulls in pydantic, which the first paint does not need.
+        from core.run_layout import ONNX_DIR, ONNX_META_FILE, SERVICE_APP_FILE, SERVICE_DIR
+
+        folder = Path(run) / SERVICE_DIR
+        if (folder / SERVICE_APP_FILE).is_file() and (folder / ONNX_DIR / ONNX_META_FILE).is_file():
             return str(folder)
         return ""
 

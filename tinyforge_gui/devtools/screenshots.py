@@ -106,7 +106,9 @@ def take(out_dir: Path, real: bool = True) -> list[Path]:
     window.run_controller.start_train_export()
     _wait(lambda: _run_done(window), 120)
     _settle(0.5)
-    stub = Path(window.state.last_run) / "model" / "model_stub.json"
+    from core.run_layout import MODEL_DIR, MODEL_STUB_FILE
+
+    stub = Path(window.state.last_run) / MODEL_DIR / MODEL_STUB_FILE
     window.tabs.artifacts.show_path(str(stub))
     saved.append(_save(window, out_dir / "03-run-finished-artifact.png"))
 

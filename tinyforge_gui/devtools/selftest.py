@@ -56,6 +56,7 @@ def _wait(app: Any, condition: Callable[[], bool], timeout: float, what: str) ->
 def _run_once(app: Any, window: Any, options: dict[str, Any], what: str) -> Path:
     """Load ``options`` into the form, press Train → Export and wait for the run to end."""
     window.options.load_dict(options)
+    from core.run_layout import RUN_FILE
     from tinyforge_gui.state import RunStatus, Task
 
     window.state.update(run_status=RunStatus.NONE)
@@ -64,7 +65,7 @@ def _run_once(app: Any, window: Any, options: dict[str, Any], what: str) -> Path
     if window.state.run_status != "completed":
         error = ""
         try:
-            record = json.loads((Path(window.state.last_run) / "run.json").read_text(encoding="utf-8"))
+            record = json.loads((Path(window.state.last_run) / RUN_FILE).read_text(encoding="utf-8"))
             error = (record.get("error") or {}).get("message", "")
         except (OSError, ValueError, AttributeError):
             pass
@@ -93,6 +94,16 @@ def run_self_test(workdir: Path, real: bool = True) -> dict[str, Any]:
     app.processEvents()
     summary["steps"]["window"] = {"title": window.windowTitle(), "shown": window.isVisible()}
     _say(f"ok   window shown: {window.windowTitle()!r}")
+    # After the first paint, as the window itself imports it (pydantic).
+    from core.run_layout import (
+        EXPORT_REPORT_FILE,
+        MODEL_DIR,
+        MODEL_STUB_FILE,
+        ONNX_DIR,
+        ONNX_GRAPH_FILE,
+        SERVICE_DIR,
+        TRAINING_REPORT_FILE,
+    )
 
     window.dataset_controller.open_example()
     _wait(app, lambda: window.state.dataset_report is not None, 60, "the example dataset scan")
@@ -109,9 +120,9 @@ def run_self_test(workdir: Path, real: bool = True) -> dict[str, Any]:
         "output_root": str(output_root),
     }
     run = _run_once(app, window, dry, "the dry-run Train → Export")
-    stub = json.loads((run / "model" / "model_stub.json").read_text(encoding="utf-8"))
+    stub = json.loads((run / MODEL_DIR / MODEL_STUB_FILE).read_text(encoding="utf-8"))
     _check(stub.get("notes") == "dry-run artifact" and stub.get("lora_applied") is True, f"unexpected stub {stub}")
-    placeholder = (run / "service" / "onnx" / "model.onnx").read_text(encoding="utf-8").splitlines()[0]
+    placeholder = (run / SERVICE_DIR / ONNX_DIR / ONNX_GRAPH_FILE).read_text(encoding="utf-8").splitlines()[0]
     _check(placeholder == "# TinyForgeAI ONNX placeholder", "the ONNX placeholder is missing")
     summary["steps"]["dry_run"] = {"run": str(run), "n_records": stub.get("n_records")}
     _say(f"ok   dry-run train → export: {run.name}")
@@ -126,10 +137,10 @@ def run_self_test(workdir: Path, real: bool = True) -> dict[str, Any]:
             },
         }
         run = _run_once(app, window, real_options, "the real LoRA train → ONNX export")
-        report = json.loads((run / "model" / "training_report.json").read_text(encoding="utf-8"))
+        report = json.loads((run / MODEL_DIR / TRAINING_REPORT_FILE).read_text(encoding="utf-8"))
         _check(report.get("status") == "completed" and report.get("lora_applied") is True, f"training report: {report.get('status')}")
         _check(any("loss" in entry for entry in report.get("log_history", [])), "no loss was logged")
-        export = json.loads((run / "service" / "export_report.json").read_text(encoding="utf-8"))
+        export = json.loads((run / SERVICE_DIR / EXPORT_REPORT_FILE).read_text(encoding="utf-8"))
         onnx_path = Path(export["onnx_path"])
         _check(onnx_path.is_file() and onnx_path.stat().st_size > 1000, "no real ONNX graph was written")
         _check(Path(export["quantized_path"]).is_file(), "no int8 graph was written")

@@ -42,7 +42,15 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
     """What each answer needs for ``run_dir`` (kinds the run cannot give are left out)."""
     if not run_dir:
         return {}
-    from core.run_layout import MODEL_DIR, MODEL_MANIFEST_FILE, SERVICE_DIR, RunFileError, read_run
+    from core.run_layout import (
+        MODEL_DIR,
+        MODEL_MANIFEST_FILE,
+        ONNX_DIR,
+        ONNX_META_FILE,
+        SERVICE_DIR,
+        RunFileError,
+        read_run,
+    )
 
     run = Path(run_dir)
     sources: dict[str, dict[str, Any]] = {}
@@ -62,7 +70,7 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
     sources["base"] = {"base_model": manifest.get("base_model") or (train.base_model if train else ""),
                        "seed": train.seed if train else 0, "max_length": train.max_length if train else 256}
     sources["tuned"] = {"model_dir": str(run / MODEL_DIR)}
-    if (run / SERVICE_DIR / "onnx" / "model.onnx.meta.json").is_file():
+    if (run / SERVICE_DIR / ONNX_DIR / ONNX_META_FILE).is_file():
         # None: what the service serves; the label names the graph that will answer, resolved as
         # the runtime resolves it (a served precision whose files are gone falls back to fp32).
         sources["onnx"] = {"service_dir": str(run / SERVICE_DIR), "precision": None,
