@@ -14,6 +14,12 @@ The one place that knows what a run folder looks like, for core and the GUI alik
         export_report.json           ExportReport (with its quantization candidates and GGUF files)
         gguf/                        GGUF files for llama.cpp/Ollama, their Modelfile and README
         model_metadata.json          ModelMetadata
+        onnx/model.onnx (+ .meta.json), onnx/encoder.onnx (seq2seq), onnx/quant/<candidate>.onnx
+        tokenizer.json, tinyforge_prompt.json, model_config/, app.py (the service template)
+
+A trained model folder (``model/model/``) holds ``tinyforge_prompt.json`` beside its weights.
+The service template (``core/exporter/service_template``) runs without core and spells the names
+it reads itself; ``tests/core/test_run_layout.py`` checks that they agree.
 
 The readers tolerate older and newer files: every field is optional and unknown keys are kept
 (``extra="allow"``). A file that is missing, unreadable, not JSON or of the wrong shape raises
@@ -39,20 +45,30 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ADAPTER_DIR",
     "CHECKPOINTS_DIR",
+    "ENCODER_GRAPH_FILE",
     "EVALUATIONS_DIR",
     "EVALUATION_FILE",
     "EVENTS_FILE",
     "EXPORT_REPORT_FILE",
     "GGUF_DIR",
     "MODELFILE",
+    "MODEL_CONFIG_DIR",
     "MODEL_DIR",
     "MODEL_MANIFEST_FILE",
     "VARIANTS_FILE",
     "MODEL_METADATA_FILE",
     "MODEL_STUB_FILE",
+    "ONNX_DIR",
+    "ONNX_GRAPH_FILE",
+    "ONNX_META_FILE",
+    "PROMPT_FILE",
+    "QUANTIZED_FILE",
+    "QUANT_DIR",
     "RESUME_DIR",
     "RUN_FILE",
+    "SERVICE_APP_FILE",
     "SERVICE_DIR",
+    "TOKENIZER_FILE",
     "TRAINING_REPORT_FILE",
     "Candidate",
     "Estimate",
@@ -101,6 +117,17 @@ EXPORT_REPORT_FILE = "export_report.json"
 MODEL_METADATA_FILE = "model_metadata.json"
 GGUF_DIR = "gguf"  # in a service folder: GGUF files for llama.cpp/Ollama, Modelfile, README.md
 MODELFILE = "Modelfile"
+PROMPT_FILE = "tinyforge_prompt.json"  # the prompt format: beside a trained model, in a service folder
+# In a service folder, besides model_metadata.json, export_report.json and gguf/:
+SERVICE_APP_FILE = "app.py"  # the service template's app (what makes a folder a service to run)
+TOKENIZER_FILE = "tokenizer.json"  # the fast tokenizer (Hugging Face's name for it)
+MODEL_CONFIG_DIR = "model_config"  # the model's tokenizer, generation and model configs
+ONNX_DIR = "onnx"  # the graphs and their metadata
+ONNX_GRAPH_FILE = "model.onnx"  # the fp32 decoder graph (a dry run: a text placeholder)
+ENCODER_GRAPH_FILE = "encoder.onnx"  # a seq2seq model's fp32 encoder graph
+ONNX_META_FILE = ONNX_GRAPH_FILE + ".meta.json"  # the graphs' runtime layout, sizes and quantization
+QUANT_DIR = "quant"  # in onnx/: the quantized candidates' graphs
+QUANTIZED_FILE = "quantized.onnx"  # the dynamic int8 decoder graph (TinyForgeAI's name)
 
 RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
 

@@ -28,6 +28,7 @@ from core.jsonio import utc_now_iso, write_json_atomic
 from core.run_layout import (
     EVALUATION_FILE,
     EVALUATIONS_DIR,
+    MODEL_DIR,
     TRAINING_REPORT_FILE,
     VARIANTS_FILE,
     Evaluation,
@@ -54,7 +55,7 @@ __all__ = [
     "verdict",
 ]
 
-EVALUATION_NAME = EVALUATION_FILE  # the run layout's names (core.run_layout)
+EVALUATION_NAME = EVALUATION_FILE  # core.run_layout's name, as callers of this module spell it
 MAX_ROWS_PER_SPLIT = 64  # bounded: evaluation must stay a small part of the run
 REPRODUCED_ROUGE = 0.8  # a training answer counts as reproduced from this ROUGE-L F1 on
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -338,12 +339,12 @@ def evaluate_output(
     from core.training.records import read_pairs
 
     model_dir = resolve_model_dir(output_dir)
-    root = model_dir.parent if model_dir.name == "model" else model_dir
+    root = model_dir.parent if model_dir.name == MODEL_DIR else model_dir
     report = _read_training_report(root) if (root / TRAINING_REPORT_FILE).is_file() else TrainingReport()
     config = report.config
     base_name = report.base_model or (config.base_model if config else None)
     if not base_name:
-        raise ValueError(f"{root} has no training_report.json naming its base model")
+        raise ValueError(f"{root} has no {TRAINING_REPORT_FILE} naming its base model")
     if data_path is not None:
         splits: dict[str, list[Pair]] = {"data": list(read_pairs(str(data_path)))}
     else:
@@ -377,7 +378,7 @@ def evaluate_output(
     result["model"] = str(root)
     result["base_model"] = base_name
     if write:
-        target = root / EVALUATION_NAME if data_path is None else root / EVALUATIONS_DIR / f"{Path(data_path).stem}.json"
+        target = root / EVALUATION_FILE if data_path is None else root / EVALUATIONS_DIR / f"{Path(data_path).stem}.json"
         Evaluation.model_validate(result)  # what the readers expect, before it is written
         write_json_atomic(target, result)
         result["path"] = str(target)

@@ -48,7 +48,17 @@ from core.events import (
 )
 from core.jsonio import read_json, utc_now_iso, write_json_atomic
 from core.memory import objects_alive_now_left_out_of_gc, release_memory, steady_heap
-from core.run_layout import VARIANTS_FILE
+from core.run_layout import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    EVALUATION_FILE,
+    EVALUATIONS_DIR,
+    MODEL_DIR,
+    MODEL_MANIFEST_FILE,
+    MODEL_STUB_FILE,
+    TRAINING_REPORT_FILE,
+    VARIANTS_FILE,
+)
 from core.staging import (
     OutputFolderError,
     check_replaceable,
@@ -59,7 +69,7 @@ from core.staging import (
 )
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
-from core.training.evaluate import EVALUATION_NAME, EVALUATIONS_DIR, split_indices
+from core.training.evaluate import split_indices
 from core.training.lean_layers import lean_layers
 from core.training.precision import lora_inputs_as_they_come
 from core.training.recipe import Recipe, choose_recipe, resolve_config, steps_per_epoch
@@ -69,16 +79,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TrainingError", "run_real_training"]
 
-REPORT_NAME = "training_report.json"
-MANIFEST_NAME = "model_manifest.json"
-MODEL_DIR = "model"
-ADAPTER_DIR = "adapter"
-CHECKPOINTS_DIR = "checkpoints"
-_OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, REPORT_NAME, MANIFEST_NAME, EVALUATION_NAME, VARIANTS_FILE)
+# What a training output holds (core.run_layout names them); model/ is the merged model.
+_OUR_ENTRIES = (MODEL_DIR, ADAPTER_DIR, CHECKPOINTS_DIR, TRAINING_REPORT_FILE, MODEL_MANIFEST_FILE, EVALUATION_FILE,
+                VARIANTS_FILE)
 # An existing output is replaced only when one of these says it is ours ...
-_MARKERS = (REPORT_NAME, MANIFEST_NAME, "model_stub.json")
+_MARKERS = (TRAINING_REPORT_FILE, MODEL_MANIFEST_FILE, MODEL_STUB_FILE)
 # ... and it holds nothing else (a file a user put there is never deleted by a retrain).
-_KNOWN_ENTRIES = (*_OUR_ENTRIES, "model_stub.json", EVALUATIONS_DIR)
+_KNOWN_ENTRIES = (*_OUR_ENTRIES, MODEL_STUB_FILE, EVALUATIONS_DIR)
 
 
 @dataclass
@@ -152,7 +159,7 @@ def _run_locked(plan: _Plan, emit: EventCallback, token: CancelToken, started: f
         if rank == 0 and not isinstance(error, KeyboardInterrupt) and _absent_or_empty(plan.output):
             failed = {**_base_report(plan, "failed", started), "error": message}
             try:
-                write_json_atomic(plan.output / REPORT_NAME, failed)
+                write_json_atomic(plan.output / TRAINING_REPORT_FILE, failed)
             except OSError:
                 logger.exception("could not write the failed report")
         raise
@@ -237,9 +244,9 @@ def _find_checkpoint(folder: Path) -> Path | None:
 
 def _check_resume_matches(config: TrainConfig, output: Path) -> None:
     """A checkpoint only continues the same model and LoRA setting."""
-    report = output / CHECKPOINTS_DIR / REPORT_NAME  # a cancel beside an earlier completed model
+    report = output / CHECKPOINTS_DIR / TRAINING_REPORT_FILE  # a cancel beside an earlier completed model
     try:
-        previous = read_json(report if report.is_file() else output / REPORT_NAME).get("config", {})
+        previous = read_json(report if report.is_file() else output / TRAINING_REPORT_FILE).get("config", {})
     except (OSError, ValueError):
         return
     for key in ("base_model",):
@@ -638,7 +645,7 @@ def _save_and_publish(trainer: Any, model: Any, tokenizer: Any, fmt: Any, plan: 
         release_memory()
         _write_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
     report["duration_seconds"] = round(time.time() - started, 3)
-    write_json_atomic(staging / REPORT_NAME, report)
+    write_json_atomic(staging / TRAINING_REPORT_FILE, report)
     written = _publish(staging, plan.output, completed=not cancelled)
     for path in written:
         emit(ArtifactWritten(str(path)))
@@ -691,13 +698,13 @@ def _evaluate(model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path, 
         # says the evaluation was cancelled, and the CLI exits as for a cancel.
         report["evaluation"] = {"cancelled": True, "file": None}
         report["evaluation_cancelled"] = True
-        emit(Log("cancelled during the evaluation: the trained model is saved without evaluation.json "
+        emit(Log(f"cancelled during the evaluation: the trained model is saved without {EVALUATION_FILE} "
                  "(`foremforge evaluate --model OUT` computes it)", "warning"))
         return
     evaluation.update(base_model=plan.config.base_model, model=str(plan.output))
-    write_json_atomic(staging / EVALUATION_NAME, evaluation)
+    write_json_atomic(staging / EVALUATION_FILE, evaluation)
     report["evaluation"] = {"verdict": evaluation["verdict"], "splits": evaluation["splits"],
-                            "file": EVALUATION_NAME}
+                            "file": EVALUATION_FILE}
 
 
 def _seed_lora_keys(config: TrainConfig, targets: list[str]) -> dict[str, Any]:
@@ -788,9 +795,9 @@ def _write_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report
         "model_dir": MODEL_DIR,
         **lora_info,
     }
-    write_json_atomic(staging / MANIFEST_NAME, manifest)
+    write_json_atomic(staging / MODEL_MANIFEST_FILE, manifest)
     report["artifacts"] = {"model": MODEL_DIR, "adapter": ADAPTER_DIR if lora_info else None,
-                           "manifest": MANIFEST_NAME}
+                           "manifest": MODEL_MANIFEST_FILE}
 
 
 def _unwrap(model: Any) -> Any:
@@ -809,13 +816,13 @@ def _publish(staging: Path, output: Path, completed: bool) -> list[Path]:
     _check_replaceable(output)  # again: a user may have put files there while we trained
     if completed:
         discard(staging / CHECKPOINTS_DIR)  # nothing left to resume
-    if completed or not (output / MANIFEST_NAME).is_file():
+    if completed or not (output / MODEL_MANIFEST_FILE).is_file():
         swap_in(staging, output)
         return sorted(output.iterdir())
     checkpoints = staging / CHECKPOINTS_DIR
     if not checkpoints.is_dir():
         return []  # the rest of the staging folder goes when the run's staging block ends
-    os.replace(staging / REPORT_NAME, checkpoints / REPORT_NAME)
+    os.replace(staging / TRAINING_REPORT_FILE, checkpoints / TRAINING_REPORT_FILE)
     swap_in(checkpoints, output / CHECKPOINTS_DIR)
     return [output / CHECKPOINTS_DIR]
 
