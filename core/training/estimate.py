@@ -40,9 +40,10 @@ SURFACE_PER_QUESTION = 6  # the question and its surface variants (core.training
 
 def project_steps(config: TrainConfig, n_records: int) -> dict[str, int]:
     """Optimizer steps of the full run for ``n_records`` valid records, with the trainer's rules
-    (eval split: ``eval_split``, or 0.1 with 10+ records; steps per epoch from the batch size).
+    (the record split of ``evaluate.held_out_count``; steps per epoch from the batch size).
     With question variants every record trains with about :data:`SURFACE_PER_QUESTION` surface
     variants and half the asked rephrasings (what the filter keeps), one phrasing held out."""
+    from core.training.evaluate import held_out_count
     from core.training.phrasings import variants_wanted
 
     wanted = variants_wanted(config)
@@ -50,10 +51,7 @@ def project_steps(config: TrainConfig, n_records: int) -> dict[str, int]:
         n_eval = n_records
         n_train = n_records * (SURFACE_PER_QUESTION + max(1, wanted // 2))
     else:
-        fraction = config.eval_split
-        if fraction is None:
-            fraction = 0.1 if n_records >= 10 else 0.0
-        n_eval = max(1, round(n_records * fraction)) if fraction > 0 else 0
+        n_eval = held_out_count(n_records, config.eval_split)
         n_train = max(0, n_records - n_eval)
     recipe = choose_recipe(config, n_train)
     per_epoch = steps_per_epoch(n_train, config.batch_size, config.grad_accum)

@@ -96,12 +96,18 @@ def exact_match(candidate: str, reference: str) -> bool:
 # --------------------------------------------------------------------------- splits
 
 
-def split_indices(n_records: int, eval_split: float | None, seed: int) -> tuple[list[int], list[int]]:
-    """``(train, eval)`` record indices as the trainer splits them (0.1 held out with 10+ records)."""
+def held_out_count(n_records: int, eval_split: float | None) -> int:
+    """How many of ``n_records`` records a record split holds out: ``eval_split`` of them (at
+    least one), by default 0.1 with 10 or more records and none with fewer."""
     fraction = eval_split if eval_split is not None else (0.1 if n_records >= 10 else 0.0)
+    return max(1, round(n_records * fraction)) if fraction > 0 else 0
+
+
+def split_indices(n_records: int, eval_split: float | None, seed: int) -> tuple[list[int], list[int]]:
+    """``(train, eval)`` record indices as the trainer splits them (:func:`held_out_count`)."""
     order = list(range(n_records))
     random.Random(seed).shuffle(order)
-    n_eval = max(1, round(n_records * fraction)) if fraction > 0 else 0
+    n_eval = held_out_count(n_records, eval_split)
     return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
