@@ -293,6 +293,8 @@ class TrainingReport(_Result):
     resumed_from: str | None = None
     recipe: dict[str, Any] | None = None
     variants: dict[str, Any] | None = None
+    # a CPU run's batches longer than max_tokens padded tokens ran in parts (core.training.step_parts)
+    step_parts: dict[str, int] | None = None
     lora_applied: bool | None = None
     lora_config: dict[str, Any] | None = None
     evaluation: EvaluationSummary | None = None

@@ -114,13 +114,37 @@ def answer_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = No
     return total / count, outputs
 
 
-def make_answer_only_trainer(**kwargs: Any) -> Any:
-    """An HF ``Trainer`` whose loss (training and evaluation) is :func:`answer_loss`; defined
-    lazily so importing this module loads no transformers."""
+def make_answer_only_trainer(max_step_tokens: int = 0, **kwargs: Any) -> Any:
+    """An HF ``Trainer`` whose loss (training and evaluation) is :func:`answer_loss`, a training
+    batch longer than ``max_step_tokens`` padded tokens run in parts (``core.training.step_parts``;
+    0: never); defined lazily so importing this module loads no transformers."""
     from transformers import Trainer
+
+    from core.training.step_parts import split_batch
 
     class AnswerOnlyTrainer(Trainer):
         _body_parameters: int | None = None
+        _batch_answer_tokens: Any = None  # while a batch runs in parts: its answer-token count
+        split_steps = 0  # training batches that ran in parts
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            parts = split_batch(inputs, max_step_tokens)
+            if len(parts) == 1:
+                return super().training_step(model, inputs, num_items_in_batch)
+            self.split_steps += 1
+            _, targets = target_mask(inputs["labels"], is_encoder_decoder(model))
+            self._batch_answer_tokens = max(1, int(targets.shape[0]))
+            total = None
+            try:
+                for index, part in enumerate(parts):
+                    # one gradient all-reduce per batch under DDP, as without parts
+                    last = index == len(parts) - 1
+                    with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
+                        loss = super().training_step(model, part, num_items_in_batch)
+                    total = loss if total is None else total + loss
+            finally:
+                self._batch_answer_tokens = None
+            return total
 
         def floating_point_ops(self, inputs: dict[str, Any]) -> int:
             """HF's estimate (6 x tokens x parameters without embeddings), the parameters counted
@@ -139,9 +163,12 @@ def make_answer_only_trainer(**kwargs: Any) -> Any:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if not self.model_accepts_loss_kwargs:
                 num_items_in_batch = None  # the Trainer then divides by the accumulation steps itself
+            across_ranks = num_items_in_batch is not None
+            if num_items_in_batch is None:
+                # a part of a batch divides by the whole batch's count, so that the parts add up
+                num_items_in_batch = self._batch_answer_tokens
             loss, outputs = answer_loss(model, inputs, num_items_in_batch)
-            if (self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs
-                    and num_items_in_batch is not None):
+            if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs and across_ranks:
                 # the count is summed over ranks and DDP averages gradients: undo the average (as HF does)
                 loss = loss * self.accelerator.num_processes
             return (loss, outputs) if return_outputs else loss

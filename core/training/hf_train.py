@@ -365,6 +365,8 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
                       f"{steps['total']} steps of {steps['per_step']} examples on {device} ({precision})"))
     if plan.resume_from is not None:
         emit(Log(f"resuming from {plan.resume_from.name}"))
+    if steps["part_tokens"]:
+        emit(Log(f"batches over {steps['part_tokens']} tokens run in parts (same gradient, bounded memory)"))
     train_started = time.time()
     lora_mixed = config.lora.enabled and precision != "fp32"
     with (objects_alive_now_left_out_of_gc(), steady_heap(), _zero_grad_of_trainable(model),
@@ -413,6 +415,7 @@ def _train_loaded(plan: _Plan, staging: Path, emit: EventCallback, token: Cancel
         tokens_per_second=round(tokens / train_seconds if train_seconds > 0 else 0.0, 2),
         resumed_from=plan.resume_from.name if plan.resume_from else None,
         recipe=plan.recipe.as_record() if plan.recipe else None,
+        step_parts={"max_tokens": steps["part_tokens"], "split_steps": int(trainer.split_steps)},
         **lora_info,
     )
     if trainer.is_world_process_zero():
@@ -555,8 +558,9 @@ def _make_trainer(plan: _Plan, staging: Path, model: Any, tokenizer: Any, fmt: A
     from transformers import PrinterCallback
 
     from core.models.batching import DynamicPadCollator, ExampleDataset
-    from core.training.answer_loss import make_answer_only_trainer
+    from core.training.answer_loss import inner_model, make_answer_only_trainer
     from core.training.early_stop import EVALS_PER_RUN, make_early_stop
+    from core.training.step_parts import run_step_tokens
 
     config, arch = plan.config, plan.spec.architecture
     train_set = ExampleDataset(examples, arch, train=True)
@@ -578,7 +582,13 @@ def _make_trainer(plan: _Plan, staging: Path, model: Any, tokenizer: Any, fmt: A
     if early:
         steps["early_stop"] = make_early_stop(model, total_steps, plan.pairs.eval_name, emit)
         callbacks.append(steps["early_stop"])
+    try:
+        part_tokens = run_step_tokens(inner_model(model).config, precision, device)
+    except ValueError as error:
+        raise TrainingError(str(error)) from error
+    steps["part_tokens"] = part_tokens
     trainer = make_answer_only_trainer(
+        max_step_tokens=part_tokens,
         model=model,
         args=args,
         train_dataset=train_set,
