@@ -107,7 +107,7 @@ SERVICE_DIR = "service"
 RESUME_DIR = "model.cancelled"
 TRAINING_REPORT_FILE = "training_report.json"
 MODEL_MANIFEST_FILE = "model_manifest.json"
-MODEL_STUB_FILE = "model_stub.json"  # a dry run's placeholder model (the seed's)
+MODEL_STUB_FILE = "model_stub.json"  # a dry run's placeholder model (name kept from TinyForgeAI)
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 EVALUATION_FILE = "evaluation.json"
@@ -151,7 +151,7 @@ class RunFileError(ValueError):
 
 
 class ExportOptions(BaseModel):
-    """Options of the export stage (the seed's builder flags)."""
+    """Options of the export stage: ONNX export, quantization, overwrite (TinyForgeAI's builder flags)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -386,7 +386,7 @@ def _keep_checkpoint(run: RunFolder, out: Path, report: dict[str, Any] | None, o
 
 
 def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
-    """Dry run in process (seed's model_stub.json); real training in a child process."""
+    """Dry run in process (writes the placeholder model_stub.json); real training in a child process."""
     options = run.options()
     config = options.train.model_copy(update={"output_dir": str(out)})
     if config.dry_run:
@@ -421,7 +421,8 @@ def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Can
 
 
 def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
-    """The seed's builder on this run's model (or ``source_model``) into ``service/``."""
+    """Build the service (:func:`core.exporter.builder.build`) from this run's model (or
+    ``source_model``) into ``service/``."""
     from core.exporter.builder import build
 
     options = run.options()

@@ -19,8 +19,8 @@ __all__ = ["PROJECT_DIRS", "SAMPLE_QNA", "STARTER_FILES", "InitPlan", "plan_init
 
 PROJECT_DIRS = ("backend", "connectors", "docs", "tests", "examples")
 
-# The seed's sample dataset (examples/sample_qna.jsonl), embedded: an installed package has
-# no examples/ folder to copy from.
+# The sample dataset `foremforge init` writes (TinyForgeAI's examples/sample_qna.jsonl), embedded:
+# an installed package has no examples/ folder to copy from.
 SAMPLE_QNA = (
     '{"input": "How do I reset my password?", "output": "Go to Settings > Account > Reset Password '
     'and follow the instructions."}\n'

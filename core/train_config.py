@@ -24,7 +24,7 @@ def _field(limits: d.Limits) -> Any:
 
 class LoraSettings(BaseModel):
     """LoRA hyper-parameters. None means "the recipe decides" for a real run
-    (:mod:`core.training.recipe`) and the seed's r 8, alpha 16, q,v for a dry run's stub."""
+    (:mod:`core.training.recipe`) and TinyForgeAI's r 8, alpha 16, q,v for a dry run's stub."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,7 +32,7 @@ class LoraSettings(BaseModel):
     r: int | None = _field(d.LORA_R)
     alpha: float | None = _field(d.LORA_ALPHA)
     dropout: float | None = _field(d.LORA_DROPOUT)  # None: the recipe's (0 for a real run)
-    # None: every linear projection for a real run (the recipe), the seed's q,v for a dry run.
+    # None: every linear projection for a real run (the recipe), TinyForgeAI's q,v for a dry run.
     target_modules: list[str] | None = None
 
     @field_validator("target_modules")

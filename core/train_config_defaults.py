@@ -28,8 +28,9 @@ class Limits:
                 if value is not None}
 
 
-# LoRA: None means "the recipe decides" (core.training.recipe) for a real run and the seed's
-# r 8, alpha 16, q,v for a dry run's stub; dropout None is the recipe's 0.
+# LoRA: None means "the recipe decides" (core.training.recipe) for a real run and TinyForgeAI's
+# defaults (r 8, alpha 16, q,v; core.training.peft_adapter) for a dry run's stub; dropout None is
+# the recipe's 0.
 LORA_R = Limits(None, ge=1)
 LORA_ALPHA = Limits(None, gt=0)
 LORA_DROPOUT = Limits(None, ge=0, lt=1)

@@ -1,1 +1,1 @@
-"""Export: the seed's service builder, real ONNX export, quantization and the generated service."""
+"""Export: the service builder, real ONNX export, quantization and the generated service."""

@@ -1,9 +1,9 @@
 """The exporter builder: turns a trained model into a service folder.
 
-From a dry-run ``model_stub.json`` it writes the seed's documented placeholders (they say
-so in their content); from a real trained model it exports real ONNX graphs via
-:mod:`core.exporter.onnx_export`, and with ``gguf`` GGUF files for llama.cpp and Ollama. The
-seed documents no GGUF placeholder, so a dry run with ``gguf`` says in one line that GGUF needs
+From a dry-run ``model_stub.json`` it writes placeholders (they say so in their content;
+TinyForgeAI's files, kept for its users); from a real trained model it exports real ONNX graphs
+via :mod:`core.exporter.onnx_export`, and with ``gguf`` GGUF files for llama.cpp and Ollama.
+TinyForgeAI had no GGUF placeholder, so a dry run with ``gguf`` says in one line that GGUF needs
 a trained model and writes what it always wrote. The folder is always assembled beside its
 target and renamed into place, so a crash or cancel never leaves half a service behind.
 """
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 
 # The model source and the service folder live in leaf modules (no builder <-> onnx_export
-# cycle); their names stay importable from here, the builder's API since the seed.
+# cycle); their names stay importable from here, the builder's API since TinyForgeAI.
 __all__ = [
     "ModelSource",
     "announce_service_folder",
@@ -70,7 +70,7 @@ __all__ = [
 
 
 def get_template_dir() -> Path:
-    """The folder of the service template copied into every service folder (the seed's API)."""
+    """The folder of the service template copied into every service folder (TinyForgeAI's API)."""
     return SERVICE_TEMPLATE
 
 
@@ -154,7 +154,7 @@ def _write_onnx_placeholders(
     cancel: CancelToken | None,
     steps: int,
 ) -> dict[str, Any]:
-    """The seed's ONNX, metadata, quantized and report placeholders (text, not graphs)."""
+    """A dry run's ONNX, metadata, quantized and report placeholders (text, not graphs)."""
     export_time = utc_now_iso()
     write_text_atomic(
         staging / ONNX_DIR / ONNX_GRAPH_FILE,

@@ -1,7 +1,7 @@
 """Export errors: user mistakes with messages worth showing as they are.
 
 They are ``ValueError``s (bad input). The two that mirror a file-system condition are also
-the matching ``OSError`` subclass, so code written against the seed (``except
+the matching ``OSError`` subclass, so code written for TinyForgeAI (``except
 FileNotFoundError`` / ``except FileExistsError``) keeps catching them.
 """
 

@@ -1,8 +1,8 @@
 """What lies beside an ONNX graph file: its ``<graph>.meta.json``, and whether it is a graph at all.
 
-The ONNX export (:mod:`core.exporter.onnx_export`, which re-exports both helpers as the seed's
-API) and the quantizer (:mod:`core.exporter.quantize`) both read these; they live here, under
-both, so that neither imports the other. Light: no onnx, no torch.
+The ONNX export (:mod:`core.exporter.onnx_export`, which re-exports both helpers: TinyForgeAI's
+API, kept for its users) and the quantizer (:mod:`core.exporter.quantize`) both read these; they
+live here, under both, so that neither imports the other. Light: no onnx, no torch.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def get_onnx_metadata(onnx_path: str | os.PathLike[str]) -> dict[str, Any] | Non
 
 
 def is_placeholder_graph(onnx_path: str | os.PathLike[str]) -> bool:
-    """True for a dry run's placeholder (the seed's comment text or JSON document), not a graph.
+    """True for a dry run's placeholder (a ``#`` comment text or a JSON document), not a graph.
 
     A serialised ONNX model is a protobuf whose first byte is a field tag, never ``#`` or ``{``.
     """

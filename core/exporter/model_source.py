@@ -1,6 +1,6 @@
 """What a model path points at: a dry-run stub or a real trained model (a leaf module).
 
-Both the builder and the seed's ONNX hook in :mod:`core.exporter.onnx_export` resolve a model
+Both the builder and ``export_to_onnx`` in :mod:`core.exporter.onnx_export` resolve a model
 path here, so neither imports the other for it.
 """
 

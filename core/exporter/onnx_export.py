@@ -9,7 +9,7 @@ This module is the orchestration: resolving the trained model, the stages and th
 the staging folder, metadata and the report. Turning the loaded torch model into checked ONNX
 graph files (the wrappers, the exporters, the graph layout) lives in
 :mod:`core.exporter.onnx_graphs`; ``export_graphs`` is re-exported here for existing callers, and so
-are the seed's ``get_onnx_metadata`` and ``is_placeholder_graph`` (:mod:`core.exporter.graph_files`).
+are TinyForgeAI's ``get_onnx_metadata`` and ``is_placeholder_graph`` (:mod:`core.exporter.graph_files`).
 With ``gguf=True`` the same staging folder also gets ``gguf/`` (:mod:`core.exporter.gguf_export`),
 from the same loaded model and checked on the same parity inputs.
 """
@@ -38,7 +38,7 @@ from core.events import (
 )
 from core.exporter.candidates import CANDIDATES, Gate, choose_served
 from core.exporter.errors import ExportError, ModelNotFoundError
-from core.exporter.graph_files import get_onnx_metadata as get_onnx_metadata  # the seed's API
+from core.exporter.graph_files import get_onnx_metadata as get_onnx_metadata  # TinyForgeAI's API
 from core.exporter.graph_files import is_placeholder_graph as is_placeholder_graph
 from core.exporter.model_source import resolve_model_source
 from core.exporter.onnx_graphs import cache_layout as cache_layout
@@ -467,7 +467,7 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
     emit(Log(f"serving {job.served}: {job.served_reason}"))
     job.candidates = _candidate_table(graphs, job.descriptions, job.sizes, job.latency, job.parity_report, job.served,
                                       job.quant_info)
-    for precision in list(graphs):  # a failed candidate is not shipped (the seed's quantized.onnx stays)
+    for precision in list(graphs):  # a failed candidate is not shipped (int8's quantized.onnx always is)
         if precision not in ("fp32", "int8", job.served):
             for rel in graphs.pop(precision).values():
                 _remove_graph(job.staging / rel)
@@ -712,7 +712,7 @@ def _copy_service_files(staging: Path, model_dir: Path, tokenizer: Any, prompt: 
     write_json_atomic(staging / PROMPT_FILE, prompt)
 
 
-# --------------------------------------------------------------------------- the seed's helpers
+# --------------------------------------------------------------------------- TinyForgeAI's ONNX hook
 
 
 def public_model_name(name: str | None) -> str | None:
@@ -727,10 +727,11 @@ def public_model_name(name: str | None) -> str | None:
 
 
 def export_to_onnx(model_path: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> str:
-    """The seed's ONNX hook: write ``output_dir/model.onnx`` and ``model.onnx.meta.json``.
+    """Write ``output_dir/model.onnx`` and ``model.onnx.meta.json`` (TinyForgeAI's ONNX hook, kept
+    for its users).
 
-    For a dry-run ``model_stub.json`` (or its folder) it writes the seed's placeholder, which
-    says so in its content; for a real trained model (training output folder, its
+    For a dry-run ``model_stub.json`` (or its folder) it writes a placeholder, which says so in
+    its content; for a real trained model (training output folder, its
     ``model_manifest.json`` or ``model/`` folder) the real fp32 graph(s), exported by the same
     code as :func:`export_real` (a seq2seq model adds ``encoder.onnx``). Returns the path of
     ``model.onnx``. Raises ``FileNotFoundError`` for a missing model and ``ValueError``
@@ -745,7 +746,7 @@ def export_to_onnx(model_path: str | os.PathLike[str], output_dir: str | os.Path
 
 
 def _export_placeholder(stub_path: Path, out: Path) -> Path:
-    """The seed's placeholder ``model.onnx`` and its metadata (the whole stub as source_model)."""
+    """A dry run's placeholder ``model.onnx`` and its metadata (the whole stub as source_model)."""
     model_ref = str(stub_path.absolute())
     export_time = utc_now_iso()
     onnx_path = out / ONNX_GRAPH_FILE

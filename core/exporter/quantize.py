@@ -35,7 +35,7 @@ def quantize_int8(
     weight_type: str = "int8",
 ) -> dict[str, Any]:
     """Write a dynamically quantized copy of ``source`` to ``destination`` (``weight_type``
-    int8, or uint8 for the seed's ``quantize_onnx(mode="uint8")``).
+    int8, or uint8 for ``quantize_onnx(mode="uint8")``).
 
     Returns what was done (pre-processing applied or skipped and why, op types, seconds).
     The pre-processed intermediate lives in a temp folder beside ``destination`` and is removed.
@@ -212,18 +212,19 @@ def require_space(folder: Path, needed: int, doing: str) -> None:
                                     f"{folder}, {free // 2**20} MB free", str(folder))
 
 
-# --------------------------------------------------------------------------- the seed's hook
+# --------------------------------------------------------------------------- TinyForgeAI's quantize hook
 
 QUANTIZE_MODES = ("int8", "uint8", "int4", "fp16")
 _INT4_BLOCK_SIZE = 32  # 4-bit weights per block of 32 input rows, each block with its own scale
 
 
 def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], mode: str = "int8") -> str:
-    """The seed's quantization hook: write ``output_dir/quantized.onnx`` and its ``.meta.json``.
+    """Quantize a graph into ``output_dir/quantized.onnx`` and its ``.meta.json`` (TinyForgeAI's
+    hook, kept for its users).
 
-    A dry run's placeholder gets the seed's placeholder document (JSON, saying ``quantized``
-    and ``mode``); a real graph is quantized for real: ``int8``/``uint8`` with ONNX Runtime's
-    dynamic quantization, ``int4`` with its block-wise weight-only ``MatMulNBitsQuantizer``,
+    A dry run's placeholder gets a placeholder JSON document (saying ``quantized`` and ``mode``,
+    as TinyForgeAI wrote it); a real graph is quantized for real: ``int8``/``uint8`` with ONNX
+    Runtime's dynamic quantization, ``int4`` with its block-wise weight-only ``MatMulNBitsQuantizer``,
     ``fp16`` by converting weights and compute to float16 (inputs and outputs stay float32;
     meant for GPUs, many CPU kernels have no float16 version). The metadata carries the
     source's metadata plus ``quantized``, ``mode`` and ``quantize_time``. Returns the path of
@@ -312,7 +313,7 @@ def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any
 def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
     """Block-wise 4-bit weight-only quantization of the MatMul weights (``MatMulNBits`` nodes)."""
     return quantize_blockwise(source, destination, bits=4, block_size=_INT4_BLOCK_SIZE, accuracy_level=None,
-                              external_data=False)  # the seed's quantized.onnx is one file
+                              external_data=False)  # quantize_onnx returns one self-contained file
 
 
 def quantize_blockwise(source: str | os.PathLike[str], destination: str | os.PathLike[str], bits: int = 8,

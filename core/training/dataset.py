@@ -1,9 +1,9 @@
-"""JSONL datasets of ``input``/``output`` pairs: the seed API, whole-file validation, previews.
+"""JSONL datasets of ``input``/``output`` pairs: the loaders, whole-file validation, previews.
 
-Seed API (unchanged names and results): :func:`load_jsonl`, :func:`stream_jsonl`,
-:func:`summarize_dataset`. On top of it: :func:`validate_file` scans a whole file without
-stopping at the first problem (in parallel processes for large files) and returns a
-:class:`ValidationReport`; :class:`LineIndex` and :func:`read_head` give random access for
+Loaders :func:`load_jsonl`, :func:`stream_jsonl`, :func:`summarize_dataset`: TinyForgeAI's
+names and results, kept because its users call them. On top of them: :func:`validate_file` scans
+a whole file without stopping at the first problem (in parallel processes for large files) and
+returns a :class:`ValidationReport`; :class:`LineIndex` and :func:`read_head` give random access for
 previews. Memory stays constant in the file size except for the line index (8 bytes a row).
 """
 
@@ -83,7 +83,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# --- seed API --------------------------------------------------------------------------------
+# --- loaders (TinyForgeAI's API) --------------------------------------------------------------
 
 
 def stream_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:

@@ -513,7 +513,7 @@ def _set_training_attention(model: Any, device: str, arch: str, examples: list[A
 
 
 def _apply_lora(model: Any, plan: _Plan, emit: EventCallback) -> tuple[Any, dict[str, Any]]:
-    """Wrap the model in a LoRA adapter when asked; return it and the seed's LoRA report keys."""
+    """Wrap the model in a LoRA adapter when asked; return it and the report's LoRA keys."""
     config = plan.config
     if not config.lora.enabled:
         return model, {}
@@ -718,7 +718,8 @@ def _evaluate(model: Any, tokenizer: Any, fmt: Any, plan: _Plan, staging: Path, 
 
 
 def _seed_lora_keys(config: TrainConfig, targets: list[str]) -> dict[str, Any]:
-    """The seed's ``lora_applied``/``lora_config``/``lora_timestamp`` keys."""
+    """The report's ``lora_applied``/``lora_config``/``lora_timestamp`` keys: TinyForgeAI's names,
+    as a dry run's stub has them."""
     alpha: float | int = int(config.lora.alpha) if float(config.lora.alpha).is_integer() else config.lora.alpha
     return {
         "lora_applied": True,

@@ -1,4 +1,4 @@
-"""The seed's LoRA hook: records a LoRA configuration on a model description.
+"""TinyForgeAI's LoRA hook (kept for its users): records a LoRA configuration on a model description.
 
 ``apply_lora`` works on the dry-run model dictionary (``model_stub.json``). Real LoRA
 training with PEFT lives in :mod:`core.training.hf_train`; both share this validation.
@@ -16,7 +16,7 @@ __all__ = ["apply_lora", "get_default_lora_config", "validate_lora_config"]
 
 
 def get_default_lora_config() -> dict[str, Any]:
-    """The seed's defaults: rank 8, alpha 16, attention query and value projections."""
+    """TinyForgeAI's defaults, kept for dry runs: rank 8, alpha 16, attention query and value projections."""
     return {"r": 8, "alpha": 16, "target_modules": ["q", "v"]}
 
 

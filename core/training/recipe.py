@@ -1,10 +1,11 @@
 """The training recipe: what a real run uses for every hyper-parameter the user left unset.
 
-The seed's LoRA defaults (r 8, alpha 16, q/v, lr 2e-4, 3 epochs) train too little of a small
-model to learn a dataset's facts; measured on a 36-record support set (benchmarks/data/), LoRA
-on every linear projection with r 16 / alpha 32 at lr 2e-3 for 40 optimizer steps reproduces
-the training answers (at 1e-3 the loss is still 0.2 after 32 steps and a third of the answers
-drift). Full fine-tuning moves every weight, so it needs a twenty times smaller rate. Each choice carries its reason; the run logs and records them.
+TinyForgeAI's LoRA defaults (r 8, alpha 16, q/v, lr 2e-4, 3 epochs; a dry run still records r, alpha
+and q/v) train too little of a small model to learn a dataset's facts; measured on a 36-record
+support set (benchmarks/data/), LoRA on every linear projection with r 16 / alpha 32 at lr 2e-3 for
+40 optimizer steps reproduces the training answers (at 1e-3 the loss is still 0.2 after 32 steps and
+a third of the answers drift). Full fine-tuning moves every weight, so it needs a twenty times
+smaller rate. Each choice carries its reason; the run logs and records them.
 Pure Python: the GUI computes the same recipe before a run without loading torch.
 """
 

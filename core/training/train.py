@@ -1,8 +1,9 @@
-"""The trainer entry point: the seed's dry run, and real fine-tuning with transformers + PEFT.
+"""The trainer entry point: a dry run (checks the data, writes a placeholder), and real
+fine-tuning with transformers + PEFT.
 
 Run as ``python core/training/train.py``, ``python -m core.training.train`` or
-``foremforge train`` with the seed's flags (``--data``, ``--out``, ``--dry-run``,
-``--use-lora``) plus the options of a real run.
+``foremforge train`` with TinyForgeAI's flags (``--data``, ``--out``, ``--dry-run``,
+``--use-lora``; kept so its users' commands still work) plus the options of a real run.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Train on ``data_path`` and write the result under ``output_dir``.
 
-    A dry run validates the whole dataset and writes the seed's ``model_stub.json``
+    A dry run validates the whole dataset and writes the placeholder ``model_stub.json``
     (returned). A real run fine-tunes with transformers + PEFT and returns its training
     report. Bad data raises ``DatasetError`` before anything is written.
     """
@@ -137,7 +138,8 @@ def _refuse_a_real_output(out: Path) -> None:
 
 
 def _seed_lora_config(lora: LoraSettings) -> dict[str, Any]:
-    """The seed's ``lora_config`` shape; alpha stays an int when it is whole."""
+    """A dry run's ``lora_config`` (TinyForgeAI's shape; its defaults fill what is unset);
+    alpha stays an int when it is whole."""
     seed = get_default_lora_config()
     alpha_value = lora.alpha if lora.alpha is not None else seed["alpha"]
     alpha: float | int = int(alpha_value) if float(alpha_value).is_integer() else alpha_value
@@ -168,7 +170,8 @@ def _choices(name: str) -> list[str]:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The seed's flags plus the options of a real run (shared by ``foremforge train``)."""
+    """TinyForgeAI's flags (kept for its users) plus the options of a real run (shared by
+    ``foremforge train``)."""
     parser.add_argument("--data", required=True, help="training data: JSONL ({input, output}, messages, "
                         "conversations, prompt/completion or instruction rows), CSV, TSV or a JSON array")
     parser.add_argument("--out", required=True, help="output folder for the model artifacts")

@@ -1,4 +1,4 @@
-"""Dataset engine: seed API, errors with line numbers, whole-file validation, progress, cancel."""
+"""Dataset engine: the loaders, errors with line numbers, whole-file validation, progress, cancel."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def rec(inp: str, out: str, **extra: Any) -> str:
 
 
 def reference_summary(path: Path) -> dict[str, Any]:
-    """The seed's loop, for comparing figures."""
+    """A plain line-by-line summary (how TinyForgeAI computed it), for comparing figures."""
     n = ti = to = 0
     with open(path, encoding="utf-8-sig") as f:
         for line in f:
@@ -76,7 +76,7 @@ def generated_file(tmp_path: Path, n: int = 3000, seed: int = 0, name: str = "ge
     return write(tmp_path, "\n".join(lines) + "\n", name)
 
 
-# ----------------------------------------------------------------------------- seed API
+# ----------------------------------------------------------------------------- loaders (TinyForgeAI's API)
 
 
 def test_seed_api_on_sample() -> None:

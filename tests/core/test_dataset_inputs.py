@@ -1,6 +1,6 @@
 """Paths that are not datasets, and files that are not UTF-8 JSONL: one clear line, at once.
 
-Every reader of a dataset (the seed API, the scan, the line index, the head preview, the run's
+Every reader of a dataset (the loaders, the scan, the line index, the head preview, the run's
 hash, real training's loader, the dry run) refuses a folder, a link loop, an unreadable file, a
 FIFO, a device and a missing path with a ``DatasetFileError`` before opening it; the command
 lines print one ``error:`` line and exit 1. The checks run in child processes with a memory cap

@@ -23,7 +23,7 @@ def test_export_writes_checked_graphs_and_metadata(exported: dict[str, Any], arc
     assert report["onnx_path"] == str(service / "onnx" / "model.onnx")
     assert report["quantized_path"] == str(service / "onnx" / "quant" / "quantized.onnx")
     graphs = report["graphs"]
-    # fp32, the seed's int8 graph, and the served candidate when it is another one.
+    # fp32, int8 (quantized.onnx, always shipped) and the served candidate when it is another one.
     assert set(graphs) == {"fp32", "int8", report["served_precision"]}
     assert set(report["candidates"]) == {"fp32", "int8", "int8_block", "int4_block"}
     roles = {"decoder"} if arch == "causal" else {"encoder", "decoder"}

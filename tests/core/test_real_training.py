@@ -154,8 +154,9 @@ REPHRASED_FACTS = Path(__file__).parent / "data" / "rephrased_facts"
 
 @pytest.mark.slow
 def test_starter_model_learns_facts_with_the_default_recipe(tmp_path) -> None:
-    """The seed's --use-lora and nothing else: the starter model states facts it never saw before,
-    asked word for word and asked in words written by hand (never trained, never generated)."""
+    """``--use-lora`` and nothing else (the recipe picks every setting): the starter model states
+    facts it never saw before, asked word for word and asked in words written by hand (never
+    trained, never generated)."""
     from core.training.config import LoraSettings, TrainConfig
     from core.training.evaluate import rouge_l_f1
 

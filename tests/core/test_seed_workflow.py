@@ -1,4 +1,5 @@
-"""The seed documentation's promises: LoRA hook, dry-run trainer, exporter, CLI, workflow."""
+"""What TinyForgeAI's training docs promise, kept for its users: LoRA hook, dry-run trainer,
+exporter, CLI, workflow."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_a_strict_gate_falls_back_to_fp32_and_everything_serves_it(tiny_models: 
     assert report["served_precision"] == "fp32" and "no quantized candidate passed" in report["served_reason"]
     assert report["gate"]["min_teacher_forced"] == 1.01
     assert all(not c["passed"] for p, c in report["candidates"].items() if p != "fp32")
-    # Failed candidates are not shipped (the seed's quantized.onnx stays); the runtime serves fp32.
+    # Failed candidates are not shipped (int8's quantized.onnx always is); the runtime serves fp32.
     assert set(report["graphs"]) == {"fp32", "int8"}
     assert not (service / "onnx" / "quant" / "int8_block.onnx").exists()
     meta = json.loads((service / "onnx" / "model.onnx.meta.json").read_text())
@@ -98,7 +98,7 @@ def test_a_lenient_gate_serves_the_fastest_candidate(exported: dict[str, Any]) -
         assert row["size_bytes"] > 0
         if not row["checked"]:  # a faster candidate passed first: this one was not needed
             assert "is faster and answers like the trained model" in row["note"]
-            assert row["kept"] == (precision == "int8")  # the seed's quantized.onnx always ships
+            assert row["kept"] == (precision == "int8")  # int8's quantized.onnx always ships
             continue
         assert row["ms_per_token"] > 0
         if precision != "fp32":

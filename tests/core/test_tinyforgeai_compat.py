@@ -167,7 +167,8 @@ def test_quantize_onnx_errors(tmp_path: Path) -> None:
 
 
 def test_build_keeps_the_seed_json_quantized_placeholder(tmp_path: Path) -> None:
-    """Deliberate difference: the dry-run service's quantized.onnx is the seed's JSON document."""
+    """Deliberate difference: a dry-run service's quantized.onnx is a JSON document (TinyForgeAI's
+    docs show one), not comment lines."""
     report = build(_stub(tmp_path / "m"), tmp_path / "svc", export_onnx=True)
     document = json.loads(Path(report["quantized_path"]).read_text())
     assert document["quantized"] is True and document["mode"] == "int8" and document["version"] == "0.1-stub"
