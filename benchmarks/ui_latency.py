@@ -118,7 +118,7 @@ def main() -> int:
 
     scan, scan_s, scan_ok = phase(lambda: win.dataset_controller.load(str(data)),
                                   lambda: win.state.dataset_report is not None and not win.tasks.is_busy("index"), 600)
-    valid = bool(win.state.dataset_report and win.state.dataset_report.get("valid"))
+    valid = win.state.dataset_report is not None and win.state.dataset_report.valid
     run, run_s, run_ok = phase(win.run_controller.start_train_export,
                                lambda: win.state.run_status not in ("", "running") and not win.tasks.is_busy("run"), 900)
     win.close()

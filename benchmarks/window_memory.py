@@ -71,7 +71,7 @@ def window_session(out_dir: str, epochs: float, meta_device_targets: bool) -> in
         win.dataset_controller.load(str(DATASET))
         yield lambda: win.state.dataset_report is not None and idle()
         yield settle()
-        mark("dataset", records=(win.state.dataset_report or {}).get("n_records"))
+        mark("dataset", records=win.state.dataset_report.n_records if win.state.dataset_report else None)
         opts.dry_run.setChecked(False)
         opts.lora.setChecked(True)
         opts.base_model.setCurrentText("tiny-causal")

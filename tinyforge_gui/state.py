@@ -2,6 +2,8 @@
 
 Controllers change it through :meth:`StudioState.update`; whoever renders it (the main window,
 tests) subscribes and is told which fields changed. Enums name the states and the workers once.
+Results are held as core's models (a dataset scan's ``ValidationReport``, a run's ``Estimate``),
+imported here for typing only: this module loads before the first paint, pydantic after it.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.run_layout import Estimate
+    from core.training.dataset_models import ValidationReport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunStatus", "ServiceState", "StudioState", "Task"]
+__all__ = ["SCAN_FAILED", "RunStatus", "ServiceState", "StudioState", "Task", "failed_scan_report", "scan_failure"]
 
 
 class Task(StrEnum):
@@ -65,6 +71,26 @@ class ServiceState(StrEnum):
 
 Listener = Callable[[set[str]], None]
 
+# The kind of the one whole-file problem in the report of a scan that could not finish.
+SCAN_FAILED = "scan_failed"
+
+
+def failed_scan_report(path: str, message: str) -> ValidationReport:
+    """The report of a scan that raised: invalid, no records, one problem saying why. The state
+    holds it like any report, so whoever waits for the scan sees it end."""
+    from core.training.dataset_models import Problem, ValidationReport
+
+    return ValidationReport(
+        path=path, n_records=0, n_lines=0, avg_input_len=0.0, avg_output_len=0.0, file_size=0, sha256="",
+        problems=[Problem(line=None, kind=SCAN_FAILED, message=message)], n_problems=1,
+        problem_counts={SCAN_FAILED: 1}, warnings=[], n_warnings=0, warning_counts={}, valid=False,
+    )
+
+
+def scan_failure(report: ValidationReport) -> str:
+    """Why the scan behind ``report`` failed (:func:`failed_scan_report`), or "" for a finished scan."""
+    return next((p.message for p in report.problems if p.kind == SCAN_FAILED), "")
+
 
 @dataclass
 class StudioState:
@@ -72,12 +98,12 @@ class StudioState:
     too (``state.run_status == "completed"``): they are ``str`` enums."""
 
     dataset_path: str = ""
-    dataset_report: dict[str, Any] | None = None  # the scan report (core.training.dataset_scan)
+    dataset_report: ValidationReport | None = None  # the scan's report (core.training.dataset.validate_file)
     dataset_columns: dict[str, str] | None = None  # Map columns…: {"question": col, "answer": col, "system"?: col}
     current_run: str = ""  # the run folder being (or last) run in this session
     last_run: str = ""
     run_status: RunStatus = RunStatus.NONE
-    estimate: dict[str, Any] | None = None  # core.run_layout.Estimate as data
+    estimate: Estimate | None = None  # what the last Estimate projected (core.training.estimate)
     service_state: ServiceState = ServiceState.STOPPED
     _listeners: list[Listener] = field(default_factory=list, repr=False, compare=False)
 

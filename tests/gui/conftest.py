@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from core.training.dataset_models import ValidationReport
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -77,7 +81,7 @@ def window(qtbot, output_root: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: 
     win.close()
 
 
-def wait_report(qtbot, win, timeout: int = 30000) -> dict:  # noqa: ANN001
+def wait_report(qtbot, win, timeout: int = 30000) -> ValidationReport:  # noqa: ANN001
     qtbot.waitUntil(lambda: win.state.dataset_report is not None, timeout=timeout)
     return win.state.dataset_report
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.gui.conftest import SAMPLE
+
+if TYPE_CHECKING:
+    from core.training.dataset_models import ValidationReport
 
 # --------------------------------------------------------------------------- state
 
@@ -164,7 +167,7 @@ def test_dataset_controller_puts_the_scan_in_the_state(qtbot, parts) -> None:  #
         assert controller.load(str(SAMPLE))
     assert p["state"].dataset_path == str(SAMPLE.resolve()) and p["state"].dataset_report is None
     qtbot.waitUntil(lambda: p["state"].dataset_report is not None, timeout=20000)
-    assert p["state"].dataset_report["valid"] is True
+    assert p["state"].dataset_report.valid is True
     assert {"dataset_report"} in changes
     assert str(SAMPLE.resolve()) in p["settings"].recent_datasets()
 
@@ -182,9 +185,20 @@ def test_dataset_controller_refuses_a_non_dataset_through_the_notifier(parts, tm
     assert p["state"].dataset_path == ""  # nothing changed
 
 
+def _report(valid: bool, n_problems: int) -> ValidationReport:
+    """A scan's ValidationReport of SAMPLE with ``n_problems`` problems."""
+    from core.training.dataset_models import Problem, ValidationReport
+
+    problems = [Problem(line=i + 1, kind="invalid_json", message="not JSON") for i in range(n_problems)]
+    return ValidationReport(path=str(SAMPLE), n_records=5, n_lines=5 + n_problems, avg_input_len=3.0,
+                            avg_output_len=4.0, file_size=100, sha256="x", problems=problems,
+                            n_problems=n_problems, problem_counts={"invalid_json": n_problems} if n_problems else {},
+                            warnings=[], n_warnings=0, warning_counts={}, valid=valid)
+
+
 def test_run_controller_decides_from_the_state(qtbot, parts) -> None:  # noqa: ANN001
     from tinyforge_gui.controllers.run_controller import RunController
-    from tinyforge_gui.state import RunStatus
+    from tinyforge_gui.state import RunStatus, failed_scan_report
 
     p = parts
     runs = RunController(p["tasks"], p["state"], p["notifier"], p["options"], p["run_panel"], p["tabs"],
@@ -193,9 +207,11 @@ def test_run_controller_decides_from_the_state(qtbot, parts) -> None:  # noqa: A
     assert runs.train_block_reason().startswith("Open a dataset first")
     state.update(dataset_path=str(SAMPLE))
     assert runs.train_block_reason().startswith("Waiting for the dataset scan")
-    state.update(dataset_report={"valid": False, "n_problems": 3})
+    state.update(dataset_report=_report(valid=False, n_problems=3))
     assert "3 problem(s)" in runs.train_block_reason()
-    state.update(dataset_report={"valid": True, "n_records": 5, "sha256": "x"})
+    state.update(dataset_report=failed_scan_report(str(SAMPLE), "the disk went away"))
+    assert runs.train_block_reason() == "The dataset could not be scanned: the disk went away"
+    state.update(dataset_report=_report(valid=True, n_problems=0))
     assert runs.train_block_reason() == ""
     runs.update_actions()
     assert p["run_panel"].train.isEnabled() and not p["run_panel"].export.isEnabled()  # nothing trained yet

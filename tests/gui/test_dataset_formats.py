@@ -43,7 +43,7 @@ def test_messages_file_shows_its_format_tokens_and_training_text(window, qtbot, 
     win = window
     win.options.base_model.setCurrentText("tiny-causal")
     assert win.dataset_controller.load(str(_messages_file(tmp_path)))
-    assert wait_report(qtbot, win)["valid"]
+    assert wait_report(qtbot, win).valid
     dataset = win.dataset
     qtbot.waitUntil(lambda: "messages (OpenAI / TRL chat), 2 of 2 rows" in dataset.format_label.text(), timeout=30000)
     assert "read as: messages[].role/content" in dataset.format_label.text()
@@ -66,7 +66,7 @@ def test_messages_file_shows_its_format_tokens_and_training_text(window, qtbot, 
 
     win.options.loss_on.setCurrentIndex(win.options.loss_on.findData("last"))  # only the last answer
     qtbot.waitUntil(lambda: view.trained_spans() == ["Until four.</s>"], timeout=30000)
-    assert win.run_controller.build_run_options(["train"])["train"]["loss_on"] == "last"
+    assert win.run_controller.build_run_options(["train"]).train.loss_on == "last"
     _select(qtbot, win, 1)
     qtbot.waitUntil(lambda: view.trained_spans() == ["Mill Lane.</s>"], timeout=30000)
 
@@ -75,7 +75,7 @@ def test_preview_waits_for_a_base_model_that_is_not_prepared(window, qtbot, tmp_
     win = window
     win.options.base_model.setCurrentText(str(tmp_path / "not-downloaded"))
     assert win.dataset_controller.load(str(_messages_file(tmp_path)))
-    assert wait_report(qtbot, win)["valid"]
+    assert wait_report(qtbot, win).valid
     view = win.dataset.training_text
     qtbot.waitUntil(lambda: view.note.text() == NOT_PREPARED, timeout=30000)
     assert not win.dataset.tokens_label.text()
@@ -93,7 +93,7 @@ def test_csv_with_unknown_headers_maps_columns_into_the_run(window, qtbot, tmp_p
     path.write_text("Frage,Antwort,Note\nWhen do you open?,At 9:00.,x\nHow much?,12 pounds.,y\n", encoding="utf-8")
     assert win.dataset_controller.load(str(path))
     report = wait_report(qtbot, win)
-    assert not report["valid"] and report["problem_counts"].get("unknown_format")
+    assert not report.valid and report.problem_counts.get("unknown_format")
     assert not win.run_panel.train.isEnabled()
     button = win.dataset.map_columns
     qtbot.waitUntil(button.isEnabled, timeout=30000)
@@ -115,17 +115,14 @@ def test_csv_with_unknown_headers_maps_columns_into_the_run(window, qtbot, tmp_p
     mapping = {"question": "Frage", "answer": "Antwort"}
     assert win.state.dataset_columns == mapping
     report = wait_report(qtbot, win)
-    assert report["valid"] and report["n_records"] == 2
+    assert report.valid and report.n_records == 2
     assert "columns: Frage → user, Antwort → assistant" in win.dataset.format_label.text()
     model = win.dataset.model
     assert model.data(model.index(0, QUESTION_COLUMN)) == "When do you open?"
     assert model.data(model.index(1, ANSWER_COLUMN)) == "12 pounds."
     assert not button.font().bold()
 
-    from core.training.config import TrainConfig
-
-    train = win.run_controller.build_run_options(["train"])["train"]
-    assert TrainConfig(**{**train, "output_dir": "-"}).columns == mapping
+    assert win.run_controller.build_run_options(["train"]).train.columns == mapping
     qtbot.mouseClick(win.run_panel.train, Qt.MouseButton.LeftButton)  # the run's config records the mapping
     wait_run(qtbot, win)  # (its status is core's: the dry run's own scan reads the mapping or not)
     record = json.loads((Path(win.state.current_run) / "run.json").read_text(encoding="utf-8"))
@@ -166,7 +163,7 @@ def test_dropped_table_is_read_like_jsonl(window, qtbot, tmp_path: Path, suffix:
     drop_file(window, path)
     assert window.state.dataset_path == str(path.resolve())
     report = wait_report(qtbot, window)
-    assert report["valid"] and report["format"] == "instruction"
+    assert report.valid and report.format == "instruction"
     qtbot.waitUntil(lambda: window.dataset.model.rowCount() == 2, timeout=30000)
     model = window.dataset.model
     assert model.data(model.index(1, QUESTION_COLUMN)) == "Count to 2"

@@ -60,4 +60,4 @@ def test_not_a_regular_file_is_refused_without_blocking(window, qtbot, tmp_path:
     assert REASONS[kind] in text and path.name in text, text
     assert window.state.dataset_path == ""
     window.dataset_controller.open_example()  # the window stays usable
-    assert wait_report(qtbot, window)["valid"]
+    assert wait_report(qtbot, window).valid

@@ -52,7 +52,7 @@ def test_try_the_example_loads_a_support_set_worth_training(qtbot, output_root) 
     dataset_controller.EXAMPLE_DATASET = real_default
     win.dataset_controller.open_example()
     report = wait_report(qtbot, win)
-    assert report["valid"] and report["n_records"] == 40
+    assert report.valid and report.n_records == 40
     assert win.state.dataset_path.endswith(real_default)
     rows = [json.loads(line) for line in open(win.state.dataset_path, encoding="utf-8") if line.strip()]
     assert len({row["output"] for row in rows}) == 40  # forty distinct answers to learn

@@ -77,10 +77,10 @@ def test_drop_jsonl_loads_and_validates(window, qtbot) -> None:  # noqa: ANN001
     table = window.findChild(QTableView, "datasetTable")
     assert table.model().rowCount() == 3
     report = wait_report(qtbot, window)
-    assert report["valid"] and report["n_records"] == 3
+    assert report.valid and report.n_records == 3
     assert window.run_panel.train_export.isEnabled()
     assert window.dataset.cards["records"].value.text() == "3"
-    assert window.dataset.cards["sha"].value.text() == report["sha256"][:12]
+    assert window.dataset.cards["sha"].value.text() == report.sha256[:12]
     model = table.model()
     assert model.data(model.index(0, 0)) == "How do I reset my password?"
     assert str(SAMPLE.resolve()) in window.settings.recent_datasets()
@@ -101,7 +101,7 @@ def test_drop_non_dataset_shows_message(window, qtbot, tmp_path: Path, kind: str
     assert window.state.dataset_path == ""
     assert window.dataset.currentIndex() == 0  # still the welcome page
     window.dataset_controller.open_example()
-    assert wait_report(qtbot, window)["valid"]
+    assert wait_report(qtbot, window).valid
 
 
 def test_invalid_dataset_disables_training_and_shows_problem_line(window, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
@@ -112,7 +112,7 @@ def test_invalid_dataset_disables_training_and_shows_problem_line(window, qtbot,
     bad.write_text("\n".join(lines) + "\n")
     window.dataset_controller.load(str(bad))
     report = wait_report(qtbot, window)
-    assert not report["valid"] and report["n_problems"] >= 2
+    assert not report.valid and report.n_problems >= 2
     assert not window.run_panel.train.isEnabled() and not window.run_panel.train_export.isEnabled()
     assert "problem" in window.run_panel.train.toolTip()
     problems = window.dataset.problems
@@ -150,7 +150,7 @@ def test_one_click_dry_run_with_lora_and_onnx(window, qtbot, output_root: Path) 
     assert "placeholder" in (run_dir / "service" / "onnx" / "model.onnx").read_text()
     assert (run_dir / "service" / "onnx" / "quant" / "quantized.onnx").is_file()
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "completed" and record["dataset"]["sha256"] == window.state.dataset_report["sha256"]
+    assert record["status"] == "completed" and record["dataset"]["sha256"] == window.state.dataset_report.sha256
     assert (run_dir / "events.jsonl").read_text().count("\n") > 3
 
     bar = window.run_panel.progress
@@ -257,7 +257,7 @@ def test_large_file_preview_is_lazy(window, qtbot, tmp_path: Path) -> None:  # n
     assert model.data(model.index(n - 1, 0)).startswith(f"q{n - 1} ")
     assert model.data(model.index(n - 1, METADATA_COLUMN)) == '{"source": "gen"}'
     assert len(model._cache) < 5000  # never the whole file
-    assert wait_report(qtbot, window, timeout=60000)["n_records"] == n
+    assert wait_report(qtbot, window, timeout=60000).n_records == n
 
 
 def test_settings_and_options_restored(qtbot, output_root: Path) -> None:  # noqa: ANN001

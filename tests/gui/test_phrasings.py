@@ -27,7 +27,7 @@ def test_write_drop_and_export_phrasings(qtbot, window, tmp_path: Path, monkeypa
     win.options.base_model.setCurrentText("tiny-causal")
     win.options.variants.setValue(2)
     assert win.dataset_controller.load(str(_facts(tmp_path)))
-    assert wait_report(qtbot, win)["valid"]
+    assert wait_report(qtbot, win).valid
     box, controller = win.dataset.phrasings, win.phrasings_controller
     qtbot.mouseClick(box.write_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: controller.variant_set is not None and not win.tasks.is_busy("variants"), timeout=60000)

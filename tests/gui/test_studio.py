@@ -58,7 +58,7 @@ def test_estimate_shows_a_projection(window, qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: window.state.estimate is not None, timeout=120000)
     qtbot.waitUntil(lambda: not window.tasks.is_busy("estimate"), timeout=30000)
     est = window.state.estimate
-    assert est["total_steps"] == 30 and est["seconds_per_step"] > 0 and est["peak_rss_bytes"] > 0
+    assert est is not None and est.total_steps == 30 and est.seconds_per_step > 0 and est.peak_rss_bytes > 0
     text = window.run_panel.estimate_label.text()
     assert "30 steps" in text and "peak memory" in text
     # The window re-enables the button in a timer once the worker's thread is gone.

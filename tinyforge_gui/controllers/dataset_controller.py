@@ -19,10 +19,11 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from core.training.formats import UNKNOWN_FORMAT
 from tinyforge_gui.resources import example_path
-from tinyforge_gui.state import StudioState, Task
+from tinyforge_gui.state import StudioState, Task, failed_scan_report
 from tinyforge_gui.workers.runner import TaskRunner, Worker
 
 if TYPE_CHECKING:
+    from core.training.dataset_models import ValidationReport
     from tinyforge_gui.panels.columns_dialog import ColumnsDialog
     from tinyforge_gui.panels.dataset_panel import DatasetPanel
     from tinyforge_gui.panels.options_panel import OptionsPanel
@@ -212,19 +213,21 @@ class DatasetController(QObject):
         logger.warning("index failed: %s", message)
 
     @Slot(object)
-    def _on_report(self, report: dict[str, Any]) -> None:
+    def _on_report(self, report: ValidationReport) -> None:
         if not self._is_current_scan():
             return
+        from core.training.dataset_preview import format_lines
+
         self._dataset.set_report(report)
-        self._dataset.set_format_lines(self._format_lines(report))
-        self._options.set_dataset_size(int(report.get("n_records") or 0) if report.get("valid") else None)
+        self._dataset.set_format_lines(format_lines(report, self._state.dataset_columns))
+        self._options.set_dataset_size(report.n_records if report.valid else None)
         name = Path(self.path).name
-        if report.get("valid"):
-            self._notify.status(f"{name}: {report.get('n_records', 0):,} records, ready to train.", 10000)
+        if report.valid:
+            self._notify.status(f"{name}: {report.n_records:,} records, ready to train.", 10000)
         else:
-            n = report.get("n_problems", 0)
+            n = report.n_problems
             self._notify.status(f"{name}: {n:,} problem(s) found.", 10000)
-            if (report.get("problem_counts") or {}).get(UNKNOWN_FORMAT) and self._column_names:
+            if report.problem_counts.get(UNKNOWN_FORMAT) and self._column_names:
                 self._notify.show_message("warning", f"No data format fits the columns of “{name}”: choose Map "
                                                      "columns… to name the question and answer columns.")
             else:
@@ -233,21 +236,11 @@ class DatasetController(QObject):
         self._state.update(dataset_report=report)
         self._update_map_button()
 
-    def _format_lines(self, report: dict[str, Any]) -> list[str]:
-        from core.training.dataset_models import ValidationReport
-        from core.training.dataset_preview import format_lines
-
-        try:
-            return format_lines(ValidationReport.model_validate(report), self._state.dataset_columns)
-        except ValueError as exc:  # a report of another version: the rest of the tab still shows
-            logger.warning("cannot describe the format: %s", exc)
-            return []
-
     # ------------------------------------------------------------------ Map columns…
     def needs_columns(self) -> bool:
         """The scan found rows whose keys fit no format: only a column mapping reads them."""
-        report = self._state.dataset_report or {}
-        return bool((report.get("problem_counts") or {}).get(UNKNOWN_FORMAT))
+        report = self._state.dataset_report
+        return report is not None and bool(report.problem_counts.get(UNKNOWN_FORMAT))
 
     def _update_map_button(self) -> None:
         from core.training.tables import is_table
@@ -321,7 +314,7 @@ class DatasetController(QObject):
         self._dataset.scan_failed(message)
         self._update_map_button()
         self._notify.show_message("error", f"Could not scan the dataset: {message}", details)
-        self._state.update(dataset_report={"valid": False, "error": message})
+        self._state.update(dataset_report=failed_scan_report(self.path, message))
 
 
 def _head_keys(head: list[tuple[int, str]]) -> tuple[list[str], dict[str, Any]]:

@@ -43,8 +43,8 @@ class PhrasingsController(QObject):
     @Slot()
     def write(self) -> None:
         """Write (or read from the cache) the variants of the loaded dataset, in the background."""
-        report = self._state.dataset_report or {}
-        if not self._state.dataset_path or not report.get("valid"):
+        report = self._state.dataset_report
+        if not self._state.dataset_path or report is None or not report.valid:
             self._notify.show_message("warning", "Open a valid dataset first: its questions get the variants.")
             return
         if self._tasks.is_busy(Task.VARIANTS):

@@ -123,14 +123,14 @@ class PreviewController(QObject):
 
     # ------------------------------------------------------------------ token lengths
     def _start_stats(self, prepared: PreparedFormat, loss_on: str) -> None:
-        report = self._state.dataset_report or {}
-        if not report.get("valid"):
+        report = self._state.dataset_report
+        if report is None or not report.valid:
             self._stats_key = None
             self._tasks.cancel(Task.TOKEN_STATS)
             self._dataset.set_token_line("")
             return
         columns = self._state.dataset_columns
-        key = (self._state.dataset_path, report.get("sha256"), tuple(sorted((columns or {}).items())),
+        key = (self._state.dataset_path, report.sha256, tuple(sorted((columns or {}).items())),
                prepared.base_model, prepared.max_length, loss_on)
         if key == self._stats_key:
             return

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from tinyforge_gui.state import RunStatus, StudioState, Task
+from core.failures import describe
+from tinyforge_gui.state import RunStatus, StudioState, Task, scan_failure
 
 if TYPE_CHECKING:
+    from core.run_layout import Estimate, RunOptions
     from tinyforge_gui.panels.options_panel import OptionsPanel
     from tinyforge_gui.panels.run_panel import RunPanel
     from tinyforge_gui.panels.studio_tabs import StudioTabs
@@ -26,12 +28,12 @@ if TYPE_CHECKING:
     from tinyforge_gui.workers.runner import TaskRunner
 
 
-def _past_options(run_dir: str) -> dict[str, Any]:
-    """The ``options`` saved in ``run_dir/run.json`` as plain data (raises ValueError: RunFileError)."""
+def _past_options(run_dir: str) -> RunOptions | None:
+    """The ``options`` saved in ``run_dir/run.json``, None when it holds none that validate
+    (raises ValueError: RunFileError)."""
     from core.run_layout import read_run
 
-    options = read_run(run_dir).options
-    return options.model_dump(mode="json") if options is not None else {}
+    return read_run(run_dir).options
 
 
 def _has_model(run_dir: str) -> bool:
@@ -73,11 +75,11 @@ class RunController(QObject):
         report = self._state.dataset_report
         if report is None:
             return "Waiting for the dataset scan to finish."
-        if not report.get("valid"):
-            if report.get("error"):
-                return f"The dataset could not be scanned: {report['error']}"
-            n = report.get("n_problems", 0)
-            return f"The dataset has {n:,} problem(s); fix them first (see the Problems list)."
+        if not report.valid:
+            failure = scan_failure(report)
+            if failure:
+                return f"The dataset could not be scanned: {failure}"
+            return f"The dataset has {report.n_problems:,} problem(s); fix them first (see the Problems list)."
         return ""
 
     def export_source(self) -> str:
@@ -141,10 +143,11 @@ class RunController(QObject):
             self._notify.show_message("info", "Select a cancelled real run that kept a checkpoint to resume it.")
             return
         try:
-            actions = list(_past_options(run_dir).get("actions") or ["train"])
+            past = _past_options(run_dir)
         except (OSError, ValueError) as exc:
             self._notify.show_message("error", f"Cannot read the run's options: {exc}")
             return
+        actions = list((past.actions if past is not None else None) or ["train"])
         self.start_run(actions, existing_run=run_dir, resume=True)
 
     @Slot()
@@ -155,13 +158,24 @@ class RunController(QObject):
             return
         self.start_run(["export"], existing_run=self.export_source())
 
-    def build_run_options(self, actions: list[str]) -> dict[str, Any]:
-        """The ``RunOptions`` dict for ``actions`` from the form and the current dataset (with
-        its column mapping from Map columns…)."""
+    def build_run_options(self, actions: list[str], existing_run: str | None = None) -> RunOptions:
+        """The ``RunOptions`` for ``actions``: the form's, on the current dataset (with its column
+        mapping from Map columns…); an ``existing_run``'s own training config where it has one.
+        Raises ValueError (pydantic's ValidationError) when the options do not validate."""
+        from core.run_layout import RunOptions
+
         form = self._options.to_dict()
-        train = dict(form["train"])
-        train.update({"data_path": self._state.dataset_path, "output_dir": "", "columns": self._state.dataset_columns})
-        return {"actions": actions, "train": train, "export": form["export"]}
+        past = None
+        if existing_run:
+            try:
+                past = _past_options(existing_run)
+            except (OSError, ValueError):
+                pass  # an unreadable run.json: the form's training config
+        train = past.train if past is not None else {
+            **form["train"], "data_path": self._state.dataset_path, "output_dir": "",
+            "columns": self._state.dataset_columns,
+        }
+        return RunOptions.model_validate({"actions": actions, "train": train, "export": form["export"]})
 
     def start_run(self, actions: list[str], existing_run: str | None = None, resume: bool = False) -> bool:
         if "train" in actions and not resume:
@@ -173,20 +187,20 @@ class RunController(QObject):
             return False
         from tinyforge_gui.workers.tasks import RunWorker
 
-        options = self.build_run_options(actions)
-        if existing_run:
-            try:
-                past = _past_options(existing_run)
-                options["train"] = past.get("train", options["train"])
-            except (OSError, ValueError):
-                pass
+        try:
+            options = self.build_run_options(actions, existing_run)
+        except ValueError as exc:  # said as a run that failed on them says it
+            failure = describe(exc)
+            self._notify.show_message("error", f"The run failed: {failure.message}", failure.details)
+            return False
         root = self._options.output_root()
         try:
             self._tabs.artifacts.set_root(root)
         except OSError as exc:
             self._notify.show_message("error", f"Cannot use the output folder {root}: {exc}")
             return False
-        sha = (self._state.dataset_report or {}).get("sha256")
+        report = self._state.dataset_report
+        sha = (report.sha256 or None) if report is not None else None
         worker = RunWorker(options, root, dataset_sha256=sha, existing_run=existing_run, resume=resume)
         rp = self._run_panel
         worker.run_created.connect(self._on_run_created)
@@ -211,10 +225,10 @@ class RunController(QObject):
         self._last_step = ("", "")
         self._notify.hide_message()
         title = ("Resume " if resume else "") + " → ".join(a.capitalize() for a in actions)
-        mode = "dry run" if options["train"].get("dry_run") else str(options["train"].get("base_model"))
+        mode = "dry run" if options.train.dry_run else options.train.base_model
         rp.start(actions, title)
         rp.log.append("info", f"{title} started ({mode}) on {Path(self._state.dataset_path).name or '-'}")
-        if any(a == "train" for a in actions) and not options["train"].get("dry_run"):
+        if any(a == "train" for a in actions) and not options.train.dry_run:
             rp.tabs.setCurrentWidget(rp.chart)
         self._tasks.start(worker)
         self._settings.set_options(self._options.to_dict())
@@ -365,8 +379,14 @@ class RunController(QObject):
             return
         from tinyforge_gui.workers.studio_tasks import EstimateWorker
 
-        train = self.build_run_options(["train"])["train"]
-        train["dry_run"] = False
+        try:
+            options = self.build_run_options(["train"])
+        except ValueError as exc:  # said as an estimate that failed on them says it
+            failure = describe(exc)
+            self._run_panel.show_estimate("Estimate failed.")
+            self._notify.show_message("error", f"The estimate failed: {failure.message}", failure.details)
+            return
+        train = options.train.model_copy(update={"dry_run": False})
         worker = EstimateWorker(train)
         worker.progress.connect(self._on_estimate_progress)
         worker.succeeded.connect(self._on_estimate)
@@ -374,7 +394,7 @@ class RunController(QObject):
         worker.cancelled.connect(self._on_estimate_cancelled)
         worker.done.connect(self._after_estimate)
         self._state.update(estimate=None)
-        self._run_panel.show_estimate(f"Estimating: training a few steps of {train['base_model']}…")
+        self._run_panel.show_estimate(f"Estimating: training a few steps of {train.base_model}…")
         self._tasks.start(worker)
         self._state.notify()
 
@@ -384,25 +404,25 @@ class RunController(QObject):
             self._run_panel.show_estimate(f"Estimating: probe step {step} of {total}…")
 
     @Slot(object)
-    def _on_estimate(self, result: dict[str, Any]) -> None:
+    def _on_estimate(self, result: Estimate) -> None:
         from tinyforge_gui.panels.dataset_panel import human_size
         from tinyforge_gui.panels.run_panel import format_eta
 
         self._state.update(estimate=result)
-        memory = human_size(int(result.get("peak_rss_bytes") or 0)) if result.get("peak_rss_bytes") else "?"
+        memory = human_size(result.peak_rss_bytes) if result.peak_rss_bytes else "?"
         text = (
-            f"Estimate: ≈ {format_eta(result['projected_total_seconds'])} for {result['total_steps']:,} steps "
-            f"({result['steps_per_epoch']:,}/epoch × {result['epochs']:g} epochs"
-            f"{'' if result.get('max_steps', -1) <= 0 else ', max_steps'}) at "
-            f"{result['seconds_per_step']:.3g} s/step on {result.get('device')} ({result.get('precision')}); "
+            f"Estimate: ≈ {format_eta(result.projected_total_seconds)} for {result.total_steps:,} steps "
+            f"({result.steps_per_epoch:,}/epoch × {result.epochs:g} epochs"
+            f"{'' if result.max_steps <= 0 else ', max_steps'}) at "
+            f"{result.seconds_per_step:.3g} s/step on {result.device} ({result.precision}); "
             f"peak memory ≈ {memory}"
         )
-        tip = (f"Measured on {result['probe_steps']} real steps ({result['probe_seconds']:.1f} s including "
-               f"loading). Training ≈ {format_eta(result['projected_train_seconds'])} + load/save ≈ "
-               f"{format_eta(result['overhead_seconds'])}. Memory: {result.get('memory_source')} of the "
+        tip = (f"Measured on {result.probe_steps} real steps ({result.probe_seconds:.1f} s including "
+               f"loading). Training ≈ {format_eta(result.projected_train_seconds)} + load/save ≈ "
+               f"{format_eta(result.overhead_seconds)}. Memory: {result.memory_source} of the "
                "training process (CPU RAM; GPU memory is not included).")
-        if result.get("recipe_summary"):
-            tip += "\n" + str(result["recipe_summary"])
+        if result.recipe_summary:
+            tip += "\n" + result.recipe_summary
         self._run_panel.show_estimate(text, tip)
         self._notify.status("Estimate ready.", 8000)
 

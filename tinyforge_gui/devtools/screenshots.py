@@ -99,7 +99,7 @@ def take(out_dir: Path, real: bool = True) -> list[Path]:
     saved.append(_save(window, out_dir / "02-dataset-problems.png"))
 
     window.dataset_controller.open_example()
-    _wait(lambda: window.state.dataset_report is not None and window.state.dataset_report.get("valid", False), 60)
+    _wait(lambda: window.state.dataset_report is not None and window.state.dataset_report.valid, 60)
     window.options.dry_run.setChecked(True)
     window.options.lora.setChecked(True)
     window.options.export_onnx.setChecked(True)
@@ -127,7 +127,7 @@ def _real_states(window, work: Path, out_dir: Path) -> list[Path]:  # noqa: ANN0
     support = example_path("customer_support.jsonl")
     if support is not None:  # enough records for an eval split: both loss curves show
         window.dataset_controller.load(str(support))
-        _wait(lambda: window.state.dataset_report is not None and window.state.dataset_report.get("valid", False), 60)
+        _wait(lambda: window.state.dataset_report is not None and window.state.dataset_report.valid, 60)
     opts = window.options
     opts.dry_run.setChecked(False)
     opts.base_model.setCurrentText("smollm2-135m-instruct")

@@ -107,9 +107,10 @@ def run_self_test(workdir: Path, real: bool = True) -> dict[str, Any]:
 
     window.dataset_controller.open_example()
     _wait(app, lambda: window.state.dataset_report is not None, 60, "the example dataset scan")
-    _check(bool(window.state.dataset_report.get("valid")), f"the bundled example is invalid: {window.state.dataset_report}")
-    summary["steps"]["dataset"] = {"path": window.state.dataset_path, "n_records": window.state.dataset_report.get("n_records")}
-    _say(f"ok   example loaded: {window.state.dataset_report.get('n_records')} records")
+    scan = window.state.dataset_report
+    _check(scan.valid, f"the bundled example is invalid: {scan}")
+    summary["steps"]["dataset"] = {"path": window.state.dataset_path, "n_records": scan.n_records}
+    _say(f"ok   example loaded: {scan.n_records} records")
 
     output_root = workdir / "runs"
     base = window.options.to_dict()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QFont
@@ -38,6 +38,9 @@ from tinyforge_gui.widgets.dataset_model import (
 )
 from tinyforge_gui.widgets.theme import set_state_colour, style_label
 from tinyforge_gui.widgets.training_text import TrainingTextView
+
+if TYPE_CHECKING:
+    from core.training.dataset_models import DatasetWarning, Problem, ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ class DatasetPanel(QStackedWidget):
         self._page.setParent(self)
         self._page.hide()
         self.path: str = ""
-        self.report: dict[str, Any] | None = None
+        self.report: ValidationReport | None = None
 
     def attach_dataset_page(self) -> None:
         """Put the dataset page in the stack (once): before a file is shown, or after the first paint."""
@@ -401,29 +404,28 @@ class DatasetPanel(QStackedWidget):
             self.scan_progress.setRange(0, 1000)
             self.scan_progress.setValue(min(1000, step * 1000 // total))
 
-    def set_report(self, report: dict[str, Any]) -> None:
-        """Fill summary cards and problems from a ``ValidationReport.model_dump()``."""
+    def set_report(self, report: ValidationReport) -> None:
+        """Fill summary cards and problems from the scan's report."""
         self.report = report
         self.scan_progress.hide()
-        sha = str(report.get("sha256") or "")
-        self.cards["records"].set_value(f"{int(report.get('n_records', 0)):,}")
-        self.cards["avg_input"].set_value(f"{float(report.get('avg_input_len', 0.0)):.1f}")
-        self.cards["avg_output"].set_value(f"{float(report.get('avg_output_len', 0.0)):.1f}")
-        self.cards["size"].set_value(human_size(float(report.get("file_size", 0))))
+        sha = report.sha256
+        self.cards["records"].set_value(f"{report.n_records:,}")
+        self.cards["avg_input"].set_value(f"{report.avg_input_len:.1f}")
+        self.cards["avg_output"].set_value(f"{report.avg_output_len:.1f}")
+        self.cards["size"].set_value(human_size(report.file_size))
         self.cards["sha"].set_value(sha[:12] or "–", sha)
-        n_problems = int(report.get("n_problems", len(report.get("problems", []))))
-        n_warnings = int(report.get("n_warnings", len(report.get("warnings", []))))
+        n_problems, n_warnings = report.n_problems, report.n_warnings
         self.cards["problems"].set_value(f"{n_problems:,}" + (f" (+{n_warnings} warnings)" if n_warnings else ""))
         self.problems.clear()
-        for problem in report.get("problems", []):
+        for problem in report.problems:
             self._add_problem(problem, "error")
-        for warning in report.get("warnings", []):
+        for warning in report.warnings:
             self._add_problem(warning, "warning")
         shown = self.problems.count()
         total = n_problems + n_warnings
         more = f" (first {shown} of {total:,})" if shown < total else ""
         self.problems_title.setText(f"Problems: {n_problems:,}, warnings: {n_warnings:,}{more}")
-        if report.get("valid"):
+        if report.valid:
             self.status_label.setText("✓ ready to train")
             set_state_colour(self.status_label, "ok")
         else:
@@ -442,18 +444,18 @@ class DatasetPanel(QStackedWidget):
         self.status_label.setText("✗ could not scan")
         self.status_label.setToolTip(message)
 
-    def _add_problem(self, problem: dict[str, Any], level: str) -> None:
-        line = problem.get("line")
+    def _add_problem(self, problem: Problem | DatasetWarning, level: str) -> None:
+        line = problem.line
         where = f"Line {line}" if line else "File"
-        item = QListWidgetItem(make_icon(level), f"{where}: {problem.get('message', '')}")
-        item.setData(Qt.ItemDataRole.UserRole, int(line) if line else 0)
-        item.setToolTip(f"{problem.get('kind', level)}: {problem.get('message', '')}")
+        item = QListWidgetItem(make_icon(level), f"{where}: {problem.message}")
+        item.setData(Qt.ItemDataRole.UserRole, line or 0)
+        item.setToolTip(f"{problem.kind}: {problem.message}")
         self.problems.addItem(item)
 
     def _apply_problem_highlights(self) -> None:
-        if not self.report:
+        if self.report is None:
             return
-        lines = {int(p["line"]): str(p.get("message", "")) for p in self.report.get("problems", []) if p.get("line")}
+        lines = {p.line: p.message for p in self.report.problems if p.line}
         self.model.set_problems(lines)
 
     # --- interaction ---

@@ -10,12 +10,16 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 
 from tinyforge_gui.state import Task
 from tinyforge_gui.workers.runner import Worker
+
+if TYPE_CHECKING:
+    from core.run_layout import Estimate
+    from core.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +47,20 @@ class LoraTargetsWorker(Worker):
 
 
 class EstimateWorker(Worker):
-    """A few real training steps in a child process, projected to the whole run."""
+    """A few real training steps of ``train`` in a child process, projected to the whole run."""
 
-    def __init__(self, train: dict[str, Any], probe_steps: int = 3) -> None:
+    def __init__(self, train: TrainConfig, probe_steps: int = 3) -> None:
         super().__init__(Task.ESTIMATE)
         self.train = train
         self.probe_steps = probe_steps
 
-    def work(self) -> Any:
-        from core.training.config import TrainConfig
+    def work(self) -> Estimate:
+        from core.run_layout import Estimate
         from core.training.estimate import estimate_run
 
-        config = TrainConfig.model_validate({**self.train, "output_dir": self.train.get("output_dir") or "."})
-        return estimate_run(config, self.probe_steps, on_event=self.relay, cancel=self.cancel_token)
+        config = self.train if self.train.output_dir else self.train.model_copy(update={"output_dir": "."})
+        return Estimate.model_validate(estimate_run(config, self.probe_steps, on_event=self.relay,
+                                                    cancel=self.cancel_token))
 
 
 class PlaygroundWorker(Worker):

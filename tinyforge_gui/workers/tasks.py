@@ -4,12 +4,16 @@ tab's preview workers are in :mod:`tinyforge_gui.workers.preview_tasks`)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 
 from tinyforge_gui.state import Task
 from tinyforge_gui.workers.runner import Worker
+
+if TYPE_CHECKING:
+    from core.run_layout import RunOptions
+    from core.training.dataset_models import ValidationReport
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +63,17 @@ class ValidateWorker(Worker):
         self.path = path
         self.columns = dict(columns) if columns else None
 
-    def work(self) -> Any:
+    def work(self) -> ValidationReport:
         import core.training.dataset_preview  # noqa: F401 - loaded here: the window reads the format next
         from core.training.dataset import validate_file
 
-        report = validate_file(self.path, on_event=self.relay, cancel=self.cancel_token, columns=self.columns)
-        return report.model_dump(mode="json")
+        return validate_file(self.path, on_event=self.relay, cancel=self.cancel_token, columns=self.columns)
 
 
 class RunWorker(Worker):
     """Creates (or reopens) a run folder and executes its stages via :mod:`core.runs`.
 
-    ``options`` is a ``RunOptions`` dict; with ``existing_run`` set the stages run inside that
+    ``options`` are validated by the caller; with ``existing_run`` set the stages run inside that
     folder (re-export of a past run), else a new run folder is created under ``output_root``.
     """
 
@@ -78,7 +81,7 @@ class RunWorker(Worker):
 
     def __init__(
         self,
-        options: dict[str, Any],
+        options: RunOptions,
         output_root: str,
         dataset_sha256: str | None = None,
         existing_run: str | None = None,
@@ -94,7 +97,7 @@ class RunWorker(Worker):
     def work(self) -> Any:
         from core import runs
 
-        opts = runs.RunOptions.model_validate(self.options)
+        opts = self.options
         if self.existing_run:
             run = runs.open_run(self.existing_run)
             record_options = run.record.setdefault("options", {})
