@@ -179,9 +179,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--use-lora", action="store_true", help="train a LoRA adapter (default: full fine-tune)")
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--lora-r", type=int, default=_default("r", LoraSettings),
-                      help="LoRA rank (default: the recipe's 16 for a real run, the seed's 8 for a dry run)")
+                      help="LoRA rank (default: the recipe's 16 for a real run, TinyForgeAI's 8 for a dry run)")
     lora.add_argument("--lora-alpha", type=float, default=_default("alpha", LoraSettings),
-                      help="LoRA scaling alpha (default: 2 x rank for a real run, the seed's 16 for a dry run)")
+                      help="LoRA scaling alpha (default: 2 x rank for a real run, TinyForgeAI's 16 for a dry run)")
     lora.add_argument("--lora-dropout", type=float, default=_default("dropout", LoraSettings),
                       help="LoRA dropout (default: the recipe's 0; dropout costs a third of a CPU training step)")
     lora.add_argument(

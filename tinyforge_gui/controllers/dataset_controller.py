@@ -69,7 +69,7 @@ def dataset_problem(path: Path) -> str:
 
 
 # What "Try the example" loads: 40 support questions, enough for a first real run worth looking
-# at (the seed's three-record sample_qna.jsonl stays for the seed's own commands and tests).
+# at (the three-record sample_qna.jsonl stays for TinyForgeAI's commands and tests, which use it).
 EXAMPLE_DATASET = "customer_support.jsonl"
 
 

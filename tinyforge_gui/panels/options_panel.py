@@ -240,7 +240,7 @@ class OptionsPanel(QScrollArea):
         self.dry_run = _check(
             "Dry run: check the pipeline in a second",
             "dryRunCheck",
-            "Dry run: scan the dataset and write the seed's placeholder model and service, without training. "
+            "Dry run: scan the dataset and write a placeholder model and service (as TinyForgeAI does), without training. "
             "Checks the whole pipeline in about a second.",
             checked=True,
         )
@@ -257,14 +257,14 @@ class OptionsPanel(QScrollArea):
         self.lora.toggled.connect(self._update_enabled)
         self.lora.toggled.connect(self._on_base_model_changed)
         self.lora_rank = _auto_spin(512, "loraRankSpin", "LoRA rank r. The low-rank dimension; auto: 16 for a real "
-                                    "run (the recipe), the seed's 8 for a dry run.")
+                                    "run (the recipe), TinyForgeAI's 8 for a dry run.")
         self.lora_alpha = _auto_spin(4096, "loraAlphaSpin", "LoRA alpha. Scaling factor; auto: 2 x rank for a real "
-                                     "run, the seed's 16 for a dry run.")
+                                     "run, TinyForgeAI's 16 for a dry run.")
         self.lora_modules = QLineEdit("")
         self.lora_modules.setObjectName("loraModulesEdit")
         self.lora_modules.setToolTip(
-            "Target modules, comma-separated. Empty: every linear projection for a real run (the recipe), the "
-            "seed's q,v for a dry run."
+            "Target modules, comma-separated. Empty: every linear projection for a real run (the recipe), "
+            "TinyForgeAI's q,v for a dry run."
         )
         self.lora_modules.setAccessibleName("LoRA target modules")
         self.lora_modules.setPlaceholderText("auto: every linear projection")
@@ -435,7 +435,7 @@ class OptionsPanel(QScrollArea):
 
     @Slot(bool)
     def _on_dry_run_toggled(self, dry: bool) -> None:
-        """The seed's q,v are T5 names; for a real run start from the model's own default."""
+        """A dry run's q,v (TinyForgeAI's default) are T5 names; a real run starts from the model's own default."""
         if not dry and self.lora_modules.text().replace(" ", "") == "q,v":
             self.lora_modules.setText("")
 
