@@ -583,7 +583,7 @@ def _make_trainer(plan: _Plan, staging: Path, model: Any, tokenizer: Any, fmt: A
         steps["early_stop"] = make_early_stop(model, total_steps, plan.pairs.eval_name, emit)
         callbacks.append(steps["early_stop"])
     try:
-        part_tokens = run_step_tokens(inner_model(model).config, precision, device)
+        part_tokens = run_step_tokens(inner_model(model), precision, device)
     except ValueError as error:
         raise TrainingError(str(error)) from error
     steps["part_tokens"] = part_tokens

@@ -7,7 +7,7 @@ Here a batch whose padded size exceeds :func:`max_step_tokens` runs as a few gro
 a backward after each: the loss of each part is divided by the whole batch's answer-token count,
 so the gradients add up to the whole batch's and the optimizer still steps once, while peak
 memory follows the budget instead of the longest batch. Each part is one more pass over the
-weights: a default fp32 run of the starter (102 of 105 steps in two parts) trained 9% longer.
+weights: a default fp32 run of the starter (every step in two or more parts) trained 14% longer.
 """
 
 from __future__ import annotations
@@ -16,16 +16,24 @@ import math
 import os
 from typing import Any
 
-__all__ = ["ACTIVATION_BUDGET_BYTES", "STEP_TOKENS_ENV", "activation_bytes_per_token", "max_step_tokens",
-           "run_step_tokens", "split_batch"]
+__all__ = ["STEP_TOKENS_ENV", "activation_budget", "activation_bytes_per_token", "max_step_tokens", "run_step_tokens",
+           "split_batch"]
 
 STEP_TOKENS_ENV = "TINYFORGE_STEP_TOKENS"  # a run's own limit; 0: whole batches (benchmarks' baseline)
 
-# What one part's activations may take: with the starter model's weights (0.54 GB in fp32) and the
-# libraries (~0.4 GB) a default LoRA run in fp32 peaked at 2.06 GiB with 0.75 GiB; this keeps it
-# under 2 GiB (where bf16 runs, with half the weights and smaller activations, stay well below).
-ACTIVATION_BUDGET_BYTES = 640 * 2**20
+# A part's activations get what a run may take besides the weights and everything else: measured
+# on the starter model in fp32 (a default LoRA run, 266-token parts), the libraries, optimizer,
+# kernels and heap took about 0.95 GiB beside 0.5 GiB of weights and 0.45 GiB of activations.
+PEAK_GOAL_BYTES = 2 * 2**30  # a default run of the starter model on a CPU, fp32 or bf16
+RUN_OVERHEAD_BYTES = 2**30
+MIN_BUDGET_BYTES = 512 * 2**20  # a larger model gets no less (it needs the RAM anyway)
 MIN_STEP_TOKENS = 128  # below this a part's matmuls get too small to be worth it on a CPU
+
+
+def activation_budget(weight_bytes: int) -> int:
+    """The bytes one part's activations may take beside ``weight_bytes`` of model weights: the
+    starter in fp32 (0.5 GiB of weights) gets 0.5 GiB, in bf16 (half the weights) 0.75 GiB."""
+    return max(MIN_BUDGET_BYTES, PEAK_GOAL_BYTES - RUN_OVERHEAD_BYTES - weight_bytes)
 
 
 def activation_bytes_per_token(model_config: Any, precision: str) -> int:
@@ -44,17 +52,18 @@ def activation_bytes_per_token(model_config: Any, precision: str) -> int:
     return layers * (10 * hidden + 4 * intermediate) * width + 3 * vocab * 4
 
 
-def max_step_tokens(model_config: Any, precision: str, budget: int = ACTIVATION_BUDGET_BYTES) -> int:
+def max_step_tokens(model_config: Any, precision: str, weight_bytes: int) -> int:
     """The most padded tokens one forward and backward pass should hold."""
     per_token = activation_bytes_per_token(model_config, precision)
     if per_token <= 0:
         return 0  # unknown architecture: never split
-    return max(MIN_STEP_TOKENS, budget // per_token)
+    return max(MIN_STEP_TOKENS, activation_budget(weight_bytes) // per_token)
 
 
-def run_step_tokens(model_config: Any, precision: str, device: str) -> int:
-    """The limit for this run: :data:`STEP_TOKENS_ENV` when set, else the budget's on a CPU (its
-    memory is the machine's RAM) and 0 on a GPU, which keeps whole batches."""
+def run_step_tokens(model: Any, precision: str, device: str) -> int:
+    """The limit for a run of ``model`` (its weights as they train, e.g. a bf16 base):
+    :data:`STEP_TOKENS_ENV` when set, else the budget's on a CPU (its memory is the machine's
+    RAM) and 0 on a GPU, which keeps whole batches."""
     wanted = os.environ.get(STEP_TOKENS_ENV, "").strip()
     if wanted:
         try:
@@ -62,7 +71,10 @@ def run_step_tokens(model_config: Any, precision: str, device: str) -> int:
         except ValueError:
             raise ValueError(f"{STEP_TOKENS_ENV} must be a whole number of tokens (0: whole batches), "
                              f"not {wanted!r}") from None
-    return max_step_tokens(model_config, precision) if device == "cpu" else 0
+    if device != "cpu":
+        return 0
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return max_step_tokens(model.config, precision, weight_bytes)
 
 
 def split_batch(inputs: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 from core.training.hf_train import run_real_training
 from core.training.step_parts import (
     STEP_TOKENS_ENV,
+    activation_budget,
     activation_bytes_per_token,
     max_step_tokens,
     run_step_tokens,
@@ -50,13 +51,34 @@ def test_a_long_batch_runs_as_row_groups_of_the_same_shape() -> None:
     assert [len(p["input_ids"]) for p in split_batch(_padded([4] * 5, 4), 8)] == [2, 2, 1]
 
 
-def test_the_budget_follows_model_size_and_precision() -> None:
-    fp32 = max_step_tokens(STARTER, "fp32")
-    assert 300 <= fp32 <= 500  # the starter model: about 2 MB a token in fp32
-    assert max_step_tokens(STARTER, "bf16") > fp32
+STARTER_WEIGHTS = 134_515_008  # parameters
+
+
+def test_the_budget_leaves_room_for_the_weights() -> None:
+    fp32 = max_step_tokens(STARTER, "fp32", STARTER_WEIGHTS * 4)
+    bf16 = max_step_tokens(STARTER, "bf16", STARTER_WEIGHTS * 2)
+    assert 230 <= fp32 <= 300  # 0.5 GiB at about 2 MB a token
+    assert 550 <= bf16 <= 700  # 0.75 GiB at about 1.3 MB a token
+    assert activation_budget(STARTER_WEIGHTS * 2) > activation_budget(STARTER_WEIGHTS * 4) == 512 * 2**20
+    assert activation_budget(10 * 2**30) == 512 * 2**20  # a large model gets the floor, not nothing
     assert activation_bytes_per_token(STARTER, "fp32") == pytest.approx(2.0e6, rel=0.1)
-    assert max_step_tokens(SimpleNamespace(), "fp32") == 0  # unknown shape: never split
-    assert max_step_tokens(STARTER, "fp32", budget=1) == 128  # parts never get tiny
+    assert max_step_tokens(SimpleNamespace(), "fp32", 0) == 0  # unknown shape: never split
+    assert max_step_tokens(SimpleNamespace(**{**vars(STARTER), "num_hidden_layers": 3000}), "fp32", 0) == 128
+
+
+def test_a_cpu_run_takes_the_budget_a_gpu_whole_batches_and_the_environment_wins(monkeypatch) -> None:
+    import torch
+
+    model = torch.nn.Linear(1000, 1000)  # 4 MB of fp32 weights
+    model.config = STARTER
+    monkeypatch.delenv(STEP_TOKENS_ENV, raising=False)
+    assert run_step_tokens(model, "fp32", "cpu") == max_step_tokens(STARTER, "fp32", 1001 * 1000 * 4)
+    assert run_step_tokens(model, "bf16", "cuda") == 0
+    monkeypatch.setenv(STEP_TOKENS_ENV, "0")
+    assert run_step_tokens(model, "fp32", "cpu") == 0
+    monkeypatch.setenv(STEP_TOKENS_ENV, "lots")
+    with pytest.raises(ValueError, match=f"{STEP_TOKENS_ENV} must be a whole number of tokens"):
+        run_step_tokens(model, "fp32", "cpu")
 
 
 @pytest.mark.parametrize("counted", [True, False])
@@ -87,17 +109,6 @@ def test_a_batch_in_parts_gives_the_whole_batch_loss_and_gradients(base, counted
     assert whole_grads.keys() == parted_grads.keys() and whole_grads
     for name, grad in whole_grads.items():
         torch.testing.assert_close(parted_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
-
-
-def test_a_cpu_run_takes_the_budget_a_gpu_whole_batches_and_the_environment_wins(monkeypatch) -> None:
-    monkeypatch.delenv(STEP_TOKENS_ENV, raising=False)
-    assert run_step_tokens(STARTER, "fp32", "cpu") == max_step_tokens(STARTER, "fp32")
-    assert run_step_tokens(STARTER, "bf16", "cuda") == 0
-    monkeypatch.setenv(STEP_TOKENS_ENV, "0")
-    assert run_step_tokens(STARTER, "fp32", "cpu") == 0
-    monkeypatch.setenv(STEP_TOKENS_ENV, "lots")
-    with pytest.raises(ValueError, match=f"{STEP_TOKENS_ENV} must be a whole number of tokens"):
-        run_step_tokens(STARTER, "fp32", "cpu")
 
 
 def test_a_run_in_parts_trains_as_the_whole_batches_do(tmp_path, monkeypatch) -> None:
