@@ -31,12 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from measured_child import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"bike_hire": ROOT / "benchmarks" / "data" / "generalization",
@@ -51,12 +51,7 @@ def run_side(name: str, flags: list[str], work: Path, data: Path) -> dict[str, A
     env = {**os.environ, "TINYFORGE_VARIANTS_CACHE": str(work / "variants-cache"), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "core.cli", "train", "--data", str(data / "train.jsonl"), "--out", str(out),
                "--use-lora", "--eval-data", str(data / "rephrased.jsonl"), "--quiet", *flags]
-    started = time.time()
-    child = subprocess.Popen(command, cwd=ROOT, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.time() - started
-    if status != 0:
-        raise SystemExit(f"{name}: training failed (status {status})")
+    seconds, peak_mib = run_measured(command, ROOT, env, name)
     evaluation = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
     report = json.loads((out / "training_report.json").read_text(encoding="utf-8"))
     splits = evaluation["splits"]
@@ -66,7 +61,7 @@ def run_side(name: str, flags: list[str], work: Path, data: Path) -> dict[str, A
         "rephrased": _figures(splits["data"]),
         "held_out_phrasings": _figures(splits["unseen"]) if "unseen" in splits else None,
         "seconds": round(seconds, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "peak_rss_mb": peak_mib,
         "steps": report.get("global_step"),
         "early_stopping": (report.get("early_stopping") or {}).get("reason"),
         "variants": (report.get("variants") or {}).get("summary"),

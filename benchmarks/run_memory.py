@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from measured_child import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data" / "harbor_support.jsonl"
@@ -43,16 +43,11 @@ def run(name: str, step_tokens: str, work: Path, max_steps: int) -> dict[str, An
                "--quiet"]
     if max_steps > 0:
         command += ["--max-steps", str(max_steps)]
-    started = time.time()
-    child = subprocess.Popen(command, cwd=ROOT, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.time() - started
-    if status != 0:
-        raise SystemExit(f"{name}: training failed (status {status})")
+    seconds, peak_mib = run_measured(command, ROOT, env, name)
     report = json.loads((out / "training_report.json").read_text(encoding="utf-8"))
     evaluation = report.get("evaluation") or {}
     return {
-        "peak_rss_mib": round(usage.ru_maxrss / 1024),  # Linux reports KiB
+        "peak_rss_mib": peak_mib,
         "wall_s": round(seconds, 1),
         "train_s": report.get("train_seconds"),
         "steps": report.get("global_step"),
