@@ -7,7 +7,7 @@ Here a batch whose padded size exceeds :func:`max_step_tokens` runs as a few gro
 a backward after each: the loss of each part is divided by the whole batch's answer-token count,
 so the gradients add up to the whole batch's and the optimizer still steps once, while peak
 memory follows the budget instead of the longest batch. Each part is one more pass over the
-weights: a default fp32 run of the starter (every step in two or more parts) trained 14% longer.
+weights: a default fp32 run of the starter (every step in two or more parts) trained 10-14% longer.
 """
 
 from __future__ import annotations
