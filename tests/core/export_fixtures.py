@@ -1,10 +1,12 @@
-"""Fixtures for the export tests: tiny trained models on disk, in the training output format.
+"""Helpers of the export tests: tiny trained models on disk, in the training output format.
 
 Models are built with ``core.models`` (tiny-causal = Llama, tiny-seq2seq = T5, byte tokenizer),
 fitted for a few dozen steps on the sample dataset (so answers are peaked, not random ties),
 then saved exactly as ``core.training.hf_train`` saves a run: ``model_manifest.json`` +
 ``model/`` (weights, tokenizer, ``tinyforge_prompt.json``) + ``training_report.json``.
-Exports are cached per test session because they take a few seconds each.
+The fixtures that use them (``tiny_models`` in ``tests/core/conftest.py``; ``exported`` and
+``stub_service`` in ``tests/core/exporter/conftest.py``) build them once per test session,
+because they take a few seconds each.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "sample_qna.jsonl"
@@ -93,39 +93,6 @@ def save_trained_model(model: Any, tokenizer: Any, name: str, architecture: str,
     return out
 
 
-# Fixtures imported into several test modules are separate fixtures to pytest, so the session
-# scope alone would build them once per module: cache the folders here instead.
-_CACHE: dict[str, Any] = {}
-
-
-@pytest.fixture(scope="session", name="tiny_models")
-def tiny_models_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Training output folders of a tiny causal and a tiny seq2seq model."""
-    if "tiny_models" not in _CACHE:
-        root = tmp_path_factory.mktemp("trained")
-        _CACHE["tiny_models"] = {
-            "causal": make_trained_model("tiny-causal", root / "causal"),
-            "seq2seq": make_trained_model("tiny-seq2seq", root / "seq2seq"),
-        }
-    return _CACHE["tiny_models"]
-
-
-@pytest.fixture(scope="session", name="exported")
-def exported_fixture(
-    tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """Both tiny models exported (fp32 + int8, parity, self-test): name -> (service dir, report)."""
-    from core.exporter.onnx_export import export_real
-
-    if "exported" not in _CACHE:
-        root = tmp_path_factory.mktemp("services")
-        _CACHE["exported"] = {
-            name: (root / name, export_real(model_root, root / name, max_new_tokens=24))
-            for name, model_root in tiny_models.items()
-        }
-    return _CACHE["exported"]
-
-
 SERVICE_MODULES = ("app", "model_loader", "schemas", "runtime", "request_guard", "http_timeouts")
 
 
@@ -153,15 +120,3 @@ def service_app(service_dir: Path, **env: str) -> Iterator[Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@pytest.fixture(name="stub_service")
-def stub_service_fixture(tmp_path: Path) -> Path:
-    """A service folder built from a dry run's stub (placeholder answers, no model)."""
-    from core.exporter.builder import build
-
-    stub = tmp_path / "stub" / "model_stub.json"
-    stub.parent.mkdir()
-    stub.write_text(json.dumps({"model_type": "tinyforge_stub", "n_records": 3}))
-    build(stub, tmp_path / "svc", export_onnx=True)
-    return tmp_path / "svc"

@@ -18,7 +18,6 @@ from core.exporter.builder import build, get_template_dir
 from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError
 from core.exporter.onnx_export import export_to_onnx, get_onnx_metadata
 from core.exporter.quantize import QUANTIZE_MODES, get_quantized_metadata, quantize_onnx
-from tests.core.export_fixtures import tiny_models_fixture  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "sample_qna.jsonl"

@@ -10,7 +10,6 @@ import pytest
 
 from core.events import Cancelled, CancelToken, Event, Progress
 from core.exporter.errors import ExportError, OutputExistsError
-from tests.core.export_fixtures import exported_fixture, tiny_models_fixture  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.export_fixtures import (  # noqa: F401 - fixtures
-    QUESTIONS,
-    exported_fixture,
-    service_app,
-    tiny_models_fixture,
-)
+from tests.core.export_fixtures import QUESTIONS, service_app
 
 pytestmark = pytest.mark.slow
 

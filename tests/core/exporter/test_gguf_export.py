@@ -23,7 +23,7 @@ from core.exporter.candidates import Gate
 from core.exporter.errors import ExportError
 from core.exporter.gguf_runtime import llama_cpp_available
 from tests.core.export_fixtures import SAMPLE, save_trained_model
-from tests.core.gguf_fixtures import (
+from tests.core.exporter.gguf_fixtures import (
     CHATML_TEMPLATE,
     NO_SYSTEM_TEMPLATE,
     SMOL_TEMPLATE,

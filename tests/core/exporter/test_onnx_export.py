@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.export_fixtures import QUESTIONS, exported_fixture, tiny_models_fixture  # noqa: F401 - fixtures
+from tests.core.export_fixtures import QUESTIONS
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 
 from core.exporter.candidates import Gate, choose_served
 from core.exporter.parity import TorchRun, compare_generator
-from tests.core.export_fixtures import QUESTIONS, exported_fixture, tiny_models_fixture  # noqa: F401
+from tests.core.export_fixtures import QUESTIONS
 
 LATENCY = {"onnx_fp32": {"median_ms_per_token": 10.0}, "onnx_int8": {"median_ms_per_token": 4.0},
            "onnx_int8_block": {"median_ms_per_token": 6.0}, "onnx_int4_block": {"median_ms_per_token": 5.0}}

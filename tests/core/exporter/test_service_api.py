@@ -11,16 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.core.export_fixtures import (  # noqa: F401 - fixtures
-    QUESTIONS,
-    SERVICE_MODULES,
-    exported_fixture,
-    service_app,
-    stub_service_fixture,
-    tiny_models_fixture,
-)
+from tests.core.export_fixtures import QUESTIONS, SERVICE_MODULES, service_app
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "core" / "exporter" / "service_template"
 
 

@@ -11,13 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.export_fixtures import (  # noqa: F401 - fixtures
-    QUESTIONS,
-    exported_fixture,
-    service_app,
-    stub_service_fixture,
-    tiny_models_fixture,
-)
+from tests.core.export_fixtures import QUESTIONS, service_app
 
 CHAT = "/v1/chat/completions"
 CONVERSATIONS: list[tuple[str | None, list[tuple[str, str]]]] = [

@@ -23,11 +23,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.core.export_fixtures import (  # noqa: F401 - fixtures
-    QUESTIONS,
-    exported_fixture,
-    tiny_models_fixture,
-)
+from tests.core.export_fixtures import QUESTIONS
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -19,7 +19,7 @@ import pytest
 from core.models import prompting
 from core.models.prompting import build_prompt_format, encode_example
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class SpyTokenizer:

@@ -27,7 +27,7 @@ from core.models.registry import (
     resolve_base_model,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Settings that add or rename modules; each is checked like a family's default.
 VARIANTS: list[tuple[str, dict[str, Any]]] = [

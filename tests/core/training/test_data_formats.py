@@ -22,7 +22,7 @@ from core.models.tiny import build_byte_backend
 from core.training.dataset import iter_conversations, load_jsonl, validate_file
 from core.training.formats import Context, Pair, normalize_row, parse_columns
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # A ChatML template like SmolLM2's (a default system line when none is given).
 CHATML = (
@@ -361,7 +361,7 @@ def test_follow_ups_train_as_often_as_a_questions_phrasings_and_the_evaluation_s
     assert all(r["system"] == SYSTEM for r in rows)  # the singles' phrasings keep their system message
 
 
-REAL_TOOL_FILES = {  # written after each tool's documented format (tests/core/data/formats)
+REAL_TOOL_FILES = {  # written after each tool's documented format (tests/core/training/data/formats)
     "openai_chat.jsonl": ("messages", None),
     "sharegpt.json": ("conversations", None),
     "alpaca_data.json": ("instruction", None),
@@ -376,7 +376,7 @@ def test_files_in_real_tools_formats_train_with_no_change_but_the_file(tmp_path:
     from tests.core.training_fixtures import tiny_config
 
     rule, columns = REAL_TOOL_FILES[name]
-    path = ROOT / "tests" / "core" / "data" / "formats" / name
+    path = ROOT / "tests" / "core" / "training" / "data" / "formats" / name
     mapping = parse_columns(columns) or None
     report = validate_file(path, columns=mapping)
     assert report.valid and report.format == rule, report.problems

@@ -28,7 +28,7 @@ from core.training.dataset import (
 from core.training.dataset_scan import LONG_RECORD_CHARS, MAX_KEPT, ProgressThrottle, scan_range
 from core.training.tokens import UNICODE_SPACE_SEQUENCES, count_tokens, count_tokens_pair
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "examples" / "sample_qna.jsonl"
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from core.training.dataset import DatasetError, load_jsonl, validate_file
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "examples" / "sample_qna.jsonl"
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 SETPRIV = shutil.which("setpriv")
@@ -319,7 +319,7 @@ def test_duplicate_keys_are_warned_with_their_line(tmp_path: Path) -> None:
 
 
 def test_no_duplicate_key_warning_on_ordinary_files(tmp_path: Path) -> None:
-    from tests.core.test_dataset import generated_file
+    from tests.core.training.test_dataset import generated_file
 
     report = validate_file(generated_file(tmp_path, n=2000))
     assert "duplicate_key" not in report.warning_counts
