@@ -4,7 +4,7 @@ The window lists a model's LoRA-capable modules while the user picks targets; bu
 on the meta device (:func:`core.models.registry.lora_candidate_modules`) would pull torch and
 transformers (~400 MB) into the window's process for that alone. This module answers from the
 name (tiny models, the starter), a local folder's ``config.json`` or the local Hugging Face cache's
-copy of it, and a table per ``model_type`` that ``tests/core/test_lora_modules.py`` checks
+copy of it, and a table per ``model_type`` that ``tests/core/models/test_lora_modules.py`` checks
 against the torch path for every family, so the two never drift apart.
 
 A ``model_type`` not in the table, or a hub id not in the local cache, gives no names and says
