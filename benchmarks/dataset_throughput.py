@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             # CPU seconds (all processes): how much work each variant does, whatever the load.
             "cpu_s": {k: [round(x, 3) for x in v] for k, v in CPU_TIMES.items()},
             "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
-            "cli": {"command": " ".join(cli_cmd), **cli_rss} if has_cli else "core/cli.py not found",
+            "cli": {"command": " ".join(cli_cmd), **cli_rss} if has_cli else "core/cli not found",
             "figures": {"reference": ref, "stream_summarize": ours_stream, "validate_file": validate_summary,
                         "cli": cli_summary,
                         "validate_problems": ours_validate.n_problems, "validate_warnings": ours_validate.n_warnings},

@@ -1,12 +1,30 @@
-"""Render core events on a terminal: a redrawn progress bar on a TTY, plain lines elsewhere."""
+"""A command on a terminal: core events rendered (a redrawn progress bar on a TTY, plain lines
+elsewhere), and :func:`run_command`, the one place where a command's Ctrl-C, cancel and errors
+become what the user sees and the exit code.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TextIO
 
-from core.events import ArtifactWritten, Event, Failed, Log, Metric, Progress, StageStarted
+from core.events import (
+    ArtifactWritten,
+    Cancelled,
+    CancelToken,
+    Event,
+    Failed,
+    Log,
+    Metric,
+    Progress,
+    StageStarted,
+)
+from core.failures import EXIT_CANCELLED, print_error
+
+__all__ = ["CommandConsole", "ConsoleReporter", "run_command"]
 
 _BAR_WIDTH = 28
 
@@ -85,3 +103,63 @@ class ConsoleReporter:
             self._last_line_at[event.stage] = now
             amount = f"{event.step}/{total}" if total else str(event.step)
             self._line(f"{event.stage}: {amount} ({fraction:.0%}){suffix}{message}")
+
+
+class CommandConsole:
+    """What a command's work gets from :func:`run_command`: progress on stderr, and Ctrl-C as a
+    cancel request."""
+
+    def __init__(self) -> None:
+        self._reporters: list[ConsoleReporter] = []
+
+    def progress(self, quiet: bool = False) -> ConsoleReporter:
+        """An event callback showing the command's progress on stderr (``quiet``: warnings and
+        errors only); its half-drawn bar is ended before anything else is said."""
+        reporter = ConsoleReporter(quiet=quiet)
+        self._reporters.append(reporter)
+        return reporter
+
+    def cancellable(self) -> AbstractContextManager[CancelToken]:
+        """Within the block, the first Ctrl-C (or SIGTERM) cancels the token it gives, so the
+        work stops at its next step and raises ``Cancelled``; a second one interrupts at once.
+        Outside such a block Ctrl-C interrupts at once (work that cannot stop at a step)."""
+        from core.sigint import cancel_on_sigint
+
+        return cancel_on_sigint()
+
+    def close(self) -> None:
+        for reporter in self._reporters:
+            reporter.close()
+
+
+def run_command(
+    work: Callable[[CommandConsole], int],
+    cancelled: str = "Cancelled.",
+    errors: tuple[type[Exception], ...] = (ValueError, OSError),
+    doing: str | None = None,
+    bad_input: tuple[type[BaseException], ...] = (ValueError, OSError),
+) -> int:
+    """Run one command's ``work`` and return its exit code: every command of the command line
+    (and TinyForgeAI's scripts) runs through here.
+
+    ``Cancelled`` (the work stopped at a step after Ctrl-C) prints ``cancelled`` and exits 130;
+    a second Ctrl-C (``KeyboardInterrupt``) prints ``Interrupted.`` and exits 130; an exception
+    of ``errors`` is one ``Error: ...`` line (:func:`core.failures.print_error` with ``doing``
+    and ``bad_input``) and exit 1. Progress lines are ended first.
+    """
+    console = CommandConsole()
+    try:
+        return int(work(console))
+    except Cancelled:
+        console.close()
+        print(cancelled, file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        console.close()
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except errors as exc:
+        console.close()
+        return print_error(exc, doing=doing, bad_input=bad_input)
+    finally:
+        console.close()

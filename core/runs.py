@@ -390,7 +390,7 @@ def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Canc
     options = run.options()
     config = options.train.model_copy(update={"output_dir": str(out)})
     if config.dry_run:
-        from core.training.train import run_training
+        from core.training.run import run_training
 
         return run_training(config.data_path, str(out), dry_run=True, on_event=on_event, cancel=cancel, config=config)
     from core.training.child import run_training_subprocess

@@ -1,6 +1,6 @@
 """The defaults and limits of :class:`core.train_config.TrainConfig`'s fields, as plain data.
 
-Written once, here: ``TrainConfig`` builds its pydantic ``Field``s from these, ``train.py``'s
+Written once, here: ``TrainConfig`` builds its pydantic ``Field``s from these, ``foremforge train``'s
 flags read ``TrainConfig.model_fields``, and the window's options form reads this module, which
 imports nothing (the form is built before the first paint, and pydantic costs ~100 ms there).
 """

@@ -22,10 +22,9 @@ import logging  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Literal  # noqa: E402
+from typing import TYPE_CHECKING, Any, Literal  # noqa: E402
 
 from core.events import (  # noqa: E402
-    Cancelled,
     CancelToken,
     EventCallback,
     Log,
@@ -52,6 +51,9 @@ from core.run_layout import (  # noqa: E402
     QUANT_DIR,
     QUANTIZED_FILE,
 )
+
+if TYPE_CHECKING:
+    from core.console import CommandConsole
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +203,9 @@ def _step(emit: EventCallback, cancel: CancelToken | None, step: int, total: int
 
 
 # --------------------------------------------------------------------------- command line
+# ``foremforge export`` (core.cli.export) and TinyForgeAI's script ``python core/exporter/builder.py``
+# share these. They stay beside ``build``: the script has to call ``build``, so a parser in core.cli
+# that the script imported would import this module back (an import cycle).
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -220,32 +225,28 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export_command(args: argparse.Namespace) -> int:
-    from core.console import ConsoleReporter
-    from core.failures import print_error
-    from core.sigint import cancel_on_sigint
+    """Run ``export`` from parsed arguments on the terminal (:func:`core.console.run_command`)."""
+    from functools import partial
 
-    reporter = ConsoleReporter(quiet=args.quiet)
-    try:
-        with cancel_on_sigint() as token:
-            report = build(
-                args.model_path,
-                args.output_dir,
-                overwrite=args.overwrite,
-                export_onnx=args.export_onnx,
-                quantize=args.quantize,
-                on_event=reporter,
-                cancel=token,
-                gguf=args.gguf,
-            )
-    except Cancelled:
-        reporter.close()
-        print("Cancelled: the output folder was not changed.", file=sys.stderr)
-        return 130
-    except (ExportError, OSError, ValueError) as exc:  # the boundary: one error line
-        reporter.close()
-        return print_error(exc)
-    finally:
-        reporter.close()
+    from core.console import run_command
+
+    return run_command(partial(_export, args), cancelled="Cancelled: the output folder was not changed.")
+
+
+def _export(args: argparse.Namespace, console: CommandConsole) -> int:
+    reporter = console.progress(quiet=args.quiet)
+    with console.cancellable() as token:
+        report = build(
+            args.model_path,
+            args.output_dir,
+            overwrite=args.overwrite,
+            export_onnx=args.export_onnx,
+            quantize=args.quantize,
+            on_event=reporter,
+            cancel=token,
+            gguf=args.gguf,
+        )
+    console.close()
     if not args.quiet:
         _print_summary(Path(args.output_dir).expanduser().absolute(), report)
     return 0

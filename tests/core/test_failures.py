@@ -189,11 +189,76 @@ def test_cli_bad_input_message_and_exit_code_unchanged(tmp_path: Path, capsys: p
 def test_cli_cancel_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
     from core.cli import main
-    from core.training import train
+    from core.training import run
 
     def cancelled(*args: Any, **kwargs: Any) -> None:
         raise Cancelled("cancelled by the user")
 
-    monkeypatch.setattr(train, "run_training", cancelled)
+    monkeypatch.setattr(run, "run_training", cancelled)
     assert main(["train", "--data", str(SAMPLE), "--out", str(tmp_path / "o"), "--dry-run"]) == 130
     assert "Cancelled: nothing was written." in capsys.readouterr().err
+
+
+# Every command, and the library function its work calls (the test makes it raise).
+_COMMAND_WORK = {
+    "init": (["init", "--yes"], "core.scaffold.run_init"),
+    "validate": (["validate", "--data", str(SAMPLE)], "core.training.dataset.validate_file"),
+    "train": (["train", "--data", str(SAMPLE), "--out", "OUT", "--dry-run"], "core.training.run.run_training"),
+    "export": (["export", "--model-path", str(SAMPLE), "--output-dir", "OUT"], "core.exporter.builder.build"),
+    "predict": (["predict", "--model", "MODEL", "--input", "hello"], "core.answering.answerer"),
+    "evaluate": (["evaluate", "--model", "MODEL"], "core.training.evaluate.evaluate_output"),
+    "serve": (["serve", "--service", "MODEL"], "core.exporter.serve.serve"),
+}
+# What a cancelled command says: as TinyForgeAI's scripts and the command line always did.
+_CANCELLED = {"validate": "Cancelled.", "train": "Cancelled: nothing was written.",
+              "export": "Cancelled: the output folder was not changed.", "evaluate": "Cancelled: nothing was written."}
+
+
+def test_the_work_list_names_every_command() -> None:
+    from core.cli.foremforge import COMMANDS
+
+    assert set(_COMMAND_WORK) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(_COMMAND_WORK))
+@pytest.mark.parametrize("raised", ["cancelled", "second ctrl-c", "bad input"])
+def test_every_command_ends_through_the_one_console(command: str, raised: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Cancel, a second Ctrl-C and a user error in any command's work: the same words and exit
+    codes (core.console.run_command), and no traceback."""
+    from core.cli import main
+
+    argv, work = _COMMAND_WORK[command]
+    error = {"cancelled": Cancelled("cancelled by the user"), "second ctrl-c": KeyboardInterrupt(),
+             "bad input": ValueError("the bad thing")}[raised]
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(work, fail)
+    monkeypatch.chdir(tmp_path)
+    code = main([str(tmp_path) if a == "MODEL" else str(tmp_path / "out") if a == "OUT" else a for a in argv])
+    err = capsys.readouterr().err
+    expected = {"cancelled": (130, _CANCELLED.get(command, "Cancelled.") + "\n"),
+                "second ctrl-c": (130, "\nInterrupted.\n"),
+                "bad input": (1, "Error: the bad thing\n")}[raised]
+    assert (code, err[-len(expected[1]):]) == expected, err
+    assert "Traceback" not in err
+
+
+def test_the_console_block_is_written_once() -> None:
+    """Only core.console makes a command's progress reporter, installs its Ctrl-C handler and says
+    'Interrupted.': every command and TinyForgeAI's scripts get them from there."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = node.func.attr if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else (
+                node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None)
+            if name in ("ConsoleReporter", "cancel_on_sigint") or (
+                    isinstance(node, ast.Constant) and node.value == "\nInterrupted."):
+                found.append((path.relative_to(ROOT).as_posix(), name or node.value))
+    assert found == [("core/console.py", "ConsoleReporter"), ("core/console.py", "cancel_on_sigint"),
+                     ("core/console.py", "\nInterrupted.")]

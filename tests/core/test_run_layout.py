@@ -53,9 +53,6 @@ def test_names_come_from_the_layout() -> None:
 ROOT = Path(__file__).resolve().parents[2]
 # Where a run file's name is still spelled out in code, and why (user-facing text only).
 _SPELLED_OUT = {
-    # `foremforge evaluate --help`: every CLI command builds this parser; core.run_layout
-    # (pydantic) would load for `validate` too.
-    ("core/answer_commands.py", "training_report.json"),
     # Tooltips: the options panel is built before the first paint, the export panel in the GUI
     # thread just after it; core.run_layout pulls in pydantic, which the window loads later.
     ("tinyforge_gui/panels/options_panel.py", "run.json"),

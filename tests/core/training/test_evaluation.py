@@ -124,17 +124,17 @@ def test_evaluate_and_predict_on_a_whole_file(tmp_path) -> None:
 
 def test_predict_data_reads_what_the_dataset_scan_reads(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """A ``\\r`` inside a record (JSON whitespace) and a record without a reference: both answered."""
-    from core import answer_commands
+    from core import answering
 
     data = tmp_path / "mixed.jsonl"
     data.write_bytes(b'{"input": "first",\r "output": "ref"}\n{"input": "second"}\n')
-    assert [(n, r["input"]) for n, r in answer_commands._records(data)] == [(1, "first"), (2, "second")]
+    assert [(n, r["input"]) for n, r in answering.question_records(data)] == [(1, "first"), (2, "second")]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "ok"}\n{"output": "no input"}\n', encoding="utf-8")
     from core.training.dataset import DatasetError
 
     with pytest.raises(DatasetError, match="line 2"):
-        list(answer_commands._records(bad))
+        list(answering.question_records(bad))
 
 
 def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> None:  # noqa: ANN001

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from core.cli.train import build_parser, config_from_args
 from core.training.config import LoraSettings, TrainConfig
 from core.training.peft_adapter import get_default_lora_config
 from core.training.recipe import (
@@ -15,7 +16,7 @@ from core.training.recipe import (
     choose_recipe,
     resolve_config,
 )
-from core.training.train import build_parser, config_from_args, run_training
+from core.training.train import run_training
 from tests.core.training_fixtures import ROOT
 
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

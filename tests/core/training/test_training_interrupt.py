@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.cli import train as train_command
 from core.events import CancelToken, Progress
-from core.training.train import build_parser, run_train_command
 from tests.core.training_fixtures import ROOT, SAMPLE
 
 SAVED = "a checkpoint was saved"
@@ -46,7 +46,7 @@ def test_cancel_before_the_first_step_says_nothing_was_written(tmp_path: Path, m
     token.cancel()  # Ctrl-C pressed while the dataset was being checked
     _patch_cancel(monkeypatch, token)
     out = tmp_path / "out"
-    code = run_train_command(build_parser().parse_args(_args(out)))
+    code = train_command.run(train_command.build_parser().parse_args(_args(out)))
     err = capsys.readouterr().err
     assert code == 130
     assert NOTHING in err and SAVED not in err and "--resume" not in err, err
@@ -67,7 +67,7 @@ def test_cancel_after_a_step_names_the_checkpoint(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(console, "ConsoleReporter", CancelAfterFirstStep)
     out = tmp_path / "out"
-    code = run_train_command(build_parser().parse_args(_args(out, "--max-steps", "50", "--batch-size", "1")))
+    code = train_command.run(train_command.build_parser().parse_args(_args(out, "--max-steps", "50", "--batch-size", "1")))
     err = capsys.readouterr().err
     assert code == 130
     assert SAVED in err and NOTHING not in err, err
@@ -142,7 +142,7 @@ def test_cancel_during_the_evaluation_keeps_the_model_and_says_so(tmp_path: Path
 
     monkeypatch.setattr(console, "ConsoleReporter", CancelWhenEvaluating)
     out = tmp_path / "out"
-    code = run_train_command(build_parser().parse_args(_args(out, "--max-steps", "2", "--no-variants")))
+    code = train_command.run(train_command.build_parser().parse_args(_args(out, "--max-steps", "2", "--no-variants")))
     err = capsys.readouterr().err
     assert code == 130, err
     assert "Cancelled during the evaluation: the trained model was saved" in err and "foremforge evaluate" in err

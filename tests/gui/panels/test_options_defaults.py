@@ -81,7 +81,7 @@ def test_the_forms_limits_are_trainconfigs_bounds(panel) -> None:  # noqa: ANN00
 
 
 def test_the_train_flags_default_to_trainconfig() -> None:
-    from core.training.train import build_parser, config_from_args
+    from core.cli.train import build_parser, config_from_args
 
     args = build_parser().parse_args(["--data", "d.jsonl", "--out", "out"])
     config = config_from_args(args)

@@ -1,21 +1,16 @@
-"""``foremforge predict --data FILE`` and ``foremforge evaluate``: answer or score a whole file.
-
-Both load the model once. ``predict --data`` prints one JSON line per record as soon as it is
-answered (``line``, ``input``, ``output``, and ``reference`` when the record has one), so a long
-file shows progress and can be piped. ``evaluate`` prints the verdict and the means (or the
-whole evaluation with ``--json``).
+"""Answering questions with a model in any of its forms (a training output, an exported service
+folder, a GGUF file of one), and reading a file of questions to answer (``foremforge predict
+--data``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_evaluate_arguments", "answerer", "run_evaluate", "run_predict_file"]
+__all__ = ["Answer", "answerer", "question_records"]
 
 
 Answer = Callable[..., str]  # answer(question, context=NO_CONTEXT) -> the model's answer
@@ -56,7 +51,7 @@ def answerer(model_dir: Path, is_service: bool, precision: str | None,
     return lambda text, context=NO_CONTEXT: generate_answer(model, tokenizer, fmt, text, max_new_tokens, context)
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def question_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Every record of ``path`` (see :func:`_read_records`), after the whole file was checked:
     a bad line is reported before any answer is spent."""
     for _ in _read_records(path):
@@ -101,55 +96,3 @@ def _read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, record
     if not found:
         raise DatasetError(path, None, EMPTY_FILE, "the file holds no records")
-
-
-def run_predict_file(answer: Answer, data: Path) -> int:
-    """Answer every record of ``data``; one JSON object per line on stdout."""
-    from core.training.formats import NO_CONTEXT
-
-    for number, record in _records(data):
-        context = record.get("context", NO_CONTEXT)
-        row: dict[str, Any] = {"line": number, "input": record["input"],
-                               "output": answer(str(record["input"]), context)}
-        if "output" in record:
-            row["reference"] = record["output"]
-        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-    return 0
-
-
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="training output folder (with training_report.json)")
-    parser.add_argument("--data", default=None,
-                        help="JSONL file to evaluate on (default: the run's held-out records and a training sample)")
-    parser.add_argument("--json", action="store_true", help="print the whole evaluation as one JSON object")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from core.console import ConsoleReporter
-    from core.events import Cancelled
-    from core.sigint import cancel_on_sigint
-    from core.training.evaluate import evaluate_output
-
-    reporter = ConsoleReporter(quiet=args.quiet or args.json)
-    try:
-        with cancel_on_sigint() as token:
-            result = evaluate_output(args.model, args.data, on_event=reporter, cancel=token)
-    except Cancelled:
-        reporter.close()
-        print("Cancelled: nothing was written.", file=sys.stderr)
-        return 130
-    finally:
-        reporter.close()
-    if args.json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-        return 0
-    for name, means in result["splits"].items():
-        print(f"{name}: {means['n']} records, ROUGE-L fine-tuned {means['tuned_rouge_l']} vs base "
-              f"{means['base_rouge_l']}, exact {means['tuned_exact']} vs {means['base_exact']}, "
-              f"loss {means['loss']} (perplexity {means['perplexity']})")
-    print(result["verdict"])
-    if result.get("path"):
-        print(f"wrote {result['path']}")
-    return 0
