@@ -19,6 +19,7 @@ import numpy as np
 from core.exporter.gguf_runtime import GgufRuntime, LlamaCppRuntime, llama_cpp_available
 from core.exporter.parity import TorchRun, token_agreement
 from core.models.prompting import PromptFormat, encode_prompt
+from core.run_layout import ParityResult
 
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
@@ -72,8 +73,8 @@ def check_file(runtime: GgufRuntime, prompts: list[list[int]], torch_runs: list[
         "n_compared": n,
         "stopped_early": n < len(prompts),
     }
-    result["passed"] = not result["stopped_early"] and gate.passes({"teacher_forced_agreement": result["agreement"],
-                                    "generation_match_rate": result["exact_match"]})
+    figures = ParityResult(teacher_forced_agreement=result["agreement"], generation_match_rate=result["exact_match"])
+    result["passed"] = not result["stopped_early"] and gate.passes(figures)
     return result
 
 

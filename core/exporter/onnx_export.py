@@ -58,13 +58,23 @@ from core.run_layout import (
     PROMPT_FILE,
     QUANT_DIR,
     TOKENIZER_FILE,
+    Candidate,
+    ExportGate,
+    ExportReport,
+    GgufReport,
+    LatencyReport,
+    ModelMetadata,
+    ParityReport,
+    ParityResult,
+    Quantization,
+    SelfTest,
+    write_result,
 )
 from core.staging import staging_folder
 
 if TYPE_CHECKING:
     from core.exporter.gguf_export import GgufPlan
     from core.exporter.graph_cache import GraphCache
-    from core.run_layout import GgufReport
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +206,9 @@ def export_real(
     gate: Gate | None = None,
     gguf: bool = False,
     graph_cache: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Export a trained model to a runnable ONNX service folder and return its report.
+) -> ExportReport:
+    """Export a trained model to a runnable ONNX service folder and return its report
+    (``export_report.json``).
 
     With ``quantize="int8"`` every quantized candidate is built and checked against the trained
     model; the service serves the fastest one that passes ``gate``, else fp32. With ``gguf`` the
@@ -242,7 +253,7 @@ class _Export:
     prompt: dict[str, Any] = field(default_factory=dict)
     exported: dict[str, Any] = field(default_factory=dict)
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision -> role -> path
-    quant_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # precision -> role -> how
+    quant_info: dict[str, dict[str, Quantization]] = field(default_factory=dict)  # precision -> role -> how
     descriptions: dict[str, str] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, Any] = field(default_factory=dict)
@@ -253,11 +264,11 @@ class _Export:
     generators: dict[str, Any] = field(default_factory=dict)
     hf_prompts: list[list[int]] = field(default_factory=list)
     check: Any = None
-    parity_report: dict[str, Any] = field(default_factory=dict)
-    latency: dict[str, Any] = field(default_factory=dict)
+    parity_report: ParityReport = field(default_factory=ParityReport)
+    latency: LatencyReport = field(default_factory=LatencyReport)
     served: str = "fp32"
     served_reason: str = ""
-    candidates: dict[str, Any] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     gguf_plan: GgufPlan | None = None  # with gguf=True
     gguf_report: GgufReport | None = None
@@ -286,7 +297,7 @@ def _export_into(
     gate: Gate,
     gguf: bool,
     graph_cache: str | os.PathLike[str] | None,
-) -> dict[str, Any]:
+) -> ExportReport:
     """Run the export's stages into ``staging`` (the service folder that becomes ``target``)."""
     job = _Export(staging, target, resolved, gate)
     stages.next(_STAGES[0])
@@ -409,26 +420,29 @@ def _assemble_service(job: _Export) -> None:
             sizes[f"{precision}_bytes"] = sum(graph_bytes(staging / rel) for rel in graphs[precision].values())
             sizes[f"{precision}_to_fp32_ratio"] = round(sizes[f"{precision}_bytes"] / sizes["fp32_bytes"], 4)
     job.sizes = sizes
+    int8_decoder = (job.quant_info.get("int8") or {}).get("decoder")
     job.meta = {
         **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported["files"])),
         "sizes": sizes,
         # TinyForgeAI's key: how quantized.onnx (the int8 decoder graph) was made, kept for its users.
-        "quantization": (job.quant_info.get("int8") or {}).get("decoder"),
-        "quantization_candidates": job.quant_info,  # precision -> graph role -> how it was made
+        "quantization": int8_decoder.to_json() if int8_decoder is not None else None,
+        # precision -> graph role -> how it was made
+        "quantization_candidates": {p: {role: how.to_json() for role, how in roles.items()}
+                                    for p, roles in job.quant_info.items()},
         "runtime": job.runtime,
     }
     write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
     _copy_service_files(staging, job.resolved.model_dir, job.tokenizer, job.prompt)
-    write_json_atomic(
+    write_result(
         staging / MODEL_METADATA_FILE,
-        {
-            "model_path": str(job.resolved.root),
-            "created_time": job.meta["export_time"],
-            "source": "tinyforge-exporter",
-            "model_stub": False,
-            "architecture": job.architecture,
-            "base_model": public_model_name(job.resolved.manifest.get("base_model")),
-        },
+        ModelMetadata(
+            model_path=str(job.resolved.root),
+            created_time=job.meta["export_time"],
+            source="tinyforge-exporter",
+            model_stub=False,
+            architecture=job.architecture,
+            base_model=public_model_name(job.resolved.manifest.get("base_model")),
+        ),
     )
 
 
@@ -452,17 +466,19 @@ def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens:
         speed_order=job.graph_cache.speed_order(job.graph_key) if job.graph_cache is not None else None,
     )
     job.torch_runs = job.check.torch_runs
-    job.parity_report = {"n_inputs": len(job.texts), "inputs_source": job.inputs_source, **job.check.report}
+    job.parity_report = job.check.report
+    job.parity_report.n_inputs, job.parity_report.inputs_source = len(job.texts), job.inputs_source
     job.warnings += job.check.warnings
     for precision in job.check.onnx_answers:
-        emit(_parity_metric(precision, job.parity_report[precision]))
+        emit(_parity_metric(precision, job.parity_report.results[precision]))
 
 
 def _choose_served(job: _Export, emit: EventCallback) -> None:
     """Serve the fastest precision that passed the gate; drop the failed and unchecked candidates."""
     job.latency = job.check.latency
     graphs = job.graphs
-    quantized = {p: job.parity_report[p] for p in graphs if p != "fp32" and job.parity_report[p].get("checked")}
+    results = job.parity_report.results
+    quantized = {p: results[p] for p in graphs if p != "fp32" and results[p].checked}
     job.served, job.served_reason = choose_served(quantized, job.latency, job.gate)
     emit(Log(f"serving {job.served}: {job.served_reason}"))
     job.candidates = _candidate_table(graphs, job.descriptions, job.sizes, job.latency, job.parity_report, job.served,
@@ -472,7 +488,7 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
             for rel in graphs.pop(precision).values():
                 _remove_graph(job.staging / rel)
             del job.generators[precision]
-            job.candidates[precision]["kept"] = False
+            job.candidates[precision].kept = False
     job.runtime["graphs"] = graphs
     job.runtime["served_precision"] = job.served
     write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
@@ -481,17 +497,17 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
         job.graph_cache.remember_speeds(job.graph_key, job.check.speeds)
 
 
-def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> dict[str, Any]:
+def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> SelfTest:
     """Start the service on loopback and compare its answers with predict's (unless disabled)."""
     from core.exporter import serve
 
     if not enabled:
-        return {"passed": None, "skipped": True}
+        return SelfTest(passed=None, skipped=True)
     asked = _SELF_TEST_INPUTS  # the parity stage compared every input in process, with the same runtime
     test = serve.self_test(job.staging, job.texts[:asked], job.check.onnx_answers[job.served][:asked],
                            max_new_tokens, precision=job.served)
-    if not test.get("passed"):
-        job.warnings.append(f"service self-test failed: {test.get('error') or 'answers differ from predict'}")
+    if not test.passed:
+        job.warnings.append(f"service self-test failed: {test.error or 'answers differ from predict'}")
     return test
 
 
@@ -552,40 +568,40 @@ def _export_gguf(job: _Export, emit: EventCallback, cancel: CancelToken | None) 
     job.warnings += warnings
 
 
-def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+def _write_report(job: _Export, test: SelfTest, timings: dict[str, float]) -> ExportReport:
     """``export_report.json``: where everything is, how it measured and what is served."""
     graphs, target, check = job.graphs, job.target, job.check
-    report = {
-        "onnx_path": str(target / graphs["fp32"]["decoder"]),
-        "quantized_path": str(target / graphs["int8"]["decoder"]) if "int8" in graphs else None,
-        "export_time": job.meta["export_time"],
-        "model_path": str(job.resolved.root),
-        "model_stub": False,
-        "architecture": job.architecture,
-        "base_model": job.resolved.manifest.get("base_model"),
-        "exporter": job.exported["exporter"],
-        "opset": job.exported["opset"],
-        "graph_source": job.graph_source,
-        "graphs": {p: {role: str(target / rel) for role, rel in files.items()} for p, files in graphs.items()},
-        "sizes": job.sizes,
-        "parity": job.parity_report,
-        "latency": job.latency,
-        "self_test": test,
-        "served_precision": job.served,
-        "served_reason": job.served_reason,
-        "gate": asdict(job.gate),
-        "candidates": job.candidates,
-        "samples": [
+    report = ExportReport(
+        onnx_path=str(target / graphs["fp32"]["decoder"]),
+        quantized_path=str(target / graphs["int8"]["decoder"]) if "int8" in graphs else None,
+        export_time=job.meta["export_time"],
+        model_path=str(job.resolved.root),
+        model_stub=False,
+        architecture=job.architecture,
+        base_model=job.resolved.manifest.get("base_model"),
+        exporter=job.exported["exporter"],
+        opset=job.exported["opset"],
+        graph_source=job.graph_source,
+        graphs={p: {role: str(target / rel) for role, rel in files.items()} for p, files in graphs.items()},
+        sizes=job.sizes,
+        parity=job.parity_report,
+        latency=job.latency,
+        self_test=test,
+        served_precision=job.served,
+        served_reason=job.served_reason,
+        gate=ExportGate(**asdict(job.gate)),
+        candidates=job.candidates,
+        samples=[
             {"input": t, "torch": a, **{f"onnx_{p}": got[i] for p, got in check.onnx_answers.items() if i < len(got)}}
             for i, (t, a) in enumerate(zip(job.texts, check.torch_answers, strict=True))
         ][:4],
-        "warnings": job.warnings,
-        "durations_s": timings,
-    }
-    if job.gguf_report is not None:
-        report["gguf"] = job.gguf_report.model_dump(mode="json")
+        warnings=job.warnings,
+        durations_s=timings,
+    )
+    if job.gguf_report is not None:  # every field, defaults too, as this section was always written
+        report.gguf = GgufReport.model_validate(job.gguf_report.model_dump())
     job.generators.clear()  # the ONNX sessions, before the folder is renamed into place
-    write_json_atomic(job.staging / EXPORT_REPORT_FILE, report)
+    write_result(job.staging / EXPORT_REPORT_FILE, report)
     return report
 
 
@@ -614,28 +630,29 @@ def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported
 
 
 def _candidate_table(graphs: dict[str, dict[str, str]], descriptions: dict[str, str], sizes: dict[str, Any],
-                     latency: dict[str, Any], parity_report: dict[str, Any], served: str,
-                     quant_info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                     latency: LatencyReport, parity_report: ParityReport, served: str,
+                     quant_info: dict[str, dict[str, Quantization]]) -> dict[str, Candidate]:
     """Per precision: what it is, how each graph was quantized, its size, speed, agreement with
     the trained model, verdict."""
-    table: dict[str, Any] = {}
+    table: dict[str, Candidate] = {}
     for precision in graphs:
-        result = parity_report.get(precision) or {}
-        table[precision] = {
-            "description": descriptions.get(precision, precision),
-            "quantization": quant_info.get(precision, {}),
-            "size_bytes": sizes.get(f"{precision}_bytes"),
-            "ms_per_token": (latency.get(f"onnx_{precision}") or {}).get("median_ms_per_token"),
-            "speedup_vs_torch": latency.get(f"speedup_{precision}_vs_torch"),
-            "teacher_forced_agreement": result.get("teacher_forced_agreement"),
-            "generation_match_rate": result.get("generation_match_rate"),
-            "passed": result.get("passed"),
-            "served": precision == served,
-            "kept": True,
-            "checked": result.get("checked", True),
-            "note": result.get("note") or (f"stopped after {result.get('n_compared')} inputs: it cannot pass the gate"
-                                           if result.get("stopped_early") else ""),
-        }
+        result = parity_report.results.get(precision) or ParityResult()
+        figures = latency.backends.get(f"onnx_{precision}")
+        table[precision] = Candidate(
+            description=descriptions.get(precision, precision),
+            quantization=quant_info.get(precision, {}),
+            size_bytes=sizes.get(f"{precision}_bytes"),
+            ms_per_token=figures.median_ms_per_token if figures is not None else None,
+            speedup_vs_torch=latency.speedup(precision),
+            teacher_forced_agreement=result.teacher_forced_agreement,
+            generation_match_rate=result.generation_match_rate,
+            passed=result.passed,
+            served=precision == served,
+            kept=True,
+            checked=result.checked,
+            note=result.note or (f"stopped after {result.n_compared} inputs: it cannot pass the gate"
+                                 if result.stopped_early else ""),
+        )
     return table
 
 
@@ -645,11 +662,11 @@ def _remove_graph(path: Path) -> None:
         candidate.unlink(missing_ok=True)
 
 
-def _parity_metric(precision: str, result: dict[str, Any]) -> Metric:
+def _parity_metric(precision: str, result: ParityResult) -> Metric:
     """A Metric event with the numeric parity values of one precision."""
     values = {
         f"{precision}_{key}": float(value)
-        for key, value in result.items()
+        for key, value in result.to_json().items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }
     return Metric(0, values)
