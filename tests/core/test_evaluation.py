@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from core.jsonio import read_json
+from core.run_layout import SplitMeans
 from core.training.evaluate import exact_match, rouge_l_f1, split_indices, verdict
 from core.training.hf_train import run_real_training
 from core.training.predict import predict
@@ -34,12 +35,12 @@ def test_split_matches_the_trainers_and_parity_helper() -> None:
 
 
 def test_verdict_says_plainly_what_happened() -> None:
-    learned = {"train": {"n": 36, "reproduced": 34, "tuned_rouge_l": 0.93, "base_rouge_l": 0.12},
-               "eval": {"n": 4, "reproduced": 0, "tuned_rouge_l": 0.41, "base_rouge_l": 0.12}}
+    learned = {"train": SplitMeans(n=36, reproduced=34, tuned_rouge_l=0.93, base_rouge_l=0.12),
+               "eval": SplitMeans(n=4, reproduced=0, tuned_rouge_l=0.41, base_rouge_l=0.12)}
     text = verdict(learned)
     assert text.startswith("learned: reproduces 34 of 36 training answers")
     assert "held-out answers closer to the references than the base model's (0.41 vs 0.12)" in text
-    not_learned = {"train": {"n": 36, "reproduced": 0, "tuned_rouge_l": 0.13, "base_rouge_l": 0.12}}
+    not_learned = {"train": SplitMeans(n=36, reproduced=0, tuned_rouge_l=0.13, base_rouge_l=0.12)}
     assert verdict(not_learned).startswith("not learned:") and "no held-out phrasings or records" in verdict(not_learned)
 
 
