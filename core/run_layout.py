@@ -41,9 +41,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
     WrapValidator,
+    field_serializer,
     model_serializer,
     model_validator,
 )
@@ -264,25 +266,60 @@ class RunError(_Result):
 
 
 class RunRecord(_Result):
-    """``run.json``: one run's options, dataset, stages, timings and outcome."""
+    """``run.json``: one run's options, dataset, stages, timings and outcome.
+
+    The fields are in the order the file has always had them (:func:`core.runs.create_run`
+    writes the first eight, executing a run adds the times and the error). The options are
+    written back as they were read, with what changed since (an option this version does not
+    know, or options it cannot read, are not lost by saving the record)."""
 
     run_id: str = ""
     status: str = "unknown"  # a RunStatus; any string of an older or newer file reads
     created_time: str = ""
-    started_time: str | None = None
-    finished_time: str | None = None
     options: Annotated[RunOptions | None, _tolerant(RunOptions)] = None
     dataset: DatasetInfo = Field(default_factory=DatasetInfo)
     stages: list[StageRecord] = Field(default_factory=list)
     timings: dict[str, float | None] = Field(default_factory=dict)
     versions: dict[str, str | None] = Field(default_factory=dict)
+    started_time: str | None = None
     error: RunError | None = None
+    finished_time: str | None = None
     # Where it was read from (not a field of the file).
     folder: Path | None = Field(default=None, exclude=True)
+    _options_as_read: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_options(cls, data: Any, handler: Callable[[Any], RunRecord]) -> RunRecord:
+        record = handler(data)
+        if isinstance(data, dict) and not isinstance(data.get("options"), BaseModel):
+            record._options_as_read = data.get("options")
+        return record
+
+    @field_serializer("options")
+    def _options_out(self, options: RunOptions | None) -> Any:
+        if options is None:
+            return self._options_as_read
+        written = options.model_dump(mode="json")
+        return _merged(self._options_as_read, written) if isinstance(self._options_as_read, dict) else written
 
     @property
     def name(self) -> str:
         return self.run_id or (self.folder.name if self.folder else "")
+
+    def clear_error(self) -> None:
+        """No ``error`` in the file any more (a run executed again)."""
+        self.error = None
+        self.model_fields_set.discard("error")
+
+
+def _merged(read: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
+    """``read`` with ``written``'s values over it, recursively: its order and its other keys kept."""
+    out = dict(read)
+    for key, value in written.items():
+        before = out.get(key)
+        out[key] = _merged(before, value) if isinstance(before, dict) and isinstance(value, dict) else value
+    return out
 
 
 class EvaluationSummary(_Result):
