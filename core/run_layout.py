@@ -95,6 +95,7 @@ __all__ = [
     "GgufTokenization",
     "LatencyReport",
     "LatencyResult",
+    "ModelManifest",
     "ModelMetadata",
     "ParityReport",
     "ParityResult",
@@ -704,6 +705,19 @@ class ExportReport(_Result):
 
     def latency_of(self, backend: str) -> LatencyResult | None:
         return self.latency.backends.get(backend)
+
+
+class ModelManifest(_Result):
+    """``model_manifest.json`` of a trained model (``core.training.hf_train``): what the export
+    needs to know of it. A LoRA run adds TinyForgeAI's ``lora_*`` keys (kept as they are)."""
+
+    model_type: str | None = None
+    n_records: int | None = None
+    created_time: str | None = None
+    base_model: str | None = None
+    architecture: str | None = None
+    model_dir: str | None = None
+    data_path: str | None = None  # an older manifest's dataset (parity inputs)
 
 
 class ModelMetadata(_Result):

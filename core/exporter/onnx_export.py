@@ -63,11 +63,15 @@ from core.run_layout import (
     ExportReport,
     GgufReport,
     LatencyReport,
+    ModelManifest,
     ModelMetadata,
     ParityReport,
     ParityResult,
     Quantization,
+    RunFileError,
     SelfTest,
+    parse,
+    read_object,
     write_result,
 )
 from core.staging import staging_folder
@@ -112,7 +116,7 @@ class ResolvedModel:
 
     model_dir: Path
     root: Path
-    manifest: dict[str, Any]
+    manifest: ModelManifest
 
 
 def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
@@ -125,11 +129,11 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
         if path.name != MODEL_MANIFEST_FILE:
             raise ExportError(f"{path} is not a trained model: pass the training output folder")
         path = path.parent
-    manifest: dict[str, Any] = {}
+    manifest = ModelManifest()
     root = path
     if (path / MODEL_MANIFEST_FILE).is_file():
         manifest = _read_manifest(path / MODEL_MANIFEST_FILE)
-        model_dir = path / str(manifest.get("model_dir") or MODEL_DIR)
+        model_dir = path / (manifest.model_dir or MODEL_DIR)
     elif (path.parent / MODEL_MANIFEST_FILE).is_file() and (path / "config.json").is_file():
         root = path.parent
         manifest = _read_manifest(path.parent / MODEL_MANIFEST_FILE)
@@ -154,14 +158,11 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
     return ResolvedModel(model_dir=model_dir, root=root, manifest=manifest)
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(path: Path) -> ModelManifest:
     try:
-        data = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path} is not readable JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ExportError(f"{path} is not a model manifest")
-    return data
+        return parse(ModelManifest, read_object(path), path)
+    except RunFileError as exc:
+        raise ExportError(f"{exc} (not a model manifest)") from exc
 
 
 # --------------------------------------------------------------------------- export_real
@@ -441,7 +442,7 @@ def _assemble_service(job: _Export) -> None:
             source="tinyforge-exporter",
             model_stub=False,
             architecture=job.architecture,
-            base_model=public_model_name(job.resolved.manifest.get("base_model")),
+            base_model=public_model_name(job.resolved.manifest.base_model),
         ),
     )
 
@@ -549,7 +550,7 @@ class _GgufWriter:
 
 
 def _gguf_model_name(job: _Export) -> str:
-    name = public_model_name(job.resolved.manifest.get("base_model")) or job.resolved.root.name
+    name = public_model_name(job.resolved.manifest.base_model) or job.resolved.root.name
     return f"{name} (TinyForge fine-tune)"
 
 
@@ -578,7 +579,7 @@ def _write_report(job: _Export, test: SelfTest, timings: dict[str, float]) -> Ex
         model_path=str(job.resolved.root),
         model_stub=False,
         architecture=job.architecture,
-        base_model=job.resolved.manifest.get("base_model"),
+        base_model=job.resolved.manifest.base_model,
         exporter=job.exported["exporter"],
         opset=job.exported["opset"],
         graph_source=job.graph_source,
@@ -620,11 +621,11 @@ def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported
         "inputs": exported["io"]["decoder"]["inputs"],
         "outputs": exported["io"]["decoder"]["outputs"],
         "source_model": {
-            "model_type": resolved.manifest.get("model_type", "hf"),
+            "model_type": resolved.manifest.model_type if "model_type" in resolved.manifest.model_fields_set else "hf",
             "architecture": architecture,
-            "base_model": public_model_name(resolved.manifest.get("base_model")),
+            "base_model": public_model_name(resolved.manifest.base_model),
             "hf_model_type": getattr(model.config, "model_type", None),
-            "n_records": resolved.manifest.get("n_records"),
+            "n_records": resolved.manifest.n_records,
         },
     }
 
@@ -681,7 +682,7 @@ def _load_torch_model(resolved: ResolvedModel) -> tuple[Any, Any, str]:
         config = AutoConfig.from_pretrained(str(resolved.model_dir))
     except Exception as exc:
         raise ExportError(f"{resolved.model_dir} has no usable config.json: {exc}") from exc
-    architecture = str(resolved.manifest.get("architecture") or "")
+    architecture = resolved.manifest.architecture or ""
     if architecture not in ("causal", "seq2seq"):
         architecture = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
     auto = AutoModelForSeq2SeqLM if architecture == "seq2seq" else AutoModelForCausalLM

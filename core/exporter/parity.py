@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.run_layout import LatencyReport, LatencyResult, ParityReport, ParityResult
+from core.run_layout import LatencyReport, LatencyResult, ModelManifest, ParityReport, ParityResult
 
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
@@ -587,7 +587,7 @@ FIXED_PROMPTS = (
 
 
 def parity_texts(
-    train_root: Path, manifest: dict[str, Any], given: list[str] | None, limit: int = 12
+    train_root: Path, manifest: ModelManifest, given: list[str] | None, limit: int = 12
 ) -> tuple[list[str], str]:
     """Inputs for parity: given ones, else up to half held-out records of the training run and
     the rest training records, else a few fixed prompts. Returns (texts, where from)."""
@@ -649,9 +649,9 @@ def _held_out(texts: list[str], config: dict[str, Any]) -> list[str]:
     return [texts[i] for i in held]
 
 
-def _find_data_path(report: dict[str, Any], manifest: dict[str, Any]) -> Path | None:
+def _find_data_path(report: dict[str, Any], manifest: ModelManifest) -> Path | None:
     config = report.get("config") if isinstance(report.get("config"), dict) else {}
-    for value in (report.get("data_path"), config.get("data_path"), manifest.get("data_path")):
+    for value in (report.get("data_path"), config.get("data_path"), manifest.data_path):
         if value and Path(str(value)).is_file():
             return Path(str(value))
     return None

@@ -142,6 +142,7 @@ def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> 
     """With variants every record trained: the export's parity check asks the phrasings held out
     (questions in other words, where a quantized graph drifts first), not records it trained on."""
     from core.exporter.parity import parity_texts
+    from core.run_layout import ModelManifest
     from core.training.variants import write_variants_jsonl
 
     data = tmp_path / "data.jsonl"
@@ -153,6 +154,6 @@ def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> 
     rows += [{"input": f"in other words {i}?", "output": f"a{i}", "fact": i, "source": "generated", "split": "unseen"}
              for i in range(3)]
     write_variants_jsonl(root / "variants.jsonl", rows)
-    texts, _ = parity_texts(root, {}, None)
+    texts, _ = parity_texts(root, ModelManifest(), None)
     assert texts[:3] == ["in other words 0?", "in other words 1?", "in other words 2?"]
     assert set(texts[3:]) <= {f"q{i}?" for i in range(12)} and len(texts) == 12
