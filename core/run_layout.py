@@ -98,6 +98,7 @@ __all__ = [
     "ModelManifest",
     "ModelMetadata",
     "ParityReport",
+    "PhrasingRow",
     "ParityResult",
     "Quantization",
     "RunFileError",
@@ -327,6 +328,17 @@ class EvaluationSummary(_Result):
     verdict: str = ""
     splits: dict[str, Any] = Field(default_factory=dict)
     file: str = EVALUATION_FILE
+
+
+class PhrasingRow(_Result):
+    """One phrasing of a fact (``variants.jsonl``, ``core.training.variants``): the question as
+    asked, the fact's answer, which fact, where the wording came from and, in a run, its split."""
+
+    input: str = ""
+    output: str = ""
+    fact: int = 0
+    source: str = ""  # "original" (the user's own question), "surface" or "generated"
+    split: str | None = None  # "train" or "unseen" (held out to check questions asked in other words)
 
 
 class TrainingReport(_Result):

@@ -634,8 +634,8 @@ def _unseen_phrasings(train_root: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        return [str(row["input"]) for row in read_variants_jsonl(path) if row.get("split") == "unseen"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return [row.input for row in read_variants_jsonl(path) if row.split == "unseen"]
+    except (OSError, ValueError):
         return []
 
 

@@ -389,8 +389,8 @@ def evaluate_folder(
             from core.training.variants import read_variants_jsonl
 
             rows = read_variants_jsonl(root / VARIANTS_FILE)
-            originals = [(r["input"], r["output"]) for r in rows if r["source"] == "original" and r["split"] == "train"]
-            unseen = [(r["input"], r["output"]) for r in rows if r["split"] == "unseen"]
+            originals = [(r.input, r.output) for r in rows if r.source == "original" and r.split == "train"]
+            unseen = [(r.input, r.output) for r in rows if r.split == "unseen"]
             splits = splits_from_phrasings(originals, unseen, config.seed)
         else:
             train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)

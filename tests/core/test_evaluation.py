@@ -142,7 +142,7 @@ def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> 
     """With variants every record trained: the export's parity check asks the phrasings held out
     (questions in other words, where a quantized graph drifts first), not records it trained on."""
     from core.exporter.parity import parity_texts
-    from core.run_layout import ModelManifest
+    from core.run_layout import ModelManifest, PhrasingRow
     from core.training.variants import write_variants_jsonl
 
     data = tmp_path / "data.jsonl"
@@ -150,8 +150,8 @@ def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> 
     root = tmp_path / "out"
     root.mkdir()
     (root / "training_report.json").write_text(json.dumps({"config": {"data_path": str(data), "seed": 42}}))
-    rows = [{"input": f"q{i}?", "output": f"a{i}", "fact": i, "source": "original", "split": "train"} for i in range(12)]
-    rows += [{"input": f"in other words {i}?", "output": f"a{i}", "fact": i, "source": "generated", "split": "unseen"}
+    rows = [PhrasingRow(input=f"q{i}?", output=f"a{i}", fact=i, source="original", split="train") for i in range(12)]
+    rows += [PhrasingRow(input=f"in other words {i}?", output=f"a{i}", fact=i, source="generated", split="unseen")
              for i in range(3)]
     write_variants_jsonl(root / "variants.jsonl", rows)
     texts, _ = parity_texts(root, ModelManifest(), None)

@@ -93,7 +93,7 @@ def test_split_holds_out_phrasings_never_answers() -> None:
     assert ("When do you open?", "We open at 9:00.") in split.originals
     assert not set(split.train) & set(split.unseen)
     assert split_phrasings(_variant_set(), held_out=1, seed=7).unseen == split.unseen  # deterministic
-    assert {row["split"] for row in split.rows} == {"train", "unseen"}
+    assert {row.split for row in split.rows} == {"train", "unseen"}
     assert "every one of the 3 answers trains" in split.reason
     assert split_phrasings(_variant_set(), held_out=0, seed=7).unseen == []
 
