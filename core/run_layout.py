@@ -113,6 +113,7 @@ __all__ = [
     "parse",
     "read_evaluation",
     "read_export_report",
+    "read_model_manifest",
     "read_model_metadata",
     "read_object",
     "read_run",
@@ -886,3 +887,8 @@ def read_export_report(folder: str | os.PathLike[str]) -> ExportReport:
 def read_model_metadata(service_dir: str | os.PathLike[str]) -> ModelMetadata:
     """``model_metadata.json`` of a service folder."""
     return _read(ModelMetadata, Path(service_dir) / MODEL_METADATA_FILE)
+
+
+def read_model_manifest(model_dir: str | os.PathLike[str]) -> ModelManifest:
+    """``model_manifest.json`` of a training output folder (a run's ``model/``)."""
+    return _read(ModelManifest, Path(model_dir) / MODEL_MANIFEST_FILE)

@@ -70,8 +70,7 @@ from core.run_layout import (
     Quantization,
     RunFileError,
     SelfTest,
-    parse,
-    read_object,
+    read_model_manifest,
     write_result,
 )
 from core.staging import staging_folder
@@ -160,7 +159,7 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
 
 def _read_manifest(path: Path) -> ModelManifest:
     try:
-        return parse(ModelManifest, read_object(path), path)
+        return read_model_manifest(path.parent)
     except RunFileError as exc:
         raise ExportError(f"{exc} (not a model manifest)") from exc
 
