@@ -41,8 +41,8 @@ from core.exporter.errors import ExportError, ModelNotFoundError
 from core.exporter.graph_files import get_onnx_metadata as get_onnx_metadata  # TinyForgeAI's API
 from core.exporter.graph_files import is_placeholder_graph as is_placeholder_graph
 from core.exporter.model_source import resolve_model_source
+from core.exporter.onnx_graphs import ExportedGraphs, check_graphs, export_graphs, graph_bytes
 from core.exporter.onnx_graphs import cache_layout as cache_layout
-from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
 from core.exporter.service_folder import announce_service_folder, copy_service_template, staged_output_dir
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
 from core.memory import release_memory
@@ -251,7 +251,7 @@ class _Export:
     tokenizer: Any = None
     architecture: str = ""
     prompt: dict[str, Any] = field(default_factory=dict)
-    exported: dict[str, Any] = field(default_factory=dict)
+    exported: ExportedGraphs | None = None
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision -> role -> path
     quant_info: dict[str, dict[str, Quantization]] = field(default_factory=dict)  # precision -> role -> how
     descriptions: dict[str, str] = field(default_factory=dict)
@@ -311,7 +311,7 @@ def _export_into(
     stages.next(_STAGES[1])
     _export_fp32(job, emit, exporter, graph_cache)
     stages.next(_STAGES[2])
-    check_graphs(staging, job.exported["files"])
+    check_graphs(staging, job.exported.files)
     stages.next(_STAGES[3])
     # The GGUF files are written on a thread meanwhile: both are one-core numpy work, and no
     # timing is taken until both are done (the checks come after the ONNX ones).
@@ -354,7 +354,7 @@ def _export_fp32(job: _Export, emit: EventCallback, exporter: str, cache_folder:
     exported = cache.restore(key, job.model, job.onnx_dir) if cache is not None else None
     if exported is not None and cache is not None:
         try:
-            diff = graph_logit_diff(job.model, job.architecture, job.onnx_dir, exported["files"])
+            diff = graph_logit_diff(job.model, job.architecture, job.onnx_dir, exported.files)
         except Exception as exc:  # a restored graph ONNX Runtime cannot run: trace this one
             logger.warning("the cached graph does not run (%s)", exc)
             diff = float("inf")
@@ -370,12 +370,12 @@ def _export_fp32(job: _Export, emit: EventCallback, exporter: str, cache_folder:
             exported = None
     if exported is None:
         exported = export_graphs(job.model, job.architecture, job.onnx_dir, exporter=exporter)
-        emit(Log(f"fp32 graph written with the {exported['exporter']} exporter (opset {exported['opset']})"))
+        emit(Log(f"fp32 graph written with the {exported.exporter} exporter (opset {exported.opset})"))
         if cache is not None:
             cache.store(key, job.model, job.onnx_dir, exported)
         job.graph_source = "exported"
     job.exported = exported
-    job.graphs = {"fp32": dict(exported["files"])}
+    job.graphs = {"fp32": dict(exported.files)}
     job.descriptions = {"fp32": "fp32 (the exact export)"}
 
 
@@ -390,7 +390,7 @@ def _quantize_candidates(job: _Export, quantize: str, stages: _Stages, emit: Eve
         job.graphs[candidate.precision] = {}
         job.quant_info[candidate.precision] = {}
         job.descriptions[candidate.precision] = candidate.description
-        for role, rel in job.exported["files"].items():  # seq2seq: the encoder and the decoder
+        for role, rel in job.exported.files.items():  # seq2seq: the encoder and the decoder
             name = candidate.file if role == "decoder" else f"{role}_{candidate.file}"
             job.quant_info[candidate.precision][role] = candidate.build(job.staging / rel,
                                                                        job.onnx_dir / QUANT_DIR / name)
@@ -405,7 +405,7 @@ def _assemble_service(job: _Export) -> None:
         "format_version": EXPORT_FORMAT_VERSION,
         "architecture": job.architecture,
         "graphs": graphs,
-        **exported["layout"],
+        **exported.layout,
         "stop_token_ids": job.stop_ids,
         "max_positions": getattr(model.config, "max_position_embeddings", None) if job.architecture == "causal" else None,
         "max_prompt_tokens": 2048,
@@ -422,7 +422,7 @@ def _assemble_service(job: _Export) -> None:
     job.sizes = sizes
     int8_decoder = (job.quant_info.get("int8") or {}).get("decoder")
     job.meta = {
-        **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported["files"])),
+        **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported.files)),
         "sizes": sizes,
         # TinyForgeAI's key: how quantized.onnx (the int8 decoder graph) was made, kept for its users.
         "quantization": int8_decoder.to_json() if int8_decoder is not None else None,
@@ -456,9 +456,9 @@ def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens:
     runtime = load_runtime_module()
     job.generators = parity.LazySessions(list(job.graphs), lambda p: runtime.OnnxGenerator(job.staging, precision=p))
     job.hf_prompts = [_hf_encode(job.tokenizer, job.prompt, t) for t in job.texts]
-    if job.exported["fallback_errors"]:
-        fallback = "; ".join(job.exported["fallback_errors"])
-        job.warnings.append(f"fell back to the {job.exported['exporter']} exporter ({fallback})")
+    if job.exported.fallback_errors:
+        fallback = "; ".join(job.exported.fallback_errors)
+        job.warnings.append(f"fell back to the {job.exported.exporter} exporter ({fallback})")
     longest = max(max_new_tokens, job.gguf_plan.fmt.max_new_tokens if job.gguf_plan is not None else 0)
     job.check = parity.check_parity(
         job.model, job.architecture, job.generators, job.texts, job.hf_prompts, job.stop_ids,
@@ -579,8 +579,8 @@ def _write_report(job: _Export, test: SelfTest, timings: dict[str, float]) -> Ex
         model_stub=False,
         architecture=job.architecture,
         base_model=job.resolved.manifest.base_model,
-        exporter=job.exported["exporter"],
-        opset=job.exported["opset"],
+        exporter=job.exported.exporter,
+        opset=job.exported.opset,
         graph_source=job.graph_source,
         graphs={p: {role: str(target / rel) for role, rel in files.items()} for p, files in graphs.items()},
         sizes=job.sizes,
@@ -605,7 +605,7 @@ def _write_report(job: _Export, test: SelfTest, timings: dict[str, float]) -> Ex
     return report
 
 
-def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported: dict[str, Any],
+def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported: ExportedGraphs,
                 files: dict[str, str]) -> dict[str, Any]:
     """``model.onnx.meta.json``'s common part: where the graphs came from and what they take."""
     import torch
@@ -614,11 +614,11 @@ def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported
         "exported_from": str(resolved.model_dir),
         "export_time": utc_now_iso(),
         "version": EXPORT_FORMAT_VERSION,
-        "exporter": f"torch.onnx ({exported['exporter']}), torch {torch.__version__}",
-        "opset": exported["opset"],
-        "graphs": {role: {"path": path, **exported["io"][role]} for role, path in files.items()},
-        "inputs": exported["io"]["decoder"]["inputs"],
-        "outputs": exported["io"]["decoder"]["outputs"],
+        "exporter": f"torch.onnx ({exported.exporter}), torch {torch.__version__}",
+        "opset": exported.opset,
+        "graphs": {role: {"path": path, **exported.io[role].model_dump()} for role, path in files.items()},
+        "inputs": exported.io["decoder"].inputs,
+        "outputs": exported.io["decoder"].outputs,
         "source_model": {
             "model_type": resolved.manifest.model_type if "model_type" in resolved.manifest.model_fields_set else "hf",
             "architecture": architecture,
@@ -797,14 +797,14 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
     with staging_folder(out / ONNX_GRAPH_FILE) as work:  # beside the graph; removed however this ends
         try:
             exported = export_graphs(model, architecture, work)
-            files = {role: Path(rel).name for role, rel in exported["files"].items()}
+            files = {role: Path(rel).name for role, rel in exported.files.items()}
             check_graphs(work, files)
         except ExportError:
             raise
         except Exception as exc:
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
         write_json_atomic(work / ONNX_META_FILE,
-                          {**_graph_meta(resolved, model, architecture, exported, files), "layout": exported["layout"]})
+                          {**_graph_meta(resolved, model, architecture, exported, files), "layout": exported.layout})
         # The graph's external data (if any) first, the metadata last.
         names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
         for name in names:

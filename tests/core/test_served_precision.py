@@ -130,7 +130,7 @@ def test_blockwise_candidates_build_checked_graphs(tiny_models: dict[str, Path],
     model, _, arch = _load_torch_model(resolve_trained_model(tiny_models["causal"]))
     exported = export_graphs(model, arch, tmp_path / "onnx")
     candidate = next(c for c in CANDIDATES if c.precision == precision)
-    info = candidate.build(tmp_path / exported["files"]["decoder"], tmp_path / candidate.file)
+    info = candidate.build(tmp_path / exported.files["decoder"], tmp_path / candidate.file)
     graph = onnx.load(str(tmp_path / candidate.file))
     assert any(node.op_type == "MatMulNBits" for node in graph.graph.node)
     assert info.bits == (8 if precision == "int8_block" else 4) and info.accuracy_level == 4
