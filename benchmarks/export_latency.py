@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             trained, service, overwrite=args.keep is not None,
             parity_inputs=None if (args.train or args.model) else PROMPTS,
             max_new_tokens=args.max_new_tokens, exporter=args.exporter, gguf=args.gguf,
-        )
+        ).to_json()  # as export_report.json holds it
         table = summarize(report, time.perf_counter() - started, source)
         summarize_gguf(report, table)
     finally:

@@ -57,8 +57,10 @@ def _child(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     threading.Thread(target=sampler.run, daemon=True).start()
-    report = export_real(args.model, args.service, overwrite=True, on_event=on_event, **options)
+    exported = export_real(args.model, args.service, overwrite=True, on_event=on_event, **options)
     seconds = time.perf_counter() - started
+    # The report as export_report.json holds it (older commits returned that dict, newer the ExportReport).
+    report = exported if isinstance(exported, dict) else exported.to_json()
     result = {
         "seconds": round(seconds, 1),
         "stages": report.get("durations_s", {}),

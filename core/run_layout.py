@@ -23,8 +23,9 @@ it reads itself; ``tests/core/test_run_layout.py`` checks that they agree.
 
 The readers tolerate older and newer files: every field is optional and unknown keys are kept
 (``extra="allow"``). A file that is missing, unreadable, not JSON or of the wrong shape raises
-:class:`RunFileError`, one line naming the file. Writers keep writing plain dicts (the JSON on
-disk is unchanged); the models only check and read them. Headless; pydantic only.
+:class:`RunFileError`, one line naming the file. Writers build the same models and write them
+with :func:`write_result`: the fields they set, in the models' order (:meth:`_Result.to_json`),
+so a file holds exactly the keys its writer gave. Headless; pydantic only.
 """
 
 from __future__ import annotations
@@ -36,8 +37,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    WrapValidator,
+    field_serializer,
+    model_serializer,
+    model_validator,
+)
 
+from core.jsonio import write_json_atomic
 from core.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -75,14 +88,23 @@ __all__ = [
     "Evaluation",
     "EvaluationRow",
     "ExportOptions",
+    "ExportGate",
     "ExportReport",
     "GgufFile",
     "GgufReport",
     "GgufTokenization",
+    "LatencyReport",
+    "LatencyResult",
+    "ModelManifest",
     "ModelMetadata",
+    "ParityReport",
+    "PhrasingRow",
+    "ParityResult",
+    "Quantization",
     "RunFileError",
     "RunOptions",
     "RunRecord",
+    "SelfTest",
     "SplitMeans",
     "TrainingReport",
     "evaluation_path",
@@ -91,11 +113,13 @@ __all__ = [
     "parse",
     "read_evaluation",
     "read_export_report",
+    "read_model_manifest",
     "read_model_metadata",
     "read_object",
     "read_run",
     "read_training_report",
     "training_report_path",
+    "write_result",
 ]
 
 # --------------------------------------------------------------------------- names
@@ -216,6 +240,15 @@ class _Result(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    def to_json(self) -> dict[str, Any]:
+        """What the file holds: the fields set (by the writer, or read), in JSON types."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def write_result(path: str | os.PathLike[str], result: _Result) -> Path:
+    """Write ``result`` (:meth:`_Result.to_json`) to ``path`` atomically."""
+    return write_json_atomic(path, result.to_json())
+
 
 class DatasetInfo(_Result):
     path: str = ""
@@ -236,31 +269,77 @@ class RunError(_Result):
 
 
 class RunRecord(_Result):
-    """``run.json``: one run's options, dataset, stages, timings and outcome."""
+    """``run.json``: one run's options, dataset, stages, timings and outcome.
+
+    The fields are in the order the file has always had them (:func:`core.runs.create_run`
+    writes the first eight, executing a run adds the times and the error). The options are
+    written back as they were read, with what changed since (an option this version does not
+    know, or options it cannot read, are not lost by saving the record)."""
 
     run_id: str = ""
     status: str = "unknown"  # a RunStatus; any string of an older or newer file reads
     created_time: str = ""
-    started_time: str | None = None
-    finished_time: str | None = None
     options: Annotated[RunOptions | None, _tolerant(RunOptions)] = None
     dataset: DatasetInfo = Field(default_factory=DatasetInfo)
     stages: list[StageRecord] = Field(default_factory=list)
     timings: dict[str, float | None] = Field(default_factory=dict)
     versions: dict[str, str | None] = Field(default_factory=dict)
+    started_time: str | None = None
     error: RunError | None = None
+    finished_time: str | None = None
     # Where it was read from (not a field of the file).
     folder: Path | None = Field(default=None, exclude=True)
+    _options_as_read: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_options(cls, data: Any, handler: Callable[[Any], RunRecord]) -> RunRecord:
+        record = handler(data)
+        if isinstance(data, dict) and not isinstance(data.get("options"), BaseModel):
+            record._options_as_read = data.get("options")
+        return record
+
+    @field_serializer("options")
+    def _options_out(self, options: RunOptions | None) -> Any:
+        if options is None:
+            return self._options_as_read
+        written = options.model_dump(mode="json")
+        return _merged(self._options_as_read, written) if isinstance(self._options_as_read, dict) else written
 
     @property
     def name(self) -> str:
         return self.run_id or (self.folder.name if self.folder else "")
+
+    def clear_error(self) -> None:
+        """No ``error`` in the file any more (a run executed again)."""
+        self.error = None
+        self.model_fields_set.discard("error")
+
+
+def _merged(read: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
+    """``read`` with ``written``'s values over it, recursively: its order and its other keys kept."""
+    out = dict(read)
+    for key, value in written.items():
+        before = out.get(key)
+        out[key] = _merged(before, value) if isinstance(before, dict) and isinstance(value, dict) else value
+    return out
 
 
 class EvaluationSummary(_Result):
     verdict: str = ""
     splits: dict[str, Any] = Field(default_factory=dict)
     file: str = EVALUATION_FILE
+
+
+class PhrasingRow(_Result):
+    """One phrasing of a fact (``variants.jsonl``, ``core.training.variants``): the question as
+    asked, the fact's answer, which fact, where the wording came from and, in a run, its split."""
+
+    input: str = ""
+    output: str = ""
+    fact: int = 0
+    source: str = ""  # "original" (the user's own question), "surface" or "generated"
+    split: str | None = None  # "train" or "unseen" (held out to check questions asked in other words)
 
 
 class TrainingReport(_Result):
@@ -338,6 +417,8 @@ class EvaluationRow(_Result):
     tuned_fact_recall: float | None = None
     base_answered: bool = False
     tuned_answered: bool = False
+    system: str | None = None  # a conversation's question asked after a system message
+    history: list[dict[str, str]] | None = None  # and after earlier turns (role, content)
 
 
 class Evaluation(_Result):
@@ -352,6 +433,27 @@ class Evaluation(_Result):
     seconds: float | None = None
     model: str | None = None
     base_model: str | None = None
+    # Where it was written or read (not a field of the file).
+    path: Path | None = Field(default=None, exclude=True)
+
+
+class Quantization(_Result):
+    """How one graph was quantized (``core.exporter.quantize``): dynamic int8, block-wise
+    weight-only, or float16, with the seconds it took (and, from ``quantize_onnx``, the sizes)."""
+
+    method: str = ""
+    weight_type: str | None = None  # dynamic: int8 or uint8
+    pre_process: str | None = None
+    per_channel: bool | None = None
+    op_types: list[str] | None = None
+    bits: int | None = None  # block-wise
+    block_size: int | None = None
+    symmetric: bool | None = None
+    accuracy_level: int | None = None
+    keep_io_types: bool | None = None  # float16
+    seconds: float | None = None
+    source_bytes: int | None = None
+    quantized_bytes: int | None = None
 
 
 class Candidate(_Result):
@@ -359,7 +461,7 @@ class Candidate(_Result):
 
     description: str = ""
     # Per graph role (``decoder``; seq2seq also ``encoder``): how that graph was quantized.
-    quantization: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    quantization: dict[str, Quantization] = Field(default_factory=dict)
     size_bytes: int | None = None
     ms_per_token: float | None = None
     speedup_vs_torch: float | None = None
@@ -375,30 +477,127 @@ class Candidate(_Result):
 class ParityResult(_Result):
     """One precision's agreement with the trained torch model (``parity`` → precision)."""
 
-    passed: bool | None = None
     n_compared: int | None = None
     max_abs_logit_diff: float | None = None
     generation_match_rate: float | None = None
     mean_token_agreement: float | None = None
     teacher_forced_agreement: float | None = None
-    checked: bool = True
+    positions_compared: int | None = None
+    ties_skipped: int | None = None
     stopped_early: bool = False
+    checked: bool = True
+    passed: bool | None = None
+    note: str | None = None  # why it was not checked
+
+
+class ParityReport(_Result):
+    """``export_report.json`` → ``parity``: the inputs compared, then one :class:`ParityResult`
+    per precision (keys of the section itself on disk), then where the time went."""
+
+    n_inputs: int | None = None
+    inputs_source: str | None = None
+    max_new_tokens: int | None = None
+    tokenizer_match: bool | None = None
+    results: dict[str, ParityResult] = Field(default_factory=dict)  # precision -> result (flat on disk)
+    seconds: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, data: Any) -> Any:
+        return _gather_entries(cls, data, {"results": lambda key, value: isinstance(value, dict)})
+
+    @model_serializer(mode="wrap")
+    def _flatten(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _flatten_entries(handler(self), ("results",))
 
 
 class LatencyResult(_Result):
     median_ms_per_token: float | None = None
     median_prefill_ms: float | None = None
+    n_tokens_timed: int | None = None
+
+
+class LatencyReport(_Result):
+    """``export_report.json`` → ``latency``: one :class:`LatencyResult` per backend (``torch``,
+    ``onnx_<precision>``) and the speed-ups ``speedup_<precision>_vs_torch``, both keys of the
+    section itself on disk."""
+
+    unit: str | None = None
+    max_new_tokens: int | None = None
+    torch_threads: int | None = None
+    backends: dict[str, LatencyResult] = Field(default_factory=dict)  # flat on disk
+    speedups: dict[str, float] = Field(default_factory=dict)  # "speedup_<precision>_vs_torch" -> ratio, flat on disk
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, data: Any) -> Any:
+        return _gather_entries(cls, data, {
+            "backends": lambda key, value: isinstance(value, dict),
+            "speedups": lambda key, value: key.startswith("speedup_") and isinstance(value, int | float),
+        })
+
+    @model_serializer(mode="wrap")
+    def _flatten(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _flatten_entries(handler(self), ("backends", "speedups"))
+
+    def speedup(self, precision: str) -> float | None:
+        return self.speedups.get(f"speedup_{precision}_vs_torch")
+
+
+def _gather_entries(model: type[BaseModel], data: Any, groups: dict[str, Callable[[str, Any], bool]]) -> Any:
+    """A section read from disk, whose entries (per precision, per backend) are its own keys:
+    those entries gathered under the model's ``groups`` fields (the first group whose test fits)."""
+    if not isinstance(data, dict):
+        return data
+    if any(name in data for name in groups):  # built in Python: every group set, so written
+        return {**{name: {} for name in groups}, **data}
+    gathered: dict[str, Any] = {name: {} for name in groups}
+    for key, value in data.items():
+        group = None if key in model.model_fields else next(
+            (name for name, fits in groups.items() if fits(key, value)), None)
+        if group is None:
+            gathered[key] = value
+        else:
+            gathered[group][key] = value
+    return gathered
+
+
+def _flatten_entries(data: dict[str, Any], groups: tuple[str, ...]) -> dict[str, Any]:
+    """The section as written: each group's entries in its place, as keys of the section."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in groups:
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
 
 
 class SelfTest(_Result):
-    """The exported service answering the parity inputs over HTTP."""
+    """The exported service answering the parity inputs over HTTP (``serve.self_test``)."""
 
     passed: bool | None = None
     skipped: bool = False
-    n_matched: int | None = None
     n_checked: int | None = None
+    n_matched: int | None = None
+    precision: str | None = None
+    auth: bool | None = None  # asked with the shell's API key
+    startup_s: float | None = None
     latency_ms_median: float | None = None
+    bad_request_status: dict[str, int] = Field(default_factory=dict)
+    healthy_after: bool | None = None
+    mismatches: list[dict[str, str]] = Field(default_factory=list)
     error: str | None = None
+    seconds: float | None = None
+
+
+class ExportGate(_Result):
+    """What a quantized precision had to keep of the trained model to be served
+    (``core.exporter.candidates.Gate``)."""
+
+    min_teacher_forced: float | None = None
+    min_greedy_match: float | None = None
+    tie_margin: float | None = None
 
 
 class GgufFile(_Result):
@@ -461,15 +660,13 @@ class ExportReport(_Result):
     opset: int | None = None
     graph_source: str | None = None  # "exported" (traced by this export) or "cache" (a base model's graph)
     graphs: dict[str, dict[str, str]] = Field(default_factory=dict)
-    sizes: dict[str, float | None] = Field(default_factory=dict)
-    # Per precision a ParityResult, plus n_inputs / inputs_source: see parity_of().
-    parity: dict[str, Any] = Field(default_factory=dict)
-    # Per backend a LatencyResult, plus speedup ratios: see latency_of().
-    latency: dict[str, Any] = Field(default_factory=dict)
+    sizes: dict[str, int | float | None] = Field(default_factory=dict)  # "<precision>_bytes", ratios
+    parity: ParityReport = Field(default_factory=ParityReport)
+    latency: LatencyReport = Field(default_factory=LatencyReport)
     self_test: SelfTest | None = None
     served_precision: str | None = None
     served_reason: str | None = None
-    gate: dict[str, Any] | None = None
+    gate: ExportGate | None = None
     candidates: dict[str, Candidate] = Field(default_factory=dict)
     samples: list[dict[str, Any]] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
@@ -493,10 +690,8 @@ class ExportReport(_Result):
         written before candidates were recorded, the precisions with graphs, sizes, parity or latency."""
         found = [*self.candidates, *self.graphs]
         found += [key.removesuffix("_bytes") for key in self.sizes if key.endswith("_bytes")]
-        found += [key for key, part in self.parity.items()
-                  if isinstance(part, dict) and ("passed" in part or "checked" in part)]
-        found += [key.removeprefix("onnx_") for key, part in self.latency.items()
-                  if key.startswith("onnx_") and isinstance(part, dict)]
+        found += list(self.parity.results)
+        found += [key.removeprefix("onnx_") for key in self.latency.backends if key.startswith("onnx_")]
         return sorted(dict.fromkeys(found), key=lambda precision: precision != "fp32")
 
     def candidate(self, precision: str) -> Candidate:
@@ -507,25 +702,35 @@ class ExportReport(_Result):
         parity = self.parity_of(precision) or ParityResult()
         latency = self.latency_of(f"onnx_{precision}") or LatencyResult()
         size = self.sizes.get(f"{precision}_bytes")
-        speedup = self.latency.get(f"speedup_{precision}_vs_torch")
         return Candidate(
             size_bytes=int(size) if size is not None else None,
             ms_per_token=latency.median_ms_per_token,
-            speedup_vs_torch=speedup if isinstance(speedup, int | float) else None,
+            speedup_vs_torch=self.latency.speedup(precision),
             teacher_forced_agreement=parity.teacher_forced_agreement,
             generation_match_rate=parity.generation_match_rate,
             passed=parity.passed,
             served=precision == self.served_precision,
-            checked=parity.checked and precision in self.parity,
+            checked=parity.checked and precision in self.parity.results,
         )
 
     def parity_of(self, precision: str) -> ParityResult | None:
-        part = self.parity.get(precision)
-        return ParityResult.model_validate(part) if isinstance(part, dict) else None
+        return self.parity.results.get(precision)
 
     def latency_of(self, backend: str) -> LatencyResult | None:
-        part = self.latency.get(backend)
-        return LatencyResult.model_validate(part) if isinstance(part, dict) else None
+        return self.latency.backends.get(backend)
+
+
+class ModelManifest(_Result):
+    """``model_manifest.json`` of a trained model (``core.training.hf_train``): what the export
+    needs to know of it. A LoRA run adds TinyForgeAI's ``lora_*`` keys (kept as they are)."""
+
+    model_type: str | None = None
+    n_records: int | None = None
+    created_time: str | None = None
+    base_model: str | None = None
+    architecture: str | None = None
+    model_dir: str | None = None
+    data_path: str | None = None  # an older manifest's dataset (parity inputs)
 
 
 class ModelMetadata(_Result):
@@ -662,7 +867,9 @@ def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
     target = Path(path)
     if target.is_dir():
         target = evaluation_path(target) or target / EVALUATION_FILE
-    return _read(Evaluation, target)
+    evaluation = _read(Evaluation, target)
+    evaluation.path = target
+    return evaluation
 
 
 def export_report_path(folder: str | os.PathLike[str]) -> Path | None:
@@ -680,3 +887,8 @@ def read_export_report(folder: str | os.PathLike[str]) -> ExportReport:
 def read_model_metadata(service_dir: str | os.PathLike[str]) -> ModelMetadata:
     """``model_metadata.json`` of a service folder."""
     return _read(ModelMetadata, Path(service_dir) / MODEL_METADATA_FILE)
+
+
+def read_model_manifest(model_dir: str | os.PathLike[str]) -> ModelManifest:
+    """``model_manifest.json`` of a training output folder (a run's ``model/``)."""
+    return _read(ModelManifest, Path(model_dir) / MODEL_MANIFEST_FILE)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from core.events import (
     ArtifactWritten,
     Cancelled,
@@ -32,7 +34,7 @@ from core.events import (
     StageStarted,
 )
 from core.failures import describe
-from core.jsonio import utc_now_iso, write_json_atomic
+from core.jsonio import utc_now_iso
 from core.run_layout import (  # noqa: F401 - the layout's names and input models, re-exported
     CHECKPOINTS_DIR,
     EVENTS_FILE,
@@ -41,13 +43,19 @@ from core.run_layout import (  # noqa: F401 - the layout's names and input model
     RESUME_DIR,
     RUN_FILE,
     SERVICE_DIR,
+    DatasetInfo,
     ExportOptions,
+    ExportReport,
+    ModelMetadata,
+    RunError,
     RunFileError,
     RunOptions,
     RunRecord,
     RunStatus,
-    parse,
-    read_object,
+    StageRecord,
+    TrainingReport,
+    read_run,
+    write_result,
 )
 from core.run_layout import list_runs as _list_records
 from core.staging import OutputFolderError, discard, output_lock, remove_leftovers, staging_folder, swap_in
@@ -56,18 +64,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunFolder:
-    """A run on disk; ``record`` mirrors ``run.json``."""
+    """A run on disk; ``record`` mirrors ``run.json`` (:meth:`save` writes it; saving loses no
+    key of the file as read, see :class:`core.run_layout.RunRecord`)."""
 
     path: Path
-    record: dict[str, Any] = field(default_factory=dict)  # kept as read: saving it loses no key
+    record: RunRecord = field(default_factory=RunRecord)
 
     @property
     def run_id(self) -> str:
-        return str(self.record.get("run_id", self.path.name))
+        return self.record.run_id or self.path.name
 
     @property
     def status(self) -> str:
-        return str(self.record.get("status", "unknown"))
+        return self.record.status
 
     @property
     def model_dir(self) -> Path:
@@ -87,22 +96,23 @@ class RunFolder:
 
     @property
     def info(self) -> RunRecord:
-        """``record`` typed (read-only: changes go to ``record``, which :meth:`save` writes)."""
-        info = parse(RunRecord, self.record, self.run_file)
-        info.folder = self.path
-        return info
+        """``record``, with the folder it belongs to."""
+        self.record.folder = self.path
+        return self.record
 
     def options(self) -> RunOptions:
         """The options this run was created with (to load them back into a form)."""
-        return RunOptions.model_validate(self.record["options"])
+        if self.record.options is None:
+            raise RunFileError(self.run_file, "no options this version can read")
+        return self.record.options.model_copy(deep=True)
 
     def save(self) -> None:
-        write_json_atomic(self.run_file, self.record)
+        write_result(self.run_file, self.record)
 
 
 # A stage gets the run, the folder to write into, the event callback and the cancel token;
-# it returns a small JSON-able result.
-StageFn = Callable[["RunFolder", Path, EventCallback, CancelToken], dict[str, Any]]
+# it returns a small JSON-able result or a report model (run.json keeps it as the file holds it).
+StageFn = Callable[["RunFolder", Path, EventCallback, CancelToken], Any]
 
 
 @dataclass(frozen=True)
@@ -179,22 +189,22 @@ def create_run(
     if "train" in options.actions:
         options.train.output_dir = str(path / MODEL_DIR)
     data = Path(options.train.data_path)
-    dataset: dict[str, Any] = {"path": str(data)}
+    dataset = DatasetInfo(path=str(data))
     if data.is_file():
-        dataset["size"] = data.stat().st_size
-        dataset["sha256"] = dataset_sha256 or _file_sha256(data)
-    record: dict[str, Any] = {
-        "run_id": path.name,
-        "status": "created",
-        "created_time": utc_now_iso(),
-        "options": options.model_dump(mode="json"),
-        "dataset": dataset,
-        "stages": [],
-        "timings": {},
-        "versions": _versions(),
-    }
+        dataset.size = data.stat().st_size
+        dataset.sha256 = dataset_sha256 or _file_sha256(data)
+    record = RunRecord(
+        run_id=path.name,
+        status="created",
+        created_time=utc_now_iso(),
+        options=options,
+        dataset=dataset,
+        stages=[],
+        timings={},
+        versions=_versions(),
+        folder=path,
+    )
     run = RunFolder(path=path, record=record)
-    parse(RunRecord, record, run.run_file)  # what the readers expect, before it is written
     run.save()
     return run
 
@@ -203,23 +213,13 @@ def open_run(path: str | os.PathLike[str]) -> RunFolder:
     """Load a run folder written by :func:`create_run`; :class:`core.run_layout.RunFileError`
     (a ``ValueError``) when its run.json is missing, unreadable or not a run record."""
     folder = Path(path)
-    record = read_object(folder / RUN_FILE)
-    parse(RunRecord, record, folder / RUN_FILE)  # a broken run.json fails here, in one line
-    return RunFolder(path=folder, record=record)
+    return RunFolder(path=folder, record=read_run(folder))
 
 
 def list_runs(output_root: str | os.PathLike[str]) -> list[RunFolder]:
     """Runs under ``output_root``, newest first; folders without a readable run.json are skipped
     (:func:`core.run_layout.list_runs` reads and orders them)."""
-    runs: list[RunFolder] = []
-    for info in _list_records(output_root):
-        if info.folder is None:  # pragma: no cover - the reader always sets it
-            continue
-        try:
-            runs.append(open_run(info.folder))
-        except RunFileError as exc:  # replaced or removed since it was listed
-            logger.warning("skipping unreadable run: %s", exc)
-    return runs
+    return [RunFolder(path=info.folder, record=info) for info in _list_records(output_root) if info.folder is not None]
 
 
 class _EventSink:
@@ -285,9 +285,10 @@ def _execute_locked(
     run: RunFolder, stages: Sequence[Stage], on_event: EventCallback | None, cancel: CancelToken, overwrite: bool
 ) -> str:
     sink = _EventSink(run.events_file, on_event, {})
-    run.record["status"] = "running"
-    run.record["started_time"] = utc_now_iso()
-    run.record.pop("error", None)
+    record = run.record
+    record.status = "running"
+    record.started_time = utc_now_iso()
+    record.clear_error()
     run.save()
     started = time.perf_counter()
     status = "completed"
@@ -297,10 +298,9 @@ def _execute_locked(
             t0 = time.perf_counter()
             result = _run_stage(run, stage, sink, cancel, overwrite)
             elapsed = round(time.perf_counter() - t0, 3)
-            run.record["timings"][stage.name] = elapsed
-            run.record["stages"].append(
-                {"name": stage.name, "status": "completed", "seconds": elapsed, "result": _jsonable(result)}
-            )
+            record.timings[stage.name] = elapsed
+            record.stages.append(StageRecord(name=stage.name, status="completed", seconds=elapsed,
+                                             result=_jsonable(result)))
             run.save()
             sink(Log(message=f"{stage.name} finished in {elapsed:.2f} s", level="info"))
     except Cancelled:
@@ -309,11 +309,11 @@ def _execute_locked(
     except Exception as exc:  # errors are results: record, report (once), carry on
         status = "failed"
         failure = describe(exc)
-        run.record["error"] = {"message": failure.headline, "details": failure.details}
+        record.error = RunError(message=failure.headline, details=failure.details)
         sink(failure.event(short=True))
-    run.record["status"] = status
-    run.record["finished_time"] = utc_now_iso()
-    run.record["timings"]["total"] = round(time.perf_counter() - started, 3)
+    record.status = status
+    record.finished_time = utc_now_iso()
+    record.timings["total"] = round(time.perf_counter() - started, 3)
     run.save()
     if status != "failed":
         sink(Finished(status=status, result={"run_dir": str(run.path), "status": status}))
@@ -321,7 +321,7 @@ def _execute_locked(
     return status
 
 
-def _run_stage(run: RunFolder, stage: Stage, sink: _EventSink, cancel: CancelToken, overwrite: bool) -> dict[str, Any]:
+def _run_stage(run: RunFolder, stage: Stage, sink: _EventSink, cancel: CancelToken, overwrite: bool) -> Any:
     """One stage into its target: staged (built beside, swapped in) or written in place (a new
     target is removed again when the stage fails or is cancelled)."""
     final = run.path / stage.target
@@ -355,6 +355,9 @@ def _run_stage(run: RunFolder, stage: Stage, sink: _EventSink, cancel: CancelTok
 
 
 def _jsonable(value: Any) -> Any:
+    """A stage's result as run.json keeps it: a report model as its file holds it."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
     try:
         json.dumps(value)
         return value
@@ -370,13 +373,13 @@ def resumable(run_dir: str | os.PathLike[str]) -> bool:
     return bool(run_dir) and (Path(run_dir) / RESUME_DIR / CHECKPOINTS_DIR).is_dir()
 
 
-def _keep_checkpoint(run: RunFolder, out: Path, report: dict[str, Any] | None, on_event: EventCallback) -> None:
+def _keep_checkpoint(run: RunFolder, out: Path, report: TrainingReport | None, on_event: EventCallback) -> None:
     """A real training that did not complete keeps its checkpoint in ``model.cancelled/``.
 
     execute_run removes a cancelled stage's output so no half-written model/ remains; the
     checkpoint is not half-written, and Resume continues from it.
     """
-    if (report is None or report.get("status") != "completed") and (out / CHECKPOINTS_DIR).is_dir():
+    if (report is None or report.status != "completed") and (out / CHECKPOINTS_DIR).is_dir():
         if (out / MODEL_MANIFEST_FILE).is_file():  # an earlier completed model stays where it is
             return
         keep = run.path / RESUME_DIR
@@ -400,7 +403,12 @@ def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Canc
         report = run_training_subprocess(config, on_event, cancel)
         return report
     finally:
-        _keep_checkpoint(run, out, report, on_event)
+        _keep_checkpoint(run, out, _training_report(report), on_event)
+
+
+def _training_report(report: dict[str, Any] | None) -> TrainingReport | None:
+    """The trainer's result, typed (the trainer returns ``training_report.json``'s content)."""
+    return TrainingReport.model_validate(report) if report is not None else None
 
 
 def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
@@ -417,19 +425,19 @@ def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Can
         report = run_training_subprocess(config, on_event, cancel)
         return report
     finally:
-        _keep_checkpoint(run, out, report, on_event)
+        _keep_checkpoint(run, out, _training_report(report), on_event)
 
 
-def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
+def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> ExportReport | ModelMetadata:
     """Build the service (:func:`core.exporter.builder.build`) from this run's model (or
     ``source_model``) into ``service/``."""
-    from core.exporter.builder import build
+    from core.exporter.builder import build_service
 
     options = run.options()
     model = Path(options.source_model) if options.source_model else run.model_dir
     if not model.exists():
         raise FileNotFoundError(f"no model to export: {model} does not exist (train first)")
-    return build(
+    return build_service(
         str(model),
         str(out),
         overwrite=options.export.overwrite,

@@ -50,6 +50,9 @@ from core.run_layout import (  # noqa: E402
     ONNX_META_FILE,
     QUANT_DIR,
     QUANTIZED_FILE,
+    ExportReport,
+    ModelMetadata,
+    write_result,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ __all__ = [
     "ModelSource",
     "announce_service_folder",
     "build",
+    "build_service",
     "get_template_dir",
     "main",
     "resolve_model_source",
@@ -89,11 +93,26 @@ def build(
     """Build the service folder ``output_dir`` from ``model_path`` (with ``gguf``, also its
     ``gguf/`` folder for llama.cpp and Ollama; a trained Llama-family model only).
 
-    Returns ``export_report.json``'s content when ONNX is exported, else
-    ``model_metadata.json``'s. Raises :class:`ExportError` for user mistakes; a missing model
-    is also a ``FileNotFoundError`` and an existing ``output_dir`` without ``overwrite`` a
-    ``FileExistsError``.
+    TinyForgeAI's API: returns ``export_report.json``'s content when ONNX is exported, else
+    ``model_metadata.json``'s, as a dict (:func:`build_service` returns the typed report). Raises
+    :class:`ExportError` for user mistakes; a missing model is also a ``FileNotFoundError`` and
+    an existing ``output_dir`` without ``overwrite`` a ``FileExistsError``.
     """
+    return build_service(model_path, output_dir, overwrite, export_onnx, quantize, on_event, cancel, gguf).to_json()
+
+
+def build_service(
+    model_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    overwrite: bool = False,
+    export_onnx: bool = False,
+    quantize: Literal["int8", "none"] = "int8",
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+    gguf: bool = False,
+) -> ExportReport | ModelMetadata:
+    """:func:`build`, returning the report typed: the :class:`ExportReport` when ONNX is
+    exported (real, or a dry run's placeholders), else the :class:`ModelMetadata`."""
     emit = on_event or noop
     if quantize not in ("int8", "none"):
         raise ExportError(f"Unknown quantization {quantize!r}: use 'int8' or 'none'")
@@ -124,7 +143,7 @@ def _build_stub(
     quantize: str,
     emit: EventCallback,
     cancel: CancelToken | None,
-) -> dict[str, Any]:
+) -> ExportReport | ModelMetadata:
     stub = read_json(stub_path)
     model_ref = str(stub_path.absolute())
     steps = 4 if export_onnx else 2
@@ -132,15 +151,11 @@ def _build_stub(
     with staged_output_dir(target, overwrite) as staging:
         copy_service_template(staging)
         _step(emit, cancel, 1, steps, "service files")
-        metadata = {
-            "model_path": model_ref,
-            "created_time": utc_now_iso(),
-            "source": "tinyforge-exporter",
-            "model_stub": True,
-        }
-        write_json_atomic(staging / MODEL_METADATA_FILE, metadata)
+        metadata = ModelMetadata(model_path=model_ref, created_time=utc_now_iso(), source="tinyforge-exporter",
+                                 model_stub=True)
+        write_result(staging / MODEL_METADATA_FILE, metadata)
         _step(emit, cancel, 2, steps, MODEL_METADATA_FILE)
-        result: dict[str, Any] = metadata
+        result: ExportReport | ModelMetadata = metadata
         if export_onnx:
             result = _write_onnx_placeholders(staging, target, stub, model_ref, quantize, emit, cancel, steps)
     return announce_service_folder(target, result, emit, "dry-run placeholders")
@@ -155,7 +170,7 @@ def _write_onnx_placeholders(
     emit: EventCallback,
     cancel: CancelToken | None,
     steps: int,
-) -> dict[str, Any]:
+) -> ExportReport:
     """A dry run's ONNX, metadata, quantized and report placeholders (text, not graphs)."""
     export_time = utc_now_iso()
     write_text_atomic(
@@ -185,13 +200,13 @@ def _write_onnx_placeholders(
         }
         write_json_atomic(staging / ONNX_DIR / QUANT_DIR / QUANTIZED_FILE, quantized)
         quantized_path = str(target / ONNX_DIR / QUANT_DIR / QUANTIZED_FILE)
-    report = {
-        "onnx_path": str(target / ONNX_DIR / ONNX_GRAPH_FILE),
-        "quantized_path": quantized_path,
-        "export_time": export_time,
-        "model_path": model_ref,
-    }
-    write_json_atomic(staging / EXPORT_REPORT_FILE, report)
+    report = ExportReport(
+        onnx_path=str(target / ONNX_DIR / ONNX_GRAPH_FILE),
+        quantized_path=quantized_path,
+        export_time=export_time,
+        model_path=model_ref,
+    )
+    write_result(staging / EXPORT_REPORT_FILE, report)
     _step(emit, cancel, 4, steps, EXPORT_REPORT_FILE)
     return report
 
@@ -236,7 +251,7 @@ def run_export_command(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace, console: CommandConsole) -> int:
     reporter = console.progress(quiet=args.quiet)
     with console.cancellable() as token:
-        report = build(
+        report = build_service(
             args.model_path,
             args.output_dir,
             overwrite=args.overwrite,
@@ -252,19 +267,20 @@ def _export(args: argparse.Namespace, console: CommandConsole) -> int:
     return 0
 
 
-def _print_summary(target: Path, report: dict[str, Any]) -> None:
+def _print_summary(target: Path, report: ExportReport | ModelMetadata) -> None:
     """Where the service went, on stdout (the lines TinyForgeAI's ``export`` printed)."""
     print("Export summary:")
     print(f"  microservice: {target}")
     print(f"  metadata: {target / MODEL_METADATA_FILE}")
-    if "onnx_path" in report:
-        print(f"  onnx_path: {report['onnx_path']}")
-        print(f"  quantized_path: {report.get('quantized_path')}")
-    if report.get("served_precision"):
-        print(f"  served_precision: {report['served_precision']} ({report.get('served_reason', '')})")
-    gguf = report.get("gguf")
-    if gguf:
-        print(f"  gguf: {gguf['folder']} (recommended {gguf['recommended']}, checked in {gguf['checked_in']})")
+    if not isinstance(report, ExportReport):
+        return
+    print(f"  onnx_path: {report.onnx_path}")
+    print(f"  quantized_path: {report.quantized_path}")
+    if report.served_precision:
+        print(f"  served_precision: {report.served_precision} ({report.served_reason or ''})")
+    if report.gguf:
+        gguf = report.gguf
+        print(f"  gguf: {gguf.folder} (recommended {gguf.recommended}, checked in {gguf.checked_in})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

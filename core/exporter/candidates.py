@@ -14,9 +14,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from core.run_layout import QUANTIZED_FILE
+from core.run_layout import QUANTIZED_FILE, LatencyReport, ParityResult, Quantization
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +30,9 @@ class Gate:
     min_greedy_match: float = 0.9  # share of inputs whose whole greedy answer is identical
     tie_margin: float = 0.05  # fp32 top-2 logits closer than this: a tie, not a disagreement
 
-    def passes(self, result: dict[str, Any]) -> bool:
-        return (float(result.get("teacher_forced_agreement", 0.0)) >= self.min_teacher_forced
-                and float(result.get("generation_match_rate", 0.0)) >= self.min_greedy_match)
+    def passes(self, result: ParityResult) -> bool:
+        return ((result.teacher_forced_agreement or 0.0) >= self.min_teacher_forced
+                and (result.generation_match_rate or 0.0) >= self.min_greedy_match)
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,17 @@ class Candidate:
     precision: str
     description: str
     file: str
-    build: Callable[[Path, Path], dict[str, Any]]
+    build: Callable[[Path, Path], Quantization]
 
 
-def _dynamic_int8(source: Path, destination: Path) -> dict[str, Any]:
+def _dynamic_int8(source: Path, destination: Path) -> Quantization:
     from core.exporter.quantize import quantize_int8
 
     return quantize_int8(source, destination)
 
 
-def _blockwise(bits: int) -> Callable[[Path, Path], dict[str, Any]]:
-    def build(source: Path, destination: Path) -> dict[str, Any]:
+def _blockwise(bits: int) -> Callable[[Path, Path], Quantization]:
+    def build(source: Path, destination: Path) -> Quantization:
         from core.exporter.quantize import quantize_blockwise
 
         return quantize_blockwise(source, destination, bits=bits, block_size=32, accuracy_level=4)
@@ -71,29 +70,30 @@ CANDIDATES: tuple[Candidate, ...] = (
 )
 
 
-def choose_served(candidates: dict[str, dict[str, Any]], latency: dict[str, Any], gate: Gate) -> tuple[str, str]:
+def choose_served(candidates: dict[str, ParityResult], latency: LatencyReport, gate: Gate) -> tuple[str, str]:
     """``(precision, reason)``: the fastest candidate that passes ``gate``, else fp32.
 
-    ``candidates`` maps a precision to its parity result; ``latency`` holds
-    ``onnx_<precision>.median_ms_per_token`` for fp32 and each candidate.
+    ``candidates`` maps a precision to its parity result; ``latency`` holds the
+    ``onnx_<precision>`` figures of fp32 and each candidate.
     """
     def ms(precision: str) -> float:
-        value = (latency.get(f"onnx_{precision}") or {}).get("median_ms_per_token")
+        figures = latency.backends.get(f"onnx_{precision}")
+        value = figures.median_ms_per_token if figures is not None else None
         return float(value) if value else float("inf")
 
-    passing = [p for p, result in candidates.items() if result.get("passed")]
+    passing = [p for p, result in candidates.items() if result.passed]
     faster = [p for p in passing if ms(p) < ms("fp32")]
     if faster:
         best = min(faster, key=ms)
         result = candidates[best]
         return best, (f"{best} is the fastest precision that answers like the trained model "
                       f"({ms(best):.3g} vs fp32 {ms('fp32'):.3g} ms/token; teacher-forced agreement "
-                      f"{result['teacher_forced_agreement']:.3f}, greedy match {result['generation_match_rate']:.2f})")
+                      f"{result.teacher_forced_agreement or 0.0:.3f}, greedy match {result.generation_match_rate or 0.0:.2f})")
     if passing:
         return "fp32", f"the passing candidates ({', '.join(passing)}) are not faster than fp32"
     if not candidates:
         return "fp32", "no quantized candidates were built"
-    worst = ", ".join(f"{p} {r.get('teacher_forced_agreement', 0):.3f}/{r.get('generation_match_rate', 0):.2f}"
+    worst = ", ".join(f"{p} {r.teacher_forced_agreement or 0:.3f}/{r.generation_match_rate or 0:.2f}"
                       for p, r in candidates.items())
     return "fp32", (f"no quantized candidate passed the gate (teacher-forced agreement >= {gate.min_teacher_forced}, "
                     f"greedy match >= {gate.min_greedy_match}; got {worst})")

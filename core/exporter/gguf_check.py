@@ -19,6 +19,7 @@ import numpy as np
 from core.exporter.gguf_runtime import GgufRuntime, LlamaCppRuntime, llama_cpp_available
 from core.exporter.parity import TorchRun, token_agreement
 from core.models.prompting import PromptFormat, encode_prompt
+from core.run_layout import GgufFile, GgufTokenization, ParityResult
 
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
@@ -38,9 +39,10 @@ _MISMATCHES_KEPT = 3
 
 
 def check_file(runtime: GgufRuntime, prompts: list[list[int]], torch_runs: list[TorchRun], max_new_tokens: int,
-               stop_ids: set[int], gate: Gate) -> dict[str, Any]:
-    """How one loaded GGUF file answers compared with torch's runs on the same prompts; it stops
-    once more answers differ than the gate allows (``stopped_early``): the verdict is known."""
+               stop_ids: set[int], gate: Gate) -> GgufFile:
+    """How one loaded GGUF file answers compared with torch's runs on the same prompts (its
+    figures; the caller names the file); it stops once more answers differ than the gate allows
+    (``stopped_early``): the verdict is known."""
     allowed = int(len(prompts) * (1.0 - gate.min_greedy_match) + 1e-9)
     agreed = counted = ties = matches = 0
     agreements: list[float] = []
@@ -62,27 +64,27 @@ def check_file(runtime: GgufRuntime, prompts: list[list[int]], torch_runs: list[
         if len(agreements) - matches > allowed:
             break
     n = len(agreements)
-    result = {
-        "agreement": round(agreed / counted, 4) if counted else 1.0,
-        "exact_match": round(matches / n, 4) if n else 1.0,
-        "mean_token_agreement": round(sum(agreements) / n, 4) if n else 1.0,
-        "positions_compared": counted,
-        "ties_skipped": ties,
-        "tokens_per_s": round(len(steps) / sum(steps), 1) if steps and sum(steps) > 0 else None,
-        "n_compared": n,
-        "stopped_early": n < len(prompts),
-    }
-    result["passed"] = not result["stopped_early"] and gate.passes({"teacher_forced_agreement": result["agreement"],
-                                    "generation_match_rate": result["exact_match"]})
+    result = GgufFile(
+        agreement=round(agreed / counted, 4) if counted else 1.0,
+        exact_match=round(matches / n, 4) if n else 1.0,
+        mean_token_agreement=round(sum(agreements) / n, 4) if n else 1.0,
+        positions_compared=counted,  # kept as the report's extra keys, after the fields
+        ties_skipped=ties,
+        tokens_per_s=round(len(steps) / sum(steps), 1) if steps and sum(steps) > 0 else None,
+        n_compared=n,
+        stopped_early=n < len(prompts),
+    )
+    figures = ParityResult(teacher_forced_agreement=result.agreement, generation_match_rate=result.exact_match)
+    result.passed = not result.stopped_early and gate.passes(figures)
     return result
 
 
-def check_tokenization(path: Path, tokenizer: Any, fmt: PromptFormat, texts: list[str]) -> dict[str, Any]:
+def check_tokenization(path: Path, tokenizer: Any, fmt: PromptFormat, texts: list[str]) -> GgufTokenization:
     """llama.cpp's tokenizer (from the GGUF at ``path``) against ours: the rendered prompts of
     ``texts`` as a runtime tokenizes them (BOS added when the file says so), and the samples of
     :data:`TOKENIZER_SAMPLES` as plain text. Skipped without ``llama_cpp``."""
     if not llama_cpp_available():
-        return {"checked_in": None, "passed": None, "skipped": "llama-cpp-python is not installed"}
+        return GgufTokenization(checked_in=None, passed=None, skipped="llama-cpp-python is not installed")
     runtime = LlamaCppRuntime(path, n_ctx=512)
     try:
         cases = [(fmt.render(t), encode_prompt(tokenizer, fmt, t), True) for t in texts]
@@ -94,10 +96,10 @@ def check_tokenization(path: Path, tokenizer: Any, fmt: PromptFormat, texts: lis
                 mismatches.append({"text": text, "ours": ours, "llama_cpp": theirs})
     finally:
         runtime.close()
-    return {
-        "checked_in": runtime.checked_in,
-        "passed": not mismatches,
-        "n_checked": len(cases),
-        "n_matched": len(cases) - len(mismatches),
-        "mismatches": mismatches[:_MISMATCHES_KEPT],
-    }
+    return GgufTokenization(
+        checked_in=runtime.checked_in,
+        passed=not mismatches,
+        n_checked=len(cases),
+        n_matched=len(cases) - len(mismatches),
+        mismatches=mismatches[:_MISMATCHES_KEPT],
+    )

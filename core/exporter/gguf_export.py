@@ -33,7 +33,7 @@ from core.exporter.gguf_writer import (
 from core.exporter.modelfile import OllamaTemplate, modelfile_text, ollama_template, readme_text
 from core.jsonio import write_text_atomic
 from core.models.prompting import PromptFormat, encode_prompt
-from core.run_layout import MODELFILE, GgufFile, GgufReport, GgufTokenization
+from core.run_layout import MODELFILE, GgufFile, GgufReport
 
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
@@ -156,15 +156,16 @@ def export_gguf(
                 result = check_file(runtime, prompts, runs, fmt.max_new_tokens, stop_ids, gate)
             finally:
                 runtime.close()
-        rows.append(GgufFile(file=name, file_type=file_type, size_mb=size_mb, checked_in=runtime.checked_in, **result))
-        if result["passed"]:
+        rows.append(result.model_copy(update={"file": name, "file_type": file_type, "size_mb": size_mb,
+                                              "checked_in": runtime.checked_in}))
+        if result.passed:
             smallest_passing = name
-        emit(Log(f"{name}: agreement {result['agreement']:.3f}, exact match {result['exact_match']:.2f}, "
-                 f"{'passed' if result['passed'] else 'drifts'} ({runtime.checked_in})"))
+        emit(Log(f"{name}: agreement {result.agreement or 0.0:.3f}, exact match {result.exact_match or 0.0:.2f}, "
+                 f"{'passed' if result.passed else 'drifts'} ({runtime.checked_in})"))
     rows.reverse()  # largest first, as the files are listed everywhere
     with step("llama.cpp's tokenizer against the trained model's", "tokenization"):
         smallest = folder / gguf_file_name(FILE_TYPES[-1])  # every file holds the same tokenizer
-        tokenization = GgufTokenization(**check_tokenization(smallest, tokenizer, fmt, texts))
+        tokenization = check_tokenization(smallest, tokenizer, fmt, texts)
     recommended, reason, warnings = _recommend(rows, gate)
     if tokenization.passed is False:
         warnings.append(f"llama.cpp tokenizes {tokenization.n_checked - (tokenization.n_matched or 0)} of "

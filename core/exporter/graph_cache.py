@@ -30,6 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.exporter.onnx_graphs import ExportedGraphs
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["GRAPH_FORMAT", "GraphCache", "default_graph_cache", "graph_key"]
@@ -95,13 +99,34 @@ class Binding:
     transposed: bool = False
 
 
+class CacheEntry(BaseModel):
+    """``graph.json`` of an entry: what :func:`export_graphs` wrote, each graph's bindings
+    (initializer -> parameter) and how fast the quantized precisions ran here."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str = ""
+    created: float = 0.0
+    exported: ExportedGraphs
+    bindings: dict[str, dict[str, Binding]] = Field(default_factory=dict)
+    ms_per_token: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> CacheEntry:
+        """The entry in ``path``; ``ValueError`` (a ``ValidationError`` or bad JSON) when it is not one."""
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def text(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1)
+
+
 class GraphCache:
     """Graphs without their weights under ``root``, one folder per :func:`graph_key`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def restore(self, key: str, model: Any, onnx_dir: Path) -> dict[str, Any] | None:
+    def restore(self, key: str, model: Any, onnx_dir: Path) -> ExportedGraphs | None:
         """Write the cached graph of ``key`` with ``model``'s weights into ``onnx_dir``; return what
         ``export_graphs`` would have, or None when there is no usable entry."""
         from core.run_layout import ENCODER_GRAPH_FILE, ONNX_GRAPH_FILE
@@ -111,11 +136,10 @@ class GraphCache:
         if not manifest_path.is_file():
             return None
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            manifest = CacheEntry.read(manifest_path)
             tensors = _named_tensors(model)
-            for role, rel in manifest["exported"]["files"].items():
-                bindings = {name: Binding(**b) for name, b in manifest["bindings"][role].items()}
-                _fill(entry / Path(rel).name, bindings, tensors, onnx_dir / Path(rel).name)
+            for role, rel in manifest.exported.files.items():
+                _fill(entry / Path(rel).name, manifest.bindings[role], tensors, onnx_dir / Path(rel).name)
         except Exception as exc:  # a damaged or foreign entry: trace afresh, do not fail the export
             logger.warning("the cached graph %s is not usable (%s); exporting afresh", entry, exc)
             for graph in (ONNX_GRAPH_FILE, ENCODER_GRAPH_FILE):  # each graph and its external data
@@ -123,9 +147,9 @@ class GraphCache:
                     (onnx_dir / rel).unlink(missing_ok=True)
             return None
         os.utime(manifest_path)  # recently used: kept when older entries are pruned
-        return dict(manifest["exported"])
+        return manifest.exported
 
-    def store(self, key: str, model: Any, onnx_dir: Path, exported: dict[str, Any]) -> None:
+    def store(self, key: str, model: Any, onnx_dir: Path, exported: ExportedGraphs) -> None:
         """Keep the graphs ``export_graphs`` just wrote into ``onnx_dir`` (weights left out).
 
         Never raises: a cache that cannot be written only costs the next export its time."""
@@ -137,10 +161,9 @@ class GraphCache:
             try:
                 tensors = _named_tensors(model)
                 bindings = {role: _strip(onnx_dir / Path(rel).name, tensors, staging / Path(rel).name)
-                            for role, rel in exported["files"].items()}
-                manifest = {"key": key, "created": time.time(), "exported": exported,
-                            "bindings": {role: {n: vars(b) for n, b in found.items()} for role, found in bindings.items()}}
-                (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+                            for role, rel in exported.files.items()}
+                manifest = CacheEntry(key=key, created=time.time(), exported=exported, bindings=bindings)
+                (staging / _MANIFEST).write_text(manifest.text(), encoding="utf-8")
                 try:
                     os.replace(staging, self.root / key)
                 except OSError:  # another export stored the same key meanwhile
@@ -154,22 +177,20 @@ class GraphCache:
     def speed_order(self, key: str) -> list[str] | None:
         """The quantized precisions of this base model's last export here, fastest first."""
         try:
-            speeds = json.loads((self.root / key / _MANIFEST).read_text(encoding="utf-8")).get("ms_per_token")
+            speeds = CacheEntry.read(self.root / key / _MANIFEST).ms_per_token
         except (OSError, ValueError):
             return None
-        if not isinstance(speeds, dict) or not speeds:
-            return None
-        return sorted(speeds, key=lambda precision: float(speeds[precision]))
+        return sorted(speeds, key=lambda precision: speeds[precision]) if speeds else None
 
     def remember_speeds(self, key: str, ms_per_token: dict[str, float]) -> None:
         """Keep how fast each quantized precision ran (orders the next export's checks)."""
-        from core.jsonio import write_json_atomic
+        from core.jsonio import write_text_atomic
 
         path = self.root / key / _MANIFEST
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            manifest["ms_per_token"] = {**(manifest.get("ms_per_token") or {}), **ms_per_token}
-            write_json_atomic(path, manifest)
+            manifest = CacheEntry.read(path)
+            manifest.ms_per_token = {**manifest.ms_per_token, **ms_per_token}
+            write_text_atomic(path, manifest.text())
         except (OSError, ValueError) as exc:
             logger.warning("could not note the candidates' speeds in %s: %s", path, exc)
 

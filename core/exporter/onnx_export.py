@@ -41,8 +41,8 @@ from core.exporter.errors import ExportError, ModelNotFoundError
 from core.exporter.graph_files import get_onnx_metadata as get_onnx_metadata  # TinyForgeAI's API
 from core.exporter.graph_files import is_placeholder_graph as is_placeholder_graph
 from core.exporter.model_source import resolve_model_source
+from core.exporter.onnx_graphs import ExportedGraphs, check_graphs, export_graphs, graph_bytes
 from core.exporter.onnx_graphs import cache_layout as cache_layout
-from core.exporter.onnx_graphs import check_graphs, export_graphs, graph_bytes
 from core.exporter.service_folder import announce_service_folder, copy_service_template, staged_output_dir
 from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
 from core.memory import release_memory
@@ -58,13 +58,26 @@ from core.run_layout import (
     PROMPT_FILE,
     QUANT_DIR,
     TOKENIZER_FILE,
+    Candidate,
+    ExportGate,
+    ExportReport,
+    GgufReport,
+    LatencyReport,
+    ModelManifest,
+    ModelMetadata,
+    ParityReport,
+    ParityResult,
+    Quantization,
+    RunFileError,
+    SelfTest,
+    read_model_manifest,
+    write_result,
 )
 from core.staging import staging_folder
 
 if TYPE_CHECKING:
     from core.exporter.gguf_export import GgufPlan
     from core.exporter.graph_cache import GraphCache
-    from core.run_layout import GgufReport
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +115,7 @@ class ResolvedModel:
 
     model_dir: Path
     root: Path
-    manifest: dict[str, Any]
+    manifest: ModelManifest
 
 
 def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
@@ -115,11 +128,11 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
         if path.name != MODEL_MANIFEST_FILE:
             raise ExportError(f"{path} is not a trained model: pass the training output folder")
         path = path.parent
-    manifest: dict[str, Any] = {}
+    manifest = ModelManifest()
     root = path
     if (path / MODEL_MANIFEST_FILE).is_file():
         manifest = _read_manifest(path / MODEL_MANIFEST_FILE)
-        model_dir = path / str(manifest.get("model_dir") or MODEL_DIR)
+        model_dir = path / (manifest.model_dir or MODEL_DIR)
     elif (path.parent / MODEL_MANIFEST_FILE).is_file() and (path / "config.json").is_file():
         root = path.parent
         manifest = _read_manifest(path.parent / MODEL_MANIFEST_FILE)
@@ -144,14 +157,11 @@ def resolve_trained_model(model_path: str | os.PathLike[str]) -> ResolvedModel:
     return ResolvedModel(model_dir=model_dir, root=root, manifest=manifest)
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(path: Path) -> ModelManifest:
     try:
-        data = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path} is not readable JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ExportError(f"{path} is not a model manifest")
-    return data
+        return read_model_manifest(path.parent)
+    except RunFileError as exc:
+        raise ExportError(f"{exc} (not a model manifest)") from exc
 
 
 # --------------------------------------------------------------------------- export_real
@@ -196,8 +206,9 @@ def export_real(
     gate: Gate | None = None,
     gguf: bool = False,
     graph_cache: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Export a trained model to a runnable ONNX service folder and return its report.
+) -> ExportReport:
+    """Export a trained model to a runnable ONNX service folder and return its report
+    (``export_report.json``).
 
     With ``quantize="int8"`` every quantized candidate is built and checked against the trained
     model; the service serves the fastest one that passes ``gate``, else fp32. With ``gguf`` the
@@ -240,9 +251,9 @@ class _Export:
     tokenizer: Any = None
     architecture: str = ""
     prompt: dict[str, Any] = field(default_factory=dict)
-    exported: dict[str, Any] = field(default_factory=dict)
+    exported: ExportedGraphs | None = None
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision -> role -> path
-    quant_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # precision -> role -> how
+    quant_info: dict[str, dict[str, Quantization]] = field(default_factory=dict)  # precision -> role -> how
     descriptions: dict[str, str] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, Any] = field(default_factory=dict)
@@ -253,11 +264,11 @@ class _Export:
     generators: dict[str, Any] = field(default_factory=dict)
     hf_prompts: list[list[int]] = field(default_factory=list)
     check: Any = None
-    parity_report: dict[str, Any] = field(default_factory=dict)
-    latency: dict[str, Any] = field(default_factory=dict)
+    parity_report: ParityReport = field(default_factory=ParityReport)
+    latency: LatencyReport = field(default_factory=LatencyReport)
     served: str = "fp32"
     served_reason: str = ""
-    candidates: dict[str, Any] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     gguf_plan: GgufPlan | None = None  # with gguf=True
     gguf_report: GgufReport | None = None
@@ -286,7 +297,7 @@ def _export_into(
     gate: Gate,
     gguf: bool,
     graph_cache: str | os.PathLike[str] | None,
-) -> dict[str, Any]:
+) -> ExportReport:
     """Run the export's stages into ``staging`` (the service folder that becomes ``target``)."""
     job = _Export(staging, target, resolved, gate)
     stages.next(_STAGES[0])
@@ -300,7 +311,7 @@ def _export_into(
     stages.next(_STAGES[1])
     _export_fp32(job, emit, exporter, graph_cache)
     stages.next(_STAGES[2])
-    check_graphs(staging, job.exported["files"])
+    check_graphs(staging, job.exported.files)
     stages.next(_STAGES[3])
     # The GGUF files are written on a thread meanwhile: both are one-core numpy work, and no
     # timing is taken until both are done (the checks come after the ONNX ones).
@@ -343,7 +354,7 @@ def _export_fp32(job: _Export, emit: EventCallback, exporter: str, cache_folder:
     exported = cache.restore(key, job.model, job.onnx_dir) if cache is not None else None
     if exported is not None and cache is not None:
         try:
-            diff = graph_logit_diff(job.model, job.architecture, job.onnx_dir, exported["files"])
+            diff = graph_logit_diff(job.model, job.architecture, job.onnx_dir, exported.files)
         except Exception as exc:  # a restored graph ONNX Runtime cannot run: trace this one
             logger.warning("the cached graph does not run (%s)", exc)
             diff = float("inf")
@@ -359,12 +370,12 @@ def _export_fp32(job: _Export, emit: EventCallback, exporter: str, cache_folder:
             exported = None
     if exported is None:
         exported = export_graphs(job.model, job.architecture, job.onnx_dir, exporter=exporter)
-        emit(Log(f"fp32 graph written with the {exported['exporter']} exporter (opset {exported['opset']})"))
+        emit(Log(f"fp32 graph written with the {exported.exporter} exporter (opset {exported.opset})"))
         if cache is not None:
             cache.store(key, job.model, job.onnx_dir, exported)
         job.graph_source = "exported"
     job.exported = exported
-    job.graphs = {"fp32": dict(exported["files"])}
+    job.graphs = {"fp32": dict(exported.files)}
     job.descriptions = {"fp32": "fp32 (the exact export)"}
 
 
@@ -379,7 +390,7 @@ def _quantize_candidates(job: _Export, quantize: str, stages: _Stages, emit: Eve
         job.graphs[candidate.precision] = {}
         job.quant_info[candidate.precision] = {}
         job.descriptions[candidate.precision] = candidate.description
-        for role, rel in job.exported["files"].items():  # seq2seq: the encoder and the decoder
+        for role, rel in job.exported.files.items():  # seq2seq: the encoder and the decoder
             name = candidate.file if role == "decoder" else f"{role}_{candidate.file}"
             job.quant_info[candidate.precision][role] = candidate.build(job.staging / rel,
                                                                        job.onnx_dir / QUANT_DIR / name)
@@ -394,7 +405,7 @@ def _assemble_service(job: _Export) -> None:
         "format_version": EXPORT_FORMAT_VERSION,
         "architecture": job.architecture,
         "graphs": graphs,
-        **exported["layout"],
+        **exported.layout,
         "stop_token_ids": job.stop_ids,
         "max_positions": getattr(model.config, "max_position_embeddings", None) if job.architecture == "causal" else None,
         "max_prompt_tokens": 2048,
@@ -409,26 +420,29 @@ def _assemble_service(job: _Export) -> None:
             sizes[f"{precision}_bytes"] = sum(graph_bytes(staging / rel) for rel in graphs[precision].values())
             sizes[f"{precision}_to_fp32_ratio"] = round(sizes[f"{precision}_bytes"] / sizes["fp32_bytes"], 4)
     job.sizes = sizes
+    int8_decoder = (job.quant_info.get("int8") or {}).get("decoder")
     job.meta = {
-        **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported["files"])),
+        **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported.files)),
         "sizes": sizes,
         # TinyForgeAI's key: how quantized.onnx (the int8 decoder graph) was made, kept for its users.
-        "quantization": (job.quant_info.get("int8") or {}).get("decoder"),
-        "quantization_candidates": job.quant_info,  # precision -> graph role -> how it was made
+        "quantization": int8_decoder.to_json() if int8_decoder is not None else None,
+        # precision -> graph role -> how it was made
+        "quantization_candidates": {p: {role: how.to_json() for role, how in roles.items()}
+                                    for p, roles in job.quant_info.items()},
         "runtime": job.runtime,
     }
     write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
     _copy_service_files(staging, job.resolved.model_dir, job.tokenizer, job.prompt)
-    write_json_atomic(
+    write_result(
         staging / MODEL_METADATA_FILE,
-        {
-            "model_path": str(job.resolved.root),
-            "created_time": job.meta["export_time"],
-            "source": "tinyforge-exporter",
-            "model_stub": False,
-            "architecture": job.architecture,
-            "base_model": public_model_name(job.resolved.manifest.get("base_model")),
-        },
+        ModelMetadata(
+            model_path=str(job.resolved.root),
+            created_time=job.meta["export_time"],
+            source="tinyforge-exporter",
+            model_stub=False,
+            architecture=job.architecture,
+            base_model=public_model_name(job.resolved.manifest.base_model),
+        ),
     )
 
 
@@ -442,9 +456,9 @@ def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens:
     runtime = load_runtime_module()
     job.generators = parity.LazySessions(list(job.graphs), lambda p: runtime.OnnxGenerator(job.staging, precision=p))
     job.hf_prompts = [_hf_encode(job.tokenizer, job.prompt, t) for t in job.texts]
-    if job.exported["fallback_errors"]:
-        fallback = "; ".join(job.exported["fallback_errors"])
-        job.warnings.append(f"fell back to the {job.exported['exporter']} exporter ({fallback})")
+    if job.exported.fallback_errors:
+        fallback = "; ".join(job.exported.fallback_errors)
+        job.warnings.append(f"fell back to the {job.exported.exporter} exporter ({fallback})")
     longest = max(max_new_tokens, job.gguf_plan.fmt.max_new_tokens if job.gguf_plan is not None else 0)
     job.check = parity.check_parity(
         job.model, job.architecture, job.generators, job.texts, job.hf_prompts, job.stop_ids,
@@ -452,17 +466,19 @@ def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens:
         speed_order=job.graph_cache.speed_order(job.graph_key) if job.graph_cache is not None else None,
     )
     job.torch_runs = job.check.torch_runs
-    job.parity_report = {"n_inputs": len(job.texts), "inputs_source": job.inputs_source, **job.check.report}
+    job.parity_report = job.check.report
+    job.parity_report.n_inputs, job.parity_report.inputs_source = len(job.texts), job.inputs_source
     job.warnings += job.check.warnings
     for precision in job.check.onnx_answers:
-        emit(_parity_metric(precision, job.parity_report[precision]))
+        emit(_parity_metric(precision, job.parity_report.results[precision]))
 
 
 def _choose_served(job: _Export, emit: EventCallback) -> None:
     """Serve the fastest precision that passed the gate; drop the failed and unchecked candidates."""
     job.latency = job.check.latency
     graphs = job.graphs
-    quantized = {p: job.parity_report[p] for p in graphs if p != "fp32" and job.parity_report[p].get("checked")}
+    results = job.parity_report.results
+    quantized = {p: results[p] for p in graphs if p != "fp32" and results[p].checked}
     job.served, job.served_reason = choose_served(quantized, job.latency, job.gate)
     emit(Log(f"serving {job.served}: {job.served_reason}"))
     job.candidates = _candidate_table(graphs, job.descriptions, job.sizes, job.latency, job.parity_report, job.served,
@@ -472,7 +488,7 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
             for rel in graphs.pop(precision).values():
                 _remove_graph(job.staging / rel)
             del job.generators[precision]
-            job.candidates[precision]["kept"] = False
+            job.candidates[precision].kept = False
     job.runtime["graphs"] = graphs
     job.runtime["served_precision"] = job.served
     write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
@@ -481,17 +497,17 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
         job.graph_cache.remember_speeds(job.graph_key, job.check.speeds)
 
 
-def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> dict[str, Any]:
+def _self_test(job: _Export, enabled: bool, max_new_tokens: int) -> SelfTest:
     """Start the service on loopback and compare its answers with predict's (unless disabled)."""
     from core.exporter import serve
 
     if not enabled:
-        return {"passed": None, "skipped": True}
+        return SelfTest(passed=None, skipped=True)
     asked = _SELF_TEST_INPUTS  # the parity stage compared every input in process, with the same runtime
     test = serve.self_test(job.staging, job.texts[:asked], job.check.onnx_answers[job.served][:asked],
                            max_new_tokens, precision=job.served)
-    if not test.get("passed"):
-        job.warnings.append(f"service self-test failed: {test.get('error') or 'answers differ from predict'}")
+    if not test.passed:
+        job.warnings.append(f"service self-test failed: {test.error or 'answers differ from predict'}")
     return test
 
 
@@ -533,7 +549,7 @@ class _GgufWriter:
 
 
 def _gguf_model_name(job: _Export) -> str:
-    name = public_model_name(job.resolved.manifest.get("base_model")) or job.resolved.root.name
+    name = public_model_name(job.resolved.manifest.base_model) or job.resolved.root.name
     return f"{name} (TinyForge fine-tune)"
 
 
@@ -552,44 +568,44 @@ def _export_gguf(job: _Export, emit: EventCallback, cancel: CancelToken | None) 
     job.warnings += warnings
 
 
-def _write_report(job: _Export, test: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+def _write_report(job: _Export, test: SelfTest, timings: dict[str, float]) -> ExportReport:
     """``export_report.json``: where everything is, how it measured and what is served."""
     graphs, target, check = job.graphs, job.target, job.check
-    report = {
-        "onnx_path": str(target / graphs["fp32"]["decoder"]),
-        "quantized_path": str(target / graphs["int8"]["decoder"]) if "int8" in graphs else None,
-        "export_time": job.meta["export_time"],
-        "model_path": str(job.resolved.root),
-        "model_stub": False,
-        "architecture": job.architecture,
-        "base_model": job.resolved.manifest.get("base_model"),
-        "exporter": job.exported["exporter"],
-        "opset": job.exported["opset"],
-        "graph_source": job.graph_source,
-        "graphs": {p: {role: str(target / rel) for role, rel in files.items()} for p, files in graphs.items()},
-        "sizes": job.sizes,
-        "parity": job.parity_report,
-        "latency": job.latency,
-        "self_test": test,
-        "served_precision": job.served,
-        "served_reason": job.served_reason,
-        "gate": asdict(job.gate),
-        "candidates": job.candidates,
-        "samples": [
+    report = ExportReport(
+        onnx_path=str(target / graphs["fp32"]["decoder"]),
+        quantized_path=str(target / graphs["int8"]["decoder"]) if "int8" in graphs else None,
+        export_time=job.meta["export_time"],
+        model_path=str(job.resolved.root),
+        model_stub=False,
+        architecture=job.architecture,
+        base_model=job.resolved.manifest.base_model,
+        exporter=job.exported.exporter,
+        opset=job.exported.opset,
+        graph_source=job.graph_source,
+        graphs={p: {role: str(target / rel) for role, rel in files.items()} for p, files in graphs.items()},
+        sizes=job.sizes,
+        parity=job.parity_report,
+        latency=job.latency,
+        self_test=test,
+        served_precision=job.served,
+        served_reason=job.served_reason,
+        gate=ExportGate(**asdict(job.gate)),
+        candidates=job.candidates,
+        samples=[
             {"input": t, "torch": a, **{f"onnx_{p}": got[i] for p, got in check.onnx_answers.items() if i < len(got)}}
             for i, (t, a) in enumerate(zip(job.texts, check.torch_answers, strict=True))
         ][:4],
-        "warnings": job.warnings,
-        "durations_s": timings,
-    }
-    if job.gguf_report is not None:
-        report["gguf"] = job.gguf_report.model_dump(mode="json")
+        warnings=job.warnings,
+        durations_s=timings,
+    )
+    if job.gguf_report is not None:  # every field, defaults too, as this section was always written
+        report.gguf = GgufReport.model_validate(job.gguf_report.model_dump())
     job.generators.clear()  # the ONNX sessions, before the folder is renamed into place
-    write_json_atomic(job.staging / EXPORT_REPORT_FILE, report)
+    write_result(job.staging / EXPORT_REPORT_FILE, report)
     return report
 
 
-def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported: dict[str, Any],
+def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported: ExportedGraphs,
                 files: dict[str, str]) -> dict[str, Any]:
     """``model.onnx.meta.json``'s common part: where the graphs came from and what they take."""
     import torch
@@ -598,44 +614,45 @@ def _graph_meta(resolved: ResolvedModel, model: Any, architecture: str, exported
         "exported_from": str(resolved.model_dir),
         "export_time": utc_now_iso(),
         "version": EXPORT_FORMAT_VERSION,
-        "exporter": f"torch.onnx ({exported['exporter']}), torch {torch.__version__}",
-        "opset": exported["opset"],
-        "graphs": {role: {"path": path, **exported["io"][role]} for role, path in files.items()},
-        "inputs": exported["io"]["decoder"]["inputs"],
-        "outputs": exported["io"]["decoder"]["outputs"],
+        "exporter": f"torch.onnx ({exported.exporter}), torch {torch.__version__}",
+        "opset": exported.opset,
+        "graphs": {role: {"path": path, **exported.io[role].model_dump()} for role, path in files.items()},
+        "inputs": exported.io["decoder"].inputs,
+        "outputs": exported.io["decoder"].outputs,
         "source_model": {
-            "model_type": resolved.manifest.get("model_type", "hf"),
+            "model_type": resolved.manifest.model_type if "model_type" in resolved.manifest.model_fields_set else "hf",
             "architecture": architecture,
-            "base_model": public_model_name(resolved.manifest.get("base_model")),
+            "base_model": public_model_name(resolved.manifest.base_model),
             "hf_model_type": getattr(model.config, "model_type", None),
-            "n_records": resolved.manifest.get("n_records"),
+            "n_records": resolved.manifest.n_records,
         },
     }
 
 
 def _candidate_table(graphs: dict[str, dict[str, str]], descriptions: dict[str, str], sizes: dict[str, Any],
-                     latency: dict[str, Any], parity_report: dict[str, Any], served: str,
-                     quant_info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                     latency: LatencyReport, parity_report: ParityReport, served: str,
+                     quant_info: dict[str, dict[str, Quantization]]) -> dict[str, Candidate]:
     """Per precision: what it is, how each graph was quantized, its size, speed, agreement with
     the trained model, verdict."""
-    table: dict[str, Any] = {}
+    table: dict[str, Candidate] = {}
     for precision in graphs:
-        result = parity_report.get(precision) or {}
-        table[precision] = {
-            "description": descriptions.get(precision, precision),
-            "quantization": quant_info.get(precision, {}),
-            "size_bytes": sizes.get(f"{precision}_bytes"),
-            "ms_per_token": (latency.get(f"onnx_{precision}") or {}).get("median_ms_per_token"),
-            "speedup_vs_torch": latency.get(f"speedup_{precision}_vs_torch"),
-            "teacher_forced_agreement": result.get("teacher_forced_agreement"),
-            "generation_match_rate": result.get("generation_match_rate"),
-            "passed": result.get("passed"),
-            "served": precision == served,
-            "kept": True,
-            "checked": result.get("checked", True),
-            "note": result.get("note") or (f"stopped after {result.get('n_compared')} inputs: it cannot pass the gate"
-                                           if result.get("stopped_early") else ""),
-        }
+        result = parity_report.results.get(precision) or ParityResult()
+        figures = latency.backends.get(f"onnx_{precision}")
+        table[precision] = Candidate(
+            description=descriptions.get(precision, precision),
+            quantization=quant_info.get(precision, {}),
+            size_bytes=sizes.get(f"{precision}_bytes"),
+            ms_per_token=figures.median_ms_per_token if figures is not None else None,
+            speedup_vs_torch=latency.speedup(precision),
+            teacher_forced_agreement=result.teacher_forced_agreement,
+            generation_match_rate=result.generation_match_rate,
+            passed=result.passed,
+            served=precision == served,
+            kept=True,
+            checked=result.checked,
+            note=result.note or (f"stopped after {result.n_compared} inputs: it cannot pass the gate"
+                                 if result.stopped_early else ""),
+        )
     return table
 
 
@@ -645,11 +662,11 @@ def _remove_graph(path: Path) -> None:
         candidate.unlink(missing_ok=True)
 
 
-def _parity_metric(precision: str, result: dict[str, Any]) -> Metric:
+def _parity_metric(precision: str, result: ParityResult) -> Metric:
     """A Metric event with the numeric parity values of one precision."""
     values = {
         f"{precision}_{key}": float(value)
-        for key, value in result.items()
+        for key, value in result.to_json().items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }
     return Metric(0, values)
@@ -664,7 +681,7 @@ def _load_torch_model(resolved: ResolvedModel) -> tuple[Any, Any, str]:
         config = AutoConfig.from_pretrained(str(resolved.model_dir))
     except Exception as exc:
         raise ExportError(f"{resolved.model_dir} has no usable config.json: {exc}") from exc
-    architecture = str(resolved.manifest.get("architecture") or "")
+    architecture = resolved.manifest.architecture or ""
     if architecture not in ("causal", "seq2seq"):
         architecture = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
     auto = AutoModelForSeq2SeqLM if architecture == "seq2seq" else AutoModelForCausalLM
@@ -780,14 +797,14 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
     with staging_folder(out / ONNX_GRAPH_FILE) as work:  # beside the graph; removed however this ends
         try:
             exported = export_graphs(model, architecture, work)
-            files = {role: Path(rel).name for role, rel in exported["files"].items()}
+            files = {role: Path(rel).name for role, rel in exported.files.items()}
             check_graphs(work, files)
         except ExportError:
             raise
         except Exception as exc:
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
         write_json_atomic(work / ONNX_META_FILE,
-                          {**_graph_meta(resolved, model, architecture, exported, files), "layout": exported["layout"]})
+                          {**_graph_meta(resolved, model, architecture, exported, files), "layout": exported.layout})
         # The graph's external data (if any) first, the metadata last.
         names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
         for name in names:

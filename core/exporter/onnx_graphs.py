@@ -28,13 +28,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from core.events import Cancelled
 from core.exporter.errors import ExportError
 from core.run_layout import ENCODER_GRAPH_FILE, ONNX_DIR, ONNX_GRAPH_FILE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXTERNAL_FROM_BYTES", "cache_layout", "check_graphs", "export_graphs", "graph_bytes", "save_graph"]
+__all__ = ["EXTERNAL_FROM_BYTES", "ExportedGraphs", "GraphIO", "cache_layout", "check_graphs", "export_graphs",
+           "graph_bytes", "save_graph"]
 
 EXTERNAL_FROM_BYTES = 64 << 20  # graphs with more weights than this keep them in <name>.data
 
@@ -310,16 +313,36 @@ def save_graph(model: Any, path: Path, location: str | None = None) -> None:
                     location=location or path.name + ".data", size_threshold=1024)
 
 
+class GraphIO(BaseModel):
+    """A graph's input and output names."""
+
+    inputs: list[str]
+    outputs: list[str]
+
+
+class ExportedGraphs(BaseModel):
+    """What :func:`export_graphs` wrote (kept as such in the graph cache's ``graph.json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    files: dict[str, str]  # role (decoder; seq2seq also encoder) -> path relative to the service folder
+    exporter: str  # "torchscript" or "dynamo"
+    opset: int
+    layout: dict[str, int]  # num_layers, num_kv_heads, head_dim (cache_layout)
+    io: dict[str, GraphIO]
+    fallback_errors: list[str] = Field(default_factory=list)  # exporters tried first, and why they failed
+
+
 def export_graphs(
     model: Any, architecture: str, onnx_dir: Path, exporter: str = "auto"
-) -> dict[str, Any]:
+) -> ExportedGraphs:
     """Export the fp32 graph(s) of ``model`` into ``onnx_dir``.
 
     ``exporter`` is ``dynamo`` (torch.export based), ``torchscript`` (the legacy tracer, still in
     torch 2.13) or ``auto``: the tracer first, dynamo as the fallback. On the starter model the
     tracer takes 13 s where dynamo takes 90 s and 4 GB, and its graph answers the same (parity
     checks every export); T5's relative attention defeats torch.export today.
-    Returns ``{"files": {role: relative path}, "exporter", "opset", "layout", "io"}``.
+    Returns what it wrote: the files per role, the exporter, opset, cache layout and io names.
     """
     layout = cache_layout(model.config, architecture)
     spec = _io_spec(architecture, layout)
@@ -337,14 +360,14 @@ def export_graphs(
             opset = 0
             for role, rel in files.items():
                 opset = _export_one(wrappers[role], dummies[role], spec[role], onnx_dir / rel, name)
-            return {
-                "files": {role: f"{ONNX_DIR}/{rel}" for role, rel in files.items()},
-                "exporter": name,
-                "opset": opset,
-                "layout": layout,
-                "io": {role: {"inputs": spec[role]["inputs"], "outputs": spec[role]["outputs"]} for role in files},
-                "fallback_errors": errors,
-            }
+            return ExportedGraphs(
+                files={role: f"{ONNX_DIR}/{rel}" for role, rel in files.items()},
+                exporter=name,
+                opset=opset,
+                layout=layout,
+                io={role: GraphIO(inputs=spec[role]["inputs"], outputs=spec[role]["outputs"]) for role in files},
+                fallback_errors=errors,
+            )
         except Cancelled:
             raise
         except Exception as exc:  # try the next exporter; keep why this one failed

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.run_layout import LatencyReport, LatencyResult, ModelManifest, ParityReport, ParityResult
+
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
 
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FIXED_PROMPTS",
+    "Comparison",
     "LazySessions",
     "ParityCheck",
     "TorchRun",
@@ -39,6 +42,17 @@ __all__ = [
 ]
 
 FP32_LOGIT_TOLERANCE = 1e-3
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_generator` found: the figures of the report, and the generator's
+    answers and timings (for the latency figures)."""
+
+    result: ParityResult
+    answers: list[list[int]]
+    prefill_ms: list[float]
+    step_ms: list[float]
 
 
 @dataclass
@@ -156,7 +170,7 @@ def compare_generator(
     tie_margin: float = 0.05,
     max_mismatches: int | None = None,
     recorded: list[TorchRun] | None = None,
-) -> dict[str, Any]:
+) -> Comparison:
     """Compare an :class:`OnnxGenerator` with torch: logits along torch's path (teacher forced:
     each position gets torch's prefix), and the generator's own greedy answers.
 
@@ -226,19 +240,17 @@ def compare_generator(
         if max_mismatches is not None and len(answers) - matches > max_mismatches:
             break
     n = len(answers)
-    return {
-        "n_compared": n,
-        "max_abs_logit_diff": max_diff,
-        "generation_match_rate": matches / n if n else 1.0,
-        "mean_token_agreement": sum(agreements) / n if n else 1.0,
-        "teacher_forced_agreement": round(agreed / counted, 4) if counted else 1.0,
-        "positions_compared": counted,
-        "ties_skipped": ties,
-        "stopped_early": n < len(prompts),
-        "answers": answers,
-        "prefill_ms": prefill_ms,
-        "step_ms": step_ms,
-    }
+    result = ParityResult(
+        n_compared=n,
+        max_abs_logit_diff=max_diff,
+        generation_match_rate=matches / n if n else 1.0,
+        mean_token_agreement=sum(agreements) / n if n else 1.0,
+        teacher_forced_agreement=round(agreed / counted, 4) if counted else 1.0,
+        positions_compared=counted,
+        ties_skipped=ties,
+        stopped_early=n < len(prompts),
+    )
+    return Comparison(result, answers, prefill_ms, step_ms)
 
 
 def _own_choice(generator: Any, state: dict[str, Any], ref_ids: list[int], index: int, own: int,
@@ -279,13 +291,13 @@ def _go_on(generator: Any, state: dict[str, Any], ids: list[int], max_new_tokens
     return ids
 
 
-def latency_figures(prefill_ms: list[float], step_ms: list[float]) -> dict[str, Any]:
+def latency_figures(prefill_ms: list[float], step_ms: list[float]) -> LatencyResult:
     """Median milliseconds per generated token (decode steps) and per prefill."""
-    return {
-        "median_ms_per_token": round(statistics.median(step_ms), 3) if step_ms else None,
-        "median_prefill_ms": round(statistics.median(prefill_ms), 3) if prefill_ms else None,
-        "n_tokens_timed": len(step_ms),
-    }
+    return LatencyResult(
+        median_ms_per_token=round(statistics.median(step_ms), 3) if step_ms else None,
+        median_prefill_ms=round(statistics.median(prefill_ms), 3) if prefill_ms else None,
+        n_tokens_timed=len(step_ms),
+    )
 
 
 def onnx_greedy(generator: Any, prompt: list[int], max_new_tokens: int) -> TorchRun:
@@ -368,18 +380,18 @@ def reference_runs(model: Any, architecture: str, fp32: Any, onnx_prompts: list[
 
 
 def torch_latency(model: Any, architecture: str, hf_prompts: list[list[int]], max_new_tokens: int,
-                  decoder_start_id: int | None = None, tokens: int = 20) -> dict[str, Any]:
-    """Eager torch's ms per generated token (the baseline of every speed-up): ``tokens`` decode
-    steps with the KV cache after the first prompt, stop tokens ignored, the first four a warm-up
-    (the median of the rest is steady within a few per cent; torch has warmed up on the
-    reference passes before)."""
+                  decoder_start_id: int | None = None, tokens: int = 20) -> tuple[int, LatencyResult]:
+    """Eager torch's threads and ms per generated token (the baseline of every speed-up):
+    ``tokens`` decode steps with the KV cache after the first prompt, stop tokens ignored, the
+    first four a warm-up (the median of the rest is steady within a few per cent; torch has
+    warmed up on the reference passes before)."""
     import torch
 
     if not hf_prompts:
-        return {"torch_threads": torch.get_num_threads(), "torch": latency_figures([], [])}
+        return torch.get_num_threads(), latency_figures([], [])
     run = torch_greedy(model, architecture, hf_prompts[0], min(tokens, max_new_tokens), set(), decoder_start_id,
                        stop_at_eos=False, keep_logits=False)
-    return {"torch_threads": torch.get_num_threads(), "torch": latency_figures([run.prefill_ms], run.step_ms[4:] or run.step_ms)}
+    return torch.get_num_threads(), latency_figures([run.prefill_ms], run.step_ms[4:] or run.step_ms)
 
 
 # --------------------------------------------------------------------------- the whole check
@@ -387,14 +399,14 @@ def torch_latency(model: Any, architecture: str, hf_prompts: list[list[int]], ma
 
 @dataclass
 class ParityCheck:
-    """What :func:`check_parity` found: the report section, answers, latency and warnings."""
+    """What :func:`check_parity` found: the report's sections, answers and warnings."""
 
-    report: dict[str, Any]
+    report: ParityReport
     onnx_prompts: list[list[int]]
     torch_answers: list[str]
     onnx_answers: dict[str, list[str]]
     warnings: list[str]
-    latency: dict[str, Any] = field(default_factory=dict)
+    latency: LatencyReport = field(default_factory=LatencyReport)
     torch_runs: list[TorchRun] = field(default_factory=list)
     speeds: dict[str, float] = field(default_factory=dict)  # ms per token of each quantized precision timed
 
@@ -448,16 +460,14 @@ def check_parity(
                                           set(stop_ids), decoder_start_id)
     torch_runs = [truncated(run, max_new_tokens) for run in full_runs]
     recorded = {"fp32": [truncated(run, max_new_tokens) for run in fp32_runs]}
-    report: dict[str, Any] = {"max_new_tokens": max_new_tokens, "tokenizer_match": onnx_prompts == hf_prompts}
+    report = ParityReport(max_new_tokens=max_new_tokens, tokenizer_match=onnx_prompts == hf_prompts)
     warnings: list[str] = []
-    if not report["tokenizer_match"]:
+    if not report.tokenizer_match:
         warnings.append(f"{TOKENIZER_FILE} encodes prompts differently from the transformers tokenizer")
     lap("reference answers (fp32 graph, one torch pass per input)")
-    latency: dict[str, Any] = {
-        "unit": "milliseconds per generated token (median over decode steps)",
-        "max_new_tokens": max_new_tokens,
-        **torch_latency(model, architecture, hf_prompts, max_new_tokens, decoder_start_id),
-    }
+    threads, torch_figures = torch_latency(model, architecture, hf_prompts, max_new_tokens, decoder_start_id)
+    latency = LatencyReport(unit="milliseconds per generated token (median over decode steps)",
+                            max_new_tokens=max_new_tokens, torch_threads=threads, backends={"torch": torch_figures})
     lap("torch latency")
     onnx_answers: dict[str, list[str]] = {}
     allowed = int(len(texts) * (1.0 - gate.min_greedy_match) + 1e-9)  # answers that may differ
@@ -472,52 +482,53 @@ def check_parity(
     fastest_passing: str | None = None
     for precision in ["fp32", *quantized]:
         if fastest_passing is not None:
-            report[precision] = {"checked": False, "passed": None,
-                                 "note": f"not checked: {fastest_passing} is faster and answers like the trained model"}
+            report.results[precision] = ParityResult(
+                checked=False, passed=None,
+                note=f"not checked: {fastest_passing} is faster and answers like the trained model")
             continue
         generator = generators[precision]
-        result = compare_generator(generator, onnx_prompts, torch_runs, max_new_tokens, gate.tie_margin,
-                                   max_mismatches=None if precision == "fp32" else allowed,
-                                   recorded=recorded.get(precision))
-        answers = result.pop("answers")
-        onnx_answers[precision] = [generator.decode(ids) for ids in answers]
-        latency[f"onnx_{precision}"] = latency_figures(result.pop("prefill_ms"), result.pop("step_ms"))
-        result["max_abs_logit_diff"] = float(f"{result['max_abs_logit_diff']:.6g}")
-        result["checked"] = True
+        comparison = compare_generator(generator, onnx_prompts, torch_runs, max_new_tokens, gate.tie_margin,
+                                       max_mismatches=None if precision == "fp32" else allowed,
+                                       recorded=recorded.get(precision))
+        result = comparison.result
+        onnx_answers[precision] = [generator.decode(ids) for ids in comparison.answers]
+        figures = latency.backends[f"onnx_{precision}"] = latency_figures(comparison.prefill_ms, comparison.step_ms)
+        result.max_abs_logit_diff = float(f"{result.max_abs_logit_diff:.6g}")
+        result.checked = True
         if precision == "fp32":
-            result["passed"] = (
-                result["max_abs_logit_diff"] < FP32_LOGIT_TOLERANCE and result["generation_match_rate"] == 1.0
-            )
-            if not result["passed"]:
+            result.passed = result.max_abs_logit_diff < FP32_LOGIT_TOLERANCE and result.generation_match_rate == 1.0
+            if not result.passed:
                 warnings.append(
-                    f"fp32 ONNX differs from torch: max |logit diff| {result['max_abs_logit_diff']:.3g}, "
-                    f"match rate {result['generation_match_rate']:.2f}"
+                    f"fp32 ONNX differs from torch: max |logit diff| {result.max_abs_logit_diff:.3g}, "
+                    f"match rate {result.generation_match_rate:.2f}"
                 )
         else:
-            result["passed"] = not result["stopped_early"] and gate.passes(result)
-            faster_than_fp32 = (latency[f"onnx_{precision}"]["median_ms_per_token"] or float("inf")) < (
-                latency["onnx_fp32"]["median_ms_per_token"] or 0.0)
-            if result["passed"] and faster_than_fp32:
+            result.passed = not result.stopped_early and gate.passes(result)
+            faster_than_fp32 = (figures.median_ms_per_token or float("inf")) < (
+                latency.backends["onnx_fp32"].median_ms_per_token or 0.0)
+            if result.passed and faster_than_fp32:
                 fastest_passing = precision
-            if not result["passed"]:
-                after = f" (stopped after {result['n_compared']} of {len(texts)} inputs)" if result["stopped_early"] else ""
+            if not result.passed:
+                after = f" (stopped after {result.n_compared} of {len(texts)} inputs)" if result.stopped_early else ""
                 warnings.append(
                     f"{precision} answers drift from the trained model: teacher-forced agreement "
-                    f"{result['teacher_forced_agreement']:.3f}, greedy match {result['generation_match_rate']:.2f}"
+                    f"{result.teacher_forced_agreement or 0.0:.3f}, greedy match {result.generation_match_rate or 0.0:.2f}"
                     f"{after} (gate {gate.min_teacher_forced} / {gate.min_greedy_match}): not served"
                 )
-        report[precision] = result
+        report.results[precision] = result
         lap(precision)
-    report["seconds"] = seconds
-    base = latency["torch"]["median_ms_per_token"]
+    report.seconds = seconds
+    base = latency.backends["torch"].median_ms_per_token
     for precision in onnx_answers:
-        value = latency[f"onnx_{precision}"]["median_ms_per_token"]
+        value = latency.backends[f"onnx_{precision}"].median_ms_per_token
         if base and value:
-            latency[f"speedup_{precision}_vs_torch"] = round(base / value, 3)
+            latency.speedups[f"speedup_{precision}_vs_torch"] = round(base / value, 3)
     torch_answers = [reference.decode(run.ids) for run in torch_runs]
     speeds = {p: probe_ms[p] for p in probe_ms}
-    speeds.update({p: latency[f"onnx_{p}"]["median_ms_per_token"] for p in onnx_answers
-                   if p != "fp32" and latency[f"onnx_{p}"]["median_ms_per_token"]})
+    for p in onnx_answers:
+        ms = latency.backends[f"onnx_{p}"].median_ms_per_token
+        if p != "fp32" and ms:
+            speeds[p] = ms
     return ParityCheck(report, onnx_prompts, torch_answers, onnx_answers, warnings, latency, full_runs, speeds)
 
 
@@ -576,7 +587,7 @@ FIXED_PROMPTS = (
 
 
 def parity_texts(
-    train_root: Path, manifest: dict[str, Any], given: list[str] | None, limit: int = 12
+    train_root: Path, manifest: ModelManifest, given: list[str] | None, limit: int = 12
 ) -> tuple[list[str], str]:
     """Inputs for parity: given ones, else up to half held-out records of the training run and
     the rest training records, else a few fixed prompts. Returns (texts, where from)."""
@@ -623,8 +634,8 @@ def _unseen_phrasings(train_root: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        return [str(row["input"]) for row in read_variants_jsonl(path) if row.get("split") == "unseen"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return [row.input for row in read_variants_jsonl(path) if row.split == "unseen"]
+    except (OSError, ValueError):
         return []
 
 
@@ -638,9 +649,9 @@ def _held_out(texts: list[str], config: dict[str, Any]) -> list[str]:
     return [texts[i] for i in held]
 
 
-def _find_data_path(report: dict[str, Any], manifest: dict[str, Any]) -> Path | None:
+def _find_data_path(report: dict[str, Any], manifest: ModelManifest) -> Path | None:
     config = report.get("config") if isinstance(report.get("config"), dict) else {}
-    for value in (report.get("data_path"), config.get("data_path"), manifest.get("data_path")):
+    for value in (report.get("data_path"), config.get("data_path"), manifest.data_path):
         if value and Path(str(value)).is_file():
             return Path(str(value))
     return None

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core.run_layout import Quantization
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["QUANTIZE_MODES", "get_quantized_metadata", "quantize_blockwise", "quantize_int8", "quantize_onnx"]
@@ -33,7 +35,7 @@ def quantize_int8(
     per_channel: bool = False,
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES,
     weight_type: str = "int8",
-) -> dict[str, Any]:
+) -> Quantization:
     """Write a dynamically quantized copy of ``source`` to ``destination`` (``weight_type``
     int8, or uint8 for ``quantize_onnx(mode="uint8")``).
 
@@ -49,16 +51,16 @@ def quantize_int8(
 
     require_space(destination.parent, 2 * graph_bytes(source), f"quantizing {source.name}")
     started = time.perf_counter()
-    info: dict[str, Any] = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": weight_type}
+    info = Quantization(method="onnxruntime.quantization.quantize_dynamic", weight_type=weight_type)
     work = Path(tempfile.mkdtemp(prefix=".quant-", dir=destination.parent))
     try:
         prepared = work / "prepared.onnx"
         try:
             folded = fold_constant_transposes(source, prepared)
-            info["pre_process"] = f"folded {folded} constant Transpose node(s)"
+            info.pre_process = f"folded {folded} constant Transpose node(s)"
         except Exception as exc:  # an exotic graph: quantize it as it is
             logger.warning("could not prepare %s for quantization (%s); quantizing it as it is", source, exc)
-            info["pre_process"] = f"skipped: {type(exc).__name__}: {exc}"[:300]
+            info.pre_process = f"skipped: {type(exc).__name__}: {exc}"[:300]
             prepared = source
         with _no_pre_process_advice(), _lean_shape_inference():
             quantize_dynamic(
@@ -72,13 +74,9 @@ def quantize_int8(
         onnx.checker.check_model(str(destination))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    info.update(
-        {
-            "per_channel": per_channel,
-            "op_types": list(op_types),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-    )
+    info.per_channel = per_channel
+    info.op_types = list(op_types)
+    info.seconds = round(time.perf_counter() - started, 3)
     return info
 
 
@@ -265,7 +263,7 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
             },
         )
     else:
-        meta["quantization"] = _quantize_graph(source, destination, mode)
+        meta["quantization"] = _quantize_graph(source, destination, mode).to_json()
     write_json_atomic(out / f"{QUANTIZED_FILE}.meta.json", meta)
     return str(destination)
 
@@ -277,7 +275,7 @@ def get_quantized_metadata(quantized_path: str | os.PathLike[str]) -> dict[str, 
     return get_onnx_metadata(quantized_path)
 
 
-def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any]:
+def _quantize_graph(source: Path, destination: Path, mode: str) -> Quantization:
     """Quantize a real graph into a temp file beside ``destination``, check it, move it in place."""
     import onnx
 
@@ -304,13 +302,14 @@ def _quantize_graph(source: Path, destination: Path, mode: str) -> dict[str, Any
             os.replace(extra, destination.parent / extra.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    info.setdefault("seconds", round(time.perf_counter() - started, 3))
-    info["source_bytes"] = source.stat().st_size
-    info["quantized_bytes"] = destination.stat().st_size
+    if "seconds" not in info.model_fields_set:
+        info.seconds = round(time.perf_counter() - started, 3)
+    info.source_bytes = source.stat().st_size
+    info.quantized_bytes = destination.stat().st_size
     return info
 
 
-def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
+def _quantize_int4(source: Path, destination: Path) -> Quantization:
     """Block-wise 4-bit weight-only quantization of the MatMul weights (``MatMulNBits`` nodes)."""
     return quantize_blockwise(source, destination, bits=4, block_size=_INT4_BLOCK_SIZE, accuracy_level=None,
                               external_data=False)  # quantize_onnx returns one self-contained file
@@ -318,7 +317,7 @@ def _quantize_int4(source: Path, destination: Path) -> dict[str, Any]:
 
 def quantize_blockwise(source: str | os.PathLike[str], destination: str | os.PathLike[str], bits: int = 8,
                        block_size: int = 32, accuracy_level: int | None = 4,
-                       external_data: bool = True) -> dict[str, Any]:
+                       external_data: bool = True) -> Quantization:
     """Weight-only block-wise quantization of every MatMul with constant weights (``MatMulNBits``:
     one symmetric scale per ``block_size`` weights). ``accuracy_level`` 4 runs the matmuls on int8
     kernels; None keeps fp32 compute. ``external_data``: the weights go beside the graph
@@ -334,14 +333,14 @@ def quantize_blockwise(source: str | os.PathLike[str], destination: str | os.Pat
     quantizer.process()
     quantizer.model.save_model_to_file(str(destination), use_external_data_format=external_data)
     onnx.checker.check_model(str(destination))
-    return {
-        "method": "onnxruntime.quantization.MatMulNBitsQuantizer",
-        "bits": bits,
-        "block_size": block_size,
-        "symmetric": True,
-        "accuracy_level": accuracy_level,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return Quantization(
+        method="onnxruntime.quantization.MatMulNBitsQuantizer",
+        bits=bits,
+        block_size=block_size,
+        symmetric=True,
+        accuracy_level=accuracy_level,
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def _import_nbits_quantizer() -> Any:
@@ -362,7 +361,7 @@ def _import_nbits_quantizer() -> Any:
     return matmul_nbits_quantizer.MatMulNBitsQuantizer
 
 
-def _convert_fp16(source: Path, destination: Path) -> dict[str, Any]:
+def _convert_fp16(source: Path, destination: Path) -> Quantization:
     """float16 weights and compute; graph inputs and outputs keep their float32 type."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -371,4 +370,4 @@ def _convert_fp16(source: Path, destination: Path) -> dict[str, Any]:
     converted = OnnxModel(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True))
     converted.topological_sort()  # the casts kept for float32 inputs are appended at the end
     onnx.save(converted.model, str(destination))
-    return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
+    return Quantization(method="onnxruntime.transformers.float16.convert_float_to_float16", keep_io_types=True)

@@ -21,9 +21,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.exporter.errors import ExportError
+
+if TYPE_CHECKING:
+    from core.run_layout import SelfTest
 
 logger = logging.getLogger(__name__)
 
@@ -295,27 +298,32 @@ def self_test(
     expected: list[str],
     max_new_tokens: int,
     precision: str | None = None,
-) -> dict[str, Any]:
+) -> SelfTest:
     """Start the service on a free loopback port, ask it every input, compare with ``expected``
     (the answers ``predict_onnx`` gives), check that bad requests get a 4xx and the service
     stays up, then stop it. Never raises: a failure is reported in the result."""
-    result: dict[str, Any] = {"passed": False, "n_checked": 0, "n_matched": 0, "precision": precision}
+    from core.run_layout import SelfTest
+
+    result = SelfTest(passed=False, n_checked=0, n_matched=0, precision=precision)
     key = service_api_key()  # the service inherits the shell's key: ask as an authorised client
-    result["auth"] = bool(key)
+    result.auth = bool(key)
+    n_checked = n_matched = 0
     started = time.perf_counter()
     process = None
     try:
         process, url = start_service_process(service_dir, precision=precision, die_with_parent=True)
-        result["startup_s"] = round(time.perf_counter() - started, 3)
+        result.startup_s = round(time.perf_counter() - started, 3)
         latencies: list[float] = []
         mismatches: list[dict[str, str]] = []
         for text, want in zip(inputs, expected, strict=True):
             begun = time.perf_counter()
             status, body = http_json(f"{url}/predict", {"input": text, "max_new_tokens": max_new_tokens}, api_key=key)
             latencies.append((time.perf_counter() - begun) * 1000)
-            result["n_checked"] += 1
+            n_checked += 1
+            result.n_checked = n_checked
             if status == 200 and isinstance(body, dict) and body.get("output") == want:
-                result["n_matched"] += 1
+                n_matched += 1
+                result.n_matched = n_matched
             else:
                 mismatches.append({"input": text, "expected": want, "got": str(body)[:300], "status": str(status)})
         bad_requests = {
@@ -323,25 +331,21 @@ def self_test(
             "empty_input": http_json(f"{url}/predict", {"input": ""}, api_key=key)[0],
         }
         healthy = http_json(f"{url}/health")[0] == 200
-        result.update(
-            {
-                "latency_ms_median": round(statistics.median(latencies), 3) if latencies else None,
-                "bad_request_status": bad_requests,
-                "healthy_after": healthy,
-                "mismatches": mismatches[:3],
-            }
-        )
-        result["passed"] = (
-            result["n_checked"] > 0
-            and result["n_matched"] == result["n_checked"]
+        result.latency_ms_median = round(statistics.median(latencies), 3) if latencies else None
+        result.bad_request_status = bad_requests
+        result.healthy_after = healthy
+        result.mismatches = mismatches[:3]
+        result.passed = (
+            n_checked > 0
+            and n_matched == n_checked
             and all(400 <= code < 500 for code in bad_requests.values())
             and healthy
         )
     except Exception as exc:  # reported, not raised: the export itself succeeded
         logger.warning("service self-test failed: %s", exc)
-        result["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+        result.error = f"{type(exc).__name__}: {exc}"[:1000]
     finally:
         if process is not None:
             stop_service_process(process)
-    result["seconds"] = round(time.perf_counter() - started, 3)
+    result.seconds = round(time.perf_counter() - started, 3)
     return result

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from core.events import ArtifactWritten, EventCallback, Finished, Log
 from core.exporter.errors import ExportError, OutputExistsError
@@ -25,6 +25,8 @@ from core.run_layout import (
     ONNX_DIR,
     PROMPT_FILE,
     TOKENIZER_FILE,
+    ExportReport,
+    ModelMetadata,
 )
 from core.staging import (
     OutputFolderError,
@@ -36,6 +38,8 @@ from core.staging import (
 )
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R", ExportReport, ModelMetadata)
 
 __all__ = ["SERVICE_MARKER", "SERVICE_TEMPLATE", "announce_service_folder", "copy_service_template",
            "staged_output_dir"]
@@ -93,14 +97,13 @@ def staged_output_dir(output_dir: str | os.PathLike[str], overwrite: bool) -> It
         raise ExportError(str(exc)) from exc
 
 
-def announce_service_folder(
-    target: Path, report: dict[str, Any], emit: EventCallback, note: str = ""
-) -> dict[str, Any]:
-    """Report every file of a finished service folder, its warnings, and the end of the export."""
+def announce_service_folder(target: Path, report: R, emit: EventCallback, note: str = "") -> R:
+    """Report every file of a finished service folder, its warnings, and the end of the export
+    (the ``Finished`` event carries the report as the file holds it)."""
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         emit(ArtifactWritten(str(path)))
-    for warning in report.get("warnings", []):
+    for warning in report.warnings if isinstance(report, ExportReport) else []:
         emit(Log(warning, "warning"))
     emit(Log(f"Service folder ready: {target}" + (f" ({note})" if note else "")))
-    emit(Finished("completed", report))
+    emit(Finished("completed", report.to_json()))
     return report

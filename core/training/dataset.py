@@ -28,6 +28,7 @@ from core.training.dataset_scan import (
     DatasetError,
     LineProblem,
     ProgressThrottle,
+    RangeResult,
     check_dataset_path,
     iter_line_blocks,
     looks_utf16,
@@ -228,7 +229,7 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
     n_workers = 1 if columns else _choose_workers(size, workers)
     if n_workers > 1 and _starts_utf16(path_s):
         n_workers = 1  # one scan reports "the file is UTF-16" once, on line 1
-    results: list[dict[str, Any]] | None = None
+    results: list[RangeResult] | None = None
     sha_hex = ""
     if n_workers > 1:
         try:
@@ -245,7 +246,7 @@ def validate_file(path: str | os.PathLike[str], on_event: EventCallback | None =
         result = scan_range(path_s, 0, None, progress=throttle,
                             cancelled=(lambda: cancel.cancelled) if cancel is not None else None,
                             hasher=sha, columns=columns)
-        if result["cancelled"]:
+        if result.cancelled:
             raise Cancelled("cancelled by the user")
         results = [result]
         sha_hex = sha.hexdigest()
@@ -377,7 +378,7 @@ class _Ranges:
         import threading
 
         self.ranges = ranges
-        self.results: dict[int, dict[str, Any]] = {}
+        self.results: dict[int, RangeResult] = {}
         self._next = 0
         self._lock = threading.Lock()
 
@@ -499,7 +500,7 @@ def _worker_env() -> dict[str, str]:
 
 
 def _scan_parallel(path: str, size: int, n: int, throttle: ProgressThrottle,
-                   cancel: CancelToken | None, fork: bool = False) -> tuple[list[dict[str, Any]], str]:
+                   cancel: CancelToken | None, fork: bool = False) -> tuple[list[RangeResult], str]:
     """Scan the file in ``n`` child processes while this thread computes the sha256.
 
     The file is cut into ranges of about ``_RANGE_BYTES`` (at least ``n``), handed out one at a
@@ -548,7 +549,7 @@ def _scan_parallel(path: str, size: int, n: int, throttle: ProgressThrottle,
     return [ranges.results[i] for i in range(len(ranges.ranges))], sha.hexdigest()
 
 
-def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) -> ValidationReport:
+def _merge(path: str, size: int, sha_hex: str, results: list[RangeResult]) -> ValidationReport:
     """Combine range results: absolute line numbers, totals, cross-range duplicates."""
     from core.training.dataset_models import DatasetWarning, Problem, ValidationReport
 
@@ -562,21 +563,21 @@ def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) ->
     out_parts: list[bytes] = []
     line_parts: list[tuple[bytes, int]] = []
     for r in results:
-        problems.extend((None if line is None else line + offset, kind, msg) for line, kind, msg in r["problems"])
-        warnings.extend((None if line is None else line + offset, kind, msg) for line, kind, msg in r["warnings"])
-        for kind, count in r["problem_counts"].items():
+        problems.extend((None if line is None else line + offset, kind, msg) for line, kind, msg in r.problems)
+        warnings.extend((None if line is None else line + offset, kind, msg) for line, kind, msg in r.warnings)
+        for kind, count in r.problem_counts.items():
             problem_counts[kind] = problem_counts.get(kind, 0) + count
-        for kind, count in r["warning_counts"].items():
+        for kind, count in r.warning_counts.items():
             warning_counts[kind] = warning_counts.get(kind, 0) + count
-        n_problems += r["n_problems"]
-        n_warnings += r["n_warnings"]
-        n_records += r["n_records"]
-        in_tokens += r["in_tokens"]
-        out_tokens += r["out_tokens"]
-        in_parts.append(r["in_digests"])
-        out_parts.append(r["out_digests"])
-        line_parts.append((r["rec_lines"], offset))
-        offset += r["n_lines"]
+        n_problems += r.n_problems
+        n_warnings += r.n_warnings
+        n_records += r.n_records
+        in_tokens += r.in_tokens
+        out_tokens += r.out_tokens
+        in_parts.append(r.in_digests)
+        out_parts.append(r.out_digests)
+        line_parts.append((r.rec_lines, offset))
+        offset += r.n_lines
     formats = _merge_formats(results)
     mixed = _mixed_format_problems(formats)
     if mixed:
@@ -619,16 +620,16 @@ def _merge(path: str, size: int, sha_hex: str, results: list[dict[str, Any]]) ->
     )
 
 
-def _merge_formats(results: list[dict[str, Any]]) -> dict[str, tuple[int, list[int]]]:
+def _merge_formats(results: list[RangeResult]) -> dict[str, tuple[int, list[int]]]:
     """Rows and first absolute lines per format rule, over the ranges of a scan."""
     merged: dict[str, tuple[int, list[int]]] = {}
     offset = 0
     for r in results:
-        for rule, (count, lines) in r.get("formats", {}).items():
+        for rule, (count, lines) in r.formats.items():
             total, kept = merged.get(rule, (0, []))
             kept = kept + [line + offset for line in lines]
             merged[rule] = (total + count, kept[:FORMAT_LINES_KEPT])
-        offset += r["n_lines"]
+        offset += r.n_lines
     return merged
 
 

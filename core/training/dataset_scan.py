@@ -24,6 +24,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BLANK",
+    "RangeResult",
     "BOM",
     "DatasetError",
     "LineProblem",
@@ -391,7 +393,7 @@ def _check_block(ins: list[str], outs: list[str], lines: list[int],
 def scan_range(path: str, start: int = 0, end: int | None = None, *,
                progress: Callable[[int], None] | None = None,
                cancelled: Callable[[], bool] | None = None,
-               hasher: Any = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
+               hasher: Any = None, columns: dict[str, str] | None = None) -> RangeResult:
     """Scan the lines of ``path[start:end]`` without stopping at problems.
 
     Line numbers in the result are relative to ``start`` (1 = first line of the range).
@@ -417,6 +419,32 @@ def scan_range(path: str, start: int = 0, end: int | None = None, *,
     return scan.result()
 
 
+@dataclass(frozen=True)
+class RangeResult:
+    """What :func:`scan_range` found in one range of a file (a scan worker sends it pickled):
+    line numbers relative to the range, the first problems and warnings kept and every one
+    counted, the 64-bit digests of each record's input and output and the record's line (as
+    ``array("q")`` bytes: the caller finds duplicates across ranges), and the format rules used
+    (rule -> [rows, first lines])."""
+
+    start: int
+    n_lines: int
+    n_records: int
+    in_tokens: int
+    out_tokens: int
+    problems: list[tuple[int, str, str]]
+    n_problems: int
+    problem_counts: dict[str, int]
+    warnings: list[tuple[int, str, str]]
+    n_warnings: int
+    warning_counts: dict[str, int]
+    in_digests: bytes
+    out_digests: bytes
+    rec_lines: bytes
+    cancelled: bool
+    formats: dict[str, list[Any]] = field(default_factory=dict)
+
+
 class _RangeScan:
     """The running totals of one :func:`scan_range`."""
 
@@ -440,27 +468,27 @@ class _RangeScan:
         self.cancelled = False
         self.utf16_file = False  # line 1 of the file is UTF-16: report that once, not on every line
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> RangeResult:
         """The scan's result, as :func:`scan_range` returns it."""
         problems, warnings = self.problems, self.warnings
-        return {
-            "start": self.start,
-            "n_lines": self.lineno,
-            "n_records": self.n_records,
-            "in_tokens": self.in_tokens,
-            "out_tokens": self.out_tokens,
-            "problems": problems.kept,
-            "n_problems": problems.total,
-            "problem_counts": problems.counts,
-            "warnings": warnings.kept,
-            "n_warnings": warnings.total,
-            "warning_counts": warnings.counts,
-            "in_digests": self.in_digests.tobytes(),
-            "out_digests": self.out_digests.tobytes(),
-            "rec_lines": self.rec_lines.tobytes(),
-            "cancelled": self.cancelled,
-            "formats": self.formats,
-        }
+        return RangeResult(
+            start=self.start,
+            n_lines=self.lineno,
+            n_records=self.n_records,
+            in_tokens=self.in_tokens,
+            out_tokens=self.out_tokens,
+            problems=problems.kept,
+            n_problems=problems.total,
+            problem_counts=problems.counts,
+            warnings=warnings.kept,
+            n_warnings=warnings.total,
+            warning_counts=warnings.counts,
+            in_digests=self.in_digests.tobytes(),
+            out_digests=self.out_digests.tobytes(),
+            rec_lines=self.rec_lines.tobytes(),
+            cancelled=self.cancelled,
+            formats=self.formats,
+        )
 
     def count_formats(self, block: _Block, fast: tuple[tuple[str, int, list[int]], ...] = ()) -> None:
         """Add a block's rows to the per-rule counts: ``fast`` (rule, rows, first lines) for the

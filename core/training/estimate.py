@@ -15,17 +15,18 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.events import Cancelled, CancelToken, Event, EventCallback, Progress, noop
-from core.run_layout import Estimate
+from core.run_layout import Estimate, TrainingReport
 from core.training.config import TrainConfig
 from core.training.recipe import choose_recipe, steps_per_epoch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["estimate_run", "project_steps"]
+__all__ = ["StepPlan", "estimate_run", "project_steps"]
 
 _MEMORY_POLL_S = 0.05
 _WORKER_MARKERS = ("core.training.worker", "--worker")
@@ -38,7 +39,17 @@ _EVAL_STEP_FRACTION = 1 / 3
 SURFACE_PER_QUESTION = 6  # the question and its surface variants (core.training.variants)
 
 
-def project_steps(config: TrainConfig, n_records: int) -> dict[str, int]:
+@dataclass(frozen=True)
+class StepPlan:
+    """How many records train and are held out, and the optimizer steps of the whole run."""
+
+    n_train: int
+    n_eval: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+def project_steps(config: TrainConfig, n_records: int) -> StepPlan:
     """Optimizer steps of the full run for ``n_records`` valid records, with the trainer's rules
     (the record split of ``evaluate.held_out_count``; steps per epoch from the batch size).
     With question variants every record trains with about :data:`SURFACE_PER_QUESTION` surface
@@ -55,7 +66,7 @@ def project_steps(config: TrainConfig, n_records: int) -> dict[str, int]:
         n_train = max(0, n_records - n_eval)
     recipe = choose_recipe(config, n_train)
     per_epoch = steps_per_epoch(n_train, config.batch_size, config.grad_accum)
-    return {"n_train": n_train, "n_eval": n_eval, "steps_per_epoch": per_epoch, "total_steps": recipe.total_steps}
+    return StepPlan(n_train=n_train, n_eval=n_eval, steps_per_epoch=per_epoch, total_steps=recipe.total_steps)
 
 
 class _PeakMemory:
@@ -124,11 +135,10 @@ def estimate_run(
     probe_steps: int = 3,
     on_event: EventCallback | None = None,
     cancel: CancelToken | None = None,
-) -> dict[str, Any]:
+) -> Estimate:
     """Train ``probe_steps`` real steps of ``config`` and project the full run.
 
-    Returns the fields of :class:`core.run_layout.Estimate` as a dict (``Estimate.model_validate``
-    types it): ``seconds_per_step``, ``total_steps``, ``steps_per_epoch``,
+    Returns the :class:`core.run_layout.Estimate`: ``seconds_per_step``, ``total_steps``, ``steps_per_epoch``,
     ``projected_train_seconds``, ``projected_total_seconds``, ``overhead_seconds``,
     ``peak_rss_bytes``, ``probe_steps``, ``probe_seconds``, ``n_train``, ``n_eval``, ``device``,
     ``precision``, ``tokens_per_second`` and the recipe.
@@ -156,48 +166,50 @@ def estimate_run(
     started = time.perf_counter()
     try:
         with _PeakMemory() as memory:
-            report = run_training_subprocess(probe, relay, cancel)
+            report = TrainingReport.model_validate(run_training_subprocess(probe, relay, cancel))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     wall = time.perf_counter() - started
-    if (cancel is not None and cancel.cancelled) or report.get("status") == "cancelled":
+    if (cancel is not None and cancel.cancelled) or report.status == "cancelled":
         raise Cancelled("estimate cancelled")
     steps = sorted(step_times)
     if len(steps) >= 2 and steps[-1] > steps[0]:
         # From the end of the first step: the first one pays for warm-up (allocations, caches).
         per_step = (step_times[steps[-1]] - step_times[steps[0]]) / (steps[-1] - steps[0])
     else:
-        done = int(report.get("global_step") or probe_steps)
-        per_step = float(report.get("train_seconds") or wall) / max(1, done)
-    train_seconds = float(report.get("train_seconds") or per_step * probe_steps)
+        done = int(report.global_step or probe_steps)
+        per_step = float(report.train_seconds or wall) / max(1, done)
+    train_seconds = float(report.train_seconds or per_step * probe_steps)
     overhead = max(0.0, wall - train_seconds)
-    n_records = int(report.get("n_records") or report.get("n_train") or 0)
+    n_records = int(report.n_records or report.n_train or 0)
     plan = project_steps(config, n_records)
-    report_recipe = choose_recipe(config, plan["n_train"], (report.get("recipe") or {}).get("lora_targets"))
-    eval_batches = math.ceil(plan["n_eval"] / config.batch_size) if plan["n_eval"] else 0
+    report_recipe = choose_recipe(config, plan.n_train, (report.recipe or {}).get("lora_targets"))
+    eval_batches = math.ceil(plan.n_eval / config.batch_size) if plan.n_eval else 0
     eval_seconds = _EVALS_PER_RUN * eval_batches * per_step * _EVAL_STEP_FRACTION
-    projected_train = plan["total_steps"] * per_step + eval_seconds
+    projected_train = plan.total_steps * per_step + eval_seconds
     # The psutil samples; else the children's max RSS when this probe raised it.
     peak = memory.peak_bytes or (_children_maxrss_bytes() if _children_maxrss_bytes() > rss_before else 0)
-    result = {
-        "probe_steps": probe_steps,
-        "probe_seconds": round(wall, 3),
-        "seconds_per_step": round(per_step, 4),
-        **plan,
-        "epochs": report_recipe.epochs,
-        "max_steps": report_recipe.max_steps,
-        "recipe": report_recipe.as_record(),
-        "recipe_summary": report_recipe.summary(),
-        "projected_train_seconds": round(projected_train, 2),
-        "overhead_seconds": round(overhead, 2),
-        "projected_total_seconds": round(projected_train + overhead, 2),
-        "peak_rss_bytes": int(peak),
-        "memory_source": "psutil (sampled)" if memory.peak_bytes else "getrusage (max of children)",
-        "device": report.get("device"),
-        "precision": report.get("precision"),
-        "tokens_per_second": report.get("tokens_per_second"),
-        "base_model": config.base_model,
-    }
-    Estimate.model_validate(result)  # the shape core.run_layout.Estimate reads back
+    result = Estimate(
+        probe_steps=probe_steps,
+        probe_seconds=round(wall, 3),
+        seconds_per_step=round(per_step, 4),
+        n_train=plan.n_train,
+        n_eval=plan.n_eval,
+        steps_per_epoch=plan.steps_per_epoch,
+        total_steps=plan.total_steps,
+        epochs=report_recipe.epochs,
+        max_steps=report_recipe.max_steps,
+        recipe=report_recipe.as_record(),
+        recipe_summary=report_recipe.summary(),
+        projected_train_seconds=round(projected_train, 2),
+        overhead_seconds=round(overhead, 2),
+        projected_total_seconds=round(projected_train + overhead, 2),
+        peak_rss_bytes=int(peak),
+        memory_source="psutil (sampled)" if memory.peak_bytes else "getrusage (max of children)",
+        device=report.device,
+        precision=report.precision,
+        tokens_per_second=report.tokens_per_second,
+        base_model=config.base_model,
+    )
     logger.info("estimate: %s", result)
     return result

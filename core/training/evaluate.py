@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.events import CancelToken, EventCallback, Log, Progress, StageStarted, noop
-from core.jsonio import utc_now_iso, write_json_atomic
+from core.jsonio import utc_now_iso
 from core.run_layout import (
     EVALUATION_FILE,
     EVALUATIONS_DIR,
@@ -32,7 +32,10 @@ from core.run_layout import (
     TRAINING_REPORT_FILE,
     VARIANTS_FILE,
     Evaluation,
+    EvaluationRow,
+    SplitMeans,
     TrainingReport,
+    write_result,
 )
 from core.run_layout import read_training_report as _read_training_report
 from core.training.facts import answered, fact_recall
@@ -45,7 +48,9 @@ __all__ = [
     "EVALUATION_NAME",
     "REPRODUCED_ROUGE",
     "base_of_lora",
+    "evaluate_folder",
     "evaluate_loaded",
+    "evaluate_models",
     "evaluate_output",
     "exact_match",
     "rouge_l_f1",
@@ -129,6 +134,20 @@ def evaluate_loaded(
     on_event: EventCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
+    """:func:`evaluate_models` as ``evaluation.json``'s content, for callers that still take a dict
+    (the trainer, until it reads :class:`core.run_layout.Evaluation`)."""
+    return evaluate_models(tuned, base, tokenizer, fmt, splits, on_event, cancel).to_json()
+
+
+def evaluate_models(
+    tuned: Any,
+    base: Callable[[], AbstractContextManager[Any]],
+    tokenizer: Any,
+    fmt: Any,
+    splits: dict[str, Sequence[Pair]],
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Evaluation:
     """Evaluate loaded models on ``splits`` (name → (input, reference) pairs).
 
     ``base`` opens a context that yields the base model (for LoRA: the same model with its
@@ -162,16 +181,15 @@ def evaluate_loaded(
         base_answers = {name: answer(base_model, pairs, _base_answer_limit(tokenizer, fmt, pairs))
                         for name, pairs in splits.items()}
         base_loss = {name: _answer_loss(base_model, tokenizer, fmt, pairs) for name, pairs in splits.items()}
-    result: dict[str, Any] = {"created_time": utc_now_iso(), "max_new_tokens": fmt.max_new_tokens,
-                              "reproduced_rouge_l": REPRODUCED_ROUGE, "splits": {}, "rows": []}
+    result = Evaluation(created_time=utc_now_iso(), max_new_tokens=fmt.max_new_tokens,
+                        reproduced_rouge_l=REPRODUCED_ROUGE, splits={}, rows=[])
     for name, pairs in splits.items():
-        rows = [_row(name, p[0], p[1], b, t) | _asked_after(p)
-                for p, b, t in zip(pairs, base_answers[name], tuned_answers[name], strict=True)]
-        result["rows"].extend(rows)
-        result["splits"][name] = _means(rows, tuned_loss[name], base_loss[name])
-    result["verdict"] = verdict(result["splits"])
-    result["seconds"] = round(time.time() - started, 2)
-    emit(Log(f"evaluation: {result['verdict']}"))
+        rows = [_row(name, p, b, t) for p, b, t in zip(pairs, base_answers[name], tuned_answers[name], strict=True)]
+        result.rows.extend(rows)
+        result.splits[name] = _means(rows, tuned_loss[name], base_loss[name])
+    result.verdict = verdict(result.splits)
+    result.seconds = round(time.time() - started, 2)
+    emit(Log(f"evaluation: {result.verdict}"))
     return result
 
 
@@ -185,59 +203,55 @@ def _base_answer_limit(tokenizer: Any, fmt: Any, pairs: Sequence[Pair]) -> int:
     return max(8, min(int(fmt.max_new_tokens), 2 * longest + 8))
 
 
-def _asked_after(pair: Any) -> dict[str, Any]:
-    """A conversation's question was asked after a system message and earlier turns: the row says so."""
-    context = context_of(pair)
-    found: dict[str, Any] = {}
-    if context.system is not None:
-        found["system"] = context.system
-    if context.history:
-        found["history"] = [{"role": role, "content": content} for role, content in context.history]
-    return found
-
-
-def _row(split: str, question: str, reference: str, base_answer: str, tuned_answer: str) -> dict[str, Any]:
+def _row(split: str, pair: Any, base_answer: str, tuned_answer: str) -> EvaluationRow:
+    """One record's answers and scores; a conversation's question asked after a system message
+    and earlier turns says so (``system``, ``history``)."""
+    question, reference = pair[0], pair[1]
     base_rouge, tuned_rouge = rouge_l_f1(base_answer, reference), rouge_l_f1(tuned_answer, reference)
-    return {
-        "split": split,
-        "input": question,
-        "reference": reference,
-        "base_answer": base_answer,
-        "tuned_answer": tuned_answer,
-        "base_rouge_l": round(base_rouge, 4),
-        "tuned_rouge_l": round(tuned_rouge, 4),
-        "base_exact": exact_match(base_answer, reference),
-        "tuned_exact": exact_match(tuned_answer, reference),
-        "base_fact_recall": fact_recall(base_answer, reference),
-        "tuned_fact_recall": fact_recall(tuned_answer, reference),
-        "base_answered": answered(base_answer, reference, base_rouge, REPRODUCED_ROUGE),
-        "tuned_answered": answered(tuned_answer, reference, tuned_rouge, REPRODUCED_ROUGE),
-    }
+    row = EvaluationRow(
+        split=split,
+        input=question,
+        reference=reference,
+        base_answer=base_answer,
+        tuned_answer=tuned_answer,
+        base_rouge_l=round(base_rouge, 4),
+        tuned_rouge_l=round(tuned_rouge, 4),
+        base_exact=exact_match(base_answer, reference),
+        tuned_exact=exact_match(tuned_answer, reference),
+        base_fact_recall=fact_recall(base_answer, reference),
+        tuned_fact_recall=fact_recall(tuned_answer, reference),
+        base_answered=answered(base_answer, reference, base_rouge, REPRODUCED_ROUGE),
+        tuned_answered=answered(tuned_answer, reference, tuned_rouge, REPRODUCED_ROUGE),
+    )
+    context = context_of(pair)
+    if context.system is not None:
+        row.system = context.system
+    if context.history:
+        row.history = [{"role": role, "content": content} for role, content in context.history]
+    return row
 
 
-def _means(rows: list[dict[str, Any]], tuned_loss: float | None, base_loss: float | None) -> dict[str, Any]:
-    n = len(rows)
+def _means(rows: list[EvaluationRow], tuned_loss: float | None, base_loss: float | None) -> SplitMeans:
+    def mean(values: list[float | bool | None]) -> float | None:
+        known = [float(v) for v in values if v is not None]
+        return round(sum(known) / len(known), 4) if known else None
 
-    def mean(key: str) -> float | None:
-        values = [float(r[key]) for r in rows if r[key] is not None]
-        return round(sum(values) / len(values), 4) if values else None
-
-    return {
-        "n": n,
-        "tuned_rouge_l": mean("tuned_rouge_l"),
-        "base_rouge_l": mean("base_rouge_l"),
-        "tuned_exact": mean("tuned_exact"),
-        "base_exact": mean("base_exact"),
-        "reproduced": sum(r["tuned_rouge_l"] >= REPRODUCED_ROUGE for r in rows),
-        "tuned_fact_recall": mean("tuned_fact_recall"),
-        "base_fact_recall": mean("base_fact_recall"),
-        "answered": sum(bool(r["tuned_answered"]) for r in rows),
-        "base_answered": sum(bool(r["base_answered"]) for r in rows),
-        "loss": tuned_loss,
-        "perplexity": _perplexity(tuned_loss),
-        "base_loss": base_loss,
-        "base_perplexity": _perplexity(base_loss),
-    }
+    return SplitMeans(
+        n=len(rows),
+        tuned_rouge_l=mean([r.tuned_rouge_l for r in rows]),
+        base_rouge_l=mean([r.base_rouge_l for r in rows]),
+        tuned_exact=mean([r.tuned_exact for r in rows]),
+        base_exact=mean([r.base_exact for r in rows]),
+        reproduced=sum(r.tuned_rouge_l >= REPRODUCED_ROUGE for r in rows),
+        tuned_fact_recall=mean([r.tuned_fact_recall for r in rows]),
+        base_fact_recall=mean([r.base_fact_recall for r in rows]),
+        answered=sum(r.tuned_answered for r in rows),
+        base_answered=sum(r.base_answered for r in rows),
+        loss=tuned_loss,
+        perplexity=_perplexity(tuned_loss),
+        base_loss=base_loss,
+        base_perplexity=_perplexity(base_loss),
+    )
 
 
 def _perplexity(loss: float | None) -> float | None:
@@ -246,38 +260,38 @@ def _perplexity(loss: float | None) -> float | None:
     return round(math.exp(min(loss, 50.0)), 3)
 
 
-def verdict(splits: dict[str, dict[str, Any]]) -> str:
+def verdict(splits: dict[str, SplitMeans]) -> str:
     """One plain sentence with both halves: are the training answers reproduced, and are the
     same facts given when the question is asked in other words?"""
     parts = []
     train = splits.get("train")
-    if train and train["n"]:
-        t, b = train["tuned_rouge_l"], train["base_rouge_l"]
-        if train["reproduced"] >= train["n"] / 2:
-            parts.append(f"learned: reproduces {train['reproduced']} of {train['n']} training answers "
+    if train and train.n:
+        t, b = train.tuned_rouge_l or 0.0, train.base_rouge_l or 0.0
+        if train.reproduced >= train.n / 2:
+            parts.append(f"learned: reproduces {train.reproduced} of {train.n} training answers "
                          f"(ROUGE-L {t:.2f} vs the base model's {b:.2f})")
         elif t > b + 0.1:
-            parts.append(f"partly learned: reproduces {train['reproduced']} of {train['n']} training answers "
+            parts.append(f"partly learned: reproduces {train.reproduced} of {train.n} training answers "
                          f"(ROUGE-L {t:.2f} vs the base model's {b:.2f}); train longer or raise the learning rate")
         else:
             parts.append(f"not learned: training answers no closer to the references than the base model's "
                          f"(ROUGE-L {t:.2f} vs {b:.2f}); train longer or raise the learning rate")
     unseen = splits.get("unseen")
-    if unseen and unseen["n"]:
-        parts.append(f"answers {unseen['answered']} of {unseen['n']} questions asked in other words with the "
-                     f"right facts (the base model: {unseen.get('base_answered', 0)})")
+    if unseen and unseen.n:
+        parts.append(f"answers {unseen.answered} of {unseen.n} questions asked in other words with the "
+                     f"right facts (the base model: {unseen.base_answered})")
     held = splits.get("eval")
-    if held and held["n"]:
-        t, b = held["tuned_rouge_l"], held["base_rouge_l"]
+    if held and held.n:
+        t, b = held.tuned_rouge_l or 0.0, held.base_rouge_l or 0.0
         closer = "closer to" if t > b else "no closer to"
         parts.append(f"held-out answers {closer} the references than the base model's ({t:.2f} vs {b:.2f})")
-    elif train and not (unseen and unseen["n"]):
+    elif train and not (unseen and unseen.n):
         parts.append("no held-out phrasings or records to check questions asked in other words")
     data = splits.get("data")
-    if data and data["n"]:
-        t, b = data["tuned_rouge_l"], data["base_rouge_l"]
-        parts.append(f"your evaluation file: {data['answered']} of {data['n']} questions answered with the right "
-                     f"facts, {data['reproduced']} of {data['n']} answers match their reference (ROUGE-L >= "
+    if data and data.n:
+        t, b = data.tuned_rouge_l or 0.0, data.base_rouge_l or 0.0
+        parts.append(f"your evaluation file: {data.answered} of {data.n} questions answered with the right "
+                     f"facts, {data.reproduced} of {data.n} answers match their reference (ROUGE-L >= "
                      f"{REPRODUCED_ROUGE}); mean ROUGE-L {t:.2f} vs the base model's {b:.2f}")
     return "; ".join(parts) if parts else "nothing to evaluate"
 
@@ -334,6 +348,19 @@ def evaluate_output(
     cancel: CancelToken | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
+    """:func:`evaluate_folder` as a dict (the file's content, plus ``path`` where it was written),
+    for callers that still take one (the CLI, until it reads :class:`core.run_layout.Evaluation`)."""
+    result = evaluate_folder(output_dir, data_path, on_event, cancel, write)
+    return result.to_json() | ({"path": str(result.path)} if result.path is not None else {})
+
+
+def evaluate_folder(
+    output_dir: str | Path,
+    data_path: str | Path | None = None,
+    on_event: EventCallback | None = None,
+    cancel: CancelToken | None = None,
+    write: bool = True,
+) -> Evaluation:
     """Evaluate a training output folder (``foremforge evaluate``).
 
     Without ``data_path``: the run's own held-out records and training sample (its dataset and
@@ -362,8 +389,8 @@ def evaluate_output(
             from core.training.variants import read_variants_jsonl
 
             rows = read_variants_jsonl(root / VARIANTS_FILE)
-            originals = [(r["input"], r["output"]) for r in rows if r["source"] == "original" and r["split"] == "train"]
-            unseen = [(r["input"], r["output"]) for r in rows if r["split"] == "unseen"]
+            originals = [(r.input, r.output) for r in rows if r.source == "original" and r.split == "train"]
+            unseen = [(r.input, r.output) for r in rows if r.split == "unseen"]
             splits = splits_from_phrasings(originals, unseen, config.seed)
         else:
             train_idx, eval_idx = split_indices(len(records), config.eval_split, config.seed)
@@ -380,14 +407,13 @@ def evaluate_output(
         model.eval()
         yield model
 
-    result = evaluate_loaded(tuned, base, tokenizer, fmt, splits, on_event, cancel)
-    result["model"] = str(root)
-    result["base_model"] = base_name
+    result = evaluate_models(tuned, base, tokenizer, fmt, splits, on_event, cancel)
+    result.model = str(root)
+    result.base_model = base_name
     if write:
         target = root / EVALUATION_FILE if data_path is None else root / EVALUATIONS_DIR / f"{Path(data_path).stem}.json"
-        Evaluation.model_validate(result)  # what the readers expect, before it is written
-        write_json_atomic(target, result)
-        result["path"] = str(target)
+        write_result(target, result)
+        result.path = target
     return result
 
 

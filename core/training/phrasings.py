@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.events import CancelToken, EventCallback, Log
+from core.run_layout import PhrasingRow
 from core.training.config import TrainConfig
 from core.training.formats import NO_CONTEXT, Context, context_of
 from core.training.formats import Pair as ContextPair
@@ -31,7 +32,7 @@ class RunPairs:
     eval: list[Pair]  # the loss checked while training (unseen phrasings or held-out records)
     eval_name: str  # "unseen" or "eval"
     splits: dict[str, list[Pair]]  # what the evaluation after training asks, by split name
-    rows: list[dict[str, Any]] = field(default_factory=list)  # variants.jsonl (empty without variants)
+    rows: list[PhrasingRow] = field(default_factory=list)  # variants.jsonl (empty without variants)
     record: dict[str, Any] | None = None  # training_report.json's "variants"
 
 

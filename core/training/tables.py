@@ -21,6 +21,7 @@ from core.training.dataset_scan import (
     INVALID_JSON,
     INVALID_UTF8,
     DatasetError,
+    RangeResult,
     open_dataset,
 )
 
@@ -120,9 +121,9 @@ def _csv_rows(path: str, text: str, delimiter: str) -> Iterator[tuple[int, dict[
         yield start, dict(zip(names, cells + [""] * (len(names) - len(cells)), strict=True))
 
 
-def scan_table(path: str, columns: dict[str, str] | None) -> tuple[dict[str, Any], str]:
+def scan_table(path: str, columns: dict[str, str] | None) -> tuple[RangeResult, str]:
     """Scan a table like :func:`core.training.dataset_scan.scan_range` scans JSONL: its result
-    dict (every row checked, problems and warnings kept) and the file's sha256."""
+    (every row checked, problems and warnings kept) and the file's sha256."""
     import hashlib
 
     from core.training.dataset_scan import NUMBER_AS_TEXT, _check_block, _RangeScan, conversation_texts

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from core.events import CancelToken, EventCallback, Log, Progress, StageStarted, noop
+from core.run_layout import PhrasingRow, RunFileError, parse
 
 logger = logging.getLogger(__name__)
 
@@ -478,7 +479,7 @@ class PhrasingSplit:
     train: list[tuple[str, str]]
     unseen: list[tuple[str, str]]
     originals: list[tuple[str, str]]  # the user's own questions that were trained (word for word)
-    rows: list[dict[str, Any]]  # every phrasing: input, output, fact, source, split
+    rows: list[PhrasingRow]  # every phrasing, with its split (variants.jsonl)
     reason: str
 
 
@@ -493,7 +494,7 @@ def split_phrasings(variant_set: VariantSet, held_out: int, seed: int) -> Phrasi
     train: list[tuple[str, str]] = []
     unseen: list[tuple[str, str]] = []
     originals: list[tuple[str, str]] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[PhrasingRow] = []
     for index, fact in enumerate(variant_set.facts):
         spare_originals = fact.questions[1:]
         generated = list(fact.generated)
@@ -506,9 +507,9 @@ def split_phrasings(variant_set: VariantSet, held_out: int, seed: int) -> Phrasi
             (unseen if split == "unseen" else train).append((text, fact.answer))
             if split == "train" and source == "original":
                 originals.append((text, fact.answer))
-            rows.append({"input": text, "output": fact.answer, "fact": index, "source": source, "split": split})
+            rows.append(PhrasingRow(input=text, output=fact.answer, fact=index, source=source, split=split))
     n_facts = len(variant_set.facts)
-    with_unseen = len({row["fact"] for row in rows if row["split"] == "unseen"})
+    with_unseen = len({row.fact for row in rows if row.split == "unseen"})
     reason = (f"every one of the {n_facts} answers trains; {len(unseen)} phrasings of {with_unseen} facts held out "
               "to check questions asked in other words" if unseen else
               f"every one of the {n_facts} answers trains; no phrasing held out")
@@ -518,34 +519,39 @@ def split_phrasings(variant_set: VariantSet, held_out: int, seed: int) -> Phrasi
 # --------------------------------------------------------------------------- files
 
 
-def variant_rows(variant_set: VariantSet) -> list[dict[str, Any]]:
+def variant_rows(variant_set: VariantSet) -> list[PhrasingRow]:
     """Every phrasing of every fact (input, output, fact, source), before any split."""
-    return [{"input": text, "output": fact.answer, "fact": index, "source": source}
+    return [PhrasingRow(input=text, output=fact.answer, fact=index, source=source)
             for index, fact in enumerate(variant_set.facts) for text, source in fact.phrasings()]
 
 
-def write_training_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+def write_training_jsonl(path: str | Path, rows: Sequence[PhrasingRow]) -> Path:
     """The phrasings as a dataset a run can train on: ``{"input", "output"}`` per line (records
     that share an answer are one fact's phrasings)."""
     from core.jsonio import write_text_atomic
 
-    text = "".join(json.dumps({"input": r["input"], "output": r["output"]}, ensure_ascii=False) + "\n" for r in rows)
+    text = "".join(json.dumps({"input": r.input, "output": r.output}, ensure_ascii=False) + "\n" for r in rows)
     return write_text_atomic(path, text)
 
 
-def write_variants_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+def write_variants_jsonl(path: str | Path, rows: Sequence[PhrasingRow]) -> Path:
     """``variants.jsonl``: one phrasing per line (input, output, fact, source, split)."""
     from core.jsonio import write_text_atomic
 
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    text = "".join(json.dumps(row.to_json(), ensure_ascii=False) + "\n" for row in rows)
     return write_text_atomic(path, text)
 
 
-def read_variants_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a ``variants.jsonl`` (as written by :func:`write_variants_jsonl`)."""
+def read_variants_jsonl(path: str | Path) -> list[PhrasingRow]:
+    """The rows of a ``variants.jsonl`` (as written by :func:`write_variants_jsonl`); a line
+    that is not a phrasing raises :class:`core.run_layout.RunFileError` (a ``ValueError``)."""
     rows = []
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             if line.strip():
-                rows.append(json.loads(line))
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RunFileError(path, f"line {number} is not valid JSON ({exc.msg})") from exc
+                rows.append(parse(PhrasingRow, data, f"{path}, line {number}"))
     return rows

@@ -79,7 +79,7 @@ def test_a_failing_training_is_reported_once_by_the_run(tmp_path: Path) -> None:
     run, seen = _run_stage(tmp_path, stage)
     assert [e.kind for e in seen].count("failed") == 1, "core reported and the run reported again"
     assert len(_failed(run)) == 1
-    assert "unknown base model 'no-such-model'" in runs.open_run(run.path).record["error"]["message"]
+    assert "unknown base model 'no-such-model'" in runs.open_run(run.path).record.error.message
 
 
 def test_a_failing_training_child_is_reported_once_by_the_run(tmp_path: Path) -> None:

@@ -92,8 +92,8 @@ def test_failure_is_recorded_and_reported(tmp_path: Path) -> None:
     assert status == "failed"
     assert run.model_dir.is_dir() and not run.service_dir.exists()
     record = runs.open_run(run.path).record
-    assert record["status"] == "failed"
-    assert "broke on purpose" in record["error"]["message"]
+    assert record.status == "failed"
+    assert "broke on purpose" in record.error.message
     failed = [e for e in _events(run) if e["kind"] == "failed"]
     assert failed and "Traceback" in failed[0]["details"]
 
@@ -103,7 +103,7 @@ def test_existing_target_needs_overwrite(tmp_path: Path) -> None:
     stage = [runs.Stage("export", "service", _writer("s", steps=1))]
     assert runs.execute_run(run, stage) == "completed"
     assert runs.execute_run(run, stage) == "failed"
-    assert "overwrite" in runs.open_run(run.path).record["error"]["message"]
+    assert "overwrite" in runs.open_run(run.path).record.error.message
     assert runs.execute_run(run, stage, overwrite=True) == "completed"
     assert (run.service_dir / "s-0.json").is_file()
 
@@ -126,7 +126,7 @@ def test_standard_dry_run_train_and_export(tmp_path: Path) -> None:
     options.train.lora.r = 4
     options.train.lora.alpha = 32
     run = runs.run_actions(tmp_path, options)
-    assert run.status == "completed", run.record.get("error")
+    assert run.status == "completed", run.record.error
     stub = json.loads((run.model_dir / "model_stub.json").read_text())
     assert stub["model_type"] == "tinyforge_stub" and stub["n_records"] == 3
     assert stub["lora_config"]["r"] == 4 and stub["lora_config"]["alpha"] == 32

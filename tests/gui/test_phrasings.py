@@ -59,4 +59,4 @@ def test_write_drop_and_export_phrasings(qtbot, window, tmp_path: Path, monkeypa
     config = TrainConfig(**{**win.options.to_dict()["train"], "data_path": str(tmp_path / "facts.jsonl"),
                             "output_dir": "-"})
     again = dataset_variants(config)
-    assert again.cached and dropped_text not in {r["input"] for r in variant_rows(again)}
+    assert again.cached and dropped_text not in {r.input for r in variant_rows(again)}

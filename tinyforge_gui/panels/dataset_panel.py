@@ -40,6 +40,7 @@ from tinyforge_gui.widgets.theme import set_state_colour, style_label
 from tinyforge_gui.widgets.training_text import TrainingTextView
 
 if TYPE_CHECKING:
+    from core.run_layout import PhrasingRow
     from core.training.dataset_models import DatasetWarning, Problem, ValidationReport
 
 logger = logging.getLogger(__name__)
@@ -512,7 +513,7 @@ class DatasetPanel(QStackedWidget):
             return
         self.training_text.show_segments(segments, self._prepared.special_tokens)
 
-    def show_phrasings(self, rows: list[dict[str, Any]], dropped: set[str], summary: str) -> None:
+    def show_phrasings(self, rows: list[PhrasingRow], dropped: set[str], summary: str) -> None:
         """The variants of every question: the count column and the selected record's list."""
         self.phrasings.set_rows(rows, dropped, summary)
         self.model.set_phrasing_counts(self.phrasings.counts())

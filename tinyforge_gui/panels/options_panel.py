@@ -603,7 +603,7 @@ class OptionsPanel(QScrollArea):
         except ValueError as exc:
             self.recipe_label.setText(f"Options not valid: {exc}")
             return
-        n_train = project_steps(config, n_records)["n_train"]
+        n_train = project_steps(config, n_records).n_train
         targets = [str(m) for m in self.lora_suggestions.get("default") or []]  # type: ignore[union-attr]
         recipe = choose_recipe(config, n_train, targets or None)
         summary = recipe.summary().removeprefix("recipe: ")

@@ -8,7 +8,7 @@ drops it from every later run of this dataset; "Export JSONL…" saves them as a
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence
@@ -25,6 +25,9 @@ from PySide6.QtWidgets import (
 
 from tinyforge_gui.widgets.theme import style_label
 
+if TYPE_CHECKING:
+    from core.run_layout import PhrasingRow
+
 _SOURCE_LABELS = {"original": "yours", "surface": "surface", "generated": "model-written"}
 
 
@@ -39,7 +42,7 @@ class PhrasingsBox(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("phrasingsBox")
-        self._by_question: dict[str, list[dict[str, Any]]] = {}
+        self._by_question: dict[str, list[PhrasingRow]] = {}
         self._dropped: set[str] = set()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -99,33 +102,33 @@ class PhrasingsBox(QWidget):
         self.progress.setMaximum(max(1, total))
         self.progress.setValue(step)
 
-    def set_rows(self, rows: list[dict[str, Any]], dropped: set[str], summary: str) -> None:
+    def set_rows(self, rows: list[PhrasingRow], dropped: set[str], summary: str) -> None:
         """Every phrasing (``input``, ``output``, ``fact``, ``source``) and the dropped ones."""
-        by_fact: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        by_fact: dict[int, list[PhrasingRow]] = defaultdict(list)
         for row in rows:
-            by_fact[int(row["fact"])].append(row)
+            by_fact[row.fact].append(row)
         self._by_question = {}
         for fact_rows in by_fact.values():
             for row in fact_rows:
-                if row["source"] == "original":
-                    self._by_question[row["input"]] = fact_rows
+                if row.source == "original":
+                    self._by_question[row.input] = fact_rows
         self._dropped = set(dropped)
         self.export_button.setEnabled(bool(rows))
         self.status.setText(summary + (f"; {len(self._dropped)} dropped" if self._dropped else ""))
 
     def counts(self) -> dict[str, int]:
         """Question -> the number of its other phrasings that train (for the table's column)."""
-        return {question: sum(1 for r in rows if r["input"] != question and r["input"] not in self._dropped)
+        return {question: sum(1 for r in rows if r.input != question and r.input not in self._dropped)
                 for question, rows in self._by_question.items()}
 
-    def kept_rows(self) -> list[dict[str, Any]]:
+    def kept_rows(self) -> list[PhrasingRow]:
         seen: set[int] = set()
         kept = []
         for rows in self._by_question.values():
             if id(rows) in seen:
                 continue
             seen.add(id(rows))
-            kept.extend(r for r in rows if r["input"] not in self._dropped)
+            kept.extend(r for r in rows if r.input not in self._dropped)
         return kept
 
     def show_question(self, question: str) -> None:
@@ -133,14 +136,14 @@ class PhrasingsBox(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for row in self._by_question.get(question, []):
-            label = _SOURCE_LABELS.get(row["source"], row["source"])
-            item = QListWidgetItem(f"{row['input']}    ({label})")
-            item.setData(Qt.ItemDataRole.UserRole, row["input"])
-            if row["source"] == "original":  # the user's own question is the record itself
+            label = _SOURCE_LABELS.get(row.source, row.source)
+            item = QListWidgetItem(f"{row.input}    ({label})")
+            item.setData(Qt.ItemDataRole.UserRole, row.input)
+            if row.source == "original":  # the user's own question is the record itself
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsUserCheckable)
             else:
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                dropped = row["input"] in self._dropped
+                dropped = row.input in self._dropped
                 item.setCheckState(Qt.CheckState.Unchecked if dropped else Qt.CheckState.Checked)
             self.list.addItem(item)
         self.list.blockSignals(False)

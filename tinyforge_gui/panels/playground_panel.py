@@ -5,7 +5,6 @@ answers of an old question are ignored."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -44,22 +43,21 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
         return {}
     from core.run_layout import (
         MODEL_DIR,
-        MODEL_MANIFEST_FILE,
         ONNX_DIR,
         ONNX_META_FILE,
         SERVICE_DIR,
         RunFileError,
+        read_model_manifest,
         read_run,
     )
 
     run = Path(run_dir)
     sources: dict[str, dict[str, Any]] = {}
-    manifest_path = run / MODEL_DIR / MODEL_MANIFEST_FILE
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = read_model_manifest(run / MODEL_DIR)
+    except RunFileError:
         return {}
-    if manifest.get("model_type") != "tinyforge_hf":
+    if manifest.model_type != "tinyforge_hf":
         return {}  # a dry run's stub
     try:
         options = read_run(run).options
@@ -67,7 +65,7 @@ def playground_sources(run_dir: str) -> dict[str, dict[str, Any]]:
         options = None
     train = options.train if options is not None else None
     # Without a readable run.json: seed 0 and 256 tokens, as before the run layout existed.
-    sources["base"] = {"base_model": manifest.get("base_model") or (train.base_model if train else ""),
+    sources["base"] = {"base_model": manifest.base_model or (train.base_model if train else ""),
                        "seed": train.seed if train else 0, "max_length": train.max_length if train else 256}
     sources["tuned"] = {"model_dir": str(run / MODEL_DIR)}
     if (run / SERVICE_DIR / ONNX_DIR / ONNX_META_FILE).is_file():

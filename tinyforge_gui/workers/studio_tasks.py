@@ -55,12 +55,10 @@ class EstimateWorker(Worker):
         self.probe_steps = probe_steps
 
     def work(self) -> Estimate:
-        from core.run_layout import Estimate
         from core.training.estimate import estimate_run
 
         config = self.train if self.train.output_dir else self.train.model_copy(update={"output_dir": "."})
-        return Estimate.model_validate(estimate_run(config, self.probe_steps, on_event=self.relay,
-                                                    cancel=self.cancel_token))
+        return estimate_run(config, self.probe_steps, on_event=self.relay, cancel=self.cancel_token)
 
 
 class PlaygroundWorker(Worker):

@@ -100,8 +100,7 @@ class RunWorker(Worker):
         opts = self.options
         if self.existing_run:
             run = runs.open_run(self.existing_run)
-            record_options = run.record.setdefault("options", {})
-            record_options["export"] = opts.export.model_dump(mode="json")
+            run.record.options = run.options().model_copy(update={"export": opts.export.model_copy()})
             run.save()
         else:
             run = runs.create_run(self.output_root, opts, dataset_sha256=self.dataset_sha256)

@@ -107,9 +107,9 @@ def test_overwrite_replaces_an_existing_service(tiny_models: dict[str, Path], tm
         exporter="torchscript",
     )
     assert not (target / "onnx" / "old.onnx").exists()
-    assert report["quantized_path"] is None and set(report["graphs"]) == {"fp32"}
-    assert report["exporter"] == "torchscript"
-    assert report["parity"]["fp32"]["passed"] is True
+    assert report.quantized_path is None and set(report.graphs) == {"fp32"}
+    assert report.exporter == "torchscript"
+    assert report.parity_of("fp32").passed is True
     assert json.loads((target / "model_metadata.json").read_text())["model_stub"] is False
     assert _entries(tmp_path) == ["svc"]
 

@@ -29,7 +29,7 @@ def test_health_and_predict_match_onnx_predict(client: Any, exported: dict[str, 
     assert client.get("/health").json() == {"status": "ok", "service": "inference-server"}
     info = client.get("/info").json()
     assert info["placeholder"] is False and info["max_input_chars"] == 10_000
-    assert info["precision"] == report["served_precision"]  # the service serves what passed the gate
+    assert info["precision"] == report.served_precision  # the service serves what passed the gate
     response = client.post("/predict", json={"input": QUESTIONS[1], "max_new_tokens": 12})
     assert response.status_code == 200
     body = response.json()

@@ -284,15 +284,15 @@ def test_files_are_gated_and_the_smallest_passing_one_is_recommended(chat_model:
     runtime = open_runtime(tmp_path / "gguf" / "model-F16.gguf", 256)
     result = check_file(runtime, prompts, runs, fmt.max_new_tokens, set(fmt.stop_token_ids), Gate())
     runtime.close()
-    assert result["passed"] and result["exact_match"] == 1.0 and not result["stopped_early"]
+    assert result.passed and result.exact_match == 1.0 and not result.stopped_early
 
     # A file of other weights drifts: the gate fails it.
     stranger = _write(chat_model, tmp_path, model=tiny_llama(tokenizer, seed=7, tied=False))
     runtime = open_runtime(stranger, 256)
     result = check_file(runtime, prompts, runs, fmt.max_new_tokens, set(fmt.stop_token_ids), Gate())
     runtime.close()
-    assert not result["passed"] and result["agreement"] < 0.5 and result["exact_match"] == 0.0
-    assert result["stopped_early"] and result["n_compared"] < len(prompts)  # its verdict was known early
+    assert not result.passed and result.agreement < 0.5 and result.exact_match == 0.0
+    assert result.stopped_early and result.n_compared < len(prompts)  # its verdict was known early
 
 
 def test_a_gate_no_file_passes_recommends_f16_and_says_so(chat_model: Path, tmp_path: Path) -> None:
@@ -423,8 +423,8 @@ def test_llama_cpp_tokenizes_like_the_trained_tokenizer(pre: str, byte_model: Pa
     write_gguf(tmp_path / "m.gguf", "F16", llama_tensors(model, hparams), hparams, vocab, "t", fmt.to_dict())
     texts = [QUESTION, f"Order 12345 for {USER_TOKEN}: 3.5 kg, café 😀", "  spaces\n\nand\ttabs  "]
     result = check_tokenization(tmp_path / "m.gguf", tokenizer, fmt, texts)
-    assert result["mismatches"] == []
-    assert result["passed"] and result["n_matched"] == result["n_checked"] == 3 + 5
+    assert result.mismatches == []
+    assert result.passed and result.n_matched == result.n_checked == 3 + 5
 
 
 @needs_llama_cpp
@@ -441,7 +441,7 @@ def test_the_tokenizer_check_catches_a_wrong_pre_tokenizer(tmp_path: Path) -> No
     vocab = dataclasses.replace(read_vocab(tokenizer, fmt, hparams.vocab_size), pre="smollm")
     write_gguf(tmp_path / "m.gguf", "F16", llama_tensors(model, hparams), hparams, vocab, "t", fmt.to_dict())
     result = check_tokenization(tmp_path / "m.gguf", tokenizer, fmt, ["Order 12345"])
-    assert result["passed"] is False and result["mismatches"]
+    assert result.passed is False and result.mismatches
 
 
 # --------------------------------------------------------------------------- the export

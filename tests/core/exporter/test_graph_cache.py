@@ -44,7 +44,7 @@ def test_a_second_fine_tune_reuses_the_graph_with_its_own_weights(two_fine_tunes
     first, second = two_fine_tunes[arch]
     cache = tmp_path / "graphs"
     report = _export(first, tmp_path / "svc-a", cache)
-    assert report["graph_source"] == "exported"
+    assert report.graph_source == "exported"
     (entry,) = _entries(cache)
     from core.exporter.onnx_graphs import graph_bytes
 
@@ -52,8 +52,8 @@ def test_a_second_fine_tune_reuses_the_graph_with_its_own_weights(two_fine_tunes
     assert graph_bytes(entry / "model.onnx") < fresh / 2  # the structure, not the weights
 
     report = _export(second, tmp_path / "svc-b", cache)
-    assert report["graph_source"] == "cache"
-    assert report["parity"]["fp32"]["passed"], report["parity"]["fp32"]
+    assert report.graph_source == "cache"
+    assert report.parity_of("fp32").passed, report.parity_of("fp32")
     # The graph holds the second model's weights, not the first one's.
     weights = load_file(str(second / "model" / "model.safetensors"))
     graph = onnx.load(str(tmp_path / "svc-b" / "onnx" / "model.onnx"))
@@ -86,7 +86,7 @@ def test_a_cached_graph_that_does_not_match_torch_is_traced_afresh(two_fine_tune
 
     report = export_real(second, tmp_path / "svc-b", max_new_tokens=12, self_test=False, quantize="none",
                          graph_cache=cache, on_event=lambda e: logs.append(e.message) if isinstance(e, Log) else None)
-    assert report["graph_source"] == "exported" and report["parity"]["fp32"]["passed"]
+    assert report.graph_source == "exported" and report.parity_of("fp32").passed
     assert any("does not match this model" in line for line in logs)
     (fresh,) = _entries(cache)  # the bad entry replaced by a good one
     assert json.loads((fresh / "graph.json").read_text())["bindings"]["decoder"][names[0]] != bindings[names[0]]
@@ -99,7 +99,7 @@ def test_a_damaged_entry_is_ignored_and_the_cache_can_be_off(two_fine_tunes, tmp
     (entry,) = _entries(cache)
     (entry / "model.onnx").write_bytes(b"not a graph")
     report = _export(first, tmp_path / "svc-b", cache)
-    assert report["graph_source"] == "exported" and report["parity"]["fp32"]["passed"]
+    assert report.graph_source == "exported" and report.parity_of("fp32").passed
     # An entry that restores but does not run (a binding to a tensor of another shape).
     (entry,) = _entries(cache)
     manifest = json.loads((entry / "graph.json").read_text())
@@ -109,7 +109,7 @@ def test_a_damaged_entry_is_ignored_and_the_cache_can_be_off(two_fine_tunes, tmp
                       "transposed": bindings[name]["transposed"]}
     (entry / "graph.json").write_text(json.dumps(manifest))
     report = _export(first, tmp_path / "svc-c", cache)
-    assert report["graph_source"] == "exported" and report["parity"]["fp32"]["passed"]
+    assert report.graph_source == "exported" and report.parity_of("fp32").passed
 
     from core.exporter.graph_cache import default_graph_cache
 
@@ -132,5 +132,5 @@ def test_candidates_are_checked_in_the_order_the_last_export_measured(two_fine_t
     slowest = max(speeds, key=speeds.get)
     GraphCache(cache).remember_speeds(entry.name, {slowest: 0.001})  # now it is the fastest on record
     report = export_real(second, tmp_path / "svc-b", max_new_tokens=12, self_test=False, graph_cache=cache)
-    checked_in_order = [name for name in report["parity"]["seconds"] if name in speeds]
+    checked_in_order = [name for name in report.parity.seconds if name in speeds]
     assert checked_in_order[0] == slowest  # no probe: the recorded order

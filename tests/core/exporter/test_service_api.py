@@ -249,6 +249,6 @@ def test_the_self_test_authenticates_with_the_shells_key(stub_service: Path, mon
 
     monkeypatch.setenv("TINYFORGE_API_KEY", "k5")
     result = serve.self_test(stub_service, ["hi"], ["(compared elsewhere)"], 4)
-    assert result["auth"] is True and result["n_checked"] == 1
-    assert [m["status"] for m in result["mismatches"]] == ["200"]  # answered, not refused with 401
-    assert all(code in (400, 422) for code in result["bad_request_status"].values()), result
+    assert result.auth is True and result.n_checked == 1
+    assert [m["status"] for m in result.mismatches] == ["200"]  # answered, not refused with 401
+    assert all(code in (400, 422) for code in result.bad_request_status.values()), result

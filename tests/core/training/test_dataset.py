@@ -368,7 +368,7 @@ def test_parallel_workers_match_sequential(tmp_path: Path) -> None:
     size = path.stat().st_size
     results, sha = ds._scan_parallel(str(path), size, 2, ProgressThrottle(None, "scan", size), None)
     assert len(results) == 2 and sha == parallel.sha256
-    assert sum(r["n_records"] for r in results) == sequential.n_records
+    assert sum(r.n_records for r in results) == sequential.n_records
 
 
 def test_parallel_failure_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

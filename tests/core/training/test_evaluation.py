@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from core.jsonio import read_json
+from core.run_layout import SplitMeans
 from core.training.evaluate import exact_match, rouge_l_f1, split_indices, verdict
 from core.training.hf_train import run_real_training
 from core.training.predict import predict
@@ -34,12 +35,12 @@ def test_split_matches_the_trainers_and_parity_helper() -> None:
 
 
 def test_verdict_says_plainly_what_happened() -> None:
-    learned = {"train": {"n": 36, "reproduced": 34, "tuned_rouge_l": 0.93, "base_rouge_l": 0.12},
-               "eval": {"n": 4, "reproduced": 0, "tuned_rouge_l": 0.41, "base_rouge_l": 0.12}}
+    learned = {"train": SplitMeans(n=36, reproduced=34, tuned_rouge_l=0.93, base_rouge_l=0.12),
+               "eval": SplitMeans(n=4, reproduced=0, tuned_rouge_l=0.41, base_rouge_l=0.12)}
     text = verdict(learned)
     assert text.startswith("learned: reproduces 34 of 36 training answers")
     assert "held-out answers closer to the references than the base model's (0.41 vs 0.12)" in text
-    not_learned = {"train": {"n": 36, "reproduced": 0, "tuned_rouge_l": 0.13, "base_rouge_l": 0.12}}
+    not_learned = {"train": SplitMeans(n=36, reproduced=0, tuned_rouge_l=0.13, base_rouge_l=0.12)}
     assert verdict(not_learned).startswith("not learned:") and "no held-out phrasings or records" in verdict(not_learned)
 
 
@@ -141,6 +142,7 @@ def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> 
     """With variants every record trained: the export's parity check asks the phrasings held out
     (questions in other words, where a quantized graph drifts first), not records it trained on."""
     from core.exporter.parity import parity_texts
+    from core.run_layout import ModelManifest, PhrasingRow
     from core.training.variants import write_variants_jsonl
 
     data = tmp_path / "data.jsonl"
@@ -148,10 +150,10 @@ def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> 
     root = tmp_path / "out"
     root.mkdir()
     (root / "training_report.json").write_text(json.dumps({"config": {"data_path": str(data), "seed": 42}}))
-    rows = [{"input": f"q{i}?", "output": f"a{i}", "fact": i, "source": "original", "split": "train"} for i in range(12)]
-    rows += [{"input": f"in other words {i}?", "output": f"a{i}", "fact": i, "source": "generated", "split": "unseen"}
+    rows = [PhrasingRow(input=f"q{i}?", output=f"a{i}", fact=i, source="original", split="train") for i in range(12)]
+    rows += [PhrasingRow(input=f"in other words {i}?", output=f"a{i}", fact=i, source="generated", split="unseen")
              for i in range(3)]
     write_variants_jsonl(root / "variants.jsonl", rows)
-    texts, _ = parity_texts(root, {}, None)
+    texts, _ = parity_texts(root, ModelManifest(), None)
     assert texts[:3] == ["in other words 0?", "in other words 1?", "in other words 2?"]
     assert set(texts[3:]) <= {f"q{i}?" for i in range(12)} and len(texts) == 12

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from core.events import Cancelled, CancelToken
+from core.run_layout import SplitMeans
 from core.training import variants
 from core.training.evaluate import verdict
 from core.training.facts import answered, checkable_facts, fact_recall
@@ -92,7 +93,7 @@ def test_split_holds_out_phrasings_never_answers() -> None:
     assert ("When do you open?", "We open at 9:00.") in split.originals
     assert not set(split.train) & set(split.unseen)
     assert split_phrasings(_variant_set(), held_out=1, seed=7).unseen == split.unseen  # deterministic
-    assert {row["split"] for row in split.rows} == {"train", "unseen"}
+    assert {row.split for row in split.rows} == {"train", "unseen"}
     assert "every one of the 3 answers trains" in split.reason
     assert split_phrasings(_variant_set(), held_out=0, seed=7).unseen == []
 
@@ -168,9 +169,9 @@ def test_fact_recall_counts_the_references_checkable_facts() -> None:
 
 
 def test_verdict_names_both_halves() -> None:
-    splits = {"train": {"n": 36, "reproduced": 36, "tuned_rouge_l": 0.97, "base_rouge_l": 0.1},
-              "unseen": {"n": 36, "answered": 31, "base_answered": 2, "reproduced": 20, "tuned_rouge_l": 0.8,
-                         "base_rouge_l": 0.1}}
+    splits = {"train": SplitMeans(n=36, reproduced=36, tuned_rouge_l=0.97, base_rouge_l=0.1),
+              "unseen": SplitMeans(n=36, answered=31, base_answered=2, reproduced=20, tuned_rouge_l=0.8,
+                                   base_rouge_l=0.1)}
     text = verdict(splits)
     assert text.startswith("learned: reproduces 36 of 36 training answers")
     assert "answers 31 of 36 questions asked in other words with the right facts (the base model: 2)" in text
