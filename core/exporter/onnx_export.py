@@ -676,7 +676,9 @@ def _load_torch_model(resolved: ResolvedModel) -> tuple[Any, Any, str]:
     """The merged HF model in fp32 eval mode, its tokenizer and the architecture."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the export reports its own progress; a second bar is noise
     try:
         config = AutoConfig.from_pretrained(str(resolved.model_dir))
     except Exception as exc:
