@@ -28,6 +28,7 @@ from typing import IO, Any
 from core.events import CancelToken, Event, EventCallback, Failed, Finished, Log, event_from_dict, noop
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError, TrainingProcessError
+from core.training.outputs import remove_stale_staging
 from core.training.worker import EVENT_MARKER, EXIT_BAD_INPUT
 
 logger = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
         emit(Finished("cancelled", report))
         return report
     stderr_tail = "\n".join(tail)
-    _remove_stale_staging(Path(json.loads(Path(config_path).read_text(encoding="utf-8"))["output_dir"]))
+    remove_stale_staging(Path(json.loads(Path(config_path).read_text(encoding="utf-8"))["output_dir"]))
     if failed is not None and code == EXIT_BAD_INPUT:
         raise TrainingError(failed.message)
     message = _describe_exit(code, failed)
@@ -144,19 +145,6 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
         message += "\nlast lines of its error output:\n" + "\n".join(list(tail)[-8:])
     details = failed.details if failed is not None and failed.details else stderr_tail
     raise TrainingProcessError(message, exit_code=code, stderr_tail=stderr_tail, details=details)
-
-
-def _remove_stale_staging(output: Path) -> None:
-    """A killed child cannot clean up: remove the temp output folders of dead processes (its own
-    among them, and its lock file), never those of a live run."""
-    from core.staging import OutputInUseError, locked_output, remove_leftovers
-
-    output = output.expanduser().resolve()
-    try:
-        with locked_output(output):  # free now that the child is dead; releasing removes the file
-            pass
-    except OutputInUseError:  # another run took the folder meanwhile: its files are its own
-        remove_leftovers(output)
 
 
 def _ask_to_stop(proc: subprocess.Popen[str], windows: bool) -> None:
