@@ -1,6 +1,8 @@
-"""Run a real training in a child process, so a crash or out-of-memory cannot take the caller down.
+"""The parent's side of a real training in a child process: start it, relay its events, stop it.
 
-The child is :mod:`core.training.worker`; its JSON-line events are relayed to ``on_event`` in
+Runs in the calling process (the GUI's run, ``core.runs``, the estimate), so a crash or
+out-of-memory of the training cannot take the caller down. The child runs
+:mod:`core.training.child_main`; its JSON-line events are relayed to ``on_event`` in
 the calling thread. Cancel asks politely (SIGINT, or CTRL_BREAK on Windows: the child saves a
 checkpoint and reports cancelled), then kills the child after ``grace_seconds``. A child that
 dies without finishing raises :class:`TrainingProcessError` naming the exit code and the last
@@ -26,24 +28,24 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.events import CancelToken, Event, EventCallback, Failed, Finished, Log, event_from_dict, noop
+from core.training.child_main import EVENT_MARKER, EXIT_BAD_INPUT
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError, TrainingProcessError
 from core.training.outputs import remove_stale_staging
-from core.training.worker import EVENT_MARKER, EXIT_BAD_INPUT
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingProcessError", "run_training_subprocess", "worker_command"]
+__all__ = ["TrainingProcessError", "child_command", "run_training_subprocess"]
 
 _STDERR_TAIL = 30
 _POLL_SECONDS = 0.1
 
 
-def worker_command(config_path: str | os.PathLike[str]) -> list[str]:
+def child_command(config_path: str | os.PathLike[str]) -> list[str]:
     """The command line of the training child (the app itself when frozen by PyInstaller)."""
     if getattr(sys, "frozen", False):
-        return [sys.executable, "--worker", "train", str(config_path)]
-    return [sys.executable, "-m", "core.training.worker", "train", str(config_path)]
+        return [sys.executable, "--training-child", "train", str(config_path)]
+    return [sys.executable, "-m", "core.training.child_main", "train", str(config_path)]
 
 
 def _child_env() -> dict[str, str]:
@@ -79,7 +81,7 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
                grace_seconds: float) -> dict[str, Any]:
     windows = sys.platform == "win32"
     proc = subprocess.Popen(
-        worker_command(config_path),
+        child_command(config_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
