@@ -6,9 +6,10 @@ The one place that knows what a run folder looks like, for core and the GUI alik
     RUN/events.jsonl                 one event per line
     RUN/model/                       the training output (a dry run: model_stub.json)
         training_report.json         TrainingReport
+        model_manifest.json          ModelManifest
         evaluation.json              Evaluation
         evaluations/<file>.json      Evaluation of `foremforge evaluate --data FILE`
-        model_manifest.json, model/ (merged model), adapter/ (LoRA), checkpoints/ (cancelled)
+        model/ (merged model), adapter/ (LoRA), checkpoints/ (cancelled)
     RUN/model.cancelled/             a cancelled real training's checkpoint (Resume)
     RUN/service/                     the exported service
         export_report.json           ExportReport (with its quantization candidates and GGUF files)
@@ -23,8 +24,10 @@ it reads itself; ``tests/core/test_run_layout.py`` checks that they agree.
 
 The readers tolerate older and newer files: every field is optional and unknown keys are kept
 (``extra="allow"``). A file that is missing, unreadable, not JSON or of the wrong shape raises
-:class:`RunFileError`, one line naming the file. Writers keep writing plain dicts (the JSON on
-disk is unchanged); the models only check and read them. Headless; pydantic only.
+:class:`RunFileError`, one line naming the file. A real training builds its report and manifest
+as :class:`TrainingReport` and :class:`ModelManifest` and writes them with :func:`write_result`
+(the fields it set, in the model's order, then any extra keys); the other writers still write
+plain dicts that the models check and read. Headless; pydantic only.
 """
 
 from __future__ import annotations
@@ -36,8 +39,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    ValidationError,
+    WrapValidator,
+    field_serializer,
+    model_validator,
+)
 
+from core.jsonio import write_json_atomic
 from core.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -79,6 +92,7 @@ __all__ = [
     "GgufFile",
     "GgufReport",
     "GgufTokenization",
+    "ModelManifest",
     "ModelMetadata",
     "RunFileError",
     "RunOptions",
@@ -96,6 +110,7 @@ __all__ = [
     "read_run",
     "read_training_report",
     "training_report_path",
+    "write_result",
 ]
 
 # --------------------------------------------------------------------------- names
@@ -216,6 +231,11 @@ class _Result(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    def file_dict(self) -> dict[str, Any]:
+        """What the file holds: the fields that were set (in the model's order, nested results
+        alike), then the extra keys, as JSON values."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
 
 class DatasetInfo(_Result):
     path: str = ""
@@ -258,13 +278,23 @@ class RunRecord(_Result):
 
 
 class EvaluationSummary(_Result):
+    """``training_report.json`` → ``evaluation``: the verdict and split means of ``evaluation.json``,
+    or ``cancelled`` (and no file) when the evaluation was cancelled."""
+
     verdict: str = ""
     splits: dict[str, Any] = Field(default_factory=dict)
-    file: str = EVALUATION_FILE
+    cancelled: bool | None = None
+    file: str | None = EVALUATION_FILE
 
 
 class TrainingReport(_Result):
-    """``training_report.json`` of a real training output (completed, cancelled or failed)."""
+    """``training_report.json`` of a real training output (completed, cancelled or failed).
+
+    The fields are in the order :mod:`core.training.run_report` writes them: every report's
+    (status to versions; a failed report adds ``error``, one cancelled before its first step
+    ``checkpoint``), then a trained run's, then rank 0's ``evaluation`` and ``artifacts`` (completed)
+    or ``checkpoint`` (cancelled).
+    """
 
     status: str = ""
     base_model: str | None = None
@@ -272,13 +302,17 @@ class TrainingReport(_Result):
     n_records: int | None = None
     n_train: int | None = None
     n_eval: int | None = None
-    n_truncated: int | None = None
     dataset_sha256: str | None = None
     world_size: int | None = None
     created_time: str | None = None
     duration_seconds: float | None = None
     versions: dict[str, str | None] = Field(default_factory=dict)
     architecture: str | None = None
+    n_train_pairs: int | None = None  # phrasings trained (question variants) or records
+    n_eval_pairs: int | None = None
+    n_truncated: int | None = None
+    variants: dict[str, Any] | None = None
+    early_stopping: dict[str, Any] | None = None  # best_step, best_loss, stopped_at, reason
     device: str | None = None
     precision: str | None = None
     precision_reason: str | None = None
@@ -292,15 +326,35 @@ class TrainingReport(_Result):
     tokens_per_second: float | None = None
     resumed_from: str | None = None
     recipe: dict[str, Any] | None = None
-    variants: dict[str, Any] | None = None
     # a CPU run's batches longer than max_tokens padded tokens ran in parts (core.training.step_parts)
     step_parts: dict[str, int] | None = None
     lora_applied: bool | None = None
     lora_config: dict[str, Any] | None = None
+    lora_timestamp: str | None = None
     evaluation: EvaluationSummary | None = None
-    artifacts: dict[str, str | None] | None = None
+    evaluation_cancelled: bool | None = None
     checkpoint: str | None = None
+    artifacts: dict[str, str | None] | None = None
     error: str | None = None
+
+    @field_serializer("config")
+    def _whole_config(self, config: TrainConfig | None, info: SerializationInfo) -> Any:
+        """The config whole, defaults included, whichever fields of the report are dumped."""
+        return config.model_dump(mode="json" if info.mode_is_json() else "python") if config is not None else None
+
+
+class ModelManifest(_Result):
+    """``model_manifest.json`` of a real training output: what the merged ``model/`` is."""
+
+    model_type: str = ""  # "tinyforge_hf"
+    n_records: int | None = None
+    created_time: str | None = None
+    base_model: str | None = None
+    architecture: str | None = None  # "causal" | "seq2seq"
+    model_dir: str | None = None
+    lora_applied: bool | None = None
+    lora_config: dict[str, Any] | None = None
+    lora_timestamp: str | None = None
 
 
 class SplitMeans(_Result):
@@ -675,6 +729,11 @@ def read_export_report(folder: str | os.PathLike[str]) -> ExportReport:
     """The export report of a run folder or a service folder."""
     path = export_report_path(folder) or Path(folder) / SERVICE_DIR / EXPORT_REPORT_FILE
     return _read(ExportReport, path)
+
+
+def write_result(path: str | os.PathLike[str], result: _Result) -> Path:
+    """Write ``result`` atomically as its file (:meth:`_Result.file_dict`, pretty-printed JSON)."""
+    return write_json_atomic(path, result.file_dict())
 
 
 def read_model_metadata(service_dir: str | os.PathLike[str]) -> ModelMetadata:

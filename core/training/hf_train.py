@@ -44,9 +44,8 @@ from core.events import (
     StageStarted,
     noop,
 )
-from core.jsonio import write_json_atomic
 from core.memory import objects_alive_now_left_out_of_gc, release_memory, steady_heap
-from core.run_layout import TRAINING_REPORT_FILE, VARIANTS_FILE
+from core.run_layout import TRAINING_REPORT_FILE, VARIANTS_FILE, TrainingReport, write_result
 from core.staging import staging_folder
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError
@@ -85,7 +84,9 @@ __all__ = ["TrainingError", "run_real_training"]
 def run_real_training(
     config: TrainConfig, on_event: EventCallback | None = None, cancel: CancelToken | None = None
 ) -> dict[str, Any]:
-    """Fine-tune ``config.base_model`` on ``config.data_path`` and return the training report."""
+    """Fine-tune ``config.base_model`` on ``config.data_path`` and return the training report
+    (a :class:`~core.run_layout.TrainingReport` as its file's dict: what ``training_report.json``
+    holds, and what the ``Finished`` event carries)."""
     from core.memory import limit_kernel_cache
 
     limit_kernel_cache()
@@ -96,12 +97,13 @@ def run_real_training(
     plan = plan_run(config, emit, rank, world_size)
     release = lock_output(plan.output, rank)
     try:
-        return _run_locked(plan, emit, token, started)
+        report = _run_locked(plan, emit, token, started)
     finally:
         release()
+    return report.file_dict()
 
 
-def _run_locked(plan: RunPlan, emit: EventCallback, token: CancelToken, started: float) -> dict[str, Any]:
+def _run_locked(plan: RunPlan, emit: EventCallback, token: CancelToken, started: float) -> TrainingReport:
     """Train into a staging folder beside the output and publish it (rank 0 holds the lock)."""
     rank = plan.rank
     try:
@@ -109,9 +111,10 @@ def _run_locked(plan: RunPlan, emit: EventCallback, token: CancelToken, started:
         with staging_folder(plan.output, staging_tag(plan.world_size), owner=rank == 0) as staging:
             report = _train(plan, staging, emit, token, started)
     except Cancelled:
-        report = {**base_report(plan, "cancelled", started), "checkpoint": None}
+        report = base_report(plan, "cancelled", started)
+        report.checkpoint = None
         emit(Log("cancelled before training started; nothing was written", "warning"))
-        emit(Finished("cancelled", report))
+        emit(Finished("cancelled", report.file_dict()))
         return report
     except TrainingError:
         raise
@@ -119,17 +122,18 @@ def _run_locked(plan: RunPlan, emit: EventCallback, token: CancelToken, started:
         message = f"training failed: {type(error).__name__}: {error}"
         # The failed report goes only where it replaces nothing: a previous output stays as it was.
         if rank == 0 and not isinstance(error, KeyboardInterrupt) and absent_or_empty(plan.output):
-            failed = {**base_report(plan, "failed", started), "error": message}
+            failed = base_report(plan, "failed", started)
+            failed.error = message
             try:
-                write_json_atomic(plan.output / TRAINING_REPORT_FILE, failed)
+                write_result(plan.output / TRAINING_REPORT_FILE, failed)
             except OSError:
                 logger.exception("could not write the failed report")
         raise
-    emit(Finished(report["status"], report))
+    emit(Finished(report.status, report.file_dict()))
     return report
 
 
-def _train(plan: RunPlan, staging: Path, emit: EventCallback, token: CancelToken, started: float) -> dict[str, Any]:
+def _train(plan: RunPlan, staging: Path, emit: EventCallback, token: CancelToken, started: float) -> TrainingReport:
     """Load and train with torch's threads set for this model (put back after)."""
     config = plan.config
     token.raise_if_cancelled()
@@ -152,7 +156,7 @@ def _train(plan: RunPlan, staging: Path, emit: EventCallback, token: CancelToken
 
 
 def _train_loaded(plan: RunPlan, staging: Path, emit: EventCallback, token: CancelToken,
-                  started: float) -> dict[str, Any]:
+                  started: float) -> TrainingReport:
     """Load, prepare, train, then write and publish the output (rank 0): the training's stages."""
     model, tokenizer, fmt = load_base(plan, token)
     prepare_pairs(plan, model, tokenizer, emit, token)
@@ -205,7 +209,7 @@ def _train_loaded(plan: RunPlan, staging: Path, emit: EventCallback, token: Canc
     return report
 
 
-def _save_and_publish(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, staging: Path, report: dict[str, Any],
+def _save_and_publish(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, staging: Path, report: TrainingReport,
                       lora_info: dict[str, Any], cancelled: bool, started: float, emit: EventCallback,
                       token: CancelToken) -> None:
     """Rank 0: evaluate and write the model (or keep the checkpoint), the report, then publish."""
@@ -220,8 +224,8 @@ def _save_and_publish(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, stagi
         write_evaluation(model, tokenizer, fmt, plan, staging, report, emit, token)
         release_memory()
         save_completed(model, tokenizer, fmt, staging, report, plan, lora_info)
-    report["duration_seconds"] = round(time.time() - started, 3)
-    write_json_atomic(staging / TRAINING_REPORT_FILE, report)
+    report.duration_seconds = round(time.time() - started, 3)
+    write_result(staging / TRAINING_REPORT_FILE, report)
     written = publish(staging, plan.output, completed=not cancelled)
     for path in written:
         emit(ArtifactWritten(str(path)))

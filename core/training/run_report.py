@@ -1,11 +1,16 @@
 """What a real training writes about itself: ``training_report.json``, ``evaluation.json``, and
 the saved model with ``model_manifest.json``.
 
-:func:`base_report` is every report's start (a failed run's and one cancelled before its first
-step add only ``error`` or ``checkpoint``); :func:`trained_report` is a run that trained (status
-completed or cancelled). Rank 0 then adds the evaluation (:func:`write_evaluation`) and the
-merged model (:func:`save_completed`), or the checkpoint of a cancel (:func:`record_checkpoint`),
-all into the staging folder that :func:`core.training.outputs.publish` swaps in.
+The report is a :class:`~core.run_layout.TrainingReport` and the manifest a
+:class:`~core.run_layout.ModelManifest`, written with :func:`core.run_layout.write_result` (the
+fields set, in the model's order). :func:`base_report` is every report's start (a failed run's
+and one cancelled before its first step add only ``error`` or ``checkpoint``);
+:func:`trained_report` is a run that trained (status completed or cancelled). Rank 0 then adds
+the evaluation (:func:`write_evaluation`) and the merged model (:func:`save_completed`), or the
+checkpoint of a cancel (:func:`record_checkpoint`), all into the staging folder that
+:func:`core.training.outputs.publish` swaps in. Callers get the report as its file's dict
+(:meth:`~core.run_layout.TrainingReport.file_dict`): events, the training child and run.json
+carry JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +22,17 @@ from typing import Any
 
 from core.events import CancelToken, EventCallback, Log
 from core.jsonio import utc_now_iso, write_json_atomic
-from core.run_layout import ADAPTER_DIR, CHECKPOINTS_DIR, EVALUATION_FILE, MODEL_DIR, MODEL_MANIFEST_FILE
+from core.run_layout import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    EVALUATION_FILE,
+    MODEL_DIR,
+    MODEL_MANIFEST_FILE,
+    EvaluationSummary,
+    ModelManifest,
+    TrainingReport,
+    write_result,
+)
 from core.training.config import TrainConfig
 from core.training.run_plan import RunPlan, find_checkpoint
 from core.training.trainer_setup import unwrap
@@ -33,11 +48,15 @@ __all__ = [
 ]
 
 
-def base_report(plan: RunPlan, status: str, started: float) -> dict[str, Any]:
+def base_report(plan: RunPlan, status: str, started: float) -> TrainingReport:
     """The keys every training report has: status, the config, the dataset, the versions."""
+    return TrainingReport.model_validate(_base_keys(plan, status, started))
+
+
+def _base_keys(plan: RunPlan, status: str, started: float) -> dict[str, Any]:
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("torch", "transformers", "peft"):
         try:
             versions[name] = md.version(name)
@@ -46,7 +65,7 @@ def base_report(plan: RunPlan, status: str, started: float) -> dict[str, Any]:
     return {
         "status": status,
         "base_model": plan.config.base_model,
-        "config": plan.config.model_dump(mode="json"),
+        "config": plan.config,
         "n_records": plan.n_records,
         "n_train": len(plan.train_idx),
         "n_eval": len(plan.eval_idx),
@@ -61,11 +80,10 @@ def base_report(plan: RunPlan, status: str, started: float) -> dict[str, Any]:
 def trained_report(plan: RunPlan, cancelled: bool, started: float, trainer: Any, output: Any,
                    examples: list[Any], eval_examples: list[Any], steps: dict[str, Any], device: str,
                    choice: Any, threads: int, train_seconds: float, tokens: int,
-                   lora_info: dict[str, Any]) -> dict[str, Any]:
+                   lora_info: dict[str, Any]) -> TrainingReport:
     """The report of a run that trained: :func:`base_report` and what the trainer did
     (``output`` is ``trainer.train()``'s, ``steps`` :func:`~core.training.trainer_setup.make_trainer`'s)."""
-    report = base_report(plan, "cancelled" if cancelled else "completed", started)
-    report.update(
+    trained = dict(
         architecture=plan.spec.architecture,
         n_train=len(plan.train_idx),
         n_eval=len(plan.eval_idx),
@@ -91,7 +109,8 @@ def trained_report(plan: RunPlan, cancelled: bool, started: float, trainer: Any,
         step_parts={"max_tokens": steps["part_tokens"], "split_steps": int(trainer.split_steps)},
         **lora_info,
     )
-    return report
+    return TrainingReport.model_validate({**_base_keys(plan, "cancelled" if cancelled else "completed", started),
+                                          **trained})
 
 
 def clean_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,13 +133,13 @@ def seed_lora_keys(config: TrainConfig, targets: list[str]) -> dict[str, Any]:
     }
 
 
-def record_checkpoint(staging: Path, report: dict[str, Any]) -> None:
+def record_checkpoint(staging: Path, report: TrainingReport) -> None:
     """A cancelled run's report names its checkpoint (``checkpoints/checkpoint-N``, or None)."""
     ckpt = find_checkpoint(staging / CHECKPOINTS_DIR)
-    report["checkpoint"] = f"{CHECKPOINTS_DIR}/{ckpt.name}" if ckpt else None
+    report.checkpoint = f"{CHECKPOINTS_DIR}/{ckpt.name}" if ckpt else None
 
 
-def write_evaluation(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, staging: Path, report: dict[str, Any],
+def write_evaluation(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, staging: Path, report: TrainingReport,
                      emit: EventCallback, token: CancelToken) -> None:
     """``evaluation.json``: base vs fine-tuned answers on the held-out records and a training
     sample (before the LoRA merge: the base is the same model with its adapter off). A cancel
@@ -149,18 +168,18 @@ def write_evaluation(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, stagin
     except Cancelled:
         # Training finished: its model is kept (published) rather than thrown away; the report
         # says the evaluation was cancelled, and the CLI exits as for a cancel.
-        report["evaluation"] = {"cancelled": True, "file": None}
-        report["evaluation_cancelled"] = True
+        report.evaluation = EvaluationSummary(cancelled=True, file=None)
+        report.evaluation_cancelled = True
         emit(Log(f"cancelled during the evaluation: the trained model is saved without {EVALUATION_FILE} "
                  "(`foremforge evaluate --model OUT` computes it)", "warning"))
         return
     evaluation.update(base_model=plan.config.base_model, model=str(plan.output))
     write_json_atomic(staging / EVALUATION_FILE, evaluation)
-    report["evaluation"] = {"verdict": evaluation["verdict"], "splits": evaluation["splits"],
-                            "file": EVALUATION_FILE}
+    report.evaluation = EvaluationSummary(verdict=evaluation["verdict"], splits=evaluation["splits"],
+                                          file=EVALUATION_FILE)
 
 
-def save_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report: dict[str, Any],
+def save_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report: TrainingReport,
                    plan: RunPlan, lora_info: dict[str, Any]) -> None:
     """``adapter/`` (LoRA), merged ``model/`` + tokenizer + prompt format, and the manifest."""
     model = unwrap(model)
@@ -178,7 +197,7 @@ def save_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report: 
     model.save_pretrained(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
     fmt.save(model_dir)
-    manifest = {
+    manifest = ModelManifest.model_validate({
         "model_type": "tinyforge_hf",
         "n_records": plan.n_records,
         "created_time": utc_now_iso(),
@@ -186,7 +205,7 @@ def save_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report: 
         "architecture": plan.spec.architecture,
         "model_dir": MODEL_DIR,
         **lora_info,
-    }
-    write_json_atomic(staging / MODEL_MANIFEST_FILE, manifest)
-    report["artifacts"] = {"model": MODEL_DIR, "adapter": ADAPTER_DIR if lora_info else None,
-                           "manifest": MODEL_MANIFEST_FILE}
+    })
+    write_result(staging / MODEL_MANIFEST_FILE, manifest)
+    report.artifacts = {"model": MODEL_DIR, "adapter": ADAPTER_DIR if lora_info else None,
+                        "manifest": MODEL_MANIFEST_FILE}
