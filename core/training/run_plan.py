@@ -107,6 +107,7 @@ def plan_run(config: TrainConfig, emit: EventCallback, rank: int, world_size: in
             f"(eval_split {config.eval_split}); lower eval_split or add records"
         )
     check_device(config)
+    _check_step_tokens()
     if with_variants:
         emit(Log(f"{n_records} records: every answer trains; phrasings of each question are held out"))
         return RunPlan(config, records, n_records, sha256, spec, targets, train_idx, eval_idx, output, resume_from,
@@ -148,6 +149,16 @@ def _check_resume_matches(config: TrainConfig, output: Path) -> None:
     if old_lora is not None and bool(old_lora) != config.lora.enabled:
         raise TrainingError("cannot resume: the checkpoint was trained with LoRA "
                             f"{'on' if old_lora else 'off'}; use the same setting")
+
+
+def _check_step_tokens() -> None:
+    """A malformed :data:`~core.training.step_parts.STEP_TOKENS_ENV` fails now, not after the model loads."""
+    from core.training.step_parts import step_tokens_from_env
+
+    try:
+        step_tokens_from_env()
+    except ValueError as error:
+        raise TrainingError(str(error)) from error
 
 
 def check_device(config: TrainConfig) -> None:
