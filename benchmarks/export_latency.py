@@ -88,7 +88,7 @@ def starter_as_training_output(out: Path) -> Path:
 def starter_after_lora(out: Path, steps: int | None) -> Path:
     """The default LoRA recipe on the support dataset (real training), in a child process as
     the app runs it, so training's threads and memory do not skew the timings."""
-    from core.training.child import run_training_subprocess
+    from core.training.child_supervisor import run_training_subprocess
     from core.training.config import LoraSettings, TrainConfig
 
     config = TrainConfig(

@@ -128,7 +128,7 @@ def _baseline_code(rev: str, into: Path) -> Path:
 
 def _train(out: Path) -> Path:
     sys.path.insert(0, str(REPO))
-    from core.training.child import run_training_subprocess
+    from core.training.child_supervisor import run_training_subprocess
     from core.training.config import LoraSettings, TrainConfig
 
     print(f"training the starter on {DATA.name} (default LoRA recipe) ...", file=sys.stderr, flush=True)

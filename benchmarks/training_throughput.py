@@ -227,7 +227,7 @@ def run_ours_starter(mode: str, steps: int, out: Path) -> dict[str, Any]:
 
     # Answering every record with both models takes minutes and is no part of training speed;
     # peak RSS still covers load, training, the merge and the save.
-    hf_train._evaluate = lambda *args, **kwargs: None
+    hf_train.write_evaluation = lambda *args, **kwargs: None
     start = time.perf_counter()
     config = TrainConfig(data_path=str(HARBOR), output_dir=str(out), lora=LoraSettings(enabled=mode == "lora"),
                          max_steps=steps, eval_split=0.0, device="cpu", seed=0,

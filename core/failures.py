@@ -2,7 +2,7 @@
 
 Core functions only raise (typed exceptions whose message a user can act on). Only the
 boundaries report: the run executor (:mod:`core.runs`), the training child's ``main``
-(:mod:`core.training.worker`), the command line and the GUI's worker base. Each calls
+(:mod:`core.training.child_main`), the command line and the GUI's worker base. Each calls
 :func:`describe` here, so a failure is worded the same everywhere and reported once.
 """
 

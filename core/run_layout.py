@@ -6,9 +6,10 @@ The one place that knows what a run folder looks like, for core and the GUI alik
     RUN/events.jsonl                 one event per line
     RUN/model/                       the training output (a dry run: model_stub.json)
         training_report.json         TrainingReport
+        model_manifest.json          ModelManifest
         evaluation.json              Evaluation
         evaluations/<file>.json      Evaluation of `foremforge evaluate --data FILE`
-        model_manifest.json, model/ (merged model), adapter/ (LoRA), checkpoints/ (cancelled)
+        model/ (merged model), adapter/ (LoRA), checkpoints/ (cancelled)
     RUN/model.cancelled/             a cancelled real training's checkpoint (Resume)
     RUN/service/                     the exported service
         export_report.json           ExportReport (with its quantization candidates and GGUF files)
@@ -25,7 +26,8 @@ The readers tolerate older and newer files: every field is optional and unknown 
 (``extra="allow"``). A file that is missing, unreadable, not JSON or of the wrong shape raises
 :class:`RunFileError`, one line naming the file. Writers build the same models and write them
 with :func:`write_result`: the fields they set, in the models' order (:meth:`_Result.to_json`),
-so a file holds exactly the keys its writer gave. Headless; pydantic only.
+so a file holds exactly the keys its writer gave (a real training's report and manifest
+included). Headless; pydantic only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationError,
     WrapValidator,
@@ -326,9 +329,13 @@ def _merged(read: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
 
 
 class EvaluationSummary(_Result):
+    """``training_report.json`` → ``evaluation``: the verdict and split means of ``evaluation.json``,
+    or ``cancelled`` (and no file) when the evaluation was cancelled."""
+
     verdict: str = ""
     splits: dict[str, Any] = Field(default_factory=dict)
-    file: str = EVALUATION_FILE
+    cancelled: bool | None = None
+    file: str | None = EVALUATION_FILE
 
 
 class PhrasingRow(_Result):
@@ -343,7 +350,13 @@ class PhrasingRow(_Result):
 
 
 class TrainingReport(_Result):
-    """``training_report.json`` of a real training output (completed, cancelled or failed)."""
+    """``training_report.json`` of a real training output (completed, cancelled or failed).
+
+    The fields are in the order :mod:`core.training.run_report` writes them: every report's
+    (status to versions; a failed report adds ``error``, one cancelled before its first step
+    ``checkpoint``), then a trained run's, then rank 0's ``evaluation`` and ``artifacts`` (completed)
+    or ``checkpoint`` (cancelled).
+    """
 
     status: str = ""
     base_model: str | None = None
@@ -351,13 +364,17 @@ class TrainingReport(_Result):
     n_records: int | None = None
     n_train: int | None = None
     n_eval: int | None = None
-    n_truncated: int | None = None
     dataset_sha256: str | None = None
     world_size: int | None = None
     created_time: str | None = None
     duration_seconds: float | None = None
     versions: dict[str, str | None] = Field(default_factory=dict)
     architecture: str | None = None
+    n_train_pairs: int | None = None  # phrasings trained (question variants) or records
+    n_eval_pairs: int | None = None
+    n_truncated: int | None = None
+    variants: dict[str, Any] | None = None
+    early_stopping: dict[str, Any] | None = None  # best_step, best_loss, stopped_at, reason
     device: str | None = None
     precision: str | None = None
     precision_reason: str | None = None
@@ -371,15 +388,21 @@ class TrainingReport(_Result):
     tokens_per_second: float | None = None
     resumed_from: str | None = None
     recipe: dict[str, Any] | None = None
-    variants: dict[str, Any] | None = None
     # a CPU run's batches longer than max_tokens padded tokens ran in parts (core.training.step_parts)
     step_parts: dict[str, int] | None = None
     lora_applied: bool | None = None
     lora_config: dict[str, Any] | None = None
+    lora_timestamp: str | None = None
     evaluation: EvaluationSummary | None = None
-    artifacts: dict[str, str | None] | None = None
+    evaluation_cancelled: bool | None = None
     checkpoint: str | None = None
+    artifacts: dict[str, str | None] | None = None
     error: str | None = None
+
+    @field_serializer("config")
+    def _whole_config(self, config: TrainConfig | None, info: SerializationInfo) -> Any:
+        """The config whole, defaults included, whichever fields of the report are dumped."""
+        return config.model_dump(mode="json" if info.mode_is_json() else "python") if config is not None else None
 
 
 class SplitMeans(_Result):
@@ -724,12 +747,15 @@ class ModelManifest(_Result):
     """``model_manifest.json`` of a trained model (``core.training.hf_train``): what the export
     needs to know of it. A LoRA run adds TinyForgeAI's ``lora_*`` keys (kept as they are)."""
 
-    model_type: str | None = None
+    model_type: str | None = None  # "tinyforge_hf"
     n_records: int | None = None
     created_time: str | None = None
     base_model: str | None = None
-    architecture: str | None = None
+    architecture: str | None = None  # "causal" | "seq2seq"
     model_dir: str | None = None
+    lora_applied: bool | None = None
+    lora_config: dict[str, Any] | None = None
+    lora_timestamp: str | None = None
     data_path: str | None = None  # an older manifest's dataset (parity inputs)
 
 
@@ -882,6 +908,8 @@ def read_export_report(folder: str | os.PathLike[str]) -> ExportReport:
     """The export report of a run folder or a service folder."""
     path = export_report_path(folder) or Path(folder) / SERVICE_DIR / EXPORT_REPORT_FILE
     return _read(ExportReport, path)
+
+
 
 
 def read_model_metadata(service_dir: str | os.PathLike[str]) -> ModelMetadata:

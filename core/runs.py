@@ -396,7 +396,7 @@ def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Canc
         from core.training.run import run_training
 
         return run_training(config.data_path, str(out), dry_run=True, on_event=on_event, cancel=cancel, config=config)
-    from core.training.child import run_training_subprocess
+    from core.training.child_supervisor import run_training_subprocess
 
     report: dict[str, Any] | None = None
     try:
@@ -413,7 +413,7 @@ def _training_report(report: dict[str, Any] | None) -> TrainingReport | None:
 
 def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
     """Continue a cancelled real training from the checkpoint in ``model.cancelled/``."""
-    from core.training.child import run_training_subprocess
+    from core.training.child_supervisor import run_training_subprocess
 
     keep = run.path / RESUME_DIR
     if not keep.is_dir():

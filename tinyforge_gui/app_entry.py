@@ -1,8 +1,8 @@
-"""Entry point of the packaged app: the window, the self-test, or a training worker.
+"""Entry point of the packaged app: the window, the self-test, a training child, or a service.
 
 The packaged executable is started four ways: plainly (the window), with ``--self-test``
 (an end-to-end check that exits 0 or 1), and by the app itself as
-``--worker train CONFIG`` for real training in a crash-isolated child process and as
+``--training-child train CONFIG`` for real training in a crash-isolated child process and as
 ``--serve DIR --host H --port N`` to run an exported service.
 """
 
@@ -42,10 +42,10 @@ def _serve(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _restore_standard_streams()
-    if argv[:1] == ["--worker"]:
-        from core.training.worker import main as worker_main
+    if argv[:1] == ["--training-child"]:
+        from core.training.child_main import main as child_main
 
-        return int(worker_main(argv[2:] if argv[1:2] == ["train"] else argv[1:]) or 0)
+        return int(child_main(argv[2:] if argv[1:2] == ["train"] else argv[1:]) or 0)
     if argv[:1] == ["--serve"] and len(argv) >= 2:
         return _serve(argv[1:])
     if "--self-test" in argv:

@@ -1,7 +1,7 @@
 """Estimate a real training run before committing to it: train a few real steps, then project.
 
 :func:`estimate_run` runs ``probe_steps`` optimizer steps of ``config`` in a child process (the
-same :func:`core.training.child.run_training_subprocess` a real run uses, output in a temp
+same :func:`core.training.child_supervisor.run_training_subprocess` a real run uses, output in a temp
 folder that is removed afterwards), times the steps, samples the child's memory, and projects
 the whole run: steps per epoch × epochs (or ``max_steps``) × seconds per step, plus the fixed
 cost of loading and saving. Headless; no torch in this process.
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["StepPlan", "estimate_run", "project_steps"]
 
 _MEMORY_POLL_S = 0.05
-_WORKER_MARKERS = ("core.training.worker", "--worker")
+_WORKER_MARKERS = ("core.training.child_main", "--training-child")
 # Evaluation runs about five times in a run (every total_steps // 5 steps); a forward-only
 # eval batch costs roughly a third of a training step.
 _EVALS_PER_RUN = 5
@@ -145,7 +145,7 @@ def estimate_run(
     Raises :class:`core.events.Cancelled` when ``cancel`` is set, and what the trainer raises for
     bad input (``TrainingError``) or a crashed child (``TrainingProcessError``).
     """
-    from core.training.child import run_training_subprocess
+    from core.training.child_supervisor import run_training_subprocess
 
     emit = on_event or noop
     probe_steps = max(2, int(probe_steps))

@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 __all__ = ["STEP_TOKENS_ENV", "activation_budget", "activation_bytes_per_token", "max_step_tokens", "run_step_tokens",
-           "split_batch"]
+           "split_batch", "step_tokens_from_env"]
 
 STEP_TOKENS_ENV = "TINYFORGE_STEP_TOKENS"  # a run's own limit; 0: whole batches (benchmarks' baseline)
 
@@ -60,17 +60,27 @@ def max_step_tokens(model_config: Any, precision: str, weight_bytes: int) -> int
     return max(MIN_STEP_TOKENS, activation_budget(weight_bytes) // per_token)
 
 
+def step_tokens_from_env() -> int | None:
+    """:data:`STEP_TOKENS_ENV` as a limit (negative reads as 0), or None when it is not set;
+    a ``ValueError`` (one line) when it is not a whole number. A run reads it in its plan,
+    before any model loads, so a malformed value fails at once."""
+    wanted = os.environ.get(STEP_TOKENS_ENV, "").strip()
+    if not wanted:
+        return None
+    try:
+        return max(0, int(wanted))
+    except ValueError:
+        raise ValueError(f"{STEP_TOKENS_ENV} must be a whole number of tokens (0: whole batches), "
+                         f"not {wanted!r}") from None
+
+
 def run_step_tokens(model: Any, precision: str, device: str) -> int:
     """The limit for a run of ``model`` (its weights as they train, e.g. a bf16 base):
-    :data:`STEP_TOKENS_ENV` when set, else the budget's on a CPU (its memory is the machine's
-    RAM) and 0 on a GPU, which keeps whole batches."""
-    wanted = os.environ.get(STEP_TOKENS_ENV, "").strip()
-    if wanted:
-        try:
-            return max(0, int(wanted))
-        except ValueError:
-            raise ValueError(f"{STEP_TOKENS_ENV} must be a whole number of tokens (0: whole batches), "
-                             f"not {wanted!r}") from None
+    :data:`STEP_TOKENS_ENV` when set (:func:`step_tokens_from_env`), else the budget's on a CPU
+    (its memory is the machine's RAM) and 0 on a GPU, which keeps whole batches."""
+    wanted = step_tokens_from_env()
+    if wanted is not None:
+        return wanted
     if device != "cpu":
         return 0
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -13,9 +13,9 @@ import pytest
 from core import runs
 from core.events import Cancelled, CancelToken, Event, EventCallback
 from core.failures import EXIT_CANCELLED, describe
+from core.training.child_main import EVENT_MARKER, EXIT_BAD_INPUT, EXIT_FAILED
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError, TrainingProcessError
-from core.training.worker import EVENT_MARKER, EXIT_BAD_INPUT, EXIT_FAILED
 from tests.core.training_fixtures import ROOT, SAMPLE, tiny_config
 
 # ----------------------------------------------------------------------------- the translation
@@ -83,7 +83,7 @@ def test_a_failing_training_is_reported_once_by_the_run(tmp_path: Path) -> None:
 
 
 def test_a_failing_training_child_is_reported_once_by_the_run(tmp_path: Path) -> None:
-    from core.training.child import run_training_subprocess
+    from core.training.child_supervisor import run_training_subprocess
 
     def stage(run: runs.RunFolder, out: Path, emit: EventCallback, cancel: CancelToken) -> dict[str, Any]:
         return run_training_subprocess(tiny_config(out, base="no-such-model"), emit, cancel)
@@ -100,7 +100,7 @@ def test_a_failing_training_child_is_reported_once_by_the_run(tmp_path: Path) ->
 
 def _child(config_path: Path) -> tuple[int, list[dict[str, Any]]]:
     result = subprocess.run(
-        [sys.executable, "-m", "core.training.worker", "train", str(config_path)],
+        [sys.executable, "-m", "core.training.child_main", "train", str(config_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     events = [json.loads(line[len(EVENT_MARKER):]) for line in result.stdout.splitlines()
@@ -125,16 +125,16 @@ def test_the_child_reports_an_unreadable_config_once(tmp_path: Path) -> None:
 
 
 def test_the_child_words_a_crash_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.training import worker
+    from core.training import child_main
 
     def crash(config_path: str, send: Any, token: Any) -> None:
         raise RuntimeError("disk on fire")
 
     sent: list[str] = []
-    monkeypatch.setattr(worker.signal, "signal", lambda *args: None)  # keep pytest's Ctrl-C handler
-    monkeypatch.setattr(worker, "_train", crash)
-    monkeypatch.setattr(worker, "_event_channel", lambda: _Channel(sent))
-    assert worker.main(["train", "c.json"]) == EXIT_FAILED
+    monkeypatch.setattr(child_main.signal, "signal", lambda *args: None)  # keep pytest's Ctrl-C handler
+    monkeypatch.setattr(child_main, "_train", crash)
+    monkeypatch.setattr(child_main, "_event_channel", lambda: _Channel(sent))
+    assert child_main.main(["train", "c.json"]) == EXIT_FAILED
     events = [json.loads(line[len(EVENT_MARKER):]) for line in "".join(sent).splitlines()]
     assert [(e["kind"], e["message"]) for e in events] == [("failed", "training failed: RuntimeError: disk on fire")]
     assert "Traceback" in events[0]["details"]

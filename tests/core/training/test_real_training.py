@@ -21,7 +21,7 @@ def test_importing_training_modules_loads_no_torch() -> None:
         "import sys\n"
         "import core.models, core.models.registry, core.models.prompting, core.models.tiny\n"
         "import core.models.starter, core.models.batching\n"
-        "import core.training.hf_train, core.training.child, core.training.worker, core.training.predict\n"
+        "import core.training.hf_train, core.training.child_supervisor, core.training.child_main, core.training.predict\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules]\n"
         "print(heavy)\n"
     )

@@ -123,3 +123,14 @@ def test_a_run_in_parts_trains_as_the_whole_batches_do(tmp_path, monkeypatch) ->
     assert reports[0]["step_parts"] == {"max_tokens": 0, "split_steps": 0}
     assert reports[16]["step_parts"]["split_steps"] == 4
     assert losses[16] == pytest.approx(losses[0], rel=1e-4)
+
+
+def test_a_malformed_step_tokens_value_fails_before_the_model_loads(tmp_path, monkeypatch) -> None:
+    from core.training.errors import TrainingError
+
+    monkeypatch.setenv(STEP_TOKENS_ENV, "lots")
+    recorder = EventRecorder()
+    with pytest.raises(TrainingError, match=f"^{STEP_TOKENS_ENV} must be a whole number of tokens"):
+        run_real_training(tiny_config(tmp_path / "out", max_steps=1), on_event=recorder)
+    assert [e.stage for e in recorder.of("stage")] == ["validate"]  # no "load": it failed in the plan
+    assert not (tmp_path / "out").exists()

@@ -8,15 +8,15 @@ import signal
 import pytest
 
 from core.events import CancelToken, Progress
-from core.training.child import run_training_subprocess, worker_command
+from core.training.child_supervisor import child_command, run_training_subprocess
 from core.training.errors import TrainingError, TrainingProcessError
 from tests.core.training_fixtures import EventRecorder, tiny_config
 
 
-def test_worker_command_frozen_and_not(monkeypatch) -> None:
-    assert worker_command("c.json")[1:] == ["-m", "core.training.worker", "train", "c.json"]
+def test_child_command_frozen_and_not(monkeypatch) -> None:
+    assert child_command("c.json")[1:] == ["-m", "core.training.child_main", "train", "c.json"]
     monkeypatch.setattr("sys.frozen", True, raising=False)
-    assert worker_command("c.json")[1:] == ["--worker", "train", "c.json"]
+    assert child_command("c.json")[1:] == ["--training-child", "train", "c.json"]
 
 
 def test_child_relays_events_and_returns_the_report(tmp_path) -> None:

@@ -52,7 +52,7 @@ def test_a_failure_while_training_keeps_the_previous_output(lora_output: Path, m
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(hf_train, "_write_completed", broken)
+    monkeypatch.setattr(hf_train, "save_completed", broken)
     recorder = EventRecorder()
     with pytest.raises(RuntimeError, match="disk on fire"):
         run_real_training(tiny_config(lora_output, max_steps=1), on_event=recorder)

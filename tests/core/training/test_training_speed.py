@@ -474,11 +474,11 @@ def test_a_steady_heap_keeps_freed_buffers_for_the_next_step() -> None:
 
 
 def test_zero_grad_of_the_trainable_parameters_only_while_training() -> None:
-    from core.training.hf_train import _zero_grad_of_trainable
+    from core.training.trainer_setup import zero_grad_of_trainable
 
     model, batch = _batch("tiny-causal", lora=True)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    with _zero_grad_of_trainable(model):
+    with zero_grad_of_trainable(model):
         model(**batch).loss.backward()
         assert all(p.grad is not None for p in trainable)
         model.zero_grad()

@@ -1,6 +1,8 @@
-"""Run a real training in a child process, so a crash or out-of-memory cannot take the caller down.
+"""The parent's side of a real training in a child process: start it, relay its events, stop it.
 
-The child is :mod:`core.training.worker`; its JSON-line events are relayed to ``on_event`` in
+Runs in the calling process (the GUI's run, ``core.runs``, the estimate), so a crash or
+out-of-memory of the training cannot take the caller down. The child runs
+:mod:`core.training.child_main`; its JSON-line events are relayed to ``on_event`` in
 the calling thread. Cancel asks politely (SIGINT, or CTRL_BREAK on Windows: the child saves a
 checkpoint and reports cancelled), then kills the child after ``grace_seconds``. A child that
 dies without finishing raises :class:`TrainingProcessError` naming the exit code and the last
@@ -26,23 +28,24 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.events import CancelToken, Event, EventCallback, Failed, Finished, Log, event_from_dict, noop
+from core.training.child_main import EVENT_MARKER, EXIT_BAD_INPUT
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError, TrainingProcessError
-from core.training.worker import EVENT_MARKER, EXIT_BAD_INPUT
+from core.training.outputs import remove_stale_staging
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingProcessError", "run_training_subprocess", "worker_command"]
+__all__ = ["TrainingProcessError", "child_command", "run_training_subprocess"]
 
 _STDERR_TAIL = 30
 _POLL_SECONDS = 0.1
 
 
-def worker_command(config_path: str | os.PathLike[str]) -> list[str]:
+def child_command(config_path: str | os.PathLike[str]) -> list[str]:
     """The command line of the training child (the app itself when frozen by PyInstaller)."""
     if getattr(sys, "frozen", False):
-        return [sys.executable, "--worker", "train", str(config_path)]
-    return [sys.executable, "-m", "core.training.worker", "train", str(config_path)]
+        return [sys.executable, "--training-child", "train", str(config_path)]
+    return [sys.executable, "-m", "core.training.child_main", "train", str(config_path)]
 
 
 def _child_env() -> dict[str, str]:
@@ -78,7 +81,7 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
                grace_seconds: float) -> dict[str, Any]:
     windows = sys.platform == "win32"
     proc = subprocess.Popen(
-        worker_command(config_path),
+        child_command(config_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -136,7 +139,7 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
         emit(Finished("cancelled", report))
         return report
     stderr_tail = "\n".join(tail)
-    _remove_stale_staging(Path(json.loads(Path(config_path).read_text(encoding="utf-8"))["output_dir"]))
+    remove_stale_staging(Path(json.loads(Path(config_path).read_text(encoding="utf-8"))["output_dir"]))
     if failed is not None and code == EXIT_BAD_INPUT:
         raise TrainingError(failed.message)
     message = _describe_exit(code, failed)
@@ -144,19 +147,6 @@ def _supervise(config_path: str, emit: EventCallback, cancel: CancelToken | None
         message += "\nlast lines of its error output:\n" + "\n".join(list(tail)[-8:])
     details = failed.details if failed is not None and failed.details else stderr_tail
     raise TrainingProcessError(message, exit_code=code, stderr_tail=stderr_tail, details=details)
-
-
-def _remove_stale_staging(output: Path) -> None:
-    """A killed child cannot clean up: remove the temp output folders of dead processes (its own
-    among them, and its lock file), never those of a live run."""
-    from core.staging import OutputInUseError, locked_output, remove_leftovers
-
-    output = output.expanduser().resolve()
-    try:
-        with locked_output(output):  # free now that the child is dead; releasing removes the file
-            pass
-    except OutputInUseError:  # another run took the folder meanwhile: its files are its own
-        remove_leftovers(output)
 
 
 def _ask_to_stop(proc: subprocess.Popen[str], windows: bool) -> None:

@@ -1,9 +1,9 @@
-"""The training child process: run one real training from a config JSON, events as JSON lines.
+"""The training child process's entry: run one real training from a config JSON, events as JSON lines.
 
-Started by :func:`core.training.child.run_training_subprocess` as
-``python -m core.training.worker train CONFIG.json`` or, in the packaged app, as
-``<app> --worker train CONFIG.json`` (the app's entry point calls :func:`main` with the
-arguments after ``--worker``).
+Runs in the child only. Started by :func:`core.training.child_supervisor.run_training_subprocess`
+as ``python -m core.training.child_main train CONFIG.json`` or, in the packaged app, as
+``<app> --training-child train CONFIG.json`` (the app's entry point calls :func:`main` with the
+arguments after ``--training-child``).
 
 Protocol: each event is one line ``@@tinyforge-event@@ {json}`` on the process's *original*
 stdout. Before anything else runs, file descriptor 1 is pointed at stderr, so stray prints
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "train":
         args = args[1:]
     if len(args) != 1:
-        print("usage: python -m core.training.worker train CONFIG.json", file=sys.stderr)
+        print("usage: python -m core.training.child_main train CONFIG.json", file=sys.stderr)
         return EXIT_BAD_INPUT
     channel = _event_channel()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
