@@ -429,9 +429,9 @@ def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: Can
 
 
 def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> ExportReport | ModelMetadata:
-    """Build the service (:func:`core.exporter.builder.build`) from this run's model (or
-    ``source_model``) into ``service/``."""
-    from core.exporter.builder import build_service
+    """Build the service (:func:`core.exporter.service_build.build_service`) from this run's model
+    (or ``source_model``) into ``service/``."""
+    from core.exporter.service_build import build_service
 
     options = run.options()
     model = Path(options.source_model) if options.source_model else run.model_dir

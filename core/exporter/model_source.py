@@ -1,7 +1,7 @@
 """What a model path points at: a dry-run stub or a real trained model (a leaf module).
 
-Both the builder and ``export_to_onnx`` in :mod:`core.exporter.onnx_export` resolve a model
-path here, so neither imports the other for it.
+Both the builder (:mod:`core.exporter.service_build`) and ``export_to_onnx`` in
+:mod:`core.exporter.onnx_export` resolve a model path here, so neither imports the other for it.
 """
 
 from __future__ import annotations

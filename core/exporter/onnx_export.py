@@ -1,6 +1,6 @@
 """Real export of a trained model: ONNX fp32 + int8 graphs, parity report and a runnable service.
 
-``export_real`` is what ``core.exporter.builder.build`` calls for a real trained folder. The
+``export_real`` is what ``core.exporter.service_build.build_service`` calls for a real trained folder. The
 whole service folder is assembled in a temp folder beside ``output_dir`` (graphs, tokenizer,
 prompt format, service template, metadata, report), checked (parity against torch, latency,
 a live self-test of the service on loopback) and only then renamed into place.

@@ -1,4 +1,4 @@
-"""The exporter builder: turns a trained model into a service folder.
+"""Building a service folder from a trained model: :func:`build_service` (and :func:`build`).
 
 From a dry-run ``model_stub.json`` it writes placeholders (they say so in their content;
 TinyForgeAI's files, kept for its users); from a real trained model it exports real ONNX graphs
@@ -6,25 +6,19 @@ via :mod:`core.exporter.onnx_export`, and with ``gguf`` GGUF files for llama.cpp
 TinyForgeAI had no GGUF placeholder, so a dry run with ``gguf`` says in one line that GGUF needs
 a trained model and writes what it always wrote. The folder is always assembled beside its
 target and renamed into place, so a crash or cancel never leaves half a service behind.
+
+TinyForgeAI's module :mod:`core.exporter.builder` re-exports this API (its users import ``build``
+and ``get_template_dir`` from there); ``foremforge export`` and the script ``builder.py`` are
+:mod:`core.cli.export`.
 """
 
 from __future__ import annotations
 
-import sys
+import os
+from pathlib import Path
+from typing import Any, Literal
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Any, Literal  # noqa: E402
-
-from core.events import (  # noqa: E402
+from core.events import (
     CancelToken,
     EventCallback,
     Log,
@@ -32,19 +26,18 @@ from core.events import (  # noqa: E402
     StageStarted,
     noop,
 )
-from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError  # noqa: E402
-from core.exporter.model_source import ModelSource, resolve_model_source  # noqa: E402
-from core.exporter.service_folder import (  # noqa: E402
+from core.exporter.errors import ExportError, ModelNotFoundError, OutputExistsError
+from core.exporter.model_source import resolve_model_source
+from core.exporter.service_folder import (
     SERVICE_TEMPLATE,
     announce_service_folder,
     copy_service_template,
     staged_output_dir,
 )
-from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic  # noqa: E402
-from core.run_layout import (  # noqa: E402
+from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
+from core.run_layout import (
     EXPORT_REPORT_FILE,
     MODEL_METADATA_FILE,
-    MODEL_STUB_FILE,
     ONNX_DIR,
     ONNX_GRAPH_FILE,
     ONNX_META_FILE,
@@ -55,24 +48,7 @@ from core.run_layout import (  # noqa: E402
     write_result,
 )
 
-if TYPE_CHECKING:
-    from core.console import CommandConsole
-
-log = logging.getLogger(__name__)
-
-
-# The model source and the service folder live in leaf modules (no builder <-> onnx_export
-# cycle); their names stay importable from here, the builder's API since TinyForgeAI.
-__all__ = [
-    "ModelSource",
-    "announce_service_folder",
-    "build",
-    "build_service",
-    "get_template_dir",
-    "main",
-    "resolve_model_source",
-    "staged_output_dir",
-]
+__all__ = ["build", "build_service", "get_template_dir"]
 
 
 def get_template_dir() -> Path:
@@ -215,82 +191,3 @@ def _step(emit: EventCallback, cancel: CancelToken | None, step: int, total: int
     if cancel is not None:
         cancel.raise_if_cancelled()
     emit(Progress("export", step, total, message))
-
-
-# --------------------------------------------------------------------------- command line
-# ``foremforge export`` (core.cli.export) and TinyForgeAI's script ``python core/exporter/builder.py``
-# share these. They stay beside ``build``: the script has to call ``build``, so a parser in core.cli
-# that the script imported would import this module back (an import cycle).
-
-
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    # --model and --out: TinyForgeAI's spellings, accepted on purpose.
-    parser.add_argument(
-        "--model-path", "--model", dest="model_path", required=True,
-        help=f"{MODEL_STUB_FILE}, a training output folder or a run folder",
-    )
-    parser.add_argument("--output-dir", "--out", dest="output_dir", required=True, help="service folder to create")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--export-onnx", action="store_true", help="export ONNX graphs (placeholders for a dry run)")
-    parser.add_argument("--quantize", choices=["int8", "none"], default="int8", help="int8 dynamic quantization (default int8)")
-    parser.add_argument("--gguf", action="store_true",
-                        help="also write gguf/: F16, Q8_0 and Q4_0 files for llama.cpp and Ollama, a Modelfile, "
-                             "each checked against the trained model (Llama-family models)")
-    parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
-
-
-def run_export_command(args: argparse.Namespace) -> int:
-    """Run ``export`` from parsed arguments on the terminal (:func:`core.console.run_command`)."""
-    from functools import partial
-
-    from core.console import run_command
-
-    return run_command(partial(_export, args), cancelled="Cancelled: the output folder was not changed.")
-
-
-def _export(args: argparse.Namespace, console: CommandConsole) -> int:
-    reporter = console.progress(quiet=args.quiet)
-    with console.cancellable() as token:
-        report = build_service(
-            args.model_path,
-            args.output_dir,
-            overwrite=args.overwrite,
-            export_onnx=args.export_onnx,
-            quantize=args.quantize,
-            on_event=reporter,
-            cancel=token,
-            gguf=args.gguf,
-        )
-    console.close()
-    if not args.quiet:
-        _print_summary(Path(args.output_dir).expanduser().absolute(), report)
-    return 0
-
-
-def _print_summary(target: Path, report: ExportReport | ModelMetadata) -> None:
-    """Where the service went, on stdout (the lines TinyForgeAI's ``export`` printed)."""
-    print("Export summary:")
-    print(f"  microservice: {target}")
-    print(f"  metadata: {target / MODEL_METADATA_FILE}")
-    if not isinstance(report, ExportReport):
-        return
-    print(f"  onnx_path: {report.onnx_path}")
-    print(f"  quantized_path: {report.quantized_path}")
-    if report.served_precision:
-        print(f"  served_precision: {report.served_precision} ({report.served_reason or ''})")
-    if report.gguf:
-        gguf = report.gguf
-        print(f"  gguf: {gguf.folder} (recommended {gguf.recommended}, checked in {gguf.checked_in})")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    parser = argparse.ArgumentParser(
-        prog="builder.py", description="Build a service folder from a trained model.", allow_abbrev=False
-    )
-    add_export_arguments(parser)
-    return run_export_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

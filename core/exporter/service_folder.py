@@ -1,7 +1,7 @@
 """The service folder: assembled beside its target from the template, swapped in whole, announced.
 
 A leaf module (core's events, errors, staging and run layout only): both the dry-run builder
-(:mod:`core.exporter.builder`) and the real export (:mod:`core.exporter.onnx_export`) use it,
+(:mod:`core.exporter.service_build`) and the real export (:mod:`core.exporter.onnx_export`) use it,
 so neither imports the other for it.
 """
 

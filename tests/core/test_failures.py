@@ -204,7 +204,7 @@ _COMMAND_WORK = {
     "init": (["init", "--yes"], "core.scaffold.run_init"),
     "validate": (["validate", "--data", str(SAMPLE)], "core.training.dataset.validate_file"),
     "train": (["train", "--data", str(SAMPLE), "--out", "OUT", "--dry-run"], "core.training.run.run_training"),
-    "export": (["export", "--model-path", str(SAMPLE), "--output-dir", "OUT"], "core.exporter.builder.build_service"),
+    "export": (["export", "--model-path", str(SAMPLE), "--output-dir", "OUT"], "core.exporter.service_build.build_service"),
     "predict": (["predict", "--model", "MODEL", "--input", "hello"], "core.answering.answerer"),
     "evaluate": (["evaluate", "--model", "MODEL"], "core.training.evaluate.evaluate_output"),
     "serve": (["serve", "--service", "MODEL"], "core.exporter.serve.serve"),

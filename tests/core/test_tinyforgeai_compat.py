@@ -83,7 +83,7 @@ def test_build_refuses_a_file_that_is_not_a_tinyforge_artifact(tmp_path: Path, m
     def read_json(path: object) -> object:
         raise AssertionError(f"{path} should not be read")
 
-    monkeypatch.setattr("core.exporter.builder.read_json", read_json)
+    monkeypatch.setattr("core.exporter.service_build.read_json", read_json)
     with pytest.raises(ExportError, match="Expected JSON"):
         build(weights, tmp_path / "svc")
     assert not (tmp_path / "svc").exists()

@@ -22,7 +22,7 @@ class WarmupWorker(Worker):
     """Imports the core modules a run needs, off the GUI thread, while the user looks around."""
 
     MODULES = ("core.run_layout", "core.training.line_index", "core.training.dataset", "core.runs",
-               "core.training.run", "core.exporter.builder")
+               "core.training.run", "core.exporter.service_build")
 
     def __init__(self) -> None:
         super().__init__(Task.WARMUP)
