@@ -206,7 +206,7 @@ _COMMAND_WORK = {
     "train": (["train", "--data", str(SAMPLE), "--out", "OUT", "--dry-run"], "core.training.run.run_training"),
     "export": (["export", "--model-path", str(SAMPLE), "--output-dir", "OUT"], "core.exporter.builder.build_service"),
     "predict": (["predict", "--model", "MODEL", "--input", "hello"], "core.answering.answerer"),
-    "evaluate": (["evaluate", "--model", "MODEL"], "core.training.evaluate.evaluate_output"),
+    "evaluate": (["evaluate", "--model", "MODEL"], "core.training.evaluate.evaluate_folder"),
     "serve": (["serve", "--service", "MODEL"], "core.exporter.serve.serve"),
 }
 # What a cancelled command says: as TinyForgeAI's scripts and the command line always did.
