@@ -16,7 +16,7 @@ from core.failures import EXIT_CANCELLED, describe
 from core.training.child_main import EVENT_MARKER, EXIT_BAD_INPUT, EXIT_FAILED
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError, TrainingProcessError
-from tests.core.training_fixtures import ROOT, SAMPLE, tiny_config
+from tests.core.training_helpers import ROOT, SAMPLE, tiny_config
 
 # ----------------------------------------------------------------------------- the translation
 
