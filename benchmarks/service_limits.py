@@ -150,7 +150,7 @@ def huge_chunked_upload(url: str, pid: int, megabytes: int) -> dict[str, Any]:
 
 def _rambling_service(root: Path) -> Path:
     from core.exporter.onnx_export import export_real
-    from tests.core.export_fixtures import make_trained_model
+    from tests.core.export_helpers import make_trained_model
 
     model = make_trained_model("tiny-causal", root / "model", steps=0)
     export_real(model, root / "svc", max_new_tokens=8)

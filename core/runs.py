@@ -59,6 +59,7 @@ from core.run_layout import (  # noqa: F401 - the layout's names and input model
 )
 from core.run_layout import list_runs as _list_records
 from core.staging import OutputFolderError, discard, output_lock, remove_leftovers, staging_folder, swap_in
+from core.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -388,44 +389,41 @@ def _keep_checkpoint(run: RunFolder, out: Path, report: TrainingReport | None, o
         on_event(Log(message=f"checkpoint kept in {RESUME_DIR}/: resume continues from it", level="warning"))
 
 
-def train_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
-    """Dry run in process (writes the placeholder model_stub.json); real training in a child process."""
+def train_stage(run: RunFolder, out: Path, on_event: EventCallback,
+                cancel: CancelToken) -> TrainingReport | dict[str, Any]:
+    """Dry run in process (writes the placeholder model_stub.json; returns its content, as
+    TinyForgeAI's ``run_training`` does); real training in a child process (its report)."""
     options = run.options()
     config = options.train.model_copy(update={"output_dir": str(out)})
     if config.dry_run:
         from core.training.run import run_training
 
         return run_training(config.data_path, str(out), dry_run=True, on_event=on_event, cancel=cancel, config=config)
-    from core.training.child_supervisor import run_training_subprocess
-
-    report: dict[str, Any] | None = None
-    try:
-        report = run_training_subprocess(config, on_event, cancel)
-        return report
-    finally:
-        _keep_checkpoint(run, out, _training_report(report), on_event)
+    return _train_in_child(run, out, config, on_event, cancel)
 
 
-def _training_report(report: dict[str, Any] | None) -> TrainingReport | None:
-    """The trainer's result, typed (the trainer returns ``training_report.json``'s content)."""
-    return TrainingReport.model_validate(report) if report is not None else None
-
-
-def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> dict[str, Any]:
+def resume_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> TrainingReport:
     """Continue a cancelled real training from the checkpoint in ``model.cancelled/``."""
-    from core.training.child_supervisor import run_training_subprocess
-
     keep = run.path / RESUME_DIR
     if not keep.is_dir():
         raise FileNotFoundError(f"nothing to resume: {keep} does not exist")
     keep.rename(out)
     config = run.options().train.model_copy(update={"output_dir": str(out), "resume": True})
-    report: dict[str, Any] | None = None
+    return _train_in_child(run, out, config, on_event, cancel)
+
+
+def _train_in_child(run: RunFolder, out: Path, config: TrainConfig, on_event: EventCallback,
+                    cancel: CancelToken) -> TrainingReport:
+    """Real training in a child process: its report, typed (the child sends
+    ``training_report.json``'s content as JSON). A run that did not complete keeps its checkpoint."""
+    from core.training.child_supervisor import run_training_subprocess
+
+    report: TrainingReport | None = None
     try:
-        report = run_training_subprocess(config, on_event, cancel)
+        report = TrainingReport.model_validate(run_training_subprocess(config, on_event, cancel))
         return report
     finally:
-        _keep_checkpoint(run, out, _training_report(report), on_event)
+        _keep_checkpoint(run, out, report, on_event)
 
 
 def export_stage(run: RunFolder, out: Path, on_event: EventCallback, cancel: CancelToken) -> ExportReport | ModelMetadata:

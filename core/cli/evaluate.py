@@ -30,20 +30,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, console: CommandConsole) -> int:
-    from core.training.evaluate import evaluate_output
+    from core.training.evaluate import evaluate_folder
 
     reporter = console.progress(quiet=args.quiet or args.json)
     with console.cancellable() as token:
-        result = evaluate_output(args.model, args.data, on_event=reporter, cancel=token)
+        result = evaluate_folder(args.model, args.data, on_event=reporter, cancel=token)
     console.close()
-    if args.json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    if args.json:  # the file's content, and where it was written
+        content = result.to_json() | ({"path": str(result.path)} if result.path is not None else {})
+        sys.stdout.write(json.dumps(content, ensure_ascii=False) + "\n")
         return 0
-    for name, means in result["splits"].items():
-        print(f"{name}: {means['n']} records, ROUGE-L fine-tuned {means['tuned_rouge_l']} vs base "
-              f"{means['base_rouge_l']}, exact {means['tuned_exact']} vs {means['base_exact']}, "
-              f"loss {means['loss']} (perplexity {means['perplexity']})")
-    print(result["verdict"])
-    if result.get("path"):
-        print(f"wrote {result['path']}")
+    for name, means in result.splits.items():
+        print(f"{name}: {means.n} records, ROUGE-L fine-tuned {means.tuned_rouge_l} vs base "
+              f"{means.base_rouge_l}, exact {means.tuned_exact} vs {means.base_exact}, "
+              f"loss {means.loss} (perplexity {means.perplexity})")
+    print(result.verdict)
+    if result.path is not None:
+        print(f"wrote {result.path}")
     return 0

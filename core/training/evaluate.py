@@ -49,9 +49,7 @@ __all__ = [
     "REPRODUCED_ROUGE",
     "base_of_lora",
     "evaluate_folder",
-    "evaluate_loaded",
     "evaluate_models",
-    "evaluate_output",
     "exact_match",
     "rouge_l_f1",
     "split_indices",
@@ -123,20 +121,6 @@ def _bounded(indices: list[int], seed: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def evaluate_loaded(
-    tuned: Any,
-    base: Callable[[], AbstractContextManager[Any]],
-    tokenizer: Any,
-    fmt: Any,
-    splits: dict[str, Sequence[Pair]],
-    on_event: EventCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> dict[str, Any]:
-    """:func:`evaluate_models` as ``evaluation.json``'s content, for callers that still take a dict
-    (the trainer, until it reads :class:`core.run_layout.Evaluation`)."""
-    return evaluate_models(tuned, base, tokenizer, fmt, splits, on_event, cancel).to_json()
 
 
 def evaluate_models(
@@ -339,19 +323,6 @@ def splits_from_phrasings(originals: Sequence[Pair], unseen: Sequence[Pair], see
         "unseen": [unseen[i] for i in _bounded(list(range(len(unseen))), seed)],
     }
     return {name: pairs for name, pairs in splits.items() if pairs}
-
-
-def evaluate_output(
-    output_dir: str | Path,
-    data_path: str | Path | None = None,
-    on_event: EventCallback | None = None,
-    cancel: CancelToken | None = None,
-    write: bool = True,
-) -> dict[str, Any]:
-    """:func:`evaluate_folder` as a dict (the file's content, plus ``path`` where it was written),
-    for callers that still take one (the CLI, until it reads :class:`core.run_layout.Evaluation`)."""
-    result = evaluate_folder(output_dir, data_path, on_event, cancel, write)
-    return result.to_json() | ({"path": str(result.path)} if result.path is not None else {})
 
 
 def evaluate_folder(

@@ -148,7 +148,7 @@ def write_evaluation(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, stagin
 
     from core.events import Cancelled
     from core.models.registry import load_base_model
-    from core.training.evaluate import base_of_lora, evaluate_loaded
+    from core.training.evaluate import base_of_lora, evaluate_models
 
     model = unwrap(model)
     model.eval()
@@ -164,7 +164,7 @@ def write_evaluation(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, stagin
 
     splits = plan.pairs.splits
     try:
-        evaluation = evaluate_loaded(model, base, tokenizer, fmt, splits, emit, token)
+        evaluation = evaluate_models(model, base, tokenizer, fmt, splits, emit, token)
     except Cancelled:
         # Training finished: its model is kept (published) rather than thrown away; the report
         # says the evaluation was cancelled, and the CLI exits as for a cancel.
@@ -173,10 +173,12 @@ def write_evaluation(model: Any, tokenizer: Any, fmt: Any, plan: RunPlan, stagin
         emit(Log(f"cancelled during the evaluation: the trained model is saved without {EVALUATION_FILE} "
                  "(`foremforge evaluate --model OUT` computes it)", "warning"))
         return
-    evaluation.update(base_model=plan.config.base_model, model=str(plan.output))
-    write_json_atomic(staging / EVALUATION_FILE, evaluation)
-    report.evaluation = EvaluationSummary(verdict=evaluation["verdict"], splits=evaluation["splits"],
-                                          file=EVALUATION_FILE)
+    # A training's evaluation.json names the base model before the model (its order since it was
+    # first written; Evaluation's fields, as `foremforge evaluate` writes them, are the other way).
+    content = evaluation.to_json() | {"base_model": plan.config.base_model, "model": str(plan.output)}
+    write_json_atomic(staging / EVALUATION_FILE, content)
+    report.evaluation = EvaluationSummary(verdict=evaluation.verdict, file=EVALUATION_FILE,
+                                          splits={name: means.to_json() for name, means in evaluation.splits.items()})
 
 
 def save_completed(model: Any, tokenizer: Any, fmt: Any, staging: Path, report: TrainingReport,

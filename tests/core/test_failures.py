@@ -16,7 +16,7 @@ from core.failures import EXIT_CANCELLED, describe
 from core.training.child_main import EVENT_MARKER, EXIT_BAD_INPUT, EXIT_FAILED
 from core.training.config import TrainConfig
 from core.training.errors import TrainingError, TrainingProcessError
-from tests.core.training_fixtures import ROOT, SAMPLE, tiny_config
+from tests.core.training_helpers import ROOT, SAMPLE, tiny_config
 
 # ----------------------------------------------------------------------------- the translation
 
@@ -206,7 +206,7 @@ _COMMAND_WORK = {
     "train": (["train", "--data", str(SAMPLE), "--out", "OUT", "--dry-run"], "core.training.run.run_training"),
     "export": (["export", "--model-path", str(SAMPLE), "--output-dir", "OUT"], "core.exporter.service_build.build_service"),
     "predict": (["predict", "--model", "MODEL", "--input", "hello"], "core.answering.answerer"),
-    "evaluate": (["evaluate", "--model", "MODEL"], "core.training.evaluate.evaluate_output"),
+    "evaluate": (["evaluate", "--model", "MODEL"], "core.training.evaluate.evaluate_folder"),
     "serve": (["serve", "--service", "MODEL"], "core.exporter.serve.serve"),
 }
 # What a cancelled command says: as TinyForgeAI's scripts and the command line always did.

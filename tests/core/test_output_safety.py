@@ -21,7 +21,7 @@ from core.exporter.errors import ExportError
 from core.jsonio import write_json_atomic
 from core.training.config import TrainConfig
 from core.training.train import run_training
-from tests.core.output_fixtures import fail_rename_into, hidden_beside, snapshot, usual_modes, write_stub
+from tests.core.output_helpers import fail_rename_into, hidden_beside, snapshot, usual_modes, write_stub
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "sample_qna.jsonl"

@@ -19,7 +19,7 @@ from core.run_layout import (
     read_training_report,
 )
 from core.training.config import TrainConfig
-from tests.core.training_fixtures import SAMPLE, tiny_config
+from tests.core.training_helpers import SAMPLE, tiny_config
 
 
 def _raw(path: Path) -> dict[str, Any]:

@@ -1,21 +1,17 @@
-"""GUI test set-up: offscreen Qt, settings isolated per test, no thread left running."""
+"""GUI test set-up: offscreen Qt, settings isolated per test, no thread left running, the window
+fixture (the helpers the tests call are in :mod:`tests.gui.window_helpers`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from core.training.dataset_models import ValidationReport
+from tests.gui.window_helpers import SAMPLE
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "examples" / "sample_qna.jsonl"
 
 
 @pytest.fixture(autouse=True)
@@ -80,22 +76,3 @@ def window(qtbot, output_root: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: 
     yield win
     win.close()
 
-
-def wait_report(qtbot, win, timeout: int = 30000) -> ValidationReport:  # noqa: ANN001
-    qtbot.waitUntil(lambda: win.state.dataset_report is not None, timeout=timeout)
-    return win.state.dataset_report
-
-
-def wait_run(qtbot, win, timeout: int = 60000) -> str:  # noqa: ANN001
-    """Wait until the run ended, its thread is gone and the window has settled; return its status.
-
-    The window refreshes its buttons in a timer after the thread ends (RunController._after_run
-    polls until is_busy("run") is False), so "not busy" alone races with it; a fixed sleep
-    fails on a loaded machine. The options form is re-enabled by that refresh and by nothing
-    else after a run, so it marks the end of _after_run.
-    """
-    qtbot.waitUntil(
-        lambda: win.state.run_status not in ("", "running") and not win.tasks.is_busy("run") and win.options.isEnabled(),
-        timeout=timeout,
-    )
-    return win.state.run_status

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.gui.conftest import SAMPLE
+from tests.gui.window_helpers import SAMPLE
 
 if TYPE_CHECKING:
     from core.training.dataset_models import ValidationReport

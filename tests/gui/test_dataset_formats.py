@@ -11,8 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextDocumentFragment
 
-from tests.gui.conftest import wait_report, wait_run
 from tests.gui.test_main_window import drop_file
+from tests.gui.window_helpers import wait_report, wait_run
 from tinyforge_gui.controllers.preview_controller import NOT_PREPARED
 from tinyforge_gui.widgets.dataset_model import ANSWER_COLUMN, QUESTION_COLUMN, TURNS_COLUMN
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.core.training.test_dataset_inputs import REASONS, make_bad_path, unblock_fifo
-from tests.gui.conftest import wait_report
+from tests.gui.window_helpers import wait_report
 
 pytestmark = [pytest.mark.gui, pytest.mark.skipif(os.name != "posix", reason="FIFOs and devices are POSIX")]
 

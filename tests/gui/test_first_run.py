@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gui.conftest import SAMPLE, wait_report
+from tests.gui.window_helpers import SAMPLE, wait_report
 
 pytestmark = pytest.mark.gui
 

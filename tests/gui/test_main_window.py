@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QPlainTextEdit, QProgressBar, QPushB
 
 from core import runs
 from core.events import Progress
-from tests.gui.conftest import ROOT, SAMPLE, wait_report, wait_run
+from tests.gui.window_helpers import ROOT, SAMPLE, wait_report, wait_run
 from tinyforge_gui.widgets.dataset_model import METADATA_COLUMN
 
 pytestmark = pytest.mark.gui

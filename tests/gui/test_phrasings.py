@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.gui.conftest import wait_report
+from tests.gui.window_helpers import wait_report
 from tinyforge_gui.widgets.dataset_model import PHRASINGS_COLUMN
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gui.conftest import wait_report, wait_run
+from tests.gui.window_helpers import wait_report, wait_run
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton, QTableWidget, QWidget
 
-from tests.gui.conftest import wait_report, wait_run
+from tests.gui.window_helpers import wait_report, wait_run
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 

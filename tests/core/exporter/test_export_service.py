@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.export_fixtures import QUESTIONS, service_app
+from tests.core.export_helpers import QUESTIONS, service_app
 
 pytestmark = pytest.mark.slow
 

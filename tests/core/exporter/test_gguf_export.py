@@ -22,8 +22,8 @@ from core.events import Cancelled, CancelToken, Progress
 from core.exporter.candidates import Gate
 from core.exporter.errors import ExportError
 from core.exporter.gguf_runtime import llama_cpp_available
-from tests.core.export_fixtures import SAMPLE, save_trained_model
-from tests.core.exporter.gguf_fixtures import (
+from tests.core.export_helpers import SAMPLE, save_trained_model
+from tests.core.exporter.gguf_helpers import (
     CHATML_TEMPLATE,
     NO_SYSTEM_TEMPLATE,
     SMOL_TEMPLATE,
@@ -221,7 +221,7 @@ def _tensor_names(path: Path) -> list[str]:
 
 def test_not_llama_family_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     from core.exporter.onnx_export import export_real
-    from tests.core.export_fixtures import make_trained_model
+    from tests.core.export_helpers import make_trained_model
 
     t5 = make_trained_model("tiny-seq2seq", tmp_path / "t5", steps=0)
     with pytest.raises(ExportError, match=r"^GGUF export supports Llama-family models .*'t5'$"):

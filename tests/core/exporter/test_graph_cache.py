@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.export_fixtures import make_trained_model
+from tests.core.export_helpers import make_trained_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.export_fixtures import QUESTIONS
+from tests.core.export_helpers import QUESTIONS
 
 pytestmark = pytest.mark.slow
 

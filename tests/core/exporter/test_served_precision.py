@@ -12,7 +12,7 @@ import pytest
 from core.exporter.candidates import Gate, choose_served
 from core.exporter.parity import TorchRun, compare_generator
 from core.run_layout import LatencyReport, ParityResult
-from tests.core.export_fixtures import QUESTIONS
+from tests.core.export_helpers import QUESTIONS
 
 LATENCY = LatencyReport.model_validate(
     {"onnx_fp32": {"median_ms_per_token": 10.0}, "onnx_int8": {"median_ms_per_token": 4.0},

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.core.export_fixtures import QUESTIONS, SERVICE_MODULES, service_app
+from tests.core.export_helpers import QUESTIONS, SERVICE_MODULES, service_app
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "core" / "exporter" / "service_template"

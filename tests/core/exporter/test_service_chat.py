@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.export_fixtures import QUESTIONS, service_app
+from tests.core.export_helpers import QUESTIONS, service_app
 
 CHAT = "/v1/chat/completions"
 CONVERSATIONS: list[tuple[str | None, list[tuple[str, str]]]] = [

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.core.export_fixtures import QUESTIONS
+from tests.core.export_helpers import QUESTIONS
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -311,7 +311,7 @@ def rambling_service(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An exported tiny causal model that was never trained: it rarely picks its stop token, so
     every prediction runs to ``max_new_tokens`` (a long prediction, on purpose)."""
     from core.exporter.onnx_export import export_real
-    from tests.core.export_fixtures import make_trained_model
+    from tests.core.export_helpers import make_trained_model
 
     root = tmp_path_factory.mktemp("rambling")
     model = make_trained_model("tiny-causal", root / "model", steps=0)
@@ -419,7 +419,7 @@ def test_a_client_that_goes_away_stops_its_prediction_and_frees_its_place(stub_s
 
     from starlette.requests import Request
 
-    from tests.core.export_fixtures import service_app
+    from tests.core.export_helpers import service_app
 
     class SlowModel:  # a generation of up to 20 s, token by token, asking before each one
         name, placeholder, confidence, default_max_new_tokens = "slow", False, 1.0, None

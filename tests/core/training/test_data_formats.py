@@ -343,7 +343,7 @@ def test_a_row_to_answer_may_end_on_its_question() -> None:
 def test_follow_ups_train_as_often_as_a_questions_phrasings_and_the_evaluation_shows_their_context(
         tmp_path: Path) -> None:
     from core.training.hf_train import run_real_training
-    from tests.core.training_fixtures import tiny_config
+    from tests.core.training_helpers import tiny_config
 
     singles = [{"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q},
                              {"role": "assistant", "content": a}]}
@@ -373,7 +373,7 @@ REAL_TOOL_FILES = {  # written after each tool's documented format (tests/core/t
 @pytest.mark.parametrize("name", sorted(REAL_TOOL_FILES))
 def test_files_in_real_tools_formats_train_with_no_change_but_the_file(tmp_path: Path, name: str) -> None:
     from core.training.hf_train import run_real_training
-    from tests.core.training_fixtures import tiny_config
+    from tests.core.training_helpers import tiny_config
 
     rule, columns = REAL_TOOL_FILES[name]
     path = ROOT / "tests" / "core" / "training" / "data" / "formats" / name

@@ -8,7 +8,7 @@ import pytest
 
 from core.events import Cancelled, CancelToken, Progress
 from core.training.estimate import StepPlan, estimate_run, project_steps
-from tests.core.training_fixtures import SAMPLE, EventRecorder, tiny_config
+from tests.core.training_helpers import SAMPLE, EventRecorder, tiny_config
 
 pytestmark = pytest.mark.slow
 

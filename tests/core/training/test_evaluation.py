@@ -13,7 +13,7 @@ from core.run_layout import SplitMeans
 from core.training.evaluate import exact_match, rouge_l_f1, split_indices, verdict
 from core.training.hf_train import run_real_training
 from core.training.predict import predict
-from tests.core.training_fixtures import ROOT, SAMPLE, sample_records, tiny_config
+from tests.core.training_helpers import ROOT, SAMPLE, sample_records, tiny_config
 
 
 def test_rouge_l_and_exact_match() -> None:

@@ -13,7 +13,7 @@ from core.events import CancelToken, Progress
 from core.jsonio import read_json
 from core.training.hf_train import run_real_training
 from core.training.predict import predict
-from tests.core.training_fixtures import ROOT, EventRecorder, sample_records, tiny_config, write_jsonl
+from tests.core.training_helpers import ROOT, EventRecorder, sample_records, tiny_config, write_jsonl
 
 
 def test_importing_training_modules_loads_no_torch() -> None:

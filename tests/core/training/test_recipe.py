@@ -17,7 +17,7 @@ from core.training.recipe import (
     resolve_config,
 )
 from core.training.train import run_training
-from tests.core.training_fixtures import ROOT
+from tests.core.training_helpers import ROOT
 
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

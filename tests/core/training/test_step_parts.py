@@ -16,7 +16,7 @@ from core.training.step_parts import (
     split_batch,
 )
 from tests.core.training.test_training_speed import _batch
-from tests.core.training_fixtures import EventRecorder, tiny_config
+from tests.core.training_helpers import EventRecorder, tiny_config
 
 STARTER = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, vocab_size=49152)
 

@@ -10,7 +10,7 @@ import pytest
 from core.events import CancelToken, Progress
 from core.training.child_supervisor import child_command, run_training_subprocess
 from core.training.errors import TrainingError, TrainingProcessError
-from tests.core.training_fixtures import EventRecorder, tiny_config
+from tests.core.training_helpers import EventRecorder, tiny_config
 
 
 def test_child_command_frozen_and_not(monkeypatch) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.jsonio import read_json
-from tests.core.training_fixtures import ROOT, SAMPLE
+from tests.core.training_helpers import ROOT, SAMPLE
 
 
 @pytest.mark.slow

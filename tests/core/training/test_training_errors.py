@@ -8,7 +8,7 @@ import pytest
 
 from core.training.errors import TrainingError
 from core.training.hf_train import run_real_training
-from tests.core.training_fixtures import EventRecorder, tiny_config, write_jsonl
+from tests.core.training_helpers import EventRecorder, tiny_config, write_jsonl
 
 
 def _fails(config, match: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from core.cli import train as train_command
 from core.events import CancelToken, Progress
-from tests.core.training_fixtures import ROOT, SAMPLE
+from tests.core.training_helpers import ROOT, SAMPLE
 
 SAVED = "a checkpoint was saved"
 NOTHING = "nothing was written"

@@ -15,9 +15,9 @@ from core.jsonio import read_json
 from core.training import hf_train
 from core.training.errors import TrainingError
 from core.training.hf_train import run_real_training
-from tests.core.output_fixtures import fail_rename_into, hidden_beside, snapshot, usual_modes
-from tests.core.training_fixtures import SAMPLE as ROOT_SAMPLE
-from tests.core.training_fixtures import EventRecorder, tiny_config
+from tests.core.output_helpers import fail_rename_into, hidden_beside, snapshot, usual_modes
+from tests.core.training_helpers import SAMPLE as ROOT_SAMPLE
+from tests.core.training_helpers import EventRecorder, tiny_config
 
 _CACHE: dict[str, Path] = {}
 

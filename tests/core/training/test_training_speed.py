@@ -10,7 +10,7 @@ from core.jsonio import read_json
 from core.training.hf_train import run_real_training
 from core.training.precision import choose_precision, cpu_flags
 from core.training.predict import predict
-from tests.core.training_fixtures import EventRecorder, sample_records, tiny_config
+from tests.core.training_helpers import EventRecorder, sample_records, tiny_config
 
 # The written quality tolerance of bf16 against fp32 on the same run (issue 12): the final
 # training loss within this much (absolute) of the fp32 run's, and the same answers.

@@ -23,7 +23,7 @@ from core.training.variants import (
     split_phrasings,
     surface_variants,
 )
-from tests.core.training_fixtures import tiny_config, write_jsonl
+from tests.core.training_helpers import tiny_config, write_jsonl
 
 QUESTIONS = ["What are your opening hours?", "How much is a day pass?", "What is the Wi-Fi password?"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gui.panels.report_fixtures import export_report, older_report, write_run
+from tests.gui.panels.report_helpers import export_report, older_report, write_run
 
 pytestmark = pytest.mark.gui
 

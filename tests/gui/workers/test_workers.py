@@ -9,7 +9,7 @@ from typing import Any
 from core import runs
 from core.events import CancelToken, EventCallback
 from core.training.config import TrainConfig
-from tests.core.training_fixtures import SAMPLE, tiny_config
+from tests.core.training_helpers import SAMPLE, tiny_config
 from tinyforge_gui.workers.runner import TaskRunner, Worker
 
 

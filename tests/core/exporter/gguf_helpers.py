@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.core.export_fixtures import SAMPLE, save_trained_model
+from tests.core.export_helpers import SAMPLE, save_trained_model
 
 # SmolLM2-135M-Instruct's chat template: a default system line when none is given.
 SMOL_TEMPLATE = (
