@@ -37,7 +37,7 @@ from core.run_layout import MODELFILE, GgufFile, GgufReport
 
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
-    from core.exporter.parity import TorchRun
+    from core.exporter.parity_runs import TorchRun
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _reference_runs(model: Any, prompts: list[list[int]], fmt: PromptFormat, kno
                     step: _Steps) -> list[TorchRun]:
     """The trained model's greedy run for every prompt: the ONNX check's where it is long enough,
     else decoded in torch now."""
-    from core.exporter.parity import torch_greedy, truncated
+    from core.exporter.parity_runs import torch_greedy, truncated
 
     stop_ids = set(fmt.stop_token_ids)
     runs: list[TorchRun] = []
