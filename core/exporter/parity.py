@@ -99,95 +99,176 @@ def check_parity(
     slower ones are not checked (``checked: False``): the fastest passing one is served either way.
     """
     from core.exporter.candidates import Gate
-    from core.run_layout import TOKENIZER_FILE
 
     gate = gate or Gate()
     reference = generators["fp32"]
     onnx_prompts = [reference.encode(t) for t in texts]
-    longest = max(max_new_tokens, reference_tokens or 0)
-    clock = time.perf_counter()
-    seconds: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 3)
-        clock = now
-
-    full_runs, fp32_runs = reference_runs(model, architecture, reference, onnx_prompts, hf_prompts, longest,
-                                          set(stop_ids), decoder_start_id)
-    torch_runs = [truncated(run, max_new_tokens) for run in full_runs]
-    recorded = {"fp32": [truncated(run, max_new_tokens) for run in fp32_runs]}
+    laps = _Laps()
+    full_runs, fp32_runs = reference_runs(model, architecture, reference, onnx_prompts, hf_prompts,
+                                          max(max_new_tokens, reference_tokens or 0), set(stop_ids),
+                                          decoder_start_id)
+    against = _Against(onnx_prompts, [truncated(run, max_new_tokens) for run in full_runs], max_new_tokens, gate,
+                       len(texts))
     report = ParityReport(max_new_tokens=max_new_tokens, tokenizer_match=onnx_prompts == hf_prompts)
-    warnings: list[str] = []
-    if not report.tokenizer_match:
-        warnings.append(f"{TOKENIZER_FILE} encodes prompts differently from the transformers tokenizer")
-    lap("reference answers (fp32 graph, one torch pass per input)")
+    warnings = _tokenizer_warnings(report)
+    laps.lap("reference answers (fp32 graph, one torch pass per input)")
+    latency = _torch_latency_report(model, architecture, hf_prompts, max_new_tokens, decoder_start_id)
+    laps.lap("torch latency")
+    quantized, probe_ms = _candidate_order(generators, onnx_prompts, speed_order)
+    laps.lap("ordering the candidates")
+    fp32_recorded = [truncated(run, max_new_tokens) for run in fp32_runs]
+    onnx_answers = _check_precisions(["fp32", *quantized], generators, against, fp32_recorded, latency, report,
+                                     warnings, laps)
+    report.seconds = laps.seconds
+    _add_speedups(latency, onnx_answers)
+    torch_answers = [reference.decode(run.ids) for run in against.torch_runs]
+    speeds = _measured_speeds(probe_ms, latency, onnx_answers)
+    return ParityCheck(report, onnx_prompts, torch_answers, onnx_answers, warnings, latency, full_runs, speeds)
+
+
+@dataclass(frozen=True)
+class _Against:
+    """What every precision is compared with: the prompts, torch's runs (answer length), the gate."""
+
+    prompts: list[list[int]]
+    torch_runs: list[TorchRun]
+    max_new_tokens: int
+    gate: Gate
+    n_texts: int
+
+
+class _Laps:
+    """Seconds of each stage of the check, in order (the report's ``seconds``)."""
+
+    def __init__(self) -> None:
+        self.clock = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """Book the time since the last lap to ``name``."""
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.clock, 3)
+        self.clock = now
+
+
+def _tokenizer_warnings(report: ParityReport) -> list[str]:
+    """The warning when the service's tokenizer encodes the prompts unlike transformers'."""
+    from core.run_layout import TOKENIZER_FILE
+
+    if report.tokenizer_match:
+        return []
+    return [f"{TOKENIZER_FILE} encodes prompts differently from the transformers tokenizer"]
+
+
+def _torch_latency_report(model: Any, architecture: str, hf_prompts: list[list[int]], max_new_tokens: int,
+                          decoder_start_id: int | None) -> LatencyReport:
+    """The latency section with eager torch's figures (the baseline every speed-up is against)."""
     threads, torch_figures = torch_latency(model, architecture, hf_prompts, max_new_tokens, decoder_start_id)
-    latency = LatencyReport(unit="milliseconds per generated token (median over decode steps)",
-                            max_new_tokens=max_new_tokens, torch_threads=threads, backends={"torch": torch_figures})
-    lap("torch latency")
-    onnx_answers: dict[str, list[str]] = {}
-    allowed = int(len(texts) * (1.0 - gate.min_greedy_match) + 1e-9)  # answers that may differ
+    return LatencyReport(unit="milliseconds per generated token (median over decode steps)",
+                         max_new_tokens=max_new_tokens, torch_threads=threads, backends={"torch": torch_figures})
+
+
+def _candidate_order(generators: dict[str, Any], onnx_prompts: list[list[int]],
+                     speed_order: list[str] | None) -> tuple[list[str], dict[str, float]]:
+    """The quantized precisions fastest first, as measured before or by a short timed probe now,
+    and the probe's ms per step (empty when the earlier order was used)."""
     candidates = [p for p in generators if p != "fp32"]
-    probe_ms: dict[str, float] = {}
     if speed_order is not None and set(speed_order) == set(candidates):
-        quantized = list(speed_order)
-    else:
-        probe_ms = {p: _probe_ms(generators[p], onnx_prompts) * 1000 for p in candidates}
-        quantized = sorted(candidates, key=lambda p: probe_ms[p])
-    lap("ordering the candidates")
+        return list(speed_order), {}
+    probe_ms = {p: _probe_ms(generators[p], onnx_prompts) * 1000 for p in candidates}
+    return sorted(candidates, key=lambda p: probe_ms[p]), probe_ms
+
+
+def _check_precisions(precisions: list[str], generators: dict[str, Any], against: _Against,
+                      fp32_recorded: list[TorchRun], latency: LatencyReport, report: ParityReport,
+                      warnings: list[str], laps: _Laps) -> dict[str, list[str]]:
+    """Check each precision in turn into ``report`` and ``latency``; once a quantized one passes
+    and is faster than fp32, the slower ones are not checked. Returns each checked one's answers."""
+    gate = against.gate
+    allowed = int(against.n_texts * (1.0 - gate.min_greedy_match) + 1e-9)  # answers that may differ
+    onnx_answers: dict[str, list[str]] = {}
     fastest_passing: str | None = None
-    for precision in ["fp32", *quantized]:
+    for precision in precisions:
         if fastest_passing is not None:
             report.results[precision] = ParityResult(
                 checked=False, passed=None,
                 note=f"not checked: {fastest_passing} is faster and answers like the trained model")
             continue
-        generator = generators[precision]
-        comparison = compare_generator(generator, onnx_prompts, torch_runs, max_new_tokens, gate.tie_margin,
-                                       max_mismatches=None if precision == "fp32" else allowed,
-                                       recorded=recorded.get(precision))
-        result = comparison.result
-        onnx_answers[precision] = [generator.decode(ids) for ids in comparison.answers]
-        figures = latency.backends[f"onnx_{precision}"] = latency_figures(comparison.prefill_ms, comparison.step_ms)
-        result.max_abs_logit_diff = float(f"{result.max_abs_logit_diff:.6g}")
-        result.checked = True
-        if precision == "fp32":
-            result.passed = result.max_abs_logit_diff < FP32_LOGIT_TOLERANCE and result.generation_match_rate == 1.0
-            if not result.passed:
-                warnings.append(
-                    f"fp32 ONNX differs from torch: max |logit diff| {result.max_abs_logit_diff:.3g}, "
-                    f"match rate {result.generation_match_rate:.2f}"
-                )
+        fp32 = precision == "fp32"
+        result, onnx_answers[precision] = _compare(precision, generators[precision], against,
+                                                   None if fp32 else allowed, fp32_recorded if fp32 else None,
+                                                   latency)
+        if fp32:
+            warnings.extend(_judge_fp32(result))
         else:
-            result.passed = not result.stopped_early and gate.passes(result)
-            faster_than_fp32 = (figures.median_ms_per_token or float("inf")) < (
-                latency.backends["onnx_fp32"].median_ms_per_token or 0.0)
-            if result.passed and faster_than_fp32:
+            warnings.extend(_judge_quantized(precision, result, against))
+            if result.passed and _faster_than_fp32(precision, latency):
                 fastest_passing = precision
-            if not result.passed:
-                after = f" (stopped after {result.n_compared} of {len(texts)} inputs)" if result.stopped_early else ""
-                warnings.append(
-                    f"{precision} answers drift from the trained model: teacher-forced agreement "
-                    f"{result.teacher_forced_agreement or 0.0:.3f}, greedy match {result.generation_match_rate or 0.0:.2f}"
-                    f"{after} (gate {gate.min_teacher_forced} / {gate.min_greedy_match}): not served"
-                )
         report.results[precision] = result
-        lap(precision)
-    report.seconds = seconds
+        laps.lap(precision)
+    return onnx_answers
+
+
+def _compare(precision: str, generator: Any, against: _Against, max_mismatches: int | None,
+             recorded: list[TorchRun] | None, latency: LatencyReport) -> tuple[ParityResult, list[str]]:
+    """One precision against torch: its result (checked, logit diff to 6 digits) and its answers
+    as text; its latency figures go into ``latency``."""
+    comparison = compare_generator(generator, against.prompts, against.torch_runs, against.max_new_tokens,
+                                   against.gate.tie_margin, max_mismatches=max_mismatches, recorded=recorded)
+    result = comparison.result
+    answers = [generator.decode(ids) for ids in comparison.answers]
+    latency.backends[f"onnx_{precision}"] = latency_figures(comparison.prefill_ms, comparison.step_ms)
+    result.max_abs_logit_diff = float(f"{result.max_abs_logit_diff:.6g}")
+    result.checked = True
+    return result, answers
+
+
+def _judge_fp32(result: ParityResult) -> list[str]:
+    """fp32 passes with max |logit diff| under :data:`FP32_LOGIT_TOLERANCE` and every answer
+    identical; the warning when it does not."""
+    result.passed = result.max_abs_logit_diff < FP32_LOGIT_TOLERANCE and result.generation_match_rate == 1.0
+    if result.passed:
+        return []
+    return [f"fp32 ONNX differs from torch: max |logit diff| {result.max_abs_logit_diff:.3g}, "
+            f"match rate {result.generation_match_rate:.2f}"]
+
+
+def _judge_quantized(precision: str, result: ParityResult, against: _Against) -> list[str]:
+    """A quantized precision passes the gate when it answered every input; the warning when it does not."""
+    gate = against.gate
+    result.passed = not result.stopped_early and gate.passes(result)
+    if result.passed:
+        return []
+    after = f" (stopped after {result.n_compared} of {against.n_texts} inputs)" if result.stopped_early else ""
+    return [f"{precision} answers drift from the trained model: teacher-forced agreement "
+            f"{result.teacher_forced_agreement or 0.0:.3f}, greedy match {result.generation_match_rate or 0.0:.2f}"
+            f"{after} (gate {gate.min_teacher_forced} / {gate.min_greedy_match}): not served"]
+
+
+def _faster_than_fp32(precision: str, latency: LatencyReport) -> bool:
+    """Whether ``precision`` decodes faster than fp32 (only then is it worth serving)."""
+    return (latency.backends[f"onnx_{precision}"].median_ms_per_token or float("inf")) < (
+        latency.backends["onnx_fp32"].median_ms_per_token or 0.0)
+
+
+def _add_speedups(latency: LatencyReport, onnx_answers: dict[str, list[str]]) -> None:
+    """Each checked precision's speed-up over eager torch, where both were timed."""
     base = latency.backends["torch"].median_ms_per_token
     for precision in onnx_answers:
         value = latency.backends[f"onnx_{precision}"].median_ms_per_token
         if base and value:
             latency.speedups[f"speedup_{precision}_vs_torch"] = round(base / value, 3)
-    torch_answers = [reference.decode(run.ids) for run in torch_runs]
-    speeds = {p: probe_ms[p] for p in probe_ms}
+
+
+def _measured_speeds(probe_ms: dict[str, float], latency: LatencyReport,
+                     onnx_answers: dict[str, list[str]]) -> dict[str, float]:
+    """ms per token of each quantized precision: the probe's, replaced by the check's where timed."""
+    speeds = dict(probe_ms)
     for p in onnx_answers:
         ms = latency.backends[f"onnx_{p}"].median_ms_per_token
         if p != "fp32" and ms:
             speeds[p] = ms
-    return ParityCheck(report, onnx_prompts, torch_answers, onnx_answers, warnings, latency, full_runs, speeds)
+    return speeds
 
 
 class LazySessions(dict[str, Any]):

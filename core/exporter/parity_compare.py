@@ -4,7 +4,7 @@ answers token by token, every decode step timed."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.exporter.parity_runs import TorchRun
@@ -55,73 +55,105 @@ def compare_generator(
     the generator's own greedy runs (:func:`onnx_greedy`); where one went torch's way, its logits
     are the teacher-forced ones and nothing is run again.
     """
-    import numpy as np
-
     stop_ids = {int(i) for i in getattr(generator, "stop_ids", ())}
-    max_diff = 0.0
-    matches = agreed = counted = ties = 0
-    agreements: list[float] = []
-    answers: list[list[int]] = []
-    prefill_ms: list[float] = []
-    step_ms: list[float] = []
+    tally = _Tally(tie_margin)
     for number, (prompt, ref) in enumerate(zip(prompts, torch_runs, strict=True)):
         own_run = recorded[number] if recorded is not None else None
         if own_run is not None and own_run.ids == ref.ids and len(own_run.step_logits) == len(ref.step_logits):
-            for candidate, ref_logits in zip(own_run.step_logits, ref.step_logits, strict=True):
-                max_diff = max(max_diff, float(np.max(np.abs(candidate - ref_logits))))
-                top2 = np.partition(ref_logits, -2)[-2:]
-                if abs(float(top2[1] - top2[0])) < tie_margin:
-                    ties += 1
-                else:
-                    counted += 1
-                    agreed += int(int(np.argmax(candidate)) == int(np.argmax(ref_logits)))
-            prefill_ms.append(own_run.prefill_ms)
-            step_ms.extend(own_run.step_ms)
-            answers.append(list(ref.ids))
-            matches += 1
-            agreements.append(1.0)
+            tally.add_recorded(own_run, ref)  # it went torch's way: its logits are the teacher-forced ones
             continue
-        started = time.perf_counter()
-        state, logits = generator.start(prompt)
-        prefill_ms.append((time.perf_counter() - started) * 1000)
-        answer: list[int] | None = None  # known once the generator leaves torch's path
-        branch: dict[str, Any] | None = None  # the generator's state where it left, to go on from
-        for index, ref_logits in enumerate(ref.step_logits):
-            candidate = np.asarray(logits, dtype=np.float32)
-            max_diff = max(max_diff, float(np.max(np.abs(candidate - ref_logits))))
-            top2 = np.partition(ref_logits, -2)[-2:]
-            own = int(np.argmax(candidate))
-            if abs(float(top2[1] - top2[0])) < tie_margin:
-                ties += 1
-            else:
-                counted += 1
-                agreed += int(own == int(np.argmax(ref_logits)))
-            if answer is None:
-                answer, branch = _own_choice(generator, state, ref.ids, index, own, max_new_tokens, stop_ids)
-            if index < len(ref.ids) and index + 1 < len(ref.step_logits):
-                started = time.perf_counter()
-                logits = generator.step(state, ref.ids[index])
-                step_ms.append((time.perf_counter() - started) * 1000)
-        ids = list(ref.ids) if answer is None else answer
-        if branch is not None:
-            ids = _go_on(generator, branch, ids, max_new_tokens, stop_ids, step_ms)
-        answers.append(ids)
-        matches += int(ids == ref.ids)
-        agreements.append(token_agreement(ref.ids, ids))
-        if max_mismatches is not None and len(answers) - matches > max_mismatches:
+        ids = _teacher_forced(generator, prompt, ref, max_new_tokens, stop_ids, tally)
+        tally.add_answer(ref.ids, ids)
+        if max_mismatches is not None and len(tally.answers) - tally.matches > max_mismatches:
             break
-    n = len(answers)
-    result = ParityResult(
-        n_compared=n,
-        max_abs_logit_diff=max_diff,
-        generation_match_rate=matches / n if n else 1.0,
-        mean_token_agreement=sum(agreements) / n if n else 1.0,
-        teacher_forced_agreement=round(agreed / counted, 4) if counted else 1.0,
-        positions_compared=counted,
-        ties_skipped=ties,
-        stopped_early=n < len(prompts),
-    )
-    return Comparison(result, answers, prefill_ms, step_ms)
+    return Comparison(tally.result(len(prompts)), tally.answers, tally.prefill_ms, tally.step_ms)
+
+
+@dataclass
+class _Tally:
+    """The running figures of a comparison: logit differences, agreed and tied positions,
+    the generator's answers and how many match torch's, and its timings."""
+
+    tie_margin: float
+    max_diff: float = 0.0
+    agreed: int = 0
+    counted: int = 0
+    ties: int = 0
+    matches: int = 0
+    agreements: list[float] = field(default_factory=list)
+    answers: list[list[int]] = field(default_factory=list)
+    prefill_ms: list[float] = field(default_factory=list)
+    step_ms: list[float] = field(default_factory=list)
+
+    def position(self, candidate: Any, ref_logits: Any) -> int:
+        """Count one position of torch's path (a tie when torch's two best logits are within the
+        margin); return the token the generator picks there."""
+        import numpy as np
+
+        self.max_diff = max(self.max_diff, float(np.max(np.abs(candidate - ref_logits))))
+        top2 = np.partition(ref_logits, -2)[-2:]
+        own = int(np.argmax(candidate))
+        if abs(float(top2[1] - top2[0])) < self.tie_margin:
+            self.ties += 1
+        else:
+            self.counted += 1
+            self.agreed += int(own == int(np.argmax(ref_logits)))
+        return own
+
+    def add_recorded(self, own_run: TorchRun, ref: TorchRun) -> None:
+        """Count a recorded run of the generator that took torch's path: torch's answer, nothing run again."""
+        for candidate, ref_logits in zip(own_run.step_logits, ref.step_logits, strict=True):
+            self.position(candidate, ref_logits)
+        self.prefill_ms.append(own_run.prefill_ms)
+        self.step_ms.extend(own_run.step_ms)
+        self.answers.append(list(ref.ids))
+        self.matches += 1
+        self.agreements.append(1.0)
+
+    def add_answer(self, ref_ids: list[int], ids: list[int]) -> None:
+        """Count the generator's greedy answer against torch's."""
+        self.answers.append(ids)
+        self.matches += int(ids == ref_ids)
+        self.agreements.append(token_agreement(ref_ids, ids))
+
+    def result(self, n_prompts: int) -> ParityResult:
+        """The report's figures (``stopped_early`` when fewer than ``n_prompts`` answers were compared)."""
+        n = len(self.answers)
+        return ParityResult(
+            n_compared=n,
+            max_abs_logit_diff=self.max_diff,
+            generation_match_rate=self.matches / n if n else 1.0,
+            mean_token_agreement=sum(self.agreements) / n if n else 1.0,
+            teacher_forced_agreement=round(self.agreed / self.counted, 4) if self.counted else 1.0,
+            positions_compared=self.counted,
+            ties_skipped=self.ties,
+            stopped_early=n < n_prompts,
+        )
+
+
+def _teacher_forced(generator: Any, prompt: list[int], ref: TorchRun, max_new_tokens: int, stop_ids: set[int],
+                    tally: _Tally) -> list[int]:
+    """Feed the generator torch's path, counting every position, and return its own greedy
+    answer: read off that pass up to where it leaves torch's path, generated from there on."""
+    import numpy as np
+
+    started = time.perf_counter()
+    state, logits = generator.start(prompt)
+    tally.prefill_ms.append((time.perf_counter() - started) * 1000)
+    answer: list[int] | None = None  # known once the generator leaves torch's path
+    branch: dict[str, Any] | None = None  # the generator's state where it left, to go on from
+    for index, ref_logits in enumerate(ref.step_logits):
+        own = tally.position(np.asarray(logits, dtype=np.float32), ref_logits)
+        if answer is None:
+            answer, branch = _own_choice(generator, state, ref.ids, index, own, max_new_tokens, stop_ids)
+        if index < len(ref.ids) and index + 1 < len(ref.step_logits):
+            started = time.perf_counter()
+            logits = generator.step(state, ref.ids[index])
+            tally.step_ms.append((time.perf_counter() - started) * 1000)
+    ids = list(ref.ids) if answer is None else answer
+    if branch is not None:
+        ids = _go_on(generator, branch, ids, max_new_tokens, stop_ids, tally.step_ms)
+    return ids
 
 
 def _own_choice(generator: Any, state: dict[str, Any], ref_ids: list[int], index: int, own: int,
