@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,40 +66,14 @@ def torch_greedy(
     """Greedy decoding with the torch model and its KV cache (the fair eager baseline)."""
     import torch
 
-    cache_name, has_keep = _model_forward_kwargs(model)
+    forward_kwargs = _model_forward_kwargs(model)
     run = TorchRun(ids=[])
     if max_new_tokens <= 0:
         return run
     with torch.inference_mode():
         ids = torch.tensor([prompt_ids], dtype=torch.long)
         started = time.perf_counter()
-        if architecture == "seq2seq":
-            encoder_outputs = model.get_encoder()(input_ids=ids, attention_mask=torch.ones_like(ids))
-            mask = torch.ones_like(ids)
-            start = torch.tensor([[decoder_start_id if decoder_start_id is not None else 0]], dtype=torch.long)
-            out = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=start, use_cache=True)
-
-            def next_out(token: int, cache: Any) -> Any:
-                step_ids = torch.tensor([[token]], dtype=torch.long)
-                return model(
-                    encoder_outputs=encoder_outputs,
-                    attention_mask=mask,
-                    decoder_input_ids=step_ids,
-                    use_cache=True,
-                    **{cache_name: cache},
-                )
-        else:
-            extra = {"logits_to_keep": 1} if has_keep else {}
-            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **extra)
-            length = len(prompt_ids)
-
-            def next_out(token: int, cache: Any) -> Any:
-                nonlocal length
-                length += 1
-                step_ids = torch.tensor([[token]], dtype=torch.long)
-                mask = torch.ones((1, length), dtype=torch.long)
-                return model(input_ids=step_ids, attention_mask=mask, use_cache=True, **{cache_name: cache}, **extra)
-
+        out, next_out = _prefill(model, architecture, ids, decoder_start_id, forward_kwargs)
         logits = out.logits[0, -1]
         run.prefill_ms = (time.perf_counter() - started) * 1000
         while True:
@@ -115,6 +90,45 @@ def torch_greedy(
             logits = out.logits[0, -1]
             run.step_ms.append((time.perf_counter() - started) * 1000)
     return run
+
+
+def _prefill(model: Any, architecture: str, ids: Any, decoder_start_id: int | None,
+             forward_kwargs: tuple[str, bool]) -> tuple[Any, Callable[[int, Any], Any]]:
+    """The model's output on the prompt ``ids`` (a ``[1, n]`` tensor) and the function that
+    takes one more token with the cache (the encoder's output kept, for seq2seq);
+    ``forward_kwargs`` as :func:`_model_forward_kwargs` gives them."""
+    import torch
+
+    cache_name, has_keep = forward_kwargs
+    if architecture == "seq2seq":
+        encoder_outputs = model.get_encoder()(input_ids=ids, attention_mask=torch.ones_like(ids))
+        mask = torch.ones_like(ids)
+        start = torch.tensor([[decoder_start_id if decoder_start_id is not None else 0]], dtype=torch.long)
+        out = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=start, use_cache=True)
+
+        def next_decoder_out(token: int, cache: Any) -> Any:
+            step_ids = torch.tensor([[token]], dtype=torch.long)
+            return model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=mask,
+                decoder_input_ids=step_ids,
+                use_cache=True,
+                **{cache_name: cache},
+            )
+
+        return out, next_decoder_out
+    extra = {"logits_to_keep": 1} if has_keep else {}
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **extra)
+    length = ids.shape[1]
+
+    def next_out(token: int, cache: Any) -> Any:
+        nonlocal length
+        length += 1
+        step_ids = torch.tensor([[token]], dtype=torch.long)
+        mask = torch.ones((1, length), dtype=torch.long)
+        return model(input_ids=step_ids, attention_mask=mask, use_cache=True, **{cache_name: cache}, **extra)
+
+    return out, next_out
 
 
 def truncated(run: TorchRun, max_new_tokens: int) -> TorchRun:
