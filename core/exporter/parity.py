@@ -1,9 +1,12 @@
-"""Parity and latency of an ONNX export against the torch model it came from.
+"""Parity and latency of an ONNX export against the torch model it came from: the whole check.
 
 Both sides run the same greedy loop with a KV cache, so the comparison is fair: torch eager
 under ``torch.inference_mode`` (prefill once, then one token per step) versus the service's
 :class:`OnnxGenerator`. Logits are compared step by step along torch's greedy path
-(teacher-forced), answers token by token.
+(teacher-forced), answers token by token. :func:`check_parity` runs the steps; the runs and
+their timings are in :mod:`core.exporter.parity_runs`, one precision's comparison in
+:mod:`core.exporter.parity_compare`, the choice of inputs in :mod:`core.exporter.parity_inputs`
+(their public names are importable from here too).
 """
 
 from __future__ import annotations
