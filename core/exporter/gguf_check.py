@@ -2,7 +2,7 @@
 
 The weights: teacher-forced top-1 agreement along torch's greedy path (one batched pass per
 input, every position's logits) and free-running greedy answers, the same measures and ties
-rule as the ONNX candidates (:func:`core.exporter.parity.compare_generator`). The tokenizer:
+rule as the ONNX candidates (:func:`core.exporter.parity_compare.compare_generator`). The tokenizer:
 llama.cpp must turn the rendered prompts, and text with digits, accents, emoji and code, into
 the ids our tokenizer gives, or a runtime that tokenizes text (Ollama, llama-cli) would feed the
 model something it was not trained on.
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.exporter.gguf_runtime import GgufRuntime, LlamaCppRuntime, llama_cpp_available
-from core.exporter.parity import TorchRun, token_agreement
+from core.exporter.parity_compare import token_agreement
+from core.exporter.parity_runs import TorchRun
 from core.models.prompting import PromptFormat, encode_prompt
 from core.run_layout import GgufFile, GgufTokenization, ParityResult
 

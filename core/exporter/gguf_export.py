@@ -37,7 +37,7 @@ from core.run_layout import MODELFILE, GgufFile, GgufReport
 
 if TYPE_CHECKING:
     from core.exporter.candidates import Gate
-    from core.exporter.parity import TorchRun
+    from core.exporter.parity_runs import TorchRun
 
 logger = logging.getLogger(__name__)
 
@@ -112,57 +112,16 @@ def export_gguf(
     long): reused, not run again. ``written``: the files are there already (what
     :func:`write_gguf_files` returned).
     """
-    from core.exporter.gguf_check import check_file, check_tokenization
-    from core.exporter.gguf_runtime import llama_cpp_available, open_runtime
-    from core.exporter.parity import torch_greedy, truncated
+    from core.exporter.gguf_check import check_tokenization
+    from core.exporter.gguf_runtime import llama_cpp_available
 
     fmt = plan.fmt
     total = len(FILE_TYPES) + 2 + (0 if written else len(FILE_TYPES))
     step = _Steps(emit, cancel, total)
-    if written is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for file_type in FILE_TYPES:
-            name = gguf_file_name(file_type)
-            with step(f"writing {name}", f"write_{file_type}"):
-                write_gguf(folder / name, file_type, plan.tensors, plan.hparams, plan.vocab, model_name,
-                           fmt.to_dict(), cancel)
-    else:
-        step.durations.update(written)
+    _write_files(folder, plan, model_name, step, cancel, written)
     prompts = [encode_prompt(tokenizer, fmt, t) for t in texts]
-    stop_ids = set(fmt.stop_token_ids)
-    known = torch_runs or {}
-    runs: list[TorchRun] = []
-    with step("the trained model's answers (torch)", "torch_reference"):
-        for prompt in prompts:
-            step.check_cancel()
-            run = known.get(tuple(prompt))
-            if run is None or (len(run.ids) == len(run.step_logits) and len(run.ids) < fmt.max_new_tokens):
-                run = torch_greedy(model, "causal", prompt, fmt.max_new_tokens, stop_ids)  # none, or cut short
-            runs.append(truncated(run, fmt.max_new_tokens))
-    n_ctx = max([len(p) for p in prompts] + [1]) + fmt.max_new_tokens + 1
-    rows: list[GgufFile] = []
-    smallest_passing = ""
-    for file_type in reversed(FILE_TYPES):  # smallest first: the smallest that passes is recommended
-        name = gguf_file_name(file_type)
-        size_mb = round((folder / name).stat().st_size / 1e6, 2)
-        if smallest_passing:
-            rows.append(GgufFile(file=name, file_type=file_type, size_mb=size_mb, checked=False,
-                                 note=f"not checked: {smallest_passing} is smaller and answers like the trained model"))
-            step.skip(f"check_{file_type}")
-            continue
-        with step(f"checking {name} against the trained model", f"check_{file_type}"):
-            runtime = open_runtime(folder / name, n_ctx, getattr(model.config, "rope_parameters", None))
-            try:
-                result = check_file(runtime, prompts, runs, fmt.max_new_tokens, stop_ids, gate)
-            finally:
-                runtime.close()
-        rows.append(result.model_copy(update={"file": name, "file_type": file_type, "size_mb": size_mb,
-                                              "checked_in": runtime.checked_in}))
-        if result.passed:
-            smallest_passing = name
-        emit(Log(f"{name}: agreement {result.agreement or 0.0:.3f}, exact match {result.exact_match or 0.0:.2f}, "
-                 f"{'passed' if result.passed else 'drifts'} ({runtime.checked_in})"))
-    rows.reverse()  # largest first, as the files are listed everywhere
+    runs = _reference_runs(model, prompts, fmt, torch_runs or {}, step)
+    rows = _check_files(folder, model, prompts, runs, fmt, gate, step, emit)
     with step("llama.cpp's tokenizer against the trained model's", "tokenization"):
         smallest = folder / gguf_file_name(FILE_TYPES[-1])  # every file holds the same tokenizer
         tokenization = check_tokenization(smallest, tokenizer, fmt, texts)
@@ -174,18 +133,99 @@ def export_gguf(
     if not llama_cpp_available():
         emit(Log("GGUF files checked with transformers' GGUF loader; install llama-cpp-python to check them "
                  "in llama.cpp itself"))
-    write_text_atomic(folder / MODELFILE, modelfile_text(recommended, plan.template, plan.stop_words,
-                                                         plan.hparams.context_length, fmt.max_new_tokens))
-    checked_in = next((r.checked_in for r in rows if r.checked_in), None)
-    write_text_atomic(folder / "README.md", readme_text(rows, recommended,
-                                                       plan.hparams.context_length, fmt.max_new_tokens,
-                                                       checked_in or ""))
+    checked_in = _write_modelfile_and_readme(folder, plan, rows, recommended)
     report = GgufReport(
         files=rows, recommended=recommended, recommended_reason=reason, checked_in=checked_in,
         max_new_tokens=fmt.max_new_tokens, n_inputs=len(texts), tokenization=tokenization, modelfile=MODELFILE,
         durations_s=step.durations,
     )
     return report, warnings
+
+
+def _write_files(folder: Path, plan: GgufPlan, model_name: str, step: _Steps, cancel: CancelToken | None,
+                 written: dict[str, float] | None) -> None:
+    """Write every GGUF file as a step of its own, unless they were ``written`` already (their seconds)."""
+    if written is not None:
+        step.durations.update(written)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_type in FILE_TYPES:
+        name = gguf_file_name(file_type)
+        with step(f"writing {name}", f"write_{file_type}"):
+            write_gguf(folder / name, file_type, plan.tensors, plan.hparams, plan.vocab, model_name,
+                       plan.fmt.to_dict(), cancel)
+
+
+def _reference_runs(model: Any, prompts: list[list[int]], fmt: PromptFormat, known: dict[tuple[int, ...], TorchRun],
+                    step: _Steps) -> list[TorchRun]:
+    """The trained model's greedy run for every prompt: the ONNX check's where it is long enough,
+    else decoded in torch now."""
+    from core.exporter.parity_runs import torch_greedy, truncated
+
+    stop_ids = set(fmt.stop_token_ids)
+    runs: list[TorchRun] = []
+    with step("the trained model's answers (torch)", "torch_reference"):
+        for prompt in prompts:
+            step.check_cancel()
+            run = known.get(tuple(prompt))
+            if run is None or (len(run.ids) == len(run.step_logits) and len(run.ids) < fmt.max_new_tokens):
+                run = torch_greedy(model, "causal", prompt, fmt.max_new_tokens, stop_ids)  # none, or cut short
+            runs.append(truncated(run, fmt.max_new_tokens))
+    return runs
+
+
+def _check_files(folder: Path, model: Any, prompts: list[list[int]], runs: list[TorchRun], fmt: PromptFormat,
+                 gate: Gate, step: _Steps, emit: EventCallback) -> list[GgufFile]:
+    """Each file's row, checked against the trained model smallest first (the smallest that passes
+    is recommended, so the larger ones are not checked); the rows largest first."""
+    n_ctx = max([len(p) for p in prompts] + [1]) + fmt.max_new_tokens + 1
+    rows: list[GgufFile] = []
+    smallest_passing = ""
+    for file_type in reversed(FILE_TYPES):
+        name = gguf_file_name(file_type)
+        size_mb = round((folder / name).stat().st_size / 1e6, 2)
+        if smallest_passing:
+            rows.append(GgufFile(file=name, file_type=file_type, size_mb=size_mb, checked=False,
+                                 note=f"not checked: {smallest_passing} is smaller and answers like the trained model"))
+            step.skip(f"check_{file_type}")
+            continue
+        row = _check_file(folder, file_type, size_mb, model, prompts, runs, fmt, gate, step, n_ctx)
+        rows.append(row)
+        if row.passed:
+            smallest_passing = name
+        emit(Log(f"{name}: agreement {row.agreement or 0.0:.3f}, exact match {row.exact_match or 0.0:.2f}, "
+                 f"{'passed' if row.passed else 'drifts'} ({row.checked_in})"))
+    rows.reverse()  # largest first, as the files are listed everywhere
+    return rows
+
+
+def _check_file(folder: Path, file_type: str, size_mb: float, model: Any, prompts: list[list[int]],
+                runs: list[TorchRun], fmt: PromptFormat, gate: Gate, step: _Steps, n_ctx: int) -> GgufFile:
+    """One file's row: its answers against the trained model's, in the runtime that opens it (a step)."""
+    from core.exporter.gguf_check import check_file
+    from core.exporter.gguf_runtime import open_runtime
+
+    name = gguf_file_name(file_type)
+    with step(f"checking {name} against the trained model", f"check_{file_type}"):
+        runtime = open_runtime(folder / name, n_ctx, getattr(model.config, "rope_parameters", None))
+        try:
+            result = check_file(runtime, prompts, runs, fmt.max_new_tokens, set(fmt.stop_token_ids), gate)
+        finally:
+            runtime.close()
+    return result.model_copy(update={"file": name, "file_type": file_type, "size_mb": size_mb,
+                                     "checked_in": runtime.checked_in})
+
+
+def _write_modelfile_and_readme(folder: Path, plan: GgufPlan, rows: list[GgufFile], recommended: str) -> str | None:
+    """Write the Modelfile (pointing at ``recommended``) and the README; return where the files were checked."""
+    fmt = plan.fmt
+    write_text_atomic(folder / MODELFILE, modelfile_text(recommended, plan.template, plan.stop_words,
+                                                         plan.hparams.context_length, fmt.max_new_tokens))
+    checked_in = next((r.checked_in for r in rows if r.checked_in), None)
+    write_text_atomic(folder / "README.md", readme_text(rows, recommended,
+                                                       plan.hparams.context_length, fmt.max_new_tokens,
+                                                       checked_in or ""))
+    return checked_in
 
 
 def _recommend(rows: list[GgufFile], gate: Gate) -> tuple[str, str, list[str]]:

@@ -149,7 +149,7 @@ class TransformersGgufRuntime:
             return self.model(input_ids=torch.tensor([ids], dtype=torch.long)).logits[0].float().numpy()
 
     def greedy(self, prompt: list[int], max_new_tokens: int, stop_ids: set[int]) -> tuple[list[int], list[float]]:
-        from core.exporter.parity import torch_greedy
+        from core.exporter.parity_runs import torch_greedy
 
         run = torch_greedy(self.model, "causal", prompt, max_new_tokens, stop_ids, keep_logits=False)
         return run.ids, [ms / 1000 for ms in run.step_ms]

@@ -533,7 +533,6 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
     rlines_append = block.rlines.append
     problems = scan.problems
     lineno = scan.lineno
-    utf16_file = scan.utf16_file
     extra_keys = 0
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
@@ -542,16 +541,7 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
         try:
             rec = loads(raw)
         except decode_error:
-            try:
-                rec = parse_slow(raw)
-            except LineProblem as p:
-                if p.kind == UTF16:
-                    if utf16_file:  # counted, but listed once (on line 1)
-                        problems.count(p.kind)
-                        continue
-                    utf16_file = scan.start == 0 and lineno == 1
-                problems.add(lineno, p.kind, p.message)
-                continue
+            rec = _parse_rest(scan, raw, lineno)
             if rec is BLANK:
                 continue
         if type(rec) is dict and columns is None:
@@ -587,10 +577,24 @@ def _sort_lines(scan: _RangeScan, lines: list[bytes]) -> _Block:
                     continue
         _add_other(block, rec, lineno, problems, columns)
     scan.lineno = lineno
-    scan.utf16_file = utf16_file
     block.extra_keys += extra_keys
     scan.count_formats(block, ((INPUT_OUTPUT, io_n, io_lines), (MESSAGES, chat_n, chat_lines)))
     return block
+
+
+def _parse_rest(scan: _RangeScan, raw: bytes, lineno: int) -> Any:
+    """A line orjson refused, parsed the slow way; :data:`BLANK` for a blank line and for a line
+    that is a problem (added to the scan's problems; a UTF-16 file's is listed once, on line 1)."""
+    try:
+        return parse_slow(raw)
+    except LineProblem as p:
+        if p.kind == UTF16:
+            if scan.utf16_file:  # counted, but listed once (on line 1)
+                scan.problems.count(p.kind)
+                return BLANK
+            scan.utf16_file = scan.start == 0 and lineno == 1
+        scan.problems.add(lineno, p.kind, p.message)
+        return BLANK
 
 
 def _plain_messages(msgs: list[Any]) -> tuple[str, str] | None:

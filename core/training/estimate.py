@@ -130,6 +130,17 @@ def _children_maxrss_bytes() -> int:
         return 0
 
 
+@dataclass
+class _Probe:
+    """What the probe run left: its report, wall seconds, when each step ended, memory figures."""
+
+    report: TrainingReport
+    wall: float
+    step_times: dict[int, float]
+    sampled_peak_bytes: int
+    rss_before: int
+
+
 def estimate_run(
     config: TrainConfig,
     probe_steps: int = 3,
@@ -145,10 +156,19 @@ def estimate_run(
     Raises :class:`core.events.Cancelled` when ``cancel`` is set, and what the trainer raises for
     bad input (``TrainingError``) or a crashed child (``TrainingProcessError``).
     """
+    probe_steps = max(2, int(probe_steps))
+    probe = _run_probe(config, probe_steps, on_event or noop, cancel)
+    if (cancel is not None and cancel.cancelled) or probe.report.status == "cancelled":
+        raise Cancelled("estimate cancelled")
+    result = _project(config, probe_steps, probe)
+    logger.info("estimate: %s", result)
+    return result
+
+
+def _run_probe(config: TrainConfig, probe_steps: int, emit: EventCallback, cancel: CancelToken | None) -> _Probe:
+    """Train ``probe_steps`` steps in a child, in a temp folder removed afterwards, timing each step."""
     from core.training.child_supervisor import run_training_subprocess
 
-    emit = on_event or noop
-    probe_steps = max(2, int(probe_steps))
     step_times: dict[int, float] = {}
 
     def relay(event: Event) -> None:
@@ -169,29 +189,41 @@ def estimate_run(
             report = TrainingReport.model_validate(run_training_subprocess(probe, relay, cancel))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    wall = time.perf_counter() - started
-    if (cancel is not None and cancel.cancelled) or report.status == "cancelled":
-        raise Cancelled("estimate cancelled")
-    steps = sorted(step_times)
+    return _Probe(report, time.perf_counter() - started, step_times, memory.peak_bytes, rss_before)
+
+
+def _seconds_per_step(probe: _Probe, probe_steps: int) -> float:
+    """Seconds per optimizer step, from the end of the first step (which pays for warm-up:
+    allocations, caches); else the report's train seconds over its steps."""
+    steps = sorted(probe.step_times)
     if len(steps) >= 2 and steps[-1] > steps[0]:
-        # From the end of the first step: the first one pays for warm-up (allocations, caches).
-        per_step = (step_times[steps[-1]] - step_times[steps[0]]) / (steps[-1] - steps[0])
-    else:
-        done = int(report.global_step or probe_steps)
-        per_step = float(report.train_seconds or wall) / max(1, done)
+        return (probe.step_times[steps[-1]] - probe.step_times[steps[0]]) / (steps[-1] - steps[0])
+    done = int(probe.report.global_step or probe_steps)
+    return float(probe.report.train_seconds or probe.wall) / max(1, done)
+
+
+def _peak_rss_bytes(probe: _Probe) -> int:
+    """The psutil samples; else the children's max RSS when this probe raised it."""
+    return probe.sampled_peak_bytes or (
+        _children_maxrss_bytes() if _children_maxrss_bytes() > probe.rss_before else 0)
+
+
+def _project(config: TrainConfig, probe_steps: int, probe: _Probe) -> Estimate:
+    """The whole run's figures from the probe: steps × seconds per step, evaluation, fixed cost."""
+    report = probe.report
+    per_step = _seconds_per_step(probe, probe_steps)
     train_seconds = float(report.train_seconds or per_step * probe_steps)
-    overhead = max(0.0, wall - train_seconds)
+    overhead = max(0.0, probe.wall - train_seconds)
     n_records = int(report.n_records or report.n_train or 0)
     plan = project_steps(config, n_records)
     report_recipe = choose_recipe(config, plan.n_train, (report.recipe or {}).get("lora_targets"))
     eval_batches = math.ceil(plan.n_eval / config.batch_size) if plan.n_eval else 0
     eval_seconds = _EVALS_PER_RUN * eval_batches * per_step * _EVAL_STEP_FRACTION
     projected_train = plan.total_steps * per_step + eval_seconds
-    # The psutil samples; else the children's max RSS when this probe raised it.
-    peak = memory.peak_bytes or (_children_maxrss_bytes() if _children_maxrss_bytes() > rss_before else 0)
-    result = Estimate(
+    peak = _peak_rss_bytes(probe)
+    return Estimate(
         probe_steps=probe_steps,
-        probe_seconds=round(wall, 3),
+        probe_seconds=round(probe.wall, 3),
         seconds_per_step=round(per_step, 4),
         n_train=plan.n_train,
         n_eval=plan.n_eval,
@@ -205,11 +237,9 @@ def estimate_run(
         overhead_seconds=round(overhead, 2),
         projected_total_seconds=round(projected_train + overhead, 2),
         peak_rss_bytes=int(peak),
-        memory_source="psutil (sampled)" if memory.peak_bytes else "getrusage (max of children)",
+        memory_source="psutil (sampled)" if probe.sampled_peak_bytes else "getrusage (max of children)",
         device=report.device,
         precision=report.precision,
         tokens_per_second=report.tokens_per_second,
         base_model=config.base_model,
     )
-    logger.info("estimate: %s", result)
-    return result

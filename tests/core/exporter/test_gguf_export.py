@@ -251,7 +251,7 @@ def test_files_are_gated_and_the_smallest_passing_one_is_recommended(chat_model:
     from core.exporter.gguf_check import check_file
     from core.exporter.gguf_export import export_gguf, prepare_gguf
     from core.exporter.gguf_runtime import open_runtime
-    from core.exporter.parity import torch_greedy
+    from core.exporter.parity_runs import torch_greedy
     from core.models.prompting import encode_prompt
 
     model, tokenizer, fmt = _loaded(chat_model)

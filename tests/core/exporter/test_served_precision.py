@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from core.exporter.candidates import Gate, choose_served
-from core.exporter.parity import TorchRun, compare_generator
+from core.exporter.parity_compare import compare_generator
+from core.exporter.parity_runs import TorchRun
 from core.run_layout import LatencyReport, ParityResult
 from tests.core.export_helpers import QUESTIONS
 

@@ -26,7 +26,7 @@ def test_rouge_l_and_exact_match() -> None:
 
 
 def test_split_matches_the_trainers_and_parity_helper() -> None:
-    from core.exporter.parity import _held_out
+    from core.exporter.parity_inputs import _held_out
 
     texts = [f"q{i}" for i in range(36)]
     train, held = split_indices(36, None, 42)
