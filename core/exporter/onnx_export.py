@@ -62,6 +62,7 @@ from core.run_layout import (
     ExportGate,
     ExportReport,
     GgufReport,
+    GraphMeta,
     LatencyReport,
     ModelManifest,
     ModelMetadata,
@@ -71,6 +72,7 @@ from core.run_layout import (
     RunFileError,
     SelfTest,
     read_model_manifest,
+    read_model_stub,
     write_result,
 )
 from core.staging import staging_folder
@@ -257,7 +259,7 @@ class _Export:
     descriptions: dict[str, str] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: GraphMeta = field(default_factory=GraphMeta)
     stop_ids: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     inputs_source: str = ""
@@ -421,23 +423,21 @@ def _assemble_service(job: _Export) -> None:
             sizes[f"{precision}_to_fp32_ratio"] = round(sizes[f"{precision}_bytes"] / sizes["fp32_bytes"], 4)
     job.sizes = sizes
     int8_decoder = (job.quant_info.get("int8") or {}).get("decoder")
-    job.meta = {
+    job.meta = GraphMeta(
         **_graph_meta(job.resolved, model, job.architecture, exported, dict(exported.files)),
-        "sizes": sizes,
+        sizes=sizes,
         # TinyForgeAI's key: how quantized.onnx (the int8 decoder graph) was made, kept for its users.
-        "quantization": int8_decoder.to_json() if int8_decoder is not None else None,
-        # precision -> graph role -> how it was made
-        "quantization_candidates": {p: {role: how.to_json() for role, how in roles.items()}
-                                    for p, roles in job.quant_info.items()},
-        "runtime": job.runtime,
-    }
-    write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
+        quantization=int8_decoder,
+        quantization_candidates=job.quant_info,  # precision -> graph role -> how it was made
+        runtime=job.runtime,
+    )
+    write_result(job.onnx_dir / ONNX_META_FILE, job.meta)
     _copy_service_files(staging, job.resolved.model_dir, job.tokenizer, job.prompt)
     write_result(
         staging / MODEL_METADATA_FILE,
         ModelMetadata(
             model_path=str(job.resolved.root),
-            created_time=job.meta["export_time"],
+            created_time=job.meta.export_time,
             source="tinyforge-exporter",
             model_stub=False,
             architecture=job.architecture,
@@ -491,7 +491,8 @@ def _choose_served(job: _Export, emit: EventCallback) -> None:
             job.candidates[precision].kept = False
     job.runtime["graphs"] = graphs
     job.runtime["served_precision"] = job.served
-    write_json_atomic(job.onnx_dir / ONNX_META_FILE, job.meta)
+    job.meta.runtime = job.runtime  # the model holds a copy of what it was built with
+    write_result(job.onnx_dir / ONNX_META_FILE, job.meta)
     job.generators.clear()  # the ONNX sessions: every answer is recorded; the self-test runs its own
     if job.graph_cache is not None and job.check.speeds:  # the next export of this base checks fastest first
         job.graph_cache.remember_speeds(job.graph_key, job.check.speeds)
@@ -574,7 +575,7 @@ def _write_report(job: _Export, test: SelfTest, timings: dict[str, float]) -> Ex
     report = ExportReport(
         onnx_path=str(target / graphs["fp32"]["decoder"]),
         quantized_path=str(target / graphs["int8"]["decoder"]) if "int8" in graphs else None,
-        export_time=job.meta["export_time"],
+        export_time=job.meta.export_time,
         model_path=str(job.resolved.root),
         model_stub=False,
         architecture=job.architecture,
@@ -770,14 +771,14 @@ def _export_placeholder(stub_path: Path, out: Path) -> Path:
     export_time = utc_now_iso()
     onnx_path = out / ONNX_GRAPH_FILE
     # Metadata first: a reader that finds the placeholder also finds what it stands for.
-    write_json_atomic(
+    write_result(
         out / ONNX_META_FILE,
-        {
-            "exported_from": model_ref,
-            "export_time": export_time,
-            "version": "0.1-stub",
-            "source_model": read_json(stub_path),
-        },
+        GraphMeta(
+            exported_from=model_ref,
+            export_time=export_time,
+            version="0.1-stub",
+            source_model=read_model_stub(stub_path).to_json(),
+        ),
     )
     write_text_atomic(
         onnx_path,
@@ -805,8 +806,8 @@ def _export_graph_files(resolved: ResolvedModel, out: Path) -> Path:
             raise
         except Exception as exc:
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-        write_json_atomic(work / ONNX_META_FILE,
-                          {**_graph_meta(resolved, model, architecture, exported, files), "layout": exported.layout})
+        write_result(work / ONNX_META_FILE,
+                     GraphMeta(**_graph_meta(resolved, model, architecture, exported, files), layout=exported.layout))
         # The graph's external data (if any) first, the metadata last.
         names = sorted((p.name for p in work.iterdir()), key=lambda n: (n.endswith(".meta.json"), not n.endswith(".data")))
         for name in names:

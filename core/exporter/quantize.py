@@ -230,8 +230,8 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
     an unknown mode or a file that is not an ONNX graph.
     """
     from core.exporter.graph_files import get_onnx_metadata, is_placeholder_graph
-    from core.jsonio import utc_now_iso, write_json_atomic
-    from core.run_layout import QUANTIZED_FILE
+    from core.jsonio import utc_now_iso
+    from core.run_layout import QUANTIZED_FILE, QuantizedGraphMeta, write_result
 
     source = Path(onnx_path).expanduser().absolute()
     if not source.is_file():
@@ -243,36 +243,34 @@ def quantize_onnx(onnx_path: str | os.PathLike[str], output_dir: str | os.PathLi
     destination = out / QUANTIZED_FILE
     source_meta = get_onnx_metadata(source) or {}
     quantize_time = utc_now_iso()
-    meta: dict[str, Any] = {
-        **source_meta,
-        "quantized": True,
-        "mode": mode,
-        "quantize_time": quantize_time,
-        "source_onnx": str(source),
-    }
+    meta = QuantizedGraphMeta.model_validate(
+        {**source_meta, "quantized": True, "mode": mode, "quantize_time": quantize_time, "source_onnx": str(source)}
+    )
     if is_placeholder_graph(source):
-        write_json_atomic(
+        write_result(
             destination,
-            {
-                "exported_from": source_meta.get("exported_from", str(source)),
-                "export_time": source_meta.get("export_time"),
-                "version": source_meta.get("version", "0.1-stub"),
-                "quantized": True,
-                "mode": mode,
-                "quantize_time": quantize_time,
-            },
+            QuantizedGraphMeta(
+                exported_from=source_meta.get("exported_from", str(source)),
+                export_time=source_meta.get("export_time"),
+                version=source_meta.get("version", "0.1-stub"),
+                quantized=True,
+                mode=mode,
+                quantize_time=quantize_time,
+            ),
         )
     else:
-        meta["quantization"] = _quantize_graph(source, destination, mode).to_json()
-    write_json_atomic(out / f"{QUANTIZED_FILE}.meta.json", meta)
+        meta.quantization = _quantize_graph(source, destination, mode)
+    write_result(out / f"{QUANTIZED_FILE}.meta.json", meta)
     return str(destination)
 
 
 def get_quantized_metadata(quantized_path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The ``.meta.json`` beside a quantized file written by :func:`quantize_onnx`, or None."""
-    from core.exporter.graph_files import get_onnx_metadata
+    from core.exporter.graph_files import read_beside_graph
+    from core.run_layout import QuantizedGraphMeta
 
-    return get_onnx_metadata(quantized_path)
+    meta = read_beside_graph(quantized_path, QuantizedGraphMeta)
+    return meta.to_json() if meta is not None else None
 
 
 def _quantize_graph(source: Path, destination: Path, mode: str) -> Quantization:

@@ -34,7 +34,7 @@ from core.exporter.service_folder import (
     copy_service_template,
     staged_output_dir,
 )
-from core.jsonio import read_json, utc_now_iso, write_json_atomic, write_text_atomic
+from core.jsonio import utc_now_iso, write_text_atomic
 from core.run_layout import (
     EXPORT_REPORT_FILE,
     MODEL_METADATA_FILE,
@@ -44,7 +44,11 @@ from core.run_layout import (
     QUANT_DIR,
     QUANTIZED_FILE,
     ExportReport,
+    GraphMeta,
     ModelMetadata,
+    ModelStub,
+    QuantizedGraphMeta,
+    read_model_stub,
     write_result,
 )
 
@@ -120,7 +124,7 @@ def _build_stub(
     emit: EventCallback,
     cancel: CancelToken | None,
 ) -> ExportReport | ModelMetadata:
-    stub = read_json(stub_path)
+    stub = read_model_stub(stub_path)
     model_ref = str(stub_path.absolute())
     steps = 4 if export_onnx else 2
     emit(StageStarted("export", f"building the service for {model_ref}"))
@@ -140,7 +144,7 @@ def _build_stub(
 def _write_onnx_placeholders(
     staging: Path,
     target: Path,
-    stub: dict[str, Any],
+    stub: ModelStub,
     model_ref: str,
     quantize: str,
     emit: EventCallback,
@@ -156,25 +160,25 @@ def _write_onnx_placeholders(
         f"# Source: {model_ref}\n"
         "# This is a stub file for testing purposes.\n",
     )
-    meta = {
-        "exported_from": model_ref,
-        "export_time": export_time,
-        "version": "0.1-stub",
-        "source_model": {"model_type": stub.get("model_type"), "n_records": stub.get("n_records")},
-    }
-    write_json_atomic(staging / ONNX_DIR / ONNX_META_FILE, meta)
+    meta = GraphMeta(
+        exported_from=model_ref,
+        export_time=export_time,
+        version="0.1-stub",
+        source_model={"model_type": stub.model_type, "n_records": stub.n_records},
+    )
+    write_result(staging / ONNX_DIR / ONNX_META_FILE, meta)
     _step(emit, cancel, 3, steps, "onnx placeholder")
     quantized_path = None
     if quantize == "int8":
-        quantized = {
-            "exported_from": model_ref,
-            "export_time": export_time,
-            "version": "0.1-stub",
-            "quantized": True,
-            "mode": "int8",
-            "quantize_time": utc_now_iso(),
-        }
-        write_json_atomic(staging / ONNX_DIR / QUANT_DIR / QUANTIZED_FILE, quantized)
+        quantized = QuantizedGraphMeta(
+            exported_from=model_ref,
+            export_time=export_time,
+            version="0.1-stub",
+            quantized=True,
+            mode="int8",
+            quantize_time=utc_now_iso(),
+        )
+        write_result(staging / ONNX_DIR / QUANT_DIR / QUANTIZED_FILE, quantized)
         quantized_path = str(target / ONNX_DIR / QUANT_DIR / QUANTIZED_FILE)
     report = ExportReport(
         onnx_path=str(target / ONNX_DIR / ONNX_GRAPH_FILE),

@@ -34,7 +34,9 @@ and folder names), :mod:`~core.run_layout.results` (the base model, ``write_resu
 ``RunFileError``), :mod:`~core.run_layout.run_files` (``run.json``),
 :mod:`~core.run_layout.training_files` (a training output's report, manifest, phrasings and
 the estimate), :mod:`~core.run_layout.evaluation_files` (``evaluation.json``),
-:mod:`~core.run_layout.export_files` (a service folder's report and metadata), with the
+:mod:`~core.run_layout.export_files` (a service folder's report and metadata),
+:mod:`~core.run_layout.graph_meta` (a graph's ``.meta.json``, a quantized graph's, the dry run's
+``model_stub.json``), with the
 report's checks in :mod:`~core.run_layout.export_checks` and its GGUF files in
 :mod:`~core.run_layout.gguf_files`. Import the names from ``core.run_layout`` itself.
 """
@@ -66,6 +68,12 @@ from core.run_layout.export_files import (
     read_model_metadata,
 )
 from core.run_layout.gguf_files import GgufFile, GgufReport, GgufTokenization
+from core.run_layout.graph_meta import (
+    GraphMeta,
+    ModelStub,
+    QuantizedGraphMeta,
+    read_model_stub,
+)
 from core.run_layout.names import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
@@ -159,14 +167,17 @@ __all__ = [
     "GgufFile",
     "GgufReport",
     "GgufTokenization",
+    "GraphMeta",
     "LatencyReport",
     "LatencyResult",
     "ModelManifest",
     "ModelMetadata",
+    "ModelStub",
     "ParityReport",
     "PhrasingRow",
     "ParityResult",
     "Quantization",
+    "QuantizedGraphMeta",
     "RunFileError",
     "RunOptions",
     "RunRecord",
@@ -181,6 +192,7 @@ __all__ = [
     "read_export_report",
     "read_model_manifest",
     "read_model_metadata",
+    "read_model_stub",
     "read_object",
     "read_run",
     "read_training_report",

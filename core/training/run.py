@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from core.events import ArtifactWritten, CancelToken, EventCallback, Finished, Log, StageStarted, noop
-from core.jsonio import utc_now_iso, write_json_atomic
-from core.run_layout import MODEL_STUB_FILE
+from core.jsonio import utc_now_iso
+from core.run_layout import MODEL_STUB_FILE, ModelStub, write_result
 from core.staging import locked_output
 from core.training.config import LoraSettings, TrainConfig
 from core.training.dataset import DatasetError, validate_file
@@ -84,23 +84,23 @@ def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | Non
     if cancel is not None:
         cancel.raise_if_cancelled()
     emit(StageStarted("train", "dry run: writing the stub artifact"))
-    stub: dict[str, Any] = {
-        "model_type": "tinyforge_stub",
-        "n_records": summary["n_records"],
-        "created_time": utc_now_iso(),
-        "notes": "dry-run artifact",
-    }
-    if config.lora.enabled:
-        stub = apply_lora(stub, _seed_lora_config(config.lora))
-        emit(Log(f"LoRA applied (dry run): {stub['lora_config']}"))
+    stub = ModelStub(
+        model_type="tinyforge_stub",
+        n_records=summary["n_records"],
+        created_time=utc_now_iso(),
+        notes="dry-run artifact",
+    )
+    if config.lora.enabled:  # apply_lora works on the stub's dict (TinyForgeAI's API)
+        stub = ModelStub.model_validate(apply_lora(stub.to_json(), _seed_lora_config(config.lora)))
+        emit(Log(f"LoRA applied (dry run): {stub.lora_config}"))
     out = Path(config.output_dir)
     with locked_output(out):  # a concurrent run into the same folder is refused
         _refuse_a_real_output(out)
-        path = write_json_atomic(out / STUB_FILENAME, stub)
+        path = write_result(out / STUB_FILENAME, stub)
     log.info("Wrote %s", path)
     emit(ArtifactWritten(str(path)))
-    emit(Finished("completed", {"model_path": str(path), **stub}))
-    return stub
+    emit(Finished("completed", {"model_path": str(path), **stub.to_json()}))
+    return stub.to_json()
 
 
 def _refuse_a_real_output(out: Path) -> None:
