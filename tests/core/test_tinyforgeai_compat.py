@@ -80,10 +80,10 @@ def test_build_refuses_a_file_that_is_not_a_tinyforge_artifact(tmp_path: Path, m
     weights = tmp_path / "pytorch_model.bin"
     with open(weights, "wb") as handle:  # sparse: big on paper, nothing to read
         handle.truncate(64 << 20)
-    def read_json(path: object) -> object:
+    def read_model_stub(path: object) -> object:
         raise AssertionError(f"{path} should not be read")
 
-    monkeypatch.setattr("core.exporter.service_build.read_json", read_json)
+    monkeypatch.setattr("core.exporter.service_build.read_model_stub", read_model_stub)
     with pytest.raises(ExportError, match="Expected JSON"):
         build(weights, tmp_path / "svc")
     assert not (tmp_path / "svc").exists()
