@@ -115,6 +115,7 @@ def _use_meta_device_targets() -> None:
     from tinyforge_gui.workers import studio_tasks
 
     def work(self: Any) -> Any:
+        from core.models.lora_modules import LoraModules
         from core.models.registry import (
             linear_projection_modules,
             load_model_config,
@@ -127,8 +128,7 @@ def _use_meta_device_targets() -> None:
             config = load_model_config(spec)
             modules = lora_candidate_modules(config, spec.architecture)
             default = linear_projection_modules(config, spec.architecture)
-        return {"base_model": self.base_model, "modules": modules, "default": default,
-                "architecture": spec.architecture, "model_type": spec.model_type}
+        return LoraModules(self.base_model, spec.architecture, spec.model_type, tuple(modules), tuple(default))
 
     studio_tasks.LoraTargetsWorker.work = work  # type: ignore[method-assign]
 

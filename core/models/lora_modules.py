@@ -93,11 +93,6 @@ class LoraModules:
     default: tuple[str, ...] = ()
     unknown_reason: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for a Qt signal: lists, not tuples."""
-        return {"base_model": self.base_model, "architecture": self.architecture, "model_type": self.model_type,
-                "modules": list(self.modules), "default": list(self.default), "unknown_reason": self.unknown_reason}
-
 
 def lora_modules(name: str) -> LoraModules:
     """The LoRA module names of base model ``name`` (tiny model, starter, local folder or hub id

@@ -98,7 +98,7 @@ def test_a_model_type_outside_the_table_is_unknown_until_training(window, qtbot,
     opts.dry_run.setChecked(False)
     opts.lora.setChecked(True)
     opts.base_model.setCurrentText(str(folder))
-    qtbot.waitUntil(lambda: opts.lora_suggestions.get("base_model") == str(folder), timeout=10000)
+    qtbot.waitUntil(lambda: getattr(opts.lora_suggestions, "base_model", None) == str(folder), timeout=10000)
     assert opts.suggested_modules() == []
     assert "unknown until training (model_type 'rwkv' is not in the table)" in opts.lora_hint.text()
     assert opts.lora_modules.placeholderText() == "auto: every linear projection"

@@ -42,7 +42,7 @@ def test_lora_suggestions_list_the_models_modules(window, qtbot) -> None:  # noq
     q_action.setChecked(True)
     assert opts.lora_targets() == ["q_proj"]
     opts.base_model.setCurrentText("tiny-seq2seq")
-    qtbot.waitUntil(lambda: opts.lora_suggestions.get("base_model") == "tiny-seq2seq", timeout=30000)
+    qtbot.waitUntil(lambda: getattr(opts.lora_suggestions, "base_model", None) == "tiny-seq2seq", timeout=30000)
     assert "q" in opts.suggested_modules() and "q_proj" not in opts.suggested_modules()
 
 

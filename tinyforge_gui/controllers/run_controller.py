@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from tinyforge_gui.settings import AppSettings
     from tinyforge_gui.widgets.common import Notifier
     from tinyforge_gui.workers.runner import TaskRunner
+    from tinyforge_gui.workers.tasks import RunOutcome
 
 
 def _past_options(run_dir: str) -> RunOptions | None:
@@ -281,9 +282,9 @@ class RunController(QObject):
         self._state.update(run_status=RunStatus.CANCELLED)
 
     @Slot(object)
-    def _on_run_result(self, result: dict[str, Any]) -> None:
-        self._state.update(run_status=RunStatus.of(result.get("status") or RunStatus.COMPLETED),
-                           current_run=str(result.get("run_dir") or self._state.current_run))
+    def _on_run_result(self, result: RunOutcome) -> None:
+        self._state.update(run_status=RunStatus.of(result.status or RunStatus.COMPLETED),
+                           current_run=result.run_dir or self._state.current_run)
 
     @Slot()
     def _on_run_done(self) -> None:

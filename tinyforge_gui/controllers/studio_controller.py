@@ -3,7 +3,7 @@
 :class:`StudioController` starts the :mod:`tinyforge_gui.workers.studio_tasks` workers for the options
 form, the Playground tab and the Export tab's service button, and owns the service handle; the
 service's state lives in the shared :class:`~tinyforge_gui.state.StudioState`. It lives in the
-GUI thread; the workers' plain-data signals arrive at its slots.
+GUI thread; the workers' signals (plain data or a core model) arrive at its slots.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tinyforge_gui.state import ServiceState, StudioState, Task
 from tinyforge_gui.workers.studio_tasks import ServiceHandle
 
 if TYPE_CHECKING:
+    from core.models.lora_modules import LoraModules
     from tinyforge_gui.panels.options_panel import OptionsPanel
     from tinyforge_gui.panels.run_panel import RunPanel
     from tinyforge_gui.panels.studio_tabs import StudioTabs
@@ -47,7 +48,7 @@ class StudioController(QObject):
         self._tasks.start(worker)
 
     @Slot(object)
-    def _on_lora_targets(self, result: dict[str, Any]) -> None:
+    def _on_lora_targets(self, result: LoraModules) -> None:
         self._options.set_lora_suggestions(result)
 
     @Slot(str, str)

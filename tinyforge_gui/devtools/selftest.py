@@ -56,7 +56,7 @@ def _wait(app: Any, condition: Callable[[], bool], timeout: float, what: str) ->
 def _run_once(app: Any, window: Any, options: dict[str, Any], what: str) -> Path:
     """Load ``options`` into the form, press Train → Export and wait for the run to end."""
     window.options.load_dict(options)
-    from core.run_layout import RUN_FILE
+    from core.run_layout import read_run
     from tinyforge_gui.state import RunStatus, Task
 
     window.state.update(run_status=RunStatus.NONE)
@@ -65,8 +65,8 @@ def _run_once(app: Any, window: Any, options: dict[str, Any], what: str) -> Path
     if window.state.run_status != "completed":
         error = ""
         try:
-            record = json.loads((Path(window.state.last_run) / RUN_FILE).read_text(encoding="utf-8"))
-            error = (record.get("error") or {}).get("message", "")
+            record = read_run(window.state.last_run)
+            error = record.error.message if record.error is not None else ""
         except (OSError, ValueError, AttributeError):
             pass
         raise SelfTestFailure(f"{what} ended {window.state.run_status}" + (f": {error}" if error else ""))
@@ -96,13 +96,15 @@ def run_self_test(workdir: Path, real: bool = True) -> dict[str, Any]:
     _say(f"ok   window shown: {window.windowTitle()!r}")
     # After the first paint, as the window itself imports it (pydantic).
     from core.run_layout import (
-        EXPORT_REPORT_FILE,
         MODEL_DIR,
         MODEL_STUB_FILE,
         ONNX_DIR,
         ONNX_GRAPH_FILE,
         SERVICE_DIR,
-        TRAINING_REPORT_FILE,
+        ParityResult,
+        SelfTest,
+        read_export_report,
+        read_training_report,
     )
 
     window.dataset_controller.open_example()
@@ -138,25 +140,25 @@ def run_self_test(workdir: Path, real: bool = True) -> dict[str, Any]:
             },
         }
         run = _run_once(app, window, real_options, "the real LoRA train → ONNX export")
-        report = json.loads((run / MODEL_DIR / TRAINING_REPORT_FILE).read_text(encoding="utf-8"))
-        _check(report.get("status") == "completed" and report.get("lora_applied") is True, f"training report: {report.get('status')}")
-        _check(any("loss" in entry for entry in report.get("log_history", [])), "no loss was logged")
-        export = json.loads((run / SERVICE_DIR / EXPORT_REPORT_FILE).read_text(encoding="utf-8"))
-        onnx_path = Path(export["onnx_path"])
+        report = read_training_report(run)
+        _check(report.status == "completed" and report.lora_applied is True, f"training report: {report.status}")
+        _check(any("loss" in entry for entry in report.log_history), "no loss was logged")
+        export = read_export_report(run)
+        onnx_path = Path(export.onnx_path or "")
         _check(onnx_path.is_file() and onnx_path.stat().st_size > 1000, "no real ONNX graph was written")
-        _check(Path(export["quantized_path"]).is_file(), "no int8 graph was written")
-        parity = export.get("parity", {}).get("fp32", {})
-        _check(parity.get("generation_match_rate") == 1.0, f"fp32 parity failed: {parity}")
-        self_test = export.get("self_test", {})
-        _check(bool(self_test.get("passed")), f"the service self-test failed: {self_test}")
+        _check(Path(export.quantized_path or "").is_file(), "no int8 graph was written")
+        parity = export.parity_of("fp32") or ParityResult()
+        _check(parity.generation_match_rate == 1.0, f"fp32 parity failed: {parity.to_json()}")
+        self_test = export.self_test or SelfTest()
+        _check(bool(self_test.passed), f"the service self-test failed: {self_test.to_json()}")
         summary["steps"]["real"] = {
             "run": str(run),
-            "train_loss": next((e["loss"] for e in report["log_history"] if "loss" in e), None),
+            "train_loss": next((e["loss"] for e in report.log_history if "loss" in e), None),
             "onnx_bytes": onnx_path.stat().st_size,
-            "max_abs_logit_diff": parity.get("max_abs_logit_diff"),
-            "service_self_test": self_test.get("passed"),
+            "max_abs_logit_diff": parity.max_abs_logit_diff,
+            "service_self_test": self_test.passed,
         }
-        _say(f"ok   real LoRA step + ONNX export: parity {parity.get('max_abs_logit_diff')}, service answered")
+        _say(f"ok   real LoRA step + ONNX export: parity {parity.max_abs_logit_diff}, service answered")
 
     window.close()
     app.processEvents()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSignalBlocker, QStringListModel, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
@@ -33,6 +33,9 @@ from PySide6.QtWidgets import (
 from core import train_config_defaults as defaults
 from tinyforge_gui.widgets.common import make_icon
 from tinyforge_gui.widgets.theme import style_label
+
+if TYPE_CHECKING:
+    from core.models.lora_modules import LoraModules
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +226,7 @@ class OptionsPanel(QScrollArea):
         self.base_model.currentTextChanged.connect(self._emit_changed)
         for combo in (self.device, self.precision, self.loss_on):
             combo.currentTextChanged.connect(self._emit_changed)
-        self.lora_suggestions: dict[str, object] = {}
+        self.lora_suggestions: LoraModules | None = None  # the last LoraTargetsWorker result
         self._targets_pending = ""
         self._targets_timer = QTimer(self)
         self._targets_timer.setSingleShot(True)
@@ -452,10 +455,10 @@ class OptionsPanel(QScrollArea):
         if not force and not self.isVisible():  # a hidden or closed window lists nothing
             return
         if not (force or (self.lora.isChecked() and not self.dry_run.isChecked())):
-            if not self._targets_pending and not self.lora_suggestions.get("base_model") == name:
+            if not self._targets_pending and self._suggested_for() != name:
                 self.lora_hint.setText("")
             return
-        if name and name not in (self.lora_suggestions.get("base_model"), self._targets_pending):
+        if name and name not in (self._suggested_for(), self._targets_pending):
             self._targets_pending = name
             self.lora_hint.setText(f"Reading the module names of {name}…")
             self.lora_targets_wanted.emit(name)
@@ -464,32 +467,37 @@ class OptionsPanel(QScrollArea):
         """Ask for the current base model's module names (once the window is shown)."""
         self._want_targets()
 
-    def set_lora_suggestions(self, result: dict[str, object]) -> None:
-        """``result`` from ``LoraTargetsWorker``: modules, default, base_model."""
+    def _suggested_for(self) -> str | None:
+        """The base model the suggestions are for (None before the first answer)."""
+        return None if self.lora_suggestions is None else self.lora_suggestions.base_model
+
+    def set_lora_suggestions(self, result: LoraModules) -> None:
+        """``result`` from ``LoraTargetsWorker``: the modules and default targets of its base model."""
         self._targets_pending = ""
-        if result.get("base_model") != self.base_model.currentText().strip():
+        if result.base_model != self.base_model.currentText().strip():
             self.lora_hint.setText("")
             self._want_targets()  # the user picked another model meanwhile
             return
-        self.lora_suggestions = dict(result)
-        modules = [str(m) for m in result.get("modules") or []]  # type: ignore[union-attr]
-        default = [str(m) for m in result.get("default") or []]  # type: ignore[union-attr]
+        self.lora_suggestions = result
+        modules, default = list(result.modules), list(result.default)
         self.lora_model.setStringList(modules)
         self.lora_modules.setPlaceholderText(f"auto: all {len(default)} linear projections" if default
                                              else "auto: every linear projection")
-        if result.get("unknown_reason"):
+        if result.unknown_reason:
             # Not read without loading the model; training checks typed names and lists those that exist.
-            self.lora_hint.setText(f"Module names of {result.get('base_model')} unknown until training "
-                                   f"({result.get('unknown_reason')}); auto trains every linear projection")
+            self.lora_hint.setText(f"Module names of {result.base_model} unknown until training "
+                                   f"({result.unknown_reason}); auto trains every linear projection")
         else:
-            self.lora_hint.setText(f"{len(modules)} module names in {result.get('base_model')}; auto trains "
+            self.lora_hint.setText(f"{len(modules)} module names in {result.base_model}; auto trains "
                                    f"{','.join(default) or '-'} (pick others with ▾)")
         self.update_recipe()
 
     def lora_targets_failed(self, base_model: str, message: str) -> None:
+        from core.models.lora_modules import LoraModules
+
         self._targets_pending = ""
         if base_model == self.base_model.currentText().strip():
-            self.lora_suggestions = {"base_model": base_model, "modules": [], "default": []}
+            self.lora_suggestions = LoraModules(base_model, "", "")  # no names, no reason: "No modules found"
             self.lora_model.setStringList([])
             self.lora_hint.setText(f"Cannot list the modules: {message}")
 
@@ -502,8 +510,8 @@ class OptionsPanel(QScrollArea):
         self.lora_menu.clear()
         modules = self.suggested_modules()
         if not modules:
-            waiting = QAction("Reading the model's modules…" if not self.lora_suggestions else
-                              "Module names unknown until training" if self.lora_suggestions.get("unknown_reason")
+            waiting = QAction("Reading the model's modules…" if self.lora_suggestions is None else
+                              "Module names unknown until training" if self.lora_suggestions.unknown_reason
                               else "No modules found",
                               self.lora_menu)
             waiting.setEnabled(False)
@@ -604,7 +612,7 @@ class OptionsPanel(QScrollArea):
             self.recipe_label.setText(f"Options not valid: {exc}")
             return
         n_train = project_steps(config, n_records).n_train
-        targets = [str(m) for m in self.lora_suggestions.get("default") or []]  # type: ignore[union-attr]
+        targets = list(self.lora_suggestions.default) if self.lora_suggestions is not None else []
         recipe = choose_recipe(config, n_train, targets or None)
         summary = recipe.summary().removeprefix("recipe: ")
         if config.lora.enabled and config.lora.target_modules is None and not targets:

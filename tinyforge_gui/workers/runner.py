@@ -45,7 +45,7 @@ class Worker(QObject):
     log = Signal(str, str)  # level, message
     metric = Signal(int, dict)  # step, values
     artifact = Signal(str)  # path
-    succeeded = Signal(object)  # result: plain data or a core model (ValidationReport, Estimate)
+    succeeded = Signal(object)  # result: plain data or a core model (ValidationReport, Estimate, LoraModules)
     failed = Signal(str, str)  # message, details
     cancelled = Signal()
     done = Signal()  # always emitted last

@@ -18,6 +18,7 @@ from tinyforge_gui.state import Task
 from tinyforge_gui.workers.runner import Worker
 
 if TYPE_CHECKING:
+    from core.models.lora_modules import LoraModules
     from core.run_layout import Estimate
     from core.training.config import TrainConfig
 
@@ -31,19 +32,21 @@ TRANSFORMERS_LOCK = threading.Lock()
 class LoraTargetsWorker(Worker):
     """The LoRA-capable module names of a base model, from its config.json and a table (no torch:
     the window's process stays light); names unknown without loading the model come back empty,
-    with the reason."""
+    with the reason. The result is core's :class:`LoraModules`, named as the options form holds
+    the base model."""
 
     def __init__(self, base_model: str) -> None:
         super().__init__(Task.LORA_TARGETS)
         self.base_model = base_model
 
-    def work(self) -> Any:
+    def work(self) -> LoraModules:
+        from dataclasses import replace
+
         from core.models.lora_modules import lora_modules
 
         self.cancel_token.raise_if_cancelled()
-        result = lora_modules(self.base_model).to_dict()
-        result["base_model"] = self.base_model  # the name as the options form holds it
-        return result
+        # the name as the options form holds it (lora_modules strips it)
+        return replace(lora_modules(self.base_model), base_model=self.base_model)
 
 
 class EstimateWorker(Worker):

@@ -4,6 +4,7 @@ tab's preview workers are in :mod:`tinyforge_gui.workers.preview_tasks`)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
@@ -70,6 +71,15 @@ class ValidateWorker(Worker):
         return validate_file(self.path, on_event=self.relay, cancel=self.cancel_token, columns=self.columns)
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What :class:`RunWorker` succeeds with: the run's final status (a ``RunStatus`` value) and
+    its folder."""
+
+    status: str
+    run_dir: str
+
+
 class RunWorker(Worker):
     """Creates (or reopens) a run folder and executes its stages via :mod:`core.runs`.
 
@@ -94,7 +104,7 @@ class RunWorker(Worker):
         self.existing_run = existing_run
         self.resume = resume
 
-    def work(self) -> Any:
+    def work(self) -> RunOutcome:
         from core import runs
 
         opts = self.options
@@ -113,7 +123,7 @@ class RunWorker(Worker):
             cancel=self.cancel_token,
             overwrite=opts.export.overwrite,
         )
-        return {"status": status, "run_dir": str(run.path)}
+        return RunOutcome(status, str(run.path))
 
 
 class VariantsWorker(Worker):
