@@ -1,8 +1,10 @@
-"""Typed configuration of one training run (pydantic), shared by the CLI, the GUI and run.json.
+"""The options of a run, typed (pydantic): the training config, its LoRA settings, the export
+options and what a run does, shared by the CLI, the GUI and ``run.json``.
 
-Plain data under the run layout (:mod:`core.run_layout` records it in ``run.json`` and the training
-report), so it sits below training; trainers, the window and scripts import it as
-:mod:`core.training.config`, its documented path.
+Plain data under the run layout (:mod:`core.run_layout` records them in ``run.json`` and the
+training report, and re-exports ``RunOptions`` / ``ExportOptions``), so this module sits below
+training; trainers, the window and scripts import ``TrainConfig`` as :mod:`core.training.config`,
+its documented path.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core import train_config_defaults as d
-from core.train_config_defaults import DEFAULT_BASE_MODEL
+from core import options_defaults as d
+from core.options_defaults import DEFAULT_BASE_MODEL
 
 __all__ = ["DEFAULT_BASE_MODEL", "LoraSettings", "TrainConfig"]
 
 
 def _field(limits: d.Limits) -> Any:
-    """A pydantic ``Field`` with the default and bounds written in :mod:`core.train_config_defaults`."""
+    """A pydantic ``Field`` with the default and bounds written in :mod:`core.options_defaults`."""
     return Field(limits.default, **limits.bounds())
 
 
@@ -75,3 +77,29 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _field(d.PRECISION)
     resume: bool = False
     logging_steps: int = _field(d.LOGGING_STEPS)
+
+
+class ExportOptions(BaseModel):
+    """Options of the export stage: ONNX export, quantization, overwrite (TinyForgeAI's builder flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    export_onnx: bool = False
+    quantize: Literal["int8", "none"] = "int8"
+    overwrite: bool = False
+    gguf: bool = False  # also gguf/ for llama.cpp and Ollama (a trained Llama-family model)
+
+
+class RunOptions(BaseModel):
+    """What a run does: ``actions`` in order, the training config and the export options.
+
+    ``train.output_dir`` is filled in by :func:`core.runs.create_run` (the run's ``model/``
+    folder). ``source_model`` names a model to export when the run does not train one itself.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    actions: list[Literal["train", "export"]] = Field(default_factory=lambda: ["train"])
+    train: TrainConfig
+    export: ExportOptions = Field(default_factory=ExportOptions)
+    source_model: str | None = None

@@ -1,4 +1,4 @@
-"""The defaults and limits of :class:`core.train_config.TrainConfig`'s fields, as plain data.
+"""The defaults and limits of :class:`core.options.TrainConfig`'s fields, as plain data.
 
 Written once, here: ``TrainConfig`` builds its pydantic ``Field``s from these, ``foremforge train``'s
 flags read ``TrainConfig.model_fields``, and the window's options form reads this module, which

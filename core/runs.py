@@ -35,6 +35,7 @@ from core.events import (
 )
 from core.failures import describe
 from core.jsonio import utc_now_iso
+from core.options import TrainConfig
 from core.run_layout import (  # noqa: F401 - the layout's names and input models, re-exported
     CHECKPOINTS_DIR,
     EVENTS_FILE,
@@ -59,7 +60,6 @@ from core.run_layout import (  # noqa: F401 - the layout's names and input model
 )
 from core.run_layout import list_runs as _list_records
 from core.staging import OutputFolderError, discard, output_lock, remove_leftovers, staging_folder, swap_in
-from core.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

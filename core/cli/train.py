@@ -25,7 +25,7 @@ SUMMARY = "fine-tune a model (or --dry-run to validate and write a stub)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """TinyForgeAI's flags (kept for its users) plus the options of a real run; each default is
-    the config field's own (written once, in core.train_config_defaults)."""
+    the config field's own (written once, in core.options_defaults)."""
     from core.run_layout import MODEL_STUB_FILE
     from core.training.config import DEFAULT_BASE_MODEL, LoraSettings, TrainConfig
 

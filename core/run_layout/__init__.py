@@ -43,6 +43,7 @@ report's checks in :mod:`~core.run_layout.export_checks` and its GGUF files in
 
 from __future__ import annotations
 
+from core.options import ExportOptions, RunOptions  # what a run does, recorded in run.json
 from core.run_layout.evaluation_files import (
     Evaluation,
     EvaluationRow,
@@ -108,14 +109,12 @@ from core.run_layout.results import RunFileError, parse, read_object, write_resu
 # DatasetInfo, RunError, RunStatus, StageRecord and EvaluationSummary are importable from here too,
 # as before, though not in __all__ (``X as X`` re-exports them).
 from core.run_layout.run_files import DatasetInfo as DatasetInfo
+from core.run_layout.run_files import RunError as RunError
 from core.run_layout.run_files import (
-    ExportOptions,
-    RunOptions,
     RunRecord,
     list_runs,
     read_run,
 )
-from core.run_layout.run_files import RunError as RunError
 from core.run_layout.run_files import RunStatus as RunStatus
 from core.run_layout.run_files import StageRecord as StageRecord
 from core.run_layout.training_files import (

@@ -11,42 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_serializer, model_validator
 
+from core.options import RunOptions
 from core.run_layout.names import RUN_FILE
 from core.run_layout.results import RunFileError, _read, _Result, _tolerant
-from core.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 
 RunStatus = Literal["created", "running", "completed", "failed", "cancelled"]
-
-
-class ExportOptions(BaseModel):
-    """Options of the export stage: ONNX export, quantization, overwrite (TinyForgeAI's builder flags)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    export_onnx: bool = False
-    quantize: Literal["int8", "none"] = "int8"
-    overwrite: bool = False
-    gguf: bool = False  # also gguf/ for llama.cpp and Ollama (a trained Llama-family model)
-
-
-class RunOptions(BaseModel):
-    """What a run does: ``actions`` in order, the training config and the export options.
-
-    ``train.output_dir`` is filled in by :func:`core.runs.create_run` (the run's ``model/``
-    folder). ``source_model`` names a model to export when the run does not train one itself.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    actions: list[Literal["train", "export"]] = Field(default_factory=lambda: ["train"])
-    train: TrainConfig
-    export: ExportOptions = Field(default_factory=ExportOptions)
-    source_model: str | None = None
 
 
 class DatasetInfo(_Result):

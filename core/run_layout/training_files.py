@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, SerializationInfo, field_serializer
 
+from core.options import TrainConfig
 from core.run_layout.names import EVALUATION_FILE, MODEL_DIR, MODEL_MANIFEST_FILE, TRAINING_REPORT_FILE
 from core.run_layout.results import _first_file, _read, _Result, _tolerant
-from core.train_config import TrainConfig
 
 
 class EvaluationSummary(_Result):

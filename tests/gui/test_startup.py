@@ -48,9 +48,9 @@ def test_first_paint_imports_only_what_it_shows(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     before = result["before_show"]
-    # pydantic (through core.runs / core.train_config) costs ~100 ms: not before the window shows.
+    # pydantic (through core.runs / core.options) costs ~100 ms: not before the window shows.
     assert not [m for m in before if m.startswith("pydantic")
-                or m in ("core.runs", "core.train_config", "core.training.config")], before
+                or m in ("core.runs", "core.options", "core.training.config")], before
     # The hidden tabs' panels are built after the first paint.
     for module in ("tinyforge_gui.panels.artifacts_panel", "tinyforge_gui.panels.evaluation_panel", "tinyforge_gui.panels.export_panel",
                    "tinyforge_gui.panels.playground_panel"):

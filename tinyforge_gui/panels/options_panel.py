@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import train_config_defaults as defaults
+from core import options_defaults as defaults
 from tinyforge_gui.widgets.common import make_icon
 from tinyforge_gui.widgets.theme import style_label
 
@@ -317,7 +317,7 @@ class OptionsPanel(QScrollArea):
         self.base_model.setAccessibleName("Base model")
         form.addRow("Base model", _with_browse(self.base_model, "baseModelBrowse",
                                                "Choose a local model folder (Hugging Face format)", self._browse_model))
-        # The form's defaults and lower limits are TrainConfig's (core.train_config_defaults);
+        # The form's defaults and lower limits are TrainConfig's (core.options_defaults);
         # the upper limits are the form's own (the config has none). "auto" is the config's None.
         self.epochs = _dspin(_lowest(defaults.EPOCHS), 1000, _lowest(defaults.EPOCHS), 1, 0.5, "epochsSpin",
                              "Epochs. Passes over the training data; auto: at least 40 optimizer steps in all.")
