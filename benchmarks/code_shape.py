@@ -1,4 +1,4 @@
-"""The code-shape counts of the restructuring (issue 22), for a before/after comparison.
+"""Code-shape counts of a checkout, to compare two revisions of a restructuring.
 
 Per package: how often ``dict[str, Any]`` is written (and how many return types use it), how
 many ``.get("…")`` lookups remain, the longest files and the longest functions. Run it on two

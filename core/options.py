@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core import options_defaults as d
 from core.options_defaults import DEFAULT_BASE_MODEL
 
-__all__ = ["DEFAULT_BASE_MODEL", "LoraSettings", "TrainConfig"]
+__all__ = ["DEFAULT_BASE_MODEL", "ExportOptions", "LoraSettings", "RunOptions", "TrainConfig"]
 
 
 def _field(limits: d.Limits) -> Any:

@@ -95,12 +95,6 @@ class RunFolder:
     def events_file(self) -> Path:
         return self.path / EVENTS_FILE
 
-    @property
-    def info(self) -> RunRecord:
-        """``record``, with the folder it belongs to."""
-        self.record.folder = self.path
-        return self.record
-
     def options(self) -> RunOptions:
         """The options this run was created with (to load them back into a form)."""
         if self.record.options is None:

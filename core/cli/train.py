@@ -139,6 +139,7 @@ def _train(args: argparse.Namespace, console: CommandConsole) -> int:
     from pydantic import ValidationError
 
     from core.events import Log
+    from core.failures import EXIT_CANCELLED
     from core.run_layout import EVALUATION_FILE
     from core.training.run import run_training
 
@@ -163,13 +164,13 @@ def _train(args: argparse.Namespace, console: CommandConsole) -> int:
                   f"cannot continue; the report is in {config.output_dir}.", file=sys.stderr)
         else:
             print("Cancelled before the first training step: nothing was written.", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
     if status == "failed":
         return 1
     if result.get("evaluation_cancelled"):
         print(f"Cancelled during the evaluation: the trained model was saved in {config.output_dir}, without "
               f"{EVALUATION_FILE}; `foremforge evaluate --model {config.output_dir}` computes it.", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
     if config.dry_run and not args.quiet:
         _print_dry_run_summary(config, result)
     return 0
@@ -177,11 +178,11 @@ def _train(args: argparse.Namespace, console: CommandConsole) -> int:
 
 def _print_dry_run_summary(config: TrainConfig, stub: dict[str, Any]) -> None:
     """The result of a dry run on stdout (the lines TinyForgeAI's ``train`` printed)."""
-    from core.training.run import STUB_FILENAME
+    from core.run_layout import MODEL_STUB_FILE
 
     print("dry-run complete: the data was checked and a stub artifact written; no model was trained")
     print(f"  n_records: {stub.get('n_records')}")
-    print(f"  artifact: {Path(config.output_dir).expanduser().absolute() / STUB_FILENAME}")
+    print(f"  artifact: {Path(config.output_dir).expanduser().absolute() / MODEL_STUB_FILE}")
     if stub.get("lora_applied"):
         print(f"  LoRA: {stub.get('lora_config')}")
 

@@ -18,22 +18,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from collections.abc import Sequence  # noqa: E402
 
-# The model source and the service folder live in leaf modules; their names stay importable from
-# here, the builder's API since TinyForgeAI.
-from core.exporter.model_source import ModelSource, resolve_model_source  # noqa: E402
-from core.exporter.service_build import build, build_service, get_template_dir  # noqa: E402
-from core.exporter.service_folder import announce_service_folder, staged_output_dir  # noqa: E402
+# TinyForgeAI's API of this module (README, "Coming from TinyForgeAI"); the code lives in
+# core.exporter.service_build.
+from core.exporter.service_build import build, get_template_dir  # noqa: E402
 
-__all__ = [
-    "ModelSource",
-    "announce_service_folder",
-    "build",
-    "build_service",
-    "get_template_dir",
-    "main",
-    "resolve_model_source",
-    "staged_output_dir",
-]
+__all__ = ["build", "get_template_dir", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

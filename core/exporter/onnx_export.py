@@ -451,8 +451,9 @@ def _check_parity(job: _Export, parity_inputs: list[str] | None, max_new_tokens:
     each timed on the same runs. Torch answers once, as long as the GGUF check needs them too."""
     from core.exporter import parity
     from core.exporter.onnx_predict import load_runtime_module
+    from core.exporter.parity_inputs import parity_texts
 
-    job.texts, job.inputs_source = parity.parity_texts(job.resolved.root, job.resolved.manifest, parity_inputs)
+    job.texts, job.inputs_source = parity_texts(job.resolved.root, job.resolved.manifest, parity_inputs)
     runtime = load_runtime_module()
     job.generators = parity.LazySessions(list(job.graphs), lambda p: runtime.OnnxGenerator(job.staging, precision=p))
     job.hf_prompts = [_hf_encode(job.tokenizer, job.prompt, t) for t in job.texts]

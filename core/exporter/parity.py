@@ -5,8 +5,7 @@ under ``torch.inference_mode`` (prefill once, then one token per step) versus th
 :class:`OnnxGenerator`. Logits are compared step by step along torch's greedy path
 (teacher-forced), answers token by token. :func:`check_parity` runs the steps; the runs and
 their timings are in :mod:`core.exporter.parity_runs`, one precision's comparison in
-:mod:`core.exporter.parity_compare`, the choice of inputs in :mod:`core.exporter.parity_inputs`
-(their public names are importable from here too).
+:mod:`core.exporter.parity_compare`, the choice of inputs in :mod:`core.exporter.parity_inputs`.
 """
 
 from __future__ import annotations
@@ -17,16 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.exporter.parity_compare import Comparison, compare_generator, token_agreement
-from core.exporter.parity_inputs import FIXED_PROMPTS, parity_texts
+from core.exporter.parity_compare import compare_generator
 from core.exporter.parity_runs import (
     TorchRun,
     latency_figures,
-    onnx_greedy,
     reference_runs,
-    torch_greedy,
     torch_latency,
-    torch_logits_along,
     truncated,
 )
 from core.run_layout import LatencyReport, ParityReport, ParityResult
@@ -36,24 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "FIXED_PROMPTS",
-    "Comparison",
-    "LazySessions",
-    "ParityCheck",
-    "TorchRun",
-    "check_parity",
-    "compare_generator",
-    "latency_figures",
-    "onnx_greedy",
-    "reference_runs",
-    "torch_latency",
-    "torch_logits_along",
-    "parity_texts",
-    "token_agreement",
-    "torch_greedy",
-    "truncated",
-]
+__all__ = ["FP32_LOGIT_TOLERANCE", "LazySessions", "ParityCheck", "check_parity"]
 
 FP32_LOGIT_TOLERANCE = 1e-3
 

@@ -112,7 +112,7 @@ def build_service(
     if gguf:
         emit(Log("GGUF export needs a trained model; this is a dry-run stub, so no gguf/ folder is written",
                  "warning"))
-    return _build_stub(source.path, Path(output_dir).expanduser().absolute(), overwrite, export_onnx, quantize, emit, cancel)
+    return _build_stub(source.path, target, overwrite, export_onnx, quantize, emit, cancel)
 
 
 def _build_stub(

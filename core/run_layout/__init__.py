@@ -106,8 +106,8 @@ from core.run_layout.names import (
 )
 from core.run_layout.results import RunFileError, parse, read_object, write_result
 
-# DatasetInfo, RunError, RunStatus, StageRecord and EvaluationSummary are importable from here too,
-# as before, though not in __all__ (``X as X`` re-exports them).
+# The parts of the files' models (DatasetInfo, RunError, RunStatus, StageRecord, EvaluationSummary)
+# are importable from here too, though not in __all__ (``X as X`` re-exports them).
 from core.run_layout.run_files import DatasetInfo as DatasetInfo
 from core.run_layout.run_files import RunError as RunError
 from core.run_layout.run_files import (

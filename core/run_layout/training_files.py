@@ -96,7 +96,7 @@ class TrainingReport(_Result):
 
 
 class ModelManifest(_Result):
-    """``model_manifest.json`` of a trained model (``core.training.hf_train``): what the export
+    """``model_manifest.json`` of a trained model (written by ``core.training.run_report``): what the export
     needs to know of it. A LoRA run adds TinyForgeAI's ``lora_*`` keys (kept as they are)."""
 
     model_type: str | None = None  # "tinyforge_hf"

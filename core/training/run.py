@@ -23,9 +23,7 @@ from core.training.peft_adapter import apply_lora, get_default_lora_config, vali
 
 log = logging.getLogger(__name__)
 
-STUB_FILENAME = MODEL_STUB_FILE  # core.run_layout owns the name
-
-__all__ = ["STUB_FILENAME", "run_training"]
+__all__ = ["run_training"]
 
 
 def run_training(
@@ -96,7 +94,7 @@ def _run_dry(config: TrainConfig, emit: EventCallback, cancel: CancelToken | Non
     out = Path(config.output_dir)
     with locked_output(out):  # a concurrent run into the same folder is refused
         _refuse_a_real_output(out)
-        path = write_result(out / STUB_FILENAME, stub)
+        path = write_result(out / MODEL_STUB_FILE, stub)
     log.info("Wrote %s", path)
     emit(ArtifactWritten(str(path)))
     emit(Finished("completed", {"model_path": str(path), **stub.to_json()}))

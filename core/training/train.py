@@ -17,7 +17,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from collections.abc import Sequence  # noqa: E402
 
-from core.training.run import STUB_FILENAME, run_training  # noqa: E402
+from core.run_layout import MODEL_STUB_FILE  # noqa: E402
+from core.training.run import run_training  # noqa: E402
+
+STUB_FILENAME = MODEL_STUB_FILE  # TinyForgeAI's name of the dry run's artifact
 
 __all__ = ["STUB_FILENAME", "main", "run_training"]
 

@@ -2,7 +2,7 @@
 
 Models are built with ``core.models`` (tiny-causal = Llama, tiny-seq2seq = T5, byte tokenizer),
 fitted for a few dozen steps on the sample dataset (so answers are peaked, not random ties),
-then saved exactly as ``core.training.hf_train`` saves a run: ``model_manifest.json`` +
+then saved exactly as a real training saves its output (``core.training.run_report``): ``model_manifest.json`` +
 ``model/`` (weights, tokenizer, ``tinyforge_prompt.json``) + ``training_report.json``.
 The fixtures that use them (``tiny_models`` in ``tests/core/conftest.py``; ``exported`` and
 ``stub_service`` in ``tests/core/exporter/conftest.py``) build them once per test session,

@@ -120,7 +120,7 @@ def test_a_dry_run_reads_back_typed(tmp_path: Path) -> None:
     assert [stage.name for stage in record.stages] == ["train", "export"]
     assert record.dataset.sha256 and len(record.dataset.sha256) == 64
     assert record.error is None and record.timings["total"] >= 0
-    assert run.info.to_json() == record.to_json()  # core.runs reads through the same model
+    assert run.record.to_json() == record.to_json()  # core.runs reads through the same model
     report = read_export_report(run.path)  # the run folder or its service/ folder
     assert report == read_export_report(run.service_dir)
     _round_trip(report, run.service_dir / run_layout.EXPORT_REPORT_FILE)

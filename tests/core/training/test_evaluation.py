@@ -141,7 +141,7 @@ def test_predict_data_reads_what_the_dataset_scan_reads(tmp_path, monkeypatch) -
 def test_parity_asks_the_held_out_phrasings_of_a_run_with_variants(tmp_path) -> None:  # noqa: ANN001
     """With variants every record trained: the export's parity check asks the phrasings held out
     (questions in other words, where a quantized graph drifts first), not records it trained on."""
-    from core.exporter.parity import parity_texts
+    from core.exporter.parity_inputs import parity_texts
     from core.run_layout import ModelManifest, PhrasingRow
     from core.training.variants import write_variants_jsonl
 
